@@ -1,0 +1,59 @@
+/* hvi api — guest attach (new-guest notification) and live support update.
+ *
+ * This is the top of the engine: it may call every layer. Each layer that takes part in
+ * activation adds its step here, in order: support data -> paging context -> OS layer. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/engine.h"
+
+static hvi_status read_paging_context(hvi_engine *e)
+{
+    hvi_regs regs;
+    memset(&regs, 0, sizeof(regs));
+    hvi_status st = e->glue.get_regs(e->glue.ctx, 0, HVI_REGS_CR | HVI_REGS_EFER, &regs);
+    if (st != HVI_OK)
+        return hvi_fail(e, HVI_E_BACKEND, "reading vCPU 0 control registers: %s", hvi_strstatus(st));
+    hvi_paging_mode mode = hvi_paging_mode_from_regs(regs.cr0, regs.cr4, regs.efer);
+    /* CR3 bits 11:0 hold PCID/flags in long mode; the table base is what the walker needs. */
+    uint64_t cr3 = regs.cr3 & (mode == HVI_PAGING_32 ? 0xFFFFF000ull : 0x000FFFFFFFFFF000ull);
+    if (mode == HVI_PAGING_PAE)
+        cr3 = regs.cr3 & 0xFFFFFFE0ull;
+    return hvi_mem_set_context(e, mode, cr3);
+}
+
+hvi_status hvi_new_guest(hvi_engine *e, const hvi_guest_params *p)
+{
+    if (!e || !p || p->size < sizeof(hvi_guest_params))
+        return HVI_E_INVAL;
+    if (e->guest.attached)
+        return hvi_fail(e, HVI_E_STATE, "a guest is already attached to this engine");
+    uint32_t vcpus = 0;
+    hvi_status st = e->glue.vcpu_count(e->glue.ctx, &vcpus);
+    if (st != HVI_OK || vcpus == 0)
+        return hvi_fail(e, HVI_E_BACKEND, "backend reports no vCPU");
+    st = read_paging_context(e);
+    if (st != HVI_OK)
+        return st;
+    if (p->support && p->support_len) {
+        void *copy = malloc(p->support_len);
+        if (!copy)
+            return HVI_E_NOMEM;
+        memcpy(copy, p->support, p->support_len);
+        free(e->support);
+        e->support = copy;
+        e->support_len = p->support_len;
+    }
+    e->guest.vcpus = vcpus;
+    e->guest.os = p->os_hint;
+    e->guest.attached = true;
+    e->detaching = false;
+    return hvi_options_set(e, p->options);
+}
+
+hvi_status hvi_update_support(hvi_engine *e, const void *buf, size_t len)
+{
+    if (!e || !buf || !len)
+        return HVI_E_INVAL;
+    return hvi_fail(e, HVI_E_UNSUPPORTED, "support data updates need the CAMI layer");
+}
