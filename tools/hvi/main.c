@@ -86,6 +86,30 @@ static int cmp_cmd(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+void hvi_cli_list_sub(const char *parent, void *to)
+{
+    for (size_t i = 0; i < command_count; i++)
+        if (commands[i]->parent && !strcmp(commands[i]->parent, parent))
+            fprintf((FILE *)to, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
+}
+
+int hvi_cli_dispatch_sub(const char *parent, int argc, char **argv)
+{
+    if (argc < 2 || hvi_cli_is_help(argv[1])) {
+        FILE *to = argc < 2 ? stderr : stdout;
+        fprintf(to, "usage: hvi %s <subcommand> [args...]\n\nsubcommands:\n", parent);
+        hvi_cli_list_sub(parent, to);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < command_count; i++)
+        if (commands[i]->parent && !strcmp(commands[i]->parent, parent) &&
+            !strcmp(commands[i]->name, argv[1]))
+            return commands[i]->fn(argc - 1, argv + 1);
+    fprintf(stderr, "hvi: unknown subcommand '%s %s' (see 'hvi %s --help')\n", parent, argv[1],
+            parent);
+    return 2;
+}
+
 static void usage(FILE *to)
 {
     fprintf(to, "usage: hvi [--version] [--help] <command> [args...]\n\n"
@@ -93,7 +117,8 @@ static void usage(FILE *to)
                 "memory and vCPU state from outside, understands the guest kernel, and raises\n"
                 "alerts on tampering.\n\ncommands:\n");
     for (size_t i = 0; i < command_count; i++)
-        fprintf(to, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
+        if (!commands[i]->parent)
+            fprintf(to, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
     fprintf(to, "\nRun 'hvi <command> --help' for the options of one command.\n");
 }
 
@@ -113,7 +138,7 @@ int main(int argc, char **argv)
         return 0;
     }
     for (size_t i = 0; i < command_count; i++)
-        if (!strcmp(argv[1], commands[i]->name))
+        if (!commands[i]->parent && !strcmp(argv[1], commands[i]->name))
             return commands[i]->fn(argc - 1, argv + 1);
     fprintf(stderr, "hvi: unknown command '%s' (see 'hvi --help')\n", argv[1]);
     return 2;
