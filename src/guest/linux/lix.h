@@ -1,0 +1,197 @@
+/*
+ * hvi guest/linux — the discovered Linux kernel (private header of the layer).
+ *
+ * Everything here reads attacker-controlled guest memory through a `struct lix_mem` reader,
+ * so the walks can be tested on synthetic memory without a backend: the engine's reader is
+ * hvi_gva_read() with the kernel CR3 (lix_mem_from_engine()).
+ *
+ * Life cycle inside the engine: hvi_new_guest() -> lix_activate() discovers the kernel (IDT ->
+ * image start -> banner -> kallsyms), selects the CAMI entry by version, fills the offsets;
+ * lix_get() then returns the kernel for the other Linux files (events, protection) and for the
+ * public query API (include/hvi/linux.h).
+ *
+ * Every walk is bounded (LIX_MAX_* below) and detects cycles; a failure returns a negative
+ * hvi_status and, where an engine is at hand, a message through hvi_fail().
+ */
+#ifndef HVI_GUEST_LIX_H
+#define HVI_GUEST_LIX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hvi/hvi.h"
+#include "hvi/status.h"
+
+/* ---- bounds ------------------------------------------------------------------------------ */
+#define LIX_MAX_TASKS 32768u       /* processes + threads in one walk */
+#define LIX_MAX_THREADS 4096u      /* threads of one process */
+#define LIX_MAX_MODULES 4096u
+#define LIX_MAX_VMAS 65536u        /* Linux's default vm.max_map_count */
+#define LIX_MAX_MAPLE_DEPTH 16u
+#define LIX_MAX_PATH_DEPTH 64u     /* dentries followed for one path */
+#define LIX_MAX_SYMS 1000000u
+#define LIX_MAX_IMAGE (64ull << 20) /* bytes scanned from the image start */
+#define LIX_MAX_CMDLINE 4096u
+
+/* ---- memory reader ----------------------------------------------------------------------- */
+typedef hvi_status (*lix_read_fn)(void *ctx, uint64_t gva, void *buf, size_t len);
+struct lix_mem {
+    lix_read_fn read; /* must fail whole (no partial result) for an unmapped address */
+    void *ctx;
+};
+
+/* ---- offsets: filled from the CAMI entry (lix_offsets.c), never hard-coded ---------------- */
+struct lix_offsets {
+    /* task_struct */
+    uint32_t task_tasks, task_pid, task_tgid, task_real_parent, task_mm, task_cred, task_comm;
+    uint32_t task_thread_group, task_group_leader;
+    /* mm_struct and its maple tree */
+    uint32_t mm_mt, mm_pgd, mm_arg_start, mm_arg_end, mm_exe_file;
+    uint32_t mt_root;               /* maple_tree.ma_root */
+    /* vm_area_struct */
+    uint32_t vma_start, vma_end, vma_flags, vma_pgoff, vma_file;
+    /* file / dentry / cred */
+    uint32_t file_path;             /* struct file.f_path (path.mnt at +0, path.dentry at +8) */
+    uint32_t dentry_parent, dentry_name; /* d_name is a qstr: len at +4, name pointer at +8 */
+    uint32_t cred_uid, cred_gid, cred_euid, cred_egid;
+    /* module (6.1: core_layout is a struct module_layout: base +0, size +8, text_size +12,
+     * ro_size +16) */
+    uint32_t mod_list, mod_name, mod_state, mod_core_layout;
+    uint32_t mod_name_len;
+    /* maple node layout (constants of the 6.x ABI, overridable by CAMI) */
+    uint32_t maple_node_size;       /* 256 */
+    uint32_t maple_range64_slots;   /* 16: pivots at +8, slots at +8 + 8*(slots-1) */
+    uint32_t maple_arange64_slots;  /* 10 */
+};
+
+/* The field names the CAMI adapter asks for, in struct order (see lix_offsets.c). */
+typedef hvi_status (*lix_field_fn)(void *ctx, const char *name, uint32_t *out);
+/* Fill every offset through `fn`; HVI_E_NOT_FOUND naming the first missing field in *missing. */
+hvi_status lix_offsets_fill(struct lix_offsets *o, lix_field_fn fn, void *ctx,
+                            const char **missing);
+
+/* ---- kallsyms ---------------------------------------------------------------------------- */
+struct lix_sym {
+    uint64_t addr;
+    uint32_t name;  /* offset of the NUL-terminated name in lix_kallsyms.names */
+    char type;      /* 'T', 't', 'D', ... */
+};
+
+struct lix_kallsyms {
+    /* where the tables were found (guest virtual addresses) */
+    uint64_t num_syms_va, names_va, markers_va, token_table_va, token_index_va;
+    uint64_t offsets_va, relative_base_va, relative_base;
+    /* decoded, sorted by address (as the kernel keeps them) */
+    struct lix_sym *syms;
+    uint32_t count;
+    char *names;
+    size_t names_len;
+    uint32_t *by_name; /* indexes into syms sorted by name, built on first name lookup */
+};
+
+/* Locate and decode the 6.1 kallsyms tables inside image[0..len) (a host copy of the kernel
+ * image mapped at `image_va`). HVI_E_NOT_FOUND / HVI_E_FORMAT / HVI_E_LIMIT; *why explains. */
+hvi_status lix_kallsyms_parse(struct lix_kallsyms *ks, const uint8_t *image, size_t len,
+                              uint64_t image_va, const char **why);
+void lix_kallsyms_free(struct lix_kallsyms *ks);
+hvi_status lix_kallsyms_lookup(struct lix_kallsyms *ks, const char *name, uint64_t *addr);
+/* Symbol containing addr (the closest symbol at or below, within the image); *off = addr - sym. */
+hvi_status lix_kallsyms_find(const struct lix_kallsyms *ks, uint64_t addr, const char **name,
+                             uint64_t *off);
+
+/* ---- the discovered kernel --------------------------------------------------------------- */
+struct lix_kernel {
+    struct lix_mem mem;
+    uint64_t image_start;   /* _text (2 MiB aligned, KASLR slide applied) */
+    uint64_t image_end;     /* end of the scanned, mapped image */
+    uint64_t slide;         /* image_start - 0xffffffff81000000 */
+    char banner[256];       /* "Linux version 6.1.0-... (...) #1 SMP ..." */
+    char release[64];       /* "6.1.0-56-amd64" */
+    uint32_t version;       /* KERNEL_VERSION(a, b, c) = a << 16 | b << 8 | c */
+    struct lix_kallsyms ks;
+    struct lix_offsets off;
+    bool have_offsets;
+    uint64_t init_task;     /* &init_task */
+    uint64_t modules;       /* &modules (list head) */
+};
+
+/*
+ * lix_discover - find the kernel without prior knowledge. `entry` is a kernel code address:
+ * LSTAR when the backend can read MSRs, else an IDT handler (lix_idt_handler()). Walks back to
+ * the image start (bounded), copies the image, finds the banner and parses kallsyms.
+ * Fills *k (free with lix_kernel_free). *why receives a static explanation on failure.
+ */
+hvi_status lix_discover(struct lix_kernel *k, const struct lix_mem *mem, uint64_t entry,
+                        const char **why);
+void lix_kernel_free(struct lix_kernel *k);
+/* Handler address of IDT vector `vec` at idt_base (64-bit gate). HVI_E_FORMAT if not a gate. */
+hvi_status lix_idt_handler(const struct lix_mem *mem, uint64_t idt_base, uint32_t vec,
+                           uint64_t *out);
+/* Parse "Linux version X.Y.Z..." into release and version number. */
+hvi_status lix_parse_banner(const char *banner, char *release, size_t len, uint32_t *version);
+
+/* Bounded reads through the kernel's reader. */
+hvi_status lix_read(const struct lix_kernel *k, uint64_t gva, void *buf, size_t len);
+hvi_status lix_read_u64(const struct lix_kernel *k, uint64_t gva, uint64_t *out);
+hvi_status lix_read_u32(const struct lix_kernel *k, uint64_t gva, uint32_t *out);
+/* NUL-terminated string of at most len-1 bytes (reads page by page; stops at a fault). */
+hvi_status lix_read_str(const struct lix_kernel *k, uint64_t gva, char *out, size_t len);
+/* True for a canonical kernel-half address (>= 0xffff800000000000). */
+bool lix_is_kptr(uint64_t p);
+
+/* ---- tasks ------------------------------------------------------------------------------- */
+struct lix_task {
+    uint64_t addr;          /* task_struct */
+    int32_t pid, tgid, ppid;
+    char comm[17];
+    uint64_t mm;            /* 0 for kernel threads */
+    uint32_t uid, gid, euid, egid;
+};
+
+hvi_status lix_task_read(const struct lix_kernel *k, uint64_t task, struct lix_task *out);
+/* Callback returns false to stop the walk (the walk then returns HVI_OK). */
+typedef bool (*lix_task_cb)(const struct lix_task *t, void *ctx);
+/* Every process from init_task's `tasks` list (with_threads: every thread of each, from
+ * thread_group). init_task (pid 0) itself is not reported. Cycle-safe, bounded. */
+hvi_status lix_task_walk(const struct lix_kernel *k, bool with_threads, lix_task_cb cb, void *ctx);
+/* Path of mm->exe_file ("" when none), and the command line (NULs replaced by spaces). */
+hvi_status lix_task_exe(const struct lix_kernel *k, const struct lix_task *t, char *out,
+                        size_t len);
+hvi_status lix_task_cmdline(const struct lix_kernel *k, const struct lix_task *t, char *out,
+                            size_t len);
+/* Full path of a struct file (from its dentry chain to the root of its mount). */
+hvi_status lix_file_path(const struct lix_kernel *k, uint64_t file, char *out, size_t len);
+
+/* ---- modules ----------------------------------------------------------------------------- */
+struct lix_module {
+    uint64_t addr;          /* struct module */
+    char name[57];
+    uint32_t state;
+    uint64_t core_base;
+    uint32_t core_size, core_text_size, core_ro_size;
+};
+typedef bool (*lix_module_cb)(const struct lix_module *m, void *ctx);
+hvi_status lix_module_walk(const struct lix_kernel *k, lix_module_cb cb, void *ctx);
+
+/* ---- memory maps (6.x maple tree) --------------------------------------------------------- */
+struct lix_vma {
+    uint64_t addr;          /* vm_area_struct */
+    uint64_t start, end, flags, pgoff, file;
+};
+typedef bool (*lix_vma_cb)(const struct lix_vma *v, void *ctx);
+/* VMAs of `mm` in address order. HVI_E_FORMAT for a bad node type or pivots out of order,
+ * HVI_E_LIMIT for a tree deeper than LIX_MAX_MAPLE_DEPTH or more than LIX_MAX_VMAS entries. */
+hvi_status lix_vma_walk(const struct lix_kernel *k, uint64_t mm, lix_vma_cb cb, void *ctx);
+
+/* ---- engine integration (lix_engine.c) ---------------------------------------------------- */
+/* Discover the kernel of the attached guest, select the CAMI entry, fill the offsets. Called
+ * by hvi_new_guest() for os_hint LINUX or UNKNOWN. HVI_E_UNSUPPORTED names the version when
+ * no CAMI entry matches. */
+hvi_status lix_activate(hvi_engine *e);
+/* The discovered kernel, or NULL before a successful lix_activate(). */
+struct lix_kernel *lix_get(hvi_engine *e);
+/* The reader over hvi_gva_read() with the kernel CR3. */
+struct lix_mem lix_mem_from_engine(hvi_engine *e);
+
+#endif /* HVI_GUEST_LIX_H */
