@@ -1,0 +1,173 @@
+/*
+ * hvi QEMU backend — session life cycle and the event loop.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "session.h"
+#include "vm_internal.h"
+
+#define GiB (1ull << 30)
+#define STEP_TIMEOUT_MS 3000
+
+static int64_t s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Parse a stop reply. Returns HVI_OK for T/S, HVI_E_CLOSED for W/X (the target exited). */
+static hvi_status parse_stop(const char *r, uint32_t *tid, uint64_t *watch, bool *has_watch)
+{
+    *has_watch = false;
+    *tid = 0;
+    if (r[0] == 'W' || r[0] == 'X')
+        return HVI_E_CLOSED;
+    if ((r[0] != 'T' && r[0] != 'S') || !r[1] || !r[2])
+        return HVI_E_FORMAT;
+    for (const char *p = r + 3; *p;) {
+        const char *colon = strchr(p, ':'), *semi = strchr(p, ';');
+        if (!colon || !semi || colon > semi)
+            return HVI_E_FORMAT;
+        size_t kl = (size_t)(colon - p);
+        char *end = NULL;
+        unsigned long long v = strtoull(colon + 1, &end, 16);
+        if (kl == 6 && !strncmp(p, "thread", 6) && end == semi)
+            *tid = (uint32_t)v;
+        else if ((kl == 5 && !strncmp(p, "watch", 5)) || (kl == 6 && !strncmp(p, "rwatch", 6)) ||
+                 (kl == 6 && !strncmp(p, "awatch", 6))) {
+            if (end != semi)
+                return HVI_E_FORMAT;
+            *watch = v;
+            *has_watch = true;
+        }
+        p = semi + 1;
+    }
+    return HVI_OK;
+}
+
+hvi_status hvi_qemu_wait_stop(struct hvi_qemu *q, int timeout_ms, char *buf, size_t len)
+{
+    int64_t deadline = s_now_ms() + timeout_ms;
+    for (int i = 0; i < 256; i++) {
+        const char *r;
+        size_t n;
+        int64_t left = deadline - s_now_ms();
+        hvi_status st = hvi_rsp_recv(q->rsp, left > 0 ? (int)left : 0, &r, &n);
+        if (st == HVI_E_TIMEOUT)
+            return st; /* not fatal: the guest may simply not have stopped yet */
+        if (st != HVI_OK)
+            return hvi_qemu_sfail(q, st, "waiting for a stop reply");
+        if (r[0] == 'O') /* console output from the stub */
+            continue;
+        if (n >= len)
+            return hvi_qemu_sfail(q, HVI_E_FORMAT, "stop reply too long");
+        memcpy(buf, r, n + 1);
+        uint32_t tid;
+        uint64_t w;
+        bool hw;
+        st = parse_stop(buf, &tid, &w, &hw);
+        if (st != HVI_OK)
+            return hvi_qemu_sfail(q, st, st == HVI_E_CLOSED ? "the guest exited" : "garbage stop reply");
+        q->running = false;
+        q->cur_g = tid; /* QEMU selects the stopped thread for register access */
+        int v = tid ? hvi_qemu_vcpu_of(q, tid) : -1;
+        if (v >= 0)
+            q->last_vcpu = (uint32_t)v;
+        return HVI_OK;
+    }
+    return hvi_qemu_sfail(q, HVI_E_FORMAT, "too many console packets");
+}
+
+hvi_status hvi_qemu_stop_now(struct hvi_qemu *q, bool *was_running)
+{
+    *was_running = q->running;
+    if (q->dead)
+        return HVI_E_CLOSED;
+    if (!q->running)
+        return HVI_OK;
+    hvi_status st = hvi_rsp_interrupt(q->rsp);
+    if (st != HVI_OK)
+        return hvi_qemu_sfail(q, st, "interrupt");
+    st = hvi_qemu_wait_stop(q, q->timeout_ms, q->pending, sizeof(q->pending));
+    if (st == HVI_E_TIMEOUT)
+        return hvi_qemu_sfail(q, st, "no stop reply after interrupt");
+    if (st == HVI_OK)
+        q->has_pending = strncmp(q->pending, "T02", 3) != 0 && strncmp(q->pending, "S02", 3) != 0;
+    return st;
+}
+
+bool hvi_qemu_is_bp(const struct hvi_qemu *q, uint64_t gva)
+{
+    for (uint32_t i = 0; i < q->nbp; i++)
+        if (q->bp[i] == gva)
+            return true;
+    return false;
+}
+
+/* Step vCPU v once with any breakpoint at its RIP lifted. */
+hvi_status hvi_qemu_step_once(struct hvi_qemu *q, uint32_t v, char *reply, size_t len)
+{
+    uint64_t rip = 0;
+    hvi_status st = hvi_qemu_read_rip(q, v, &rip);
+    if (st != HVI_OK)
+        return st;
+    bool lifted = hvi_qemu_is_bp(q, rip);
+    char cmd[64];
+    const char *r;
+    if (lifted) {
+        snprintf(cmd, sizeof(cmd), "z0,%llx,1", (unsigned long long)rip);
+        if ((st = hvi_rsp_cmd(q->rsp, cmd, &r, NULL)) != HVI_OK)
+            return hvi_qemu_sfail(q, st, "lift breakpoint");
+    }
+    snprintf(cmd, sizeof(cmd), "vCont;s:%x", q->tid[v]);
+    st = hvi_rsp_send(q->rsp, cmd);
+    if (st == HVI_OK) {
+        q->running = true;
+        st = hvi_qemu_wait_stop(q, STEP_TIMEOUT_MS, reply, len);
+        if (st == HVI_E_TIMEOUT)
+            hvi_qemu_sfail(q, st, "single-step did not complete");
+    }
+    if (st == HVI_OK && lifted) {
+        snprintf(cmd, sizeof(cmd), "Z0,%llx,1", (unsigned long long)rip);
+        if ((st = hvi_rsp_cmd(q->rsp, cmd, &r, NULL)) != HVI_OK)
+            hvi_qemu_sfail(q, st, "re-insert breakpoint");
+    }
+    return st;
+}
+
+hvi_status hvi_qemu_resume_all(struct hvi_qemu *q)
+{
+    if (q->dead)
+        return HVI_E_CLOSED;
+    if (q->running)
+        return HVI_OK;
+    if (q->has_pending) /* an event is waiting to be delivered by run(): stay stopped */
+        return HVI_OK;
+    uint64_t rip = 0;
+    hvi_status st = hvi_qemu_read_rip(q, q->last_vcpu, &rip);
+    if (st == HVI_OK && hvi_qemu_is_bp(q, rip)) {
+        char reply[512];
+        st = hvi_qemu_step_once(q, q->last_vcpu, reply, sizeof(reply));
+    }
+    if (st != HVI_OK)
+        return st;
+    if ((st = hvi_rsp_send(q->rsp, "c")) != HVI_OK)
+        return hvi_qemu_sfail(q, st, "continue");
+    q->running = true;
+    return HVI_OK;
+}
+
+bool hvi_qemu_running(const hvi_qemu *q)
+{
+    return q && q->running;
+}

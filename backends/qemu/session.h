@@ -1,0 +1,55 @@
+/* hvi QEMU backend — the session object shared by glue.c and run.c (private). */
+#ifndef HVI_QEMU_SESSION_H
+#define HVI_QEMU_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hvi_qemu.h"
+#include "qmp.h"
+#include "rsp.h"
+
+struct hvi_qemu_wp {
+    uint64_t gva;
+    uint32_t len, kind;
+};
+
+struct hvi_qemu {
+    hvi_rsp *rsp;
+    hvi_qmp *qmp;
+    uint8_t *ram;
+    uint64_t ram_bytes, low_bytes; /* low_bytes: RAM below 4 GiB (file offset == GPA) */
+    uint32_t nvcpu;
+    uint32_t tid[HVI_QEMU_MAX_VCPUS];
+    uint32_t cur_g;          /* thread selected with Hg (0 = unknown) */
+    uint32_t last_vcpu;      /* vCPU of the last stop */
+    bool running;
+    bool dead;               /* the peer went away; only close() is left */
+    int timeout_ms;
+    uint64_t bp[HVI_QEMU_MAX_BREAKPOINTS];
+    uint32_t nbp;
+    struct hvi_qemu_wp wp[HVI_QEMU_MAX_WATCHPOINTS];
+    uint32_t nwp;
+    bool step[HVI_QEMU_MAX_VCPUS];
+    char pending[512];       /* a stop reply read while pausing, delivered by run() */
+    bool has_pending;
+    char err[256];
+};
+
+/* Record why the session failed (and mark it dead for CLOSED/FORMAT/TIMEOUT/IO). */
+hvi_status hvi_qemu_sfail(struct hvi_qemu *q, hvi_status st, const char *what);
+/* Wait for a stop reply (copied into buf). */
+hvi_status hvi_qemu_wait_stop(struct hvi_qemu *q, int timeout_ms, char *buf, size_t len);
+/* Make sure the VM is stopped; *was_running tells whether to resume afterwards. */
+hvi_status hvi_qemu_stop_now(struct hvi_qemu *q, bool *was_running);
+/* Resume every vCPU (stepping over a breakpoint at the stopped vCPU's RIP first). */
+hvi_status hvi_qemu_resume_all(struct hvi_qemu *q);
+hvi_status hvi_qemu_select(struct hvi_qemu *q, uint32_t vcpu);
+hvi_status hvi_qemu_read_rip(struct hvi_qemu *q, uint32_t vcpu, uint64_t *rip);
+/* Index of the vCPU with thread id tid, or -1. */
+int hvi_qemu_vcpu_of(const struct hvi_qemu *q, uint32_t tid);
+bool hvi_qemu_is_bp(const struct hvi_qemu *q, uint64_t gva);
+/* Step vCPU v once (a breakpoint at its RIP lifted meanwhile); the stop reply goes to reply. */
+hvi_status hvi_qemu_step_once(struct hvi_qemu *q, uint32_t v, char *reply, size_t len);
+
+#endif
