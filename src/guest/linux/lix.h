@@ -36,10 +36,23 @@
 
 /* ---- memory reader ----------------------------------------------------------------------- */
 typedef hvi_status (*lix_read_fn)(void *ctx, uint64_t gva, void *buf, size_t len);
+/* Read through another address space: `cr3` is a page-table base (physical). */
+typedef hvi_status (*lix_read_as_fn)(void *ctx, uint64_t cr3, uint64_t gva, void *buf, size_t len);
 struct lix_mem {
-    lix_read_fn read; /* must fail whole (no partial result) for an unmapped address */
+    lix_read_fn read;       /* must fail whole (no partial result) for an unmapped address */
+    lix_read_as_fn read_as; /* optional: user memory of a process (command lines) */
     void *ctx;
 };
+
+/* A visited set for cycle detection in list walks (open addressing, bounded). */
+struct lix_seen {
+    uint64_t *slots;
+    size_t cap, count;
+};
+hvi_status lix_seen_init(struct lix_seen *s, size_t max_items);
+/* HVI_OK when newly added, HVI_E_EXISTS when already present (a cycle), HVI_E_LIMIT when full. */
+hvi_status lix_seen_add(struct lix_seen *s, uint64_t v);
+void lix_seen_free(struct lix_seen *s);
 
 /* ---- offsets: filled from the CAMI entry (lix_offsets.c), never hard-coded ---------------- */
 struct lix_offsets {
@@ -114,6 +127,7 @@ struct lix_kernel {
     bool have_offsets;
     uint64_t init_task;     /* &init_task */
     uint64_t modules;       /* &modules (list head) */
+    uint64_t page_offset_base; /* direct-map base (value of the variable), 0 if unknown */
 };
 
 /*

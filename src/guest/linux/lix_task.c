@@ -1,0 +1,234 @@
+/* hvi guest/linux — processes and threads from init_task: the `tasks` list (one entry per
+ * thread-group leader) and each leader's `thread_group` ring. Every list step checks
+ * next->prev == current and the visited set; walks are bounded by LIX_MAX_TASKS. */
+#include <string.h>
+
+#include "guest/linux/lix.h"
+
+static hvi_status need_offsets(const struct lix_kernel *k)
+{
+    if (!k || !k->mem.read)
+        return HVI_E_INVAL;
+    return k->have_offsets ? HVI_OK : HVI_E_STATE;
+}
+
+hvi_status lix_task_read(const struct lix_kernel *k, uint64_t task, struct lix_task *out)
+{
+    hvi_status st = need_offsets(k);
+    if (st != HVI_OK || !out)
+        return st != HVI_OK ? st : HVI_E_INVAL;
+    const struct lix_offsets *o = &k->off;
+    struct lix_task t;
+    memset(&t, 0, sizeof(t));
+    t.addr = task;
+    uint64_t parent = 0, cred = 0;
+    if ((st = lix_read(k, task + o->task_pid, &t.pid, 4)) != HVI_OK ||
+        (st = lix_read(k, task + o->task_tgid, &t.tgid, 4)) != HVI_OK ||
+        (st = lix_read(k, task + o->task_comm, t.comm, 16)) != HVI_OK ||
+        (st = lix_read_u64(k, task + o->task_mm, &t.mm)) != HVI_OK ||
+        (st = lix_read_u64(k, task + o->task_real_parent, &parent)) != HVI_OK ||
+        (st = lix_read_u64(k, task + o->task_cred, &cred)) != HVI_OK)
+        return st;
+    t.comm[16] = 0;
+    if (t.mm && !lix_is_kptr(t.mm))
+        return HVI_E_FORMAT;
+    t.ppid = -1;
+    if (parent && lix_read(k, parent + o->task_tgid, &t.ppid, 4) != HVI_OK)
+        t.ppid = -1;
+    if (cred && lix_is_kptr(cred)) {
+        uint32_t ids[4];
+        uint32_t offs[4] = {o->cred_uid, o->cred_gid, o->cred_euid, o->cred_egid};
+        for (int i = 0; i < 4; i++)
+            if ((st = lix_read_u32(k, cred + offs[i], &ids[i])) != HVI_OK)
+                return st;
+        t.uid = ids[0], t.gid = ids[1], t.euid = ids[2], t.egid = ids[3];
+    } else {
+        return HVI_E_FORMAT;
+    }
+    *out = t;
+    return HVI_OK;
+}
+
+/* One step along a list_head at `node`: *next = node->next, checked (next->prev == node). */
+static hvi_status list_step(const struct lix_kernel *k, uint64_t node, uint64_t *next)
+{
+    uint64_t n = 0, back = 0;
+    hvi_status st = lix_read_u64(k, node, &n);
+    if (st != HVI_OK)
+        return st;
+    if (!lix_is_kptr(n) || (n & 7))
+        return HVI_E_FORMAT;
+    if ((st = lix_read_u64(k, n + 8, &back)) != HVI_OK)
+        return st;
+    if (back != node)
+        return HVI_E_FORMAT;
+    *next = n;
+    return HVI_OK;
+}
+
+struct walk {
+    const struct lix_kernel *k;
+    struct lix_seen seen;
+    lix_task_cb cb;
+    void *ctx;
+    bool stop;
+};
+
+static hvi_status visit(struct walk *w, uint64_t task)
+{
+    hvi_status st = lix_seen_add(&w->seen, task);
+    if (st != HVI_OK)
+        return st == HVI_E_EXISTS ? HVI_E_FORMAT : st;
+    struct lix_task t;
+    if ((st = lix_task_read(w->k, task, &t)) != HVI_OK)
+        return st;
+    if (!w->cb(&t, w->ctx))
+        w->stop = true;
+    return HVI_OK;
+}
+
+static hvi_status walk_threads(struct walk *w, uint64_t leader)
+{
+    uint32_t off = w->k->off.task_thread_group;
+    uint64_t head = leader + off, cur = head;
+    for (uint32_t n = 0; n < LIX_MAX_THREADS && !w->stop; n++) {
+        hvi_status st = list_step(w->k, cur, &cur);
+        if (st != HVI_OK)
+            return st;
+        if (cur == head)
+            return HVI_OK;
+        if ((st = visit(w, cur - off)) != HVI_OK)
+            return st;
+    }
+    return w->stop ? HVI_OK : HVI_E_LIMIT;
+}
+
+hvi_status lix_task_walk(const struct lix_kernel *k, bool with_threads, lix_task_cb cb, void *ctx)
+{
+    hvi_status st = need_offsets(k);
+    if (st != HVI_OK || !cb || !k->init_task)
+        return st != HVI_OK ? st : HVI_E_INVAL;
+    struct walk w = {.k = k, .cb = cb, .ctx = ctx};
+    if ((st = lix_seen_init(&w.seen, LIX_MAX_TASKS)) != HVI_OK)
+        return st;
+    uint32_t off = k->off.task_tasks;
+    uint64_t head = k->init_task + off, cur = head;
+    st = HVI_E_LIMIT;
+    for (uint32_t n = 0; n < LIX_MAX_TASKS && !w.stop; n++) {
+        hvi_status s2 = list_step(k, cur, &cur);
+        if (s2 == HVI_OK && cur == head) {
+            st = HVI_OK;
+            break;
+        }
+        if (s2 == HVI_OK)
+            s2 = visit(&w, cur - off);
+        if (s2 == HVI_OK && with_threads)
+            s2 = walk_threads(&w, cur - off);
+        if (s2 != HVI_OK) {
+            st = s2;
+            break;
+        }
+    }
+    if (w.stop)
+        st = HVI_OK;
+    lix_seen_free(&w.seen);
+    return st;
+}
+
+hvi_status lix_file_path(const struct lix_kernel *k, uint64_t file, char *out, size_t len)
+{
+    hvi_status st = need_offsets(k);
+    if (st != HVI_OK || !out || len < 2)
+        return st != HVI_OK ? st : HVI_E_INVAL;
+    const struct lix_offsets *o = &k->off;
+    uint64_t d = 0;
+    if ((st = lix_read_u64(k, file + o->file_path + 8, &d)) != HVI_OK)
+        return st;
+    char tmp[LIX_MAX_PATH_DEPTH][256];
+    uint32_t depth = 0;
+    for (;; depth++) {
+        if (depth == LIX_MAX_PATH_DEPTH)
+            return HVI_E_LIMIT;
+        uint64_t parent = 0, name = 0;
+        uint32_t nlen = 0;
+        if (!lix_is_kptr(d))
+            return HVI_E_FORMAT;
+        if ((st = lix_read_u64(k, d + o->dentry_parent, &parent)) != HVI_OK ||
+            (st = lix_read_u32(k, d + o->dentry_name + 4, &nlen)) != HVI_OK ||
+            (st = lix_read_u64(k, d + o->dentry_name + 8, &name)) != HVI_OK)
+            return st;
+        if (parent == d)
+            break; /* the root of this mount */
+        if (nlen == 0 || nlen >= sizeof(tmp[0]))
+            return HVI_E_FORMAT;
+        if ((st = lix_read(k, name, tmp[depth], nlen)) != HVI_OK)
+            return st;
+        tmp[depth][nlen] = 0;
+        d = parent;
+    }
+    size_t pos = 0;
+    out[0] = 0;
+    for (uint32_t i = depth; i-- > 0;) {
+        size_t n = strlen(tmp[i]);
+        if (pos + 1 + n + 1 > len)
+            return HVI_E_LIMIT;
+        out[pos++] = '/';
+        memcpy(out + pos, tmp[i], n + 1);
+        pos += n;
+    }
+    if (depth == 0) {
+        out[0] = '/';
+        out[1] = 0;
+    }
+    return HVI_OK;
+}
+
+hvi_status lix_task_exe(const struct lix_kernel *k, const struct lix_task *t, char *out,
+                        size_t len)
+{
+    if (!k || !t || !out || !len)
+        return HVI_E_INVAL;
+    out[0] = 0;
+    if (!t->mm)
+        return HVI_OK;
+    uint64_t file = 0;
+    hvi_status st = lix_read_u64(k, t->mm + k->off.mm_exe_file, &file);
+    if (st != HVI_OK || !file)
+        return st;
+    return lix_file_path(k, file, out, len);
+}
+
+hvi_status lix_task_cmdline(const struct lix_kernel *k, const struct lix_task *t, char *out,
+                            size_t len)
+{
+    if (!k || !t || !out || !len)
+        return HVI_E_INVAL;
+    out[0] = 0;
+    if (!t->mm)
+        return HVI_OK;
+    if (!k->mem.read_as || !k->page_offset_base)
+        return HVI_E_UNSUPPORTED;
+    uint64_t a = 0, b = 0, pgd = 0;
+    hvi_status st;
+    if ((st = lix_read_u64(k, t->mm + k->off.mm_arg_start, &a)) != HVI_OK ||
+        (st = lix_read_u64(k, t->mm + k->off.mm_arg_end, &b)) != HVI_OK ||
+        (st = lix_read_u64(k, t->mm + k->off.mm_pgd, &pgd)) != HVI_OK)
+        return st;
+    if (b <= a || pgd < k->page_offset_base)
+        return b == a ? HVI_OK : HVI_E_FORMAT;
+    size_t n = (size_t)(b - a);
+    if (n > LIX_MAX_CMDLINE)
+        n = LIX_MAX_CMDLINE;
+    if (n >= len)
+        n = len - 1;
+    st = k->mem.read_as(k->mem.ctx, pgd - k->page_offset_base, a, out, n);
+    if (st != HVI_OK)
+        return st;
+    while (n > 0 && out[n - 1] == 0)
+        n--;
+    for (size_t i = 0; i < n; i++)
+        if (out[i] == 0)
+            out[i] = ' ';
+    out[n] = 0;
+    return HVI_OK;
+}
