@@ -4,8 +4,8 @@
  * type is (p >> 3) & 0xf (1 maple_leaf_64, 2 maple_range_64, 3 maple_arange_64) and the node is
  * at p & ~0xff. range/leaf nodes hold 15 pivots then 16 slots, arange nodes 9 pivots then 10
  * slots (then gaps). Slot i covers [min_i, pivot_i] with min_0 = the node's min and
- * min_{i+1} = pivot_i + 1; the last slot ends at the node's max; a zero pivot after slot 0 ends
- * the node. Leaves hold vm_area_struct pointers, which must lie inside their slot's range. */
+ * min_{i+1} = pivot_i + 1; the last slot, and a slot whose pivot is zero (after slot 0), ends at
+ * the node's max. Leaves hold vm_area_struct pointers, which must lie inside their slot's range. */
 #include <string.h>
 
 #include "guest/linux/lix.h"
@@ -70,8 +70,8 @@ static hvi_status walk_node(struct vwalk *w, uint64_t enc, uint64_t min, uint64_
     uint64_t lo = min;
     for (uint32_t i = 0; i < slots && !w->stop; i++) {
         uint64_t hi = i < slots - 1 ? piv[i] : max;
-        if (i > 0 && i < slots - 1 && hi == 0)
-            break;
+        if (i > 0 && hi == 0)
+            hi = max; /* a zero pivot after slot 0: this slot runs to the node's max */
         if (hi < lo || hi > max)
             return HVI_E_FORMAT;
         if (slot[i]) {
