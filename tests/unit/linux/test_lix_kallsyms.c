@@ -1,0 +1,201 @@
+/* kallsyms located by scanning and discovery from an IDT gate, on a synthetic kernel image laid
+ * out like 6.1 (offsets, relative_base, num_syms, names, markers, token_table, token_index). */
+#include "harness.h"
+#include "synth_mem.h"
+
+#define IMG_VA 0xffffffff9a200000ull /* a KASLR-like slide */
+#define IMG_LEN 0x40000u
+#define NSYMS 600u
+#define KS_AT 0x8000u
+
+static size_t al8(size_t v) { return (v + 7) & ~(size_t)7; }
+
+static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+
+static void sym_name(unsigned i, char *out, size_t len)
+{
+    if (i == 0)
+        snprintf(out, len, "T_text");
+    else if (i == 1)
+        snprintf(out, len, "Dinit_task");
+    else if (i == 2)
+        snprintf(out, len, "Dmodules");
+    else
+        snprintf(out, len, "tfn_%04u", i);
+}
+
+static uint64_t sym_addr(unsigned i) { return IMG_VA + (i == 0 ? 0 : 0x1000 + 16ull * i); }
+
+/* Build the image; returns the token_index offset (for corrupting tests). */
+static size_t build_image(uint8_t *img)
+{
+    memset(img, 0, IMG_LEN);
+    memcpy(img + 0x2000, "Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org) #1 SMP",
+           68);
+    size_t p = KS_AT;
+    for (unsigned i = 0; i < NSYMS; i++) /* offsets (absolute percpu encoding) */
+        put32(img + p + 4 * i, (uint32_t)(-(int64_t)(sym_addr(i) - IMG_VA + 1)));
+    p = al8(p + 4 * NSYMS);
+    put64(img + p, IMG_VA);
+    p += 8;
+    put32(img + p, NSYMS);
+    p += 8;
+    size_t names = p;
+    uint32_t markers[(NSYMS + 255) / 256];
+    for (unsigned i = 0; i < NSYMS; i++) {
+        if (i % 256 == 0)
+            markers[i / 256] = (uint32_t)(p - names);
+        char n[32];
+        sym_name(i, n, sizeof(n));
+        img[p++] = (uint8_t)strlen(n);
+        for (size_t c = 0; n[c]; c++)
+            img[p++] = (uint8_t)(n[c] - 0x20);
+    }
+    p = al8(p);
+    for (unsigned i = 0; i < (NSYMS + 255) / 256; i++)
+        put32(img + p + 4 * i, markers[i]);
+    p = al8(p + 4 * ((NSYMS + 255) / 256));
+    size_t table = p;
+    uint16_t index[256];
+    for (unsigned t = 0; t < 256; t++) {
+        index[t] = (uint16_t)(p - table);
+        if (t < 95) {
+            img[p++] = (uint8_t)(0x20 + t);
+        } else {
+            img[p++] = 'q';
+            img[p++] = (uint8_t)('a' + (t - 95) % 26);
+        }
+        img[p++] = 0;
+    }
+    p = al8(p);
+    memcpy(img + p, index, sizeof(index));
+    return p;
+}
+
+HVI_TEST(kallsyms_found_and_resolved)
+{
+    uint8_t *img = malloc(IMG_LEN);
+    REQUIRE(img);
+    size_t idx = build_image(img);
+    struct lix_kallsyms ks;
+    const char *why = NULL;
+    CHECK_OK(lix_kallsyms_parse(&ks, img, IMG_LEN, IMG_VA, &why));
+    REQUIRE(ks.count == NSYMS);
+    CHECK_EQ_U64(ks.token_index_va, IMG_VA + idx);
+    CHECK_EQ_U64(ks.relative_base, IMG_VA);
+    uint64_t a = 0;
+    CHECK_OK(lix_kallsyms_lookup(&ks, "init_task", &a));
+    CHECK_EQ_U64(a, sym_addr(1));
+    CHECK_OK(lix_kallsyms_lookup(&ks, "fn_0599", &a));
+    CHECK_EQ_U64(a, sym_addr(599));
+    CHECK_STATUS(lix_kallsyms_lookup(&ks, "fn_0600", &a), HVI_E_NOT_FOUND);
+    const char *name = NULL;
+    uint64_t off = 0;
+    CHECK_OK(lix_kallsyms_find(&ks, sym_addr(300) + 5, &name, &off));
+    CHECK_STR(name, "fn_0300");
+    CHECK_EQ_U64(off, 5);
+    CHECK(ks.syms[1].type == 'D' && ks.syms[3].type == 't');
+    CHECK_STATUS(lix_kallsyms_find(&ks, IMG_VA - 1, &name, &off), HVI_E_NOT_FOUND);
+    lix_kallsyms_free(&ks);
+    free(img);
+}
+
+HVI_TEST(garbage_kallsyms_is_refused)
+{
+    uint8_t *img = malloc(IMG_LEN);
+    REQUIRE(img);
+    struct lix_kallsyms ks;
+    const char *why = NULL;
+    /* random bytes: nothing found, no crash */
+    uint32_t x = 12345;
+    for (size_t i = 0; i < IMG_LEN; i++) {
+        x = x * 1103515245u + 12345u;
+        img[i] = (uint8_t)(x >> 16);
+    }
+    CHECK_STATUS(lix_kallsyms_parse(&ks, img, IMG_LEN, IMG_VA, &why), HVI_E_NOT_FOUND);
+    CHECK(why && strstr(why, "kallsyms"));
+    /* a valid image whose second marker lies about the names */
+    size_t idx = build_image(img);
+    (void)idx;
+    uint8_t *m = NULL;
+    for (size_t p = KS_AT; p + 12 < IMG_LEN; p += 8) {
+        uint32_t a, b;
+        memcpy(&a, img + p, 4);
+        memcpy(&b, img + p + 4, 4);
+        if (a == 0 && b > 256 && b < 5000) {
+            m = img + p + 4;
+            break;
+        }
+    }
+    REQUIRE(m);
+    put32(m, 999);
+    CHECK_STATUS(lix_kallsyms_parse(&ks, img, IMG_LEN, IMG_VA, &why), HVI_E_NOT_FOUND);
+    /* a name length running past the table */
+    build_image(img);
+    size_t names = al8(KS_AT + 4 * NSYMS) + 16;
+    img[names] = 0x7f;
+    CHECK_STATUS(lix_kallsyms_parse(&ks, img, IMG_LEN, IMG_VA, &why), HVI_E_NOT_FOUND);
+    /* unsorted addresses */
+    build_image(img);
+    put32(img + KS_AT + 4 * 10, (uint32_t)-0x30000);
+    CHECK_STATUS(lix_kallsyms_parse(&ks, img, IMG_LEN, IMG_VA, &why), HVI_E_NOT_FOUND);
+    CHECK_STATUS(lix_kallsyms_parse(&ks, img, 100, IMG_VA, &why), HVI_E_INVAL);
+    free(img);
+}
+
+static void idt_gate(struct synth_mem *m, uint64_t idt, unsigned vec, uint64_t h)
+{
+    uint8_t g[16] = {0};
+    g[0] = (uint8_t)h, g[1] = (uint8_t)(h >> 8), g[2] = 0x10, g[5] = 0x8e;
+    g[6] = (uint8_t)(h >> 16), g[7] = (uint8_t)(h >> 24);
+    for (int i = 0; i < 4; i++)
+        g[8 + i] = (uint8_t)(h >> (32 + 8 * i));
+    synth_write(m, idt + 16ull * vec, g, 16);
+}
+
+HVI_TEST(discover_from_idt_with_slide)
+{
+    uint8_t *img = malloc(IMG_LEN);
+    REQUIRE(img);
+    build_image(img);
+    struct synth_mem m;
+    synth_init(&m);
+    synth_write(&m, IMG_VA, img, IMG_LEN);
+    uint64_t idt = 0xfffffe0000000000ull;
+    idt_gate(&m, idt, 0, IMG_VA + 0x1a30); /* a handler far above the image start */
+    struct lix_mem r = synth_reader(&m);
+    uint64_t h = 0;
+    CHECK_OK(lix_idt_handler(&r, idt, 0, &h));
+    CHECK_EQ_U64(h, IMG_VA + 0x1a30);
+    CHECK_STATUS(lix_idt_handler(&r, idt, 1, &h), HVI_E_FORMAT); /* not a gate */
+    struct lix_kernel k;
+    const char *why = NULL;
+    CHECK_OK(lix_discover(&k, &r, h, &why));
+    CHECK_EQ_U64(k.image_start, IMG_VA);
+    CHECK_STR(k.release, "6.1.0-56-amd64");
+    CHECK_EQ_U64(k.version, 0x060100);
+    CHECK_EQ_U64(k.init_task, sym_addr(1));
+    CHECK_EQ_U64(k.modules, sym_addr(2));
+    lix_kernel_free(&k);
+    /* an entry in unmapped memory, and a kernel with no banner */
+    CHECK_STATUS(lix_discover(&k, &r, 0xffffffffc0000000ull, &why), HVI_E_NOT_FOUND);
+    synth_write(&m, IMG_VA + 0x2000, "Linux versioX", 13);
+    CHECK_STATUS(lix_discover(&k, &r, h, &why), HVI_E_NOT_FOUND);
+    CHECK(why && strstr(why, "banner"));
+    synth_free(&m);
+    free(img);
+}
+
+HVI_TEST(banner_parsing)
+{
+    char rel[64];
+    uint32_t v = 0;
+    CHECK_OK(lix_parse_banner("Linux version 5.15.0-91-generic (b@x) #1", rel, sizeof(rel), &v));
+    CHECK_STR(rel, "5.15.0-91-generic");
+    CHECK_EQ_U64(v, 0x050f00);
+    CHECK_STATUS(lix_parse_banner("Linux version x.y", rel, sizeof(rel), &v), HVI_E_FORMAT);
+    CHECK_STATUS(lix_parse_banner("Linux version 6.1", rel, 3, &v), HVI_E_FORMAT);
+}
+
+HVI_TEST_MAIN()
