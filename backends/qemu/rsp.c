@@ -26,6 +26,7 @@
 struct hvi_rsp {
     int fd;
     int timeout_ms;
+    bool trace; /* HVI_RSP_TRACE set: log packets to stderr */
     uint8_t in[8192];
     size_t in_pos, in_len;
     char *pkt;     /* decoded packet */
@@ -52,6 +53,7 @@ hvi_status hvi_rsp_from_fd(int fd, int timeout_ms, hvi_rsp **out)
     }
     r->fd = fd;
     r->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
+    r->trace = getenv("HVI_RSP_TRACE") != NULL;
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     *out = r;
@@ -191,6 +193,8 @@ hvi_status hvi_rsp_interrupt(hvi_rsp *r)
     if (!r)
         return HVI_E_INVAL;
     const uint8_t b = 0x03;
+    if (r->trace)
+        fprintf(stderr, "rsp -> ^C\n");
     return rsp_write_all(r, &b, 1);
 }
 
@@ -226,6 +230,8 @@ hvi_status hvi_rsp_send(hvi_rsp *r, const char *payload)
         r->raw[i + 1] = payload[i];
     }
     snprintf(r->raw + len + 1, 4, "#%02x", sum);
+    if (r->trace)
+        fprintf(stderr, "rsp -> %.200s\n", payload);
     for (int attempt = 0; attempt < RSP_RETRIES; attempt++) {
         st = rsp_write_all(r, r->raw, len + 4);
         if (st != HVI_OK)
@@ -344,6 +350,8 @@ hvi_status hvi_rsp_recv(hvi_rsp *r, int timeout_ms, const char **out, size_t *le
         if ((st = decode_frame(r, rawlen, &dlen)) != HVI_OK)
             return st;
         *out = r->pkt;
+        if (r->trace)
+            fprintf(stderr, "rsp <- %.200s\n", r->pkt);
         if (len)
             *len = dlen;
         return HVI_OK;
