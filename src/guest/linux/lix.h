@@ -203,7 +203,11 @@ hvi_status lix_vma_walk(const struct lix_kernel *k, uint64_t mm, lix_vma_cb cb, 
  * by hvi_new_guest() for os_hint LINUX or UNKNOWN. HVI_E_UNSUPPORTED names the version when
  * no CAMI entry matches. */
 hvi_status lix_activate(hvi_engine *e);
-/* The discovered kernel, or NULL before a successful lix_activate(). */
+/* Select the support entry for k->release and fill k->off (lix_cami.c). HVI_E_UNSUPPORTED with
+ * a message naming the version when no entry matches. */
+hvi_status lix_select_offsets(hvi_engine *e, struct lix_kernel *k);
+/* The discovered kernel, or NULL before a successful discovery (offsets may still be missing:
+ * check have_offsets). */
 struct lix_kernel *lix_get(hvi_engine *e);
 /* The reader over hvi_gva_read() with the kernel CR3. */
 struct lix_mem lix_mem_from_engine(hvi_engine *e);

@@ -1,0 +1,107 @@
+/* hvi guest/linux — activation inside the engine: the kernel entry from LSTAR (when the backend
+ * reads MSRs) or the IDT, discovery, CAMI entry selection by version, offsets. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/engine.h"
+#include "guest/linux/lix.h"
+#include "hvi/mem.h"
+
+struct hvi_lix_state {
+    struct lix_kernel k;
+    bool active;
+};
+
+static hvi_status eng_read(void *ctx, uint64_t gva, void *buf, size_t len)
+{
+    return hvi_gva_read(ctx, 0, gva, buf, len);
+}
+
+static hvi_status eng_read_as(void *ctx, uint64_t cr3, uint64_t gva, void *buf, size_t len)
+{
+    return hvi_gva_read(ctx, cr3, gva, buf, len);
+}
+
+struct lix_mem lix_mem_from_engine(hvi_engine *e)
+{
+    struct lix_mem m = {.read = eng_read, .read_as = eng_read_as, .ctx = e};
+    return m;
+}
+
+static void lix_cleanup(hvi_engine *e, void *ctx)
+{
+    (void)ctx;
+    if (!e->lix)
+        return;
+    lix_kernel_free(&e->lix->k);
+    free(e->lix);
+    e->lix = NULL;
+}
+
+struct lix_kernel *lix_get(hvi_engine *e)
+{
+    return e && e->lix && e->lix->active ? &e->lix->k : NULL;
+}
+
+/* A kernel code address: LSTAR when readable, else the first usable IDT gate. */
+static hvi_status kernel_entry(hvi_engine *e, const struct lix_mem *mem, uint64_t *entry)
+{
+    if ((e->glue.caps & HVI_CAP_MSR_READ) && e->glue.get_msr &&
+        e->glue.get_msr(e->glue.ctx, 0, HVI_MSR_LSTAR, entry) == HVI_OK && lix_is_kptr(*entry))
+        return HVI_OK;
+    if (!(e->glue.caps & HVI_CAP_DTR))
+        return hvi_fail(e, HVI_E_UNSUPPORTED,
+                        "Linux discovery needs LSTAR or the IDTR; backend %s gives neither",
+                        e->glue.name ? e->glue.name : "?");
+    hvi_regs r;
+    memset(&r, 0, sizeof(r));
+    hvi_status st = e->glue.get_regs(e->glue.ctx, 0, HVI_REGS_DTR, &r);
+    if (st != HVI_OK || !(r.valid & HVI_REGS_DTR))
+        return hvi_fail(e, HVI_E_BACKEND, "reading the IDTR of vCPU 0 failed");
+    for (uint32_t v = 0; v < 32 && 16u * v + 15 <= r.idtr_limit; v++)
+        if (lix_idt_handler(mem, r.idtr_base, v, entry) == HVI_OK)
+            return HVI_OK;
+    return hvi_fail(e, HVI_E_NOT_FOUND, "no usable gate in the IDT at 0x%llx",
+                    (unsigned long long)r.idtr_base);
+}
+
+hvi_status lix_activate(hvi_engine *e)
+{
+    if (!e)
+        return HVI_E_INVAL;
+    if (lix_get(e))
+        return HVI_E_STATE;
+    if (!e->lix) {
+        e->lix = calloc(1, sizeof(*e->lix));
+        if (!e->lix)
+            return HVI_E_NOMEM;
+        hvi_status st = hvi_engine_on_free(e, lix_cleanup, NULL);
+        if (st != HVI_OK) {
+            free(e->lix);
+            e->lix = NULL;
+            return st;
+        }
+    }
+    struct lix_mem mem = lix_mem_from_engine(e);
+    uint64_t entry = 0;
+    hvi_status st = kernel_entry(e, &mem, &entry);
+    if (st != HVI_OK)
+        return st;
+    struct lix_kernel *k = &e->lix->k;
+    const char *why = "";
+    st = lix_discover(k, &mem, entry, &why);
+    if (st != HVI_OK)
+        return hvi_fail(e, st, "no Linux kernel found from 0x%llx: %s",
+                        (unsigned long long)entry, why);
+    uint64_t pob = 0;
+    if (lix_kallsyms_lookup(&k->ks, "page_offset_base", &pob) == HVI_OK)
+        (void)lix_read_u64(k, pob, &k->page_offset_base);
+    hvi_strlcpy(e->guest.os_version, k->release, sizeof(e->guest.os_version));
+    e->guest.os = HVI_OS_LINUX;
+    e->lix->active = true;
+    hvi_log(e, HVI_LOG_INFO, "Linux %s at 0x%llx (slide 0x%llx), %u symbols", k->release,
+            (unsigned long long)k->image_start, (unsigned long long)k->slide, k->ks.count);
+    st = lix_select_offsets(e, k);
+    k->have_offsets = st == HVI_OK;
+    return st;
+}
