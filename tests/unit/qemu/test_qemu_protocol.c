@@ -1,0 +1,424 @@
+/*
+ * Unit: the RSP and QMP clients and the session against fake peers — checksums, escapes,
+ * run-length, retransmission, malformed replies, a socket closed mid-reply, silence.
+ * Every failure must be a clear status, never a hang or a leak.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "hvi_qemu.h"
+#include "qmp.h"
+#include "rsp.h"
+
+static void frame(char *out, size_t len, const char *payload)
+{
+    unsigned sum = 0;
+    for (const char *p = payload; *p; p++)
+        sum += (unsigned char)*p;
+    snprintf(out, len, "$%s#%02x", payload, sum & 0xff);
+}
+
+static void put(int fd, const char *s)
+{
+    if (write(fd, s, strlen(s)) != (ssize_t)strlen(s))
+        abort();
+}
+
+static hvi_rsp *rsp_pair(int *peer, int timeout_ms)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+        return NULL;
+    hvi_rsp *r = NULL;
+    if (hvi_rsp_from_fd(sv[0], timeout_ms, &r) != HVI_OK)
+        return NULL;
+    *peer = sv[1];
+    return r;
+}
+
+static size_t drain(int fd, char *buf, size_t len)
+{
+    struct timespec ts = {0, 20000000L};
+    nanosleep(&ts, NULL);
+    ssize_t n = recv(fd, buf, len - 1, MSG_DONTWAIT);
+    buf[n > 0 ? n : 0] = '\0';
+    return n > 0 ? (size_t)n : 0;
+}
+
+HVI_TEST(rsp_good_packet_is_acked)
+{
+    int peer;
+    hvi_rsp *r = rsp_pair(&peer, 1000);
+    REQUIRE(r);
+    char f[64], ack[16];
+    frame(f, sizeof(f), "OK");
+    put(peer, f);
+    const char *out;
+    size_t n;
+    CHECK_OK(hvi_rsp_recv(r, -1, &out, &n));
+    CHECK_STR(out, "OK");
+    drain(peer, ack, sizeof(ack));
+    CHECK_STR(ack, "+");
+    hvi_rsp_close(r);
+    close(peer);
+}
+
+HVI_TEST(rsp_bad_checksum_asks_again_then_fails)
+{
+    int peer;
+    hvi_rsp *r = rsp_pair(&peer, 1000);
+    REQUIRE(r);
+    put(peer, "$OK#00$OK#9a"); /* one bad, then good */
+    const char *out;
+    char acks[16];
+    CHECK_OK(hvi_rsp_recv(r, -1, &out, NULL));
+    CHECK_STR(out, "OK");
+    drain(peer, acks, sizeof(acks));
+    CHECK_STR(acks, "-+");
+    put(peer, "$OK#00$OK#01$OK#zz"); /* three bad: give up */
+    CHECK_STATUS(hvi_rsp_recv(r, -1, &out, NULL), HVI_E_FORMAT);
+    hvi_rsp_close(r);
+    close(peer);
+}
+
+HVI_TEST(rsp_escape_and_run_length)
+{
+    int peer;
+    hvi_rsp *r = rsp_pair(&peer, 1000);
+    REQUIRE(r);
+    char f[64];
+    frame(f, sizeof(f), "0* 1}]"); /* "0" + 3 more "0", "1", '}' ^ 0x20 ^ ... = 0x7d */
+    put(peer, f);
+    const char *out;
+    size_t n = 0;
+    CHECK_OK(hvi_rsp_recv(r, -1, &out, &n));
+    CHECK_STR(out, "00001}");
+    CHECK_EQ_U64(n, 6);
+    frame(f, sizeof(f), "*!"); /* run-length with nothing to repeat */
+    put(peer, f);
+    CHECK_STATUS(hvi_rsp_recv(r, -1, &out, &n), HVI_E_FORMAT);
+    frame(f, sizeof(f), "ab}"); /* escape at the end */
+    put(peer, f);
+    CHECK_STATUS(hvi_rsp_recv(r, -1, &out, &n), HVI_E_FORMAT);
+    hvi_rsp_close(r);
+    close(peer);
+}
+
+HVI_TEST(rsp_closed_mid_reply)
+{
+    int peer;
+    hvi_rsp *r = rsp_pair(&peer, 1000);
+    REQUIRE(r);
+    put(peer, "$T05thr");
+    close(peer);
+    const char *out;
+    CHECK_STATUS(hvi_rsp_recv(r, -1, &out, NULL), HVI_E_CLOSED);
+    CHECK_STATUS(hvi_rsp_send(r, "g"), HVI_E_CLOSED);
+    hvi_rsp_close(r);
+}
+
+HVI_TEST(rsp_silence_times_out)
+{
+    int peer;
+    hvi_rsp *r = rsp_pair(&peer, 150);
+    REQUIRE(r);
+    const char *out;
+    CHECK_STATUS(hvi_rsp_recv(r, -1, &out, NULL), HVI_E_TIMEOUT);
+    CHECK_STATUS(hvi_rsp_send(r, "g"), HVI_E_TIMEOUT); /* no ack */
+    hvi_rsp_close(r);
+    close(peer);
+}
+
+HVI_TEST(rsp_nacks_and_noise)
+{
+    int peer;
+    hvi_rsp *r = rsp_pair(&peer, 300);
+    REQUIRE(r);
+    put(peer, "---");
+    CHECK_STATUS(hvi_rsp_send(r, "g"), HVI_E_FORMAT); /* the peer never accepts */
+    char sent[128];
+    drain(peer, sent, sizeof(sent));
+    CHECK_STR(sent, "$g#67$g#67$g#67");
+    char *noise = malloc(5000);
+    REQUIRE(noise);
+    memset(noise, 'x', 4999);
+    noise[4999] = '\0';
+    put(peer, noise);
+    free(noise);
+    const char *out;
+    CHECK_STATUS(hvi_rsp_recv(r, -1, &out, NULL), HVI_E_FORMAT);
+    put(peer, "+$E01#a6");
+    CHECK_STATUS(hvi_rsp_cmd(r, "m0,1", &out, NULL), HVI_E_BACKEND);
+    put(peer, "+$#00");
+    CHECK_STATUS(hvi_rsp_cmd(r, "qFoo", &out, NULL), HVI_E_UNSUPPORTED);
+    hvi_rsp_close(r);
+    close(peer);
+}
+
+HVI_TEST(rsp_hex_helpers)
+{
+    uint64_t v = 0;
+    CHECK(hvi_rsp_hex_le("3300058000000000", 8, &v));
+    CHECK_EQ_U64(v, 0x80050033);
+    CHECK(!hvi_rsp_hex_le("33zz", 2, &v));
+    CHECK(!hvi_rsp_hex_le("33", 2, &v)); /* too short */
+    char buf[17];
+    hvi_rsp_put_hex_le(buf, 0x1122, 2);
+    CHECK_STR(buf, "2211");
+}
+
+/* ---- QMP ---- */
+
+static hvi_qmp *qmp_pair(int *peer, const char *prewritten, hvi_status *st)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+        return NULL;
+    put(sv[1], prewritten);
+    hvi_qmp *q = NULL;
+    *st = hvi_qmp_from_fd(sv[0], 300, &q);
+    *peer = sv[1];
+    return q;
+}
+
+HVI_TEST(qmp_status_skips_events_and_reports_errors)
+{
+    int peer;
+    hvi_status st;
+    hvi_qmp *q = qmp_pair(&peer, "{\"QMP\": {\"version\": {}}}\r\n{\"return\": {}}\r\n", &st);
+    CHECK_OK(st);
+    REQUIRE(q);
+    put(peer, "{\"event\": \"STOP\"}\r\n{\"return\": {\"status\": \"debug\", \"running\": false}}\r\n");
+    char status[32];
+    CHECK_OK(hvi_qmp_status(q, status, sizeof(status)));
+    CHECK_STR(status, "debug");
+    put(peer, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"no such thing\"}}\n");
+    CHECK_STATUS(hvi_qmp_exec(q, "bogus", NULL, NULL), HVI_E_BACKEND);
+    CHECK_STR(hvi_qmp_error(q), "no such thing");
+    put(peer, "this is not json\n");
+    CHECK_STATUS(hvi_qmp_exec(q, "query-status", NULL, NULL), HVI_E_FORMAT);
+    put(peer, "{\"neither\": 1}\n");
+    CHECK_STATUS(hvi_qmp_exec(q, "query-status", NULL, NULL), HVI_E_FORMAT);
+    put(peer, "{\"return\": {\"status\": 7}}\n");
+    CHECK_STATUS(hvi_qmp_status(q, status, sizeof(status)), HVI_E_FORMAT);
+    CHECK_STATUS(hvi_qmp_exec(q, "query-status", NULL, NULL), HVI_E_TIMEOUT); /* silence */
+    put(peer, "{\"return\": ");
+    close(peer);
+    CHECK_STATUS(hvi_qmp_exec(q, "query-status", NULL, NULL), HVI_E_CLOSED);
+    hvi_qmp_close(q);
+}
+
+HVI_TEST(qmp_bad_greeting)
+{
+    int peer;
+    hvi_status st;
+    hvi_qmp *q = qmp_pair(&peer, "{\"hello\": 1}\n", &st);
+    CHECK_STATUS(st, HVI_E_FORMAT);
+    CHECK(q == NULL);
+    close(peer);
+}
+
+HVI_TEST(qmp_info_registers_parse)
+{
+    const char *text =
+        "RAX=0000000000000000 RBX=0000000000000000\r\n"
+        "ES =0000 0000000000000000 ffffffff 00c00000\r\n"
+        "CS =0010 0000000000000000 ffffffff 00a09b00 DPL=0 CS64 [-RA]\r\n"
+        "SS =0018 0000000000000000 ffffffff 00c09300 DPL=0 DS   [-WA]\r\n"
+        "DS =0000 0000000000000000 ffffffff 00c00000\r\n"
+        "FS =0000 0000000000000000 ffffffff 00c00000\r\n"
+        "GS =0000 ffff88801f000000 ffffffff 00c00000\r\n"
+        "GDT=     fffffe0000001000 0000007f\r\n"
+        "IDT=     fffffe0000000000 00000fff\r\n";
+    hvi_regs r = {0};
+    CHECK_OK(hvi_qmp_parse_info_registers(text, &r));
+    CHECK_EQ_U64(r.idtr_base, 0xfffffe0000000000ull);
+    CHECK_EQ_U64(r.idtr_limit, 0xfff);
+    CHECK_EQ_U64(r.gdtr_base, 0xfffffe0000001000ull);
+    CHECK_EQ_U64(r.seg[HVI_CS].selector, 0x10);
+    CHECK_EQ_U64(r.seg[HVI_CS].ar, 0xa09b);
+    CHECK_EQ_U64(r.seg[HVI_GS].base, 0xffff88801f000000ull);
+    hvi_regs bad = {0};
+    CHECK_STATUS(hvi_qmp_parse_info_registers("IDT= zz\n", &bad), HVI_E_FORMAT);
+    CHECK_EQ_U64(bad.valid, 0);
+}
+
+/* ---- a scripted fake gdbstub for the session ---- */
+
+enum fake_mode { FAKE_OK, FAKE_GARBAGE_STOP, FAKE_EXIT, FAKE_SILENT, FAKE_SHORT_G };
+
+struct fake {
+    int listen_fd;
+    uint16_t port;
+    enum fake_mode mode;
+    pthread_t thread;
+};
+
+static const char *fake_reply(struct fake *f, const char *pkt, char *buf, size_t len)
+{
+    if (!strncmp(pkt, "qXfer:features:read:target.xml", 30))
+        return "l<target><architecture>i386:x86-64</architecture></target>";
+    if (!strcmp(pkt, "qfThreadInfo"))
+        return "m01,02";
+    if (!strcmp(pkt, "qsThreadInfo"))
+        return "l";
+    if (!strncmp(pkt, "Hg", 2) || !strncmp(pkt, "Z", 1) || !strncmp(pkt, "z", 1) || !strcmp(pkt, "D;1"))
+        return "OK";
+    if (!strcmp(pkt, "g")) {
+        size_t n = f->mode == FAKE_SHORT_G ? 100 : 608;
+        for (size_t i = 0; i < 2 * n && i + 1 < len; i++)
+            buf[i] = '0';
+        buf[2 * n < len ? 2 * n : len - 1] = '\0';
+        memcpy(buf + 2 * 16 * 8, "efbeadde00000000", 16); /* rip */
+        return buf;
+    }
+    if (!strcmp(pkt, "p10"))
+        return "efbeadde00000000";
+    if (!strcmp(pkt, "c"))
+        return f->mode == FAKE_GARBAGE_STOP ? "Qgarbage" : f->mode == FAKE_EXIT ? "W00" : NULL;
+    return "";
+}
+
+static void *fake_main(void *p)
+{
+    struct fake *f = p;
+    int c = accept(f->listen_fd, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    char fr[4096], buf[2048], in[8192];
+    if (f->mode != FAKE_SILENT) {
+        frame(fr, sizeof(fr), "T02thread:01;");
+        put(c, fr);
+    }
+    size_t have = 0;
+    for (;;) {
+        ssize_t n = recv(c, in + have, sizeof(in) - have - 1, 0);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        in[have] = '\0';
+        char *s, *h;
+        while ((s = strchr(in, '$')) && (h = strchr(s, '#')) && strlen(h) >= 3) {
+            *h = '\0';
+            const char *rep = f->mode == FAKE_SILENT ? NULL : fake_reply(f, s + 1, buf, sizeof(buf));
+            put(c, "+");
+            if (rep) {
+                frame(fr, sizeof(fr), rep);
+                put(c, fr);
+            }
+            memmove(in, h + 3, strlen(h + 3) + 1);
+            have = strlen(in);
+        }
+        if (have >= sizeof(in) - 1)
+            have = 0;
+    }
+    close(c);
+    return NULL;
+}
+
+static bool fake_start(struct fake *f, enum fake_mode mode)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    f->mode = mode;
+    f->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (f->listen_fd < 0 || bind(f->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        listen(f->listen_fd, 1) != 0 || getsockname(f->listen_fd, (struct sockaddr *)&sa, &sl) != 0)
+        return false;
+    f->port = ntohs(sa.sin_port);
+    return pthread_create(&f->thread, NULL, fake_main, f) == 0;
+}
+
+static void fake_stop(struct fake *f)
+{
+    pthread_join(f->thread, NULL);
+    close(f->listen_fd);
+}
+
+HVI_TEST(session_against_fake_stub)
+{
+    struct fake f;
+    REQUIRE(fake_start(&f, FAKE_OK));
+    hvi_qemu_conn c = {.gdb_port = f.port, .timeout_ms = 500};
+    hvi_qemu *q = NULL;
+    hvi_glue g;
+    CHECK_OK(hvi_qemu_connect(&c, &q));
+    REQUIRE(q);
+    CHECK_OK(hvi_qemu_glue(q, &g));
+    CHECK_OK(hvi_glue_check(&g));
+    CHECK(!(g.caps & HVI_CAP_PHYS_MAP) && !(g.caps & HVI_CAP_DTR) && !(g.caps & HVI_CAP_EPT));
+    CHECK(!(g.caps & HVI_CAP_MSR_READ));
+    uint32_t n = 0;
+    CHECK_OK(g.vcpu_count(q, &n));
+    CHECK_EQ_U64(n, 2);
+    hvi_regs r;
+    CHECK_OK(g.get_regs(q, 1, HVI_REGS_GPR, &r));
+    CHECK_EQ_U64(r.rip, 0xdeadbeef);
+    CHECK_STATUS(g.get_regs(q, 1, HVI_REGS_DTR, &r), HVI_E_UNSUPPORTED); /* no QMP */
+    void *p;
+    CHECK_STATUS(g.map_gpa(q, 0, &p), HVI_E_RANGE); /* no RAM file */
+    CHECK_OK(g.set_breakpoint(q, 0x1000, true));
+    CHECK_STATUS(g.set_breakpoint(q, 0x1000, true), HVI_E_EXISTS);
+    CHECK_STATUS(g.set_breakpoint(q, 0x2000, false), HVI_E_NOT_FOUND);
+    CHECK_STATUS(g.set_watchpoint(q, 0x1001, 8, HVI_WATCH_WRITE, true), HVI_E_INVAL);
+    CHECK_OK(hvi_qemu_close(q));
+    fake_stop(&f);
+}
+
+HVI_TEST(session_garbage_stop_and_exit_end_the_session)
+{
+    static const enum fake_mode modes[2] = {FAKE_GARBAGE_STOP, FAKE_EXIT};
+    static const hvi_status want[2] = {HVI_E_FORMAT, HVI_E_CLOSED};
+    for (int i = 0; i < 2; i++) {
+        struct fake f;
+        REQUIRE(fake_start(&f, modes[i]));
+        hvi_qemu_conn c = {.gdb_port = f.port, .timeout_ms = 500};
+        hvi_qemu *q = NULL;
+        CHECK_OK(hvi_qemu_connect(&c, &q));
+        REQUIRE(q);
+        uint32_t ev = 0;
+        CHECK_STATUS(hvi_qemu_run(q, NULL, 2000, 0, &ev), want[i]);
+        CHECK_EQ_U64(ev, 0);
+        CHECK(strlen(hvi_qemu_last_error(q)) > 0);
+        hvi_regs r;
+        hvi_glue g;
+        hvi_qemu_glue(q, &g);
+        CHECK_STATUS(g.get_regs(q, 0, HVI_REGS_GPR, &r), HVI_E_CLOSED);
+        hvi_qemu_close(q);
+        fake_stop(&f);
+    }
+}
+
+HVI_TEST(session_silent_or_short_stub_fails_cleanly)
+{
+    struct fake f;
+    REQUIRE(fake_start(&f, FAKE_SILENT));
+    hvi_qemu_conn c = {.gdb_port = f.port, .timeout_ms = 200};
+    hvi_qemu *q = NULL;
+    CHECK_STATUS(hvi_qemu_connect(&c, &q), HVI_E_TIMEOUT);
+    CHECK(q == NULL);
+    fake_stop(&f);
+    REQUIRE(fake_start(&f, FAKE_SHORT_G));
+    c.gdb_port = f.port;
+    CHECK_OK(hvi_qemu_connect(&c, &q));
+    REQUIRE(q);
+    hvi_glue g;
+    hvi_regs r;
+    hvi_qemu_glue(q, &g);
+    CHECK_STATUS(g.get_regs(q, 0, HVI_REGS_GPR, &r), HVI_E_FORMAT);
+    hvi_qemu_close(q);
+    fake_stop(&f);
+    hvi_qemu_conn none = {.gdb_port = 1, .timeout_ms = 200}; /* nothing listens on port 1 */
+    CHECK_STATUS(hvi_qemu_connect(&none, &q), HVI_E_CLOSED);
+}
+
+HVI_TEST_MAIN()
