@@ -70,6 +70,11 @@ hvi_status hvi_linux_symbolize(hvi_engine *engine, uint64_t addr, char *name, si
                                uint64_t *offset);
 void hvi_linux_free(void *array);
 
+/* Interim, for development until the CAMI layer selects entries: take the structure offsets from
+ * a text file of "struct.field value" lines (scripts/lix-offsets makes one with pahole from the
+ * kernel's BTF). Call before hvi_new_guest(). */
+hvi_status hvi_linux_set_offsets_file(hvi_engine *engine, const char *path);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/engine.h"
+#include "guest/linux/lix.h"
 
 static hvi_status read_paging_context(hvi_engine *e)
 {
@@ -44,8 +45,15 @@ hvi_status hvi_new_guest(hvi_engine *e, const hvi_guest_params *p)
         e->support = copy;
         e->support_len = p->support_len;
     }
+    if (p->os_hint == HVI_OS_LINUX || p->os_hint == HVI_OS_UNKNOWN) {
+        st = lix_activate(e);
+        /* an unknown guest that is not Linux stays memory-only; a found kernel with no
+         * support entry is refused (the message names its version) */
+        if (st != HVI_OK && (p->os_hint == HVI_OS_LINUX || lix_get(e)))
+            return st;
+    }
     e->guest.vcpus = vcpus;
-    e->guest.os = p->os_hint;
+    e->guest.os = lix_get(e) ? (uint32_t)HVI_OS_LINUX : p->os_hint;
     e->guest.attached = true;
     e->detaching = false;
     return hvi_options_set(e, p->options);

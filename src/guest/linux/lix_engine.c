@@ -5,21 +5,23 @@
 
 #include "core/engine.h"
 #include "guest/linux/lix.h"
+#include "hvi/linux.h"
 #include "hvi/mem.h"
 
 struct hvi_lix_state {
     struct lix_kernel k;
     bool active;
+    char offsets_path[512]; /* interim offsets file (hvi_linux_set_offsets_file), "" if none */
 };
 
 static hvi_status eng_read(void *ctx, uint64_t gva, void *buf, size_t len)
 {
-    return hvi_gva_read(ctx, 0, gva, buf, len);
+    return lix_pt_read(ctx, 0, gva, buf, len);
 }
 
 static hvi_status eng_read_as(void *ctx, uint64_t cr3, uint64_t gva, void *buf, size_t len)
 {
-    return hvi_gva_read(ctx, cr3, gva, buf, len);
+    return lix_pt_read(ctx, cr3, gva, buf, len);
 }
 
 struct lix_mem lix_mem_from_engine(hvi_engine *e)
@@ -36,6 +38,36 @@ static void lix_cleanup(hvi_engine *e, void *ctx)
     lix_kernel_free(&e->lix->k);
     free(e->lix);
     e->lix = NULL;
+}
+
+static hvi_status lix_state(hvi_engine *e)
+{
+    if (e->lix)
+        return HVI_OK;
+    e->lix = calloc(1, sizeof(*e->lix));
+    if (!e->lix)
+        return HVI_E_NOMEM;
+    hvi_status st = hvi_engine_on_free(e, lix_cleanup, NULL);
+    if (st != HVI_OK) {
+        free(e->lix);
+        e->lix = NULL;
+    }
+    return st;
+}
+
+hvi_status hvi_linux_set_offsets_file(hvi_engine *e, const char *path)
+{
+    if (!e || !path || strlen(path) >= sizeof(e->lix->offsets_path))
+        return HVI_E_INVAL;
+    hvi_status st = lix_state(e);
+    if (st == HVI_OK)
+        hvi_strlcpy(e->lix->offsets_path, path, sizeof(e->lix->offsets_path));
+    return st;
+}
+
+const char *lix_offsets_path(hvi_engine *e)
+{
+    return e && e->lix && e->lix->offsets_path[0] ? e->lix->offsets_path : NULL;
 }
 
 struct lix_kernel *lix_get(hvi_engine *e)
@@ -71,20 +103,12 @@ hvi_status lix_activate(hvi_engine *e)
         return HVI_E_INVAL;
     if (lix_get(e))
         return HVI_E_STATE;
-    if (!e->lix) {
-        e->lix = calloc(1, sizeof(*e->lix));
-        if (!e->lix)
-            return HVI_E_NOMEM;
-        hvi_status st = hvi_engine_on_free(e, lix_cleanup, NULL);
-        if (st != HVI_OK) {
-            free(e->lix);
-            e->lix = NULL;
-            return st;
-        }
-    }
+    hvi_status st = lix_state(e);
+    if (st != HVI_OK)
+        return st;
     struct lix_mem mem = lix_mem_from_engine(e);
     uint64_t entry = 0;
-    hvi_status st = kernel_entry(e, &mem, &entry);
+    st = kernel_entry(e, &mem, &entry);
     if (st != HVI_OK)
         return st;
     struct lix_kernel *k = &e->lix->k;

@@ -1,0 +1,26 @@
+/* hvi CLI — a Linux view session shared by `hvi ps`, `hvi modules` and `hvi maps`: connect to a
+ * running test guest (QEMU backend), attach an engine, find the kernel. */
+#ifndef HVI_CLI_LINUX_SESSION_H
+#define HVI_CLI_LINUX_SESSION_H
+
+#include <stdbool.h>
+
+#include "hvi/hvi.h"
+
+struct linux_session {
+    void *vm, *q;          /* hvi_qemu_vm, hvi_qemu */
+    hvi_engine *engine;
+    bool json;
+    bool threads;          /* --threads (hvi ps) */
+    const char *rest[4];   /* positional arguments */
+    int nrest;
+};
+
+/* Parse --vm NAME, --offsets FILE, --cami FILE, --json, --threads and up to 4 positional arguments, then
+ * connect and attach. Returns 0, or the exit status (1 failure, 2 usage) after a message. */
+int linux_session_open(struct linux_session *s, int argc, char **argv, const char *usage);
+void linux_session_close(struct linux_session *s);
+/* Print s as a JSON string (quoted, escaped). */
+void linux_json_str(const char *s);
+
+#endif
