@@ -42,9 +42,14 @@ static bool setup(void)
     if (hvi_qemu_open(vm, &q) != HVI_OK || hvi_qemu_glue(q, &glue) != HVI_OK ||
         hvi_engine_new(&glue, &eng) != HVI_OK)
         return false;
-    hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_LINUX};
+    /* Memory-level use: the paging context from vCPU 0 (the OS layers are tested elsewhere). */
+    hvi_regs r;
+    if (glue.get_regs(q, 0, HVI_REGS_CR | HVI_REGS_EFER, &r) != HVI_OK ||
+        hvi_mem_set_context(eng, hvi_paging_mode_from_regs(r.cr0, r.cr4, r.efer),
+                            r.cr3 & 0x000ffffffffff000ull) != HVI_OK)
+        return false;
     /* the session starts paused; the guest shell must run for console commands */
-    return hvi_new_guest(eng, &p) == HVI_OK && glue.resume(q) == HVI_OK;
+    return glue.resume(q) == HVI_OK;
 }
 
 #define SETUP()                                                                                    \

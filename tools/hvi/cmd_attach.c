@@ -1,0 +1,150 @@
+/*
+ * hvi attach — attach an engine to the running QEMU test guest and print what it sees:
+ * vCPU registers, paging mode, IDT base and a translated kernel address (the first IDT
+ * entry's handler). The guest runs on after detach.
+ */
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#ifdef HVI_HAVE_BACKEND_qemu
+#include "hvi/hvi.h"
+#include "hvi/mem.h"
+#include "hvi_qemu.h"
+
+/* The page walker (src/mem) may not be in this build yet: reference it weakly and say so. */
+#pragma weak hvi_gva_translate
+#pragma weak hvi_gva_read
+
+static void print_regs(uint32_t vcpu, const hvi_regs *r)
+{
+    static const char *const gpr[HVI_GPR_COUNT] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp",
+                                                   "rsi", "rdi", "r8",  "r9",  "r10", "r11",
+                                                   "r12", "r13", "r14", "r15"};
+    printf("vCPU %u:\n", vcpu);
+    for (int i = 0; i < HVI_GPR_COUNT; i++)
+        printf("  %-3s %016" PRIx64 "%s", gpr[i], r->gpr[i], (i % 4 == 3) ? "\n" : "");
+    printf("  rip %016" PRIx64 "  rflags %08" PRIx64 "  cs %04x ss %04x  fs_base %" PRIx64
+           "  gs_base %" PRIx64 "\n",
+           r->rip, r->rflags, r->seg[HVI_CS].selector, r->seg[HVI_SS].selector, r->fs_base,
+           r->gs_base);
+    printf("  cr0 %" PRIx64 "  cr2 %" PRIx64 "  cr3 %" PRIx64 "  cr4 %" PRIx64 "  efer %" PRIx64 "\n",
+           r->cr0, r->cr2, r->cr3, r->cr4, r->efer);
+    if (r->valid & HVI_REGS_DTR)
+        printf("  idtr %016" PRIx64 "/%x  gdtr %016" PRIx64 "/%x\n", r->idtr_base, r->idtr_limit,
+               r->gdtr_base, r->gdtr_limit);
+}
+
+/* The first IDT entry (#DE): its handler address, translated to a GPA. */
+static int show_idt(hvi_engine *e, const hvi_regs *r)
+{
+    uint8_t gate[16];
+    if (!hvi_gva_translate || !hvi_gva_read) {
+        printf("IDT[0]: no page walker in this build (src/mem not there yet)\n");
+        return 0;
+    }
+    hvi_status st = hvi_gva_read(e, 0, r->idtr_base, gate, sizeof(gate));
+    if (st != HVI_OK) {
+        printf("IDT[0]: unreadable at %" PRIx64 ": %s\n", r->idtr_base, hvi_strstatus(st));
+        return 1;
+    }
+    uint64_t handler = (uint64_t)(gate[0] | gate[1] << 8) | (uint64_t)(gate[6] | gate[7] << 8) << 16 |
+                       (uint64_t)(gate[8] | gate[9] << 8 | gate[10] << 16 | (uint32_t)gate[11] << 24)
+                           << 32;
+    hvi_translation t;
+    memset(&t, 0, sizeof(t));
+    st = hvi_gva_translate(e, hvi_mem_kernel_cr3(e), handler, &t);
+    if (st != HVI_OK) {
+        printf("IDT[0] handler %016" PRIx64 ": translation failed: %s\n", handler, hvi_strstatus(st));
+        return 1;
+    }
+    uint8_t code[8] = {0};
+    (void)hvi_gva_read(e, 0, handler, code, sizeof(code));
+    printf("IDT[0] (#DE) handler %016" PRIx64 " -> GPA %" PRIx64 " (%" PRIu64 " KiB page%s%s), "
+           "code %02x %02x %02x %02x %02x %02x %02x %02x\n",
+           handler, t.gpa, t.page_size >> 10, t.writable ? ", writable" : "", t.nx ? ", NX" : "",
+           code[0], code[1], code[2], code[3], code[4], code[5], code[6], code[7]);
+    return 0;
+}
+
+static int attach_and_show(hvi_qemu *q)
+{
+    hvi_glue g;
+    hvi_engine *e = NULL;
+    hvi_status st = hvi_qemu_glue(q, &g);
+    if (st == HVI_OK)
+        st = hvi_engine_new(&g, &e);
+    hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_UNKNOWN};
+    int rc = st == HVI_OK ? 0 : hvi_cli_fail("attach", st);
+    if (!rc && (st = hvi_new_guest(e, &p)) != HVI_OK) {
+        /* no OS support data yet: stay at memory level (paging context from vCPU 0) */
+        printf("OS layer: %s (%s); memory-level view only\n", hvi_last_error(e), hvi_strstatus(st));
+        hvi_regs c;
+        if (g.get_regs(q, 0, HVI_REGS_CR | HVI_REGS_EFER, &c) != HVI_OK ||
+            hvi_mem_set_context(e, hvi_paging_mode_from_regs(c.cr0, c.cr4, c.efer),
+                                c.cr3 & 0x000ffffffffff000ull) != HVI_OK)
+            rc = hvi_cli_fail("paging context", HVI_E_BACKEND);
+    }
+    uint32_t n = 0;
+    if (!rc)
+        g.vcpu_count(q, &n);
+    hvi_regs r0 = {0};
+    for (uint32_t v = 0; v < n && !rc; v++) {
+        hvi_regs r;
+        st = g.get_regs(q, v, HVI_REGS_GPR | HVI_REGS_CR | HVI_REGS_EFER | HVI_REGS_DTR, &r);
+        if (st != HVI_OK) {
+            rc = hvi_cli_fail("reading registers", st);
+            break;
+        }
+        print_regs(v, &r);
+        if (v == 0)
+            r0 = r;
+    }
+    if (!rc) {
+        printf("paging: %s, kernel CR3 %" PRIx64 "\n", hvi_paging_mode_name(hvi_mem_paging_mode(e)),
+               hvi_mem_kernel_cr3(e));
+        rc = show_idt(e, &r0);
+    }
+    hvi_engine_free(e);
+    return rc;
+}
+
+static int cmd_attach(int argc, char **argv)
+{
+    const char *name = "default";
+    for (int i = 1; i < argc; i++) {
+        if (hvi_cli_is_help(argv[i])) {
+            printf("usage: hvi attach [--name N]   (a VM started with `hvi vm start`)\n");
+            return 0;
+        } else if (!strcmp(argv[i], "--name") && i + 1 < argc) {
+            name = argv[++i];
+        } else {
+            fprintf(stderr, "hvi attach: bad argument %s\n", argv[i]);
+            return 2;
+        }
+    }
+    hvi_qemu_vm *vm = NULL;
+    hvi_qemu *q = NULL;
+    if (hvi_qemu_vm_find(NULL, name, &vm) != HVI_OK) {
+        fprintf(stderr, "hvi attach: %s (start one with `hvi vm start`)\n", hvi_qemu_vm_last_error());
+        return 1;
+    }
+    hvi_status st = hvi_qemu_open(vm, &q);
+    hvi_qemu_vm_release(vm);
+    if (st != HVI_OK)
+        return hvi_cli_fail("connecting to QEMU", st);
+    int rc = attach_and_show(q);
+    st = hvi_qemu_close(q);
+    if (st != HVI_OK)
+        rc = hvi_cli_fail("detach", st);
+    else
+        printf("detached; the guest keeps running\n");
+    return rc;
+}
+
+HVI_COMMAND("attach", cmd_attach, "attach to the running QEMU test guest and print what hvi sees")
+#endif
