@@ -1,0 +1,130 @@
+/*
+ * hvi — hooks: memory (GPA), register (CR/MSR/DTR/XCR) and detours (hypervisor breakpoints).
+ *
+ * GPA hooks
+ *   A hook covers any byte range [gpa, gpa+len) (it may span frames) for any of HVI_EPT_R/W/X.
+ *   Hooks are kept per 4 KiB frame; the rights of a frame are RWX minus the union of the hooked
+ *   accesses on it, written with the glue's set_ept_rights. On a violation only the hooks whose
+ *   range intersects the accessed bytes (from the decoder, else the event's len, else 1 byte) and
+ *   whose access matches are called. Removing a hook (also from inside its own callback, or
+ *   another hook's) restores the frame's rights exactly; the frame's original rights are read with
+ *   get_ept_rights when the first hook arrives and written back when the last leaves.
+ *
+ *   Two strategies, chosen by capability, one API:
+ *     - HVI_CAP_EPT: rights as above; the violation arrives before the access. DENY: the engine
+ *       moves RIP past the instruction (set_regs) so the write never happens.
+ *     - no EPT but HVI_CAP_WATCHPOINT (QEMU): write hooks become write watchpoints (one per
+ *       naturally aligned 1/2/4/8-byte piece, at the GVA given to hvi_hook_gpa_add_gva) and the
+ *       engine keeps a shadow copy of the hooked bytes. HVI_EV_WATCHPOINT arrives after the write;
+ *       DENY restores the bytes from the shadow copy, ALLOW updates the shadow. Read/execute hooks
+ *       need EPT: HVI_E_UNSUPPORTED.
+ *
+ * Detours and breakpoint step-over contract (for backends)
+ *   hvi_detour_add places set_breakpoint(gva). On HVI_EV_BREAKPOINT the engine calls the detour
+ *   callback with the vCPU registers; the callback may change them (see hvi_detour_return).
+ *   The reply tells the backend what to do:
+ *     - regs_changed = true: the engine already wrote registers (set_regs); RIP no longer points
+ *       at the breakpoint, the backend simply resumes the vCPU.
+ *     - otherwise (action ALLOW): the backend must execute the original instruction under the
+ *       breakpoint exactly once without reporting it again: remove the breakpoint (or use its
+ *       own step-over), single-step the vCPU, put the breakpoint back, resume. The engine does not
+ *       ask for a single-step itself; HVI_EV_SINGLE_STEP events it did not request are ALLOWed.
+ *     - an HVI_EV_BREAKPOINT at an address without a detour is not the engine's (reply ALLOW;
+ *       the backend should deliver it to the guest if it was a guest INT3).
+ */
+#ifndef HVI_HOOK_H
+#define HVI_HOOK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "decode.h"
+#include "glue.h"
+#include "hvi.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hvi_hook hvi_hook;
+
+/* What a memory hook's callback is told. */
+typedef struct hvi_hook_access {
+    const hvi_event *event;   /* the event being handled */
+    uint32_t vcpu;
+    uint32_t access;          /* HVI_EPT_R / W / X */
+    hvi_gpa gpa;              /* first accessed byte (physical) */
+    hvi_gva gva;              /* first accessed byte (linear), 0 if unknown */
+    uint32_t size;            /* accessed bytes */
+    uint64_t rip;
+    const hvi_insn *insn;     /* decoded instruction, NULL when it could not be decoded */
+    const hvi_regs *regs;     /* vCPU state, NULL if unavailable */
+    /* Writes: the bytes at the location before the write and the value written, when known. */
+    bool values_known;
+    uint8_t old_bytes[16];
+    uint8_t new_bytes[16];
+    bool after_access;        /* watchpoint strategy: the write is already in memory */
+} hvi_hook_access;
+
+/* Returns an hvi_action: ALLOW, DENY (write not done / undone), RETRY. */
+typedef uint32_t (*hvi_gpa_hook_cb)(hvi_engine *e, hvi_hook *hook, const hvi_hook_access *acc,
+                                    void *ctx);
+
+/*
+ * hvi_hook_gpa_add - hook [gpa, gpa+len) for `access` (OR of HVI_EPT_R/W/X).
+ * HVI_E_INVAL for len 0, len > 1 MiB, access 0 or overflow; HVI_E_UNSUPPORTED when the backend
+ * can neither restrict the access (EPT) nor watch it (watchpoints, writes only, needs the GVA:
+ * use hvi_hook_gpa_add_gva); HVI_E_BACKEND when the glue fails (nothing changed).
+ */
+hvi_status hvi_hook_gpa_add(hvi_engine *e, hvi_gpa gpa, uint32_t len, uint32_t access,
+                            hvi_gpa_hook_cb cb, void *ctx, hvi_hook **out);
+
+/* Same, also naming the linear address that maps gpa (needed by the watchpoint strategy, and
+ * reported in hvi_hook_access.gva). The range must lie in one page. */
+hvi_status hvi_hook_gpa_add_gva(hvi_engine *e, hvi_gpa gpa, hvi_gva gva, uint32_t len,
+                                uint32_t access, hvi_gpa_hook_cb cb, void *ctx, hvi_hook **out);
+
+/* Remove a hook (any kind in this header); safe from inside any hook callback (removal then
+ * completes when the event returns). HVI_E_INVAL for NULL. */
+hvi_status hvi_hook_remove(hvi_engine *e, hvi_hook *hook);
+
+/* The EPT rights the hook layer wants for the frame of gpa (RWX when unhooked). */
+uint32_t hvi_hook_frame_rights(hvi_engine *e, hvi_gpa gpa);
+/* Number of live memory hooks / hooked frames (tests). */
+size_t hvi_hook_count(const hvi_engine *e);
+size_t hvi_hook_frame_count(const hvi_engine *e);
+
+/* ---- register hooks ---- */
+
+/* Called with the CR/MSR/DTR/XCR event (old_value/new_value); returns an hvi_action. DENY keeps
+ * the old value (the backend must not perform the register write). */
+typedef uint32_t (*hvi_reg_hook_cb)(hvi_engine *e, hvi_hook *hook, const hvi_event *ev, void *ctx);
+
+/* kind: HVI_EXIT_CR (index 0/3/4), HVI_EXIT_MSR (index = MSR), HVI_EXIT_DTR (0 IDTR, 1 GDTR),
+ * HVI_EXIT_XCR (0). Enables the exit through enable_exit on the first hook of (kind, index) and
+ * disables it when the last goes. HVI_E_UNSUPPORTED without HVI_CAP_REG_EXITS. */
+hvi_status hvi_hook_reg_add(hvi_engine *e, uint32_t kind, uint32_t index, hvi_reg_hook_cb cb,
+                            void *ctx, hvi_hook **out);
+
+/* ---- detours (hypervisor breakpoints) ---- */
+
+/* Called on the breakpoint with the vCPU registers (GPR|CR|EFER|SEG|FSGS). The callback may
+ * change *regs and return true to have them written (set_regs). */
+typedef bool (*hvi_detour_cb)(hvi_engine *e, hvi_hook *hook, uint32_t vcpu, hvi_regs *regs,
+                              void *ctx);
+
+/* HVI_E_UNSUPPORTED without HVI_CAP_BREAKPOINT; HVI_E_EXISTS for a second detour on a gva. */
+hvi_status hvi_detour_add(hvi_engine *e, hvi_gva gva, hvi_detour_cb cb, void *ctx, hvi_hook **out);
+
+/* Helper for detour callbacks: return from the detoured function at once with `value`:
+ * RIP = [RSP] (read through regs->cr3), RSP += 8, RAX = value. HVI_E_NOT_PRESENT if the stack
+ * is not mapped (regs unchanged). */
+hvi_status hvi_detour_return(hvi_engine *e, hvi_regs *regs, uint64_t value);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HVI_HOOK_H */

@@ -1,0 +1,82 @@
+/*
+ * hvi — generic protection: named protected regions that raise alerts and decide (deny, or log
+ * only with HVI_OPT_LOG_ONLY), register protection, and integrity regions hashed on the timer.
+ *
+ * Built on hook.h. The OS layers decide what to protect (kernel text, IDT, sys_call_table,
+ * LSTAR...); this layer fills the alert record (type, vCPU, GPA/GVA, RIP, instruction text,
+ * old/new value, width, action, object name) and emits it through the engine's alert queue.
+ *
+ * Decision for a violation: the optional exception callback may allow it (legitimate writer,
+ * e.g. the kernel patching its own text); otherwise an alert is raised and the access is denied,
+ * unless HVI_OPT_LOG_ONLY is set (alert action "logged", access allowed).
+ */
+#ifndef HVI_PROTECT_H
+#define HVI_PROTECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hook.h"
+#include "hvi.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hvi_protect hvi_protect;
+
+/* Return true to allow the access without an alert (a known-good writer). `acc` is NULL for
+ * register protections (then `ev` carries the values). */
+typedef bool (*hvi_protect_exception_cb)(hvi_engine *e, const hvi_hook_access *acc,
+                                         const hvi_event *ev, void *ctx);
+
+/* Optional owner context for alerts (pid/comm/symbol/module); called when an alert is raised. */
+typedef void (*hvi_protect_owner_cb)(hvi_engine *e, hvi_alert *alert, void *ctx);
+
+typedef struct hvi_protect_desc {
+    const char *object;            /* name in the alert ("kernel-text", "idt", ...) */
+    uint32_t alert_type;           /* hvi_alert_type for violations */
+    hvi_protect_exception_cb exception; /* optional */
+    hvi_protect_owner_cb owner;    /* optional */
+    void *ctx;
+} hvi_protect_desc;
+
+/*
+ * hvi_protect_memory - protect [gpa, gpa+len) (gva: its linear address, 0 if unknown; the
+ * watchpoint strategy needs it) against `access` (HVI_EPT_W and/or R/X). Errors as
+ * hvi_hook_gpa_add/_gva.
+ */
+hvi_status hvi_protect_memory(hvi_engine *e, const hvi_protect_desc *desc, hvi_gpa gpa,
+                              hvi_gva gva, uint32_t len, uint32_t access, hvi_protect **out);
+
+/*
+ * hvi_protect_register - protect a register (kind/index as hvi_hook_reg_add). An alert is raised
+ * when a write changes any bit of `mask` (all ones: any change); DENY keeps the old value.
+ */
+hvi_status hvi_protect_register(hvi_engine *e, const hvi_protect_desc *desc, uint32_t kind,
+                                uint32_t index, uint64_t mask, hvi_protect **out);
+
+/*
+ * hvi_protect_integrity - hash [gva, gva+len) through `cr3` (0 = kernel) now (XXH3-64) and again
+ * on every timer tick; a changed hash raises HVI_ALERT_INTEGRITY whose detail names the region,
+ * the old and the new hash (the new hash becomes the reference). len <= 16 MiB. Fails with the
+ * read's status when the region cannot be read now.
+ */
+hvi_status hvi_protect_integrity(hvi_engine *e, const hvi_protect_desc *desc, uint64_t cr3,
+                                 hvi_gva gva, uint32_t len, hvi_protect **out);
+/* Run the integrity checks now (the timer calls this); returns the number of changed regions. */
+size_t hvi_protect_integrity_check(hvi_engine *e);
+
+/* Remove one protection (hooks, exits and hashes go with it). */
+hvi_status hvi_protect_remove(hvi_engine *e, hvi_protect *p);
+
+/* Violations seen so far (tests). */
+uint64_t hvi_protect_violations(const hvi_engine *e);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HVI_PROTECT_H */
