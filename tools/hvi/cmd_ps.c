@@ -42,6 +42,11 @@ static int cmd_ps(int argc, char **argv)
     if (s.json) {
         print_json(p, n);
     } else {
+        hvi_linux_info info;
+        if (hvi_linux_get_info(s.engine, &info) == HVI_OK)
+            printf("kernel: Linux %s, _text 0x%llx (KASLR slide 0x%llx), %u kallsyms symbols\n",
+                   info.release, (unsigned long long)info.image_start,
+                   (unsigned long long)info.slide, info.symbols);
         printf("%7s %7s %7s %5s %-16s %s\n", "PID", "TGID", "PPID", "UID", "COMM", "EXE / CMDLINE");
         for (size_t i = 0; i < n; i++)
             printf("%7d %7d %7d %5u %-16s %s\n", p[i].pid, p[i].tgid, p[i].ppid, p[i].uid,
