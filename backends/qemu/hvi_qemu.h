@@ -43,6 +43,9 @@ typedef struct hvi_qemu_vm_opts {
     bool nokaslr;              /* add "nokaslr" */
     bool cpu_max;              /* -cpu max (LA57: 5-level paging); default CPU model: 4-level */
     uint32_t boot_timeout_ms;  /* 0 = 90000 */
+    bool persistent;           /* QEMU outlives this process (-daemonize; `hvi vm start`). When
+                                  false QEMU is this process's child and gets SIGKILL if it dies,
+                                  so a crashed or killed test leaves no guest behind. */
 } hvi_qemu_vm_opts;
 
 typedef struct hvi_qemu_vm hvi_qemu_vm;

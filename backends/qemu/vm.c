@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -135,6 +136,27 @@ static int run_cmd(char *const argv[], const char *errfile)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* Start argv as a child that dies with this process; stdout/stderr to errfile. */
+static int spawn_child(char *const argv[], const char *errfile)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0)
+        return (int)pid;
+    int fd = open(errfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int nul = open("/dev/null", O_RDONLY);
+    if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+    }
+    if (nul >= 0)
+        dup2(nul, 0);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        _exit(126);
+    execvp(argv[0], argv);
+    _exit(127);
+}
+
 static void read_text(const char *path, char *buf, size_t len)
 {
     buf[0] = '\0';
@@ -241,6 +263,12 @@ static hvi_status launch(hvi_qemu_vm *vm, const hvi_qemu_vm_opts *o, const char 
                         "-chardev", chardev, "-serial", "chardev:ser0", "-gdb", gdb, "-qmp", qmp,
                         "-daemonize", "-pidfile", pidf, NULL};
         unlink(vm->serial_log);
+        if (!o->persistent) {
+            argv[sizeof(argv) / sizeof(argv[0]) - 4] = NULL; /* drop -daemonize -pidfile */
+            vm->pid = spawn_child(argv, errf);
+            vm->child = true;
+            return vm->pid > 0 ? HVI_OK : vm_fail(HVI_E_IO, "fork: %s", strerror(errno));
+        }
         int rc = run_cmd(argv, errf);
         if (rc == 0) {
             char pidtxt[32];
@@ -287,6 +315,20 @@ static bool file_has(const char *path, const char *needle)
     return found;
 }
 
+static bool qemu_err_has(const hvi_qemu_vm *vm, const char *what)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/qemu.err", vm->dir);
+    return file_has(path, what);
+}
+
+/* Collect our own QEMU child once it is gone. */
+static void reap(hvi_qemu_vm *vm)
+{
+    if (vm->child && vm->pid > 0)
+        (void)waitpid(vm->pid, NULL, WNOHANG);
+}
+
 static hvi_status wait_ready(hvi_qemu_vm *vm, uint32_t timeout_ms)
 {
     int64_t deadline = vm_now_ms() + timeout_ms;
@@ -294,7 +336,11 @@ static hvi_status wait_ready(hvi_qemu_vm *vm, uint32_t timeout_ms)
         if (file_has(vm->serial_log, "HVI-READY"))
             return HVI_OK;
         if (!hvi_qemu_vm_alive(vm)) {
-            return vm_fail(HVI_E_CLOSED, "QEMU exited during boot (see %s)", vm->serial_log);
+            char path[600], msg[400];
+            snprintf(path, sizeof(path), "%s/qemu.err", vm->dir);
+            read_text(path, msg, sizeof(msg));
+            return vm_fail(HVI_E_CLOSED, "QEMU exited during boot: %s (see %s)",
+                           msg[0] ? msg : "no error output", vm->serial_log);
         }
         sleep_ms(100);
     }
@@ -327,6 +373,7 @@ hvi_status hvi_qemu_vm_start(const hvi_qemu_vm_opts *o, hvi_qemu_vm **out)
     hvi_qemu_vm *vm = calloc(1, sizeof(*vm));
     if (!vm)
         return HVI_E_NOMEM;
+    vm->ram_fd = -1;
     char *root = realpath(default_root(o->state_root), NULL);
     if (!root && mkdirs(default_root(o->state_root)) == HVI_OK)
         root = realpath(default_root(o->state_root), NULL);
@@ -348,12 +395,24 @@ hvi_status hvi_qemu_vm_start(const hvi_qemu_vm_opts *o, hvi_qemu_vm **out)
         snprintf(initrd, sizeof(initrd), "%s", o->initramfs);
     else if (st == HVI_OK)
         st = build_initramfs(vm, o, initrd, sizeof(initrd));
-    if (st == HVI_OK)
-        st = launch(vm, o, kernel, initrd);
-    if (st == HVI_OK)
-        st = write_state(vm);
-    if (st == HVI_OK)
-        st = wait_ready(vm, o->boot_timeout_ms ? o->boot_timeout_ms : 90000);
+    for (int attempt = 0; st == HVI_OK && attempt < 3; attempt++) {
+        if ((st = launch(vm, o, kernel, initrd)) == HVI_OK && (st = write_state(vm)) == HVI_OK)
+            st = wait_ready(vm, o->boot_timeout_ms ? o->boot_timeout_ms : 90000);
+        if (st != HVI_E_CLOSED || !vm->child || !qemu_err_has(vm, "Address already in use"))
+            break;
+        reap(vm);
+        st = HVI_OK; /* the gdbstub port was taken meanwhile: try another */
+    }
+    if (st == HVI_OK && vm->child) {
+        /* Keep the RAM file open and drop its name: nothing is left in /dev/shm if this
+         * process dies. The session maps it through /proc/<pid>/fd. */
+        vm->ram_fd = open(vm->ram_path, O_RDWR | O_CLOEXEC);
+        if (vm->ram_fd >= 0) {
+            unlink(vm->ram_path);
+            snprintf(vm->ram_path, sizeof(vm->ram_path), "/proc/%d/fd/%d", (int)getpid(), vm->ram_fd);
+            st = write_state(vm);
+        }
+    }
     if (st != HVI_OK) {
         char keep[sizeof(vm_err)];
         snprintf(keep, sizeof(keep), "%s", vm_err);
@@ -372,6 +431,7 @@ hvi_status hvi_qemu_vm_find(const char *state_root, const char *name, hvi_qemu_v
     hvi_qemu_vm *vm = calloc(1, sizeof(*vm));
     if (!vm)
         return HVI_E_NOMEM;
+    vm->ram_fd = -1;
     char *root = realpath(default_root(state_root), NULL);
     char path[700];
     snprintf(vm->dir, sizeof(vm->dir), "%s/%s", root ? root : default_root(state_root), name);
@@ -410,6 +470,8 @@ hvi_status hvi_qemu_vm_find(const char *state_root, const char *name, hvi_qemu_v
 
 void hvi_qemu_vm_release(hvi_qemu_vm *vm)
 {
+    if (vm && vm->ram_fd >= 0)
+        close(vm->ram_fd);
     free(vm);
 }
 
@@ -426,8 +488,12 @@ void hvi_qemu_vm_stop(hvi_qemu_vm *vm)
         for (int i = 0; i < 40 && hvi_qemu_vm_alive(vm); i++)
             sleep_ms(50);
     }
+    if (vm->child && vm->pid > 0)
+        (void)waitpid(vm->pid, NULL, 0);
     char path[700];
-    if (vm->ram_path[0])
+    if (vm->ram_fd >= 0)
+        close(vm->ram_fd);
+    else if (vm->ram_path[0])
         unlink(vm->ram_path);
     unlink(vm->serial_sock);
     unlink(vm->qmp_sock);

@@ -2,6 +2,7 @@
 #ifndef HVI_QEMU_VM_INTERNAL_H
 #define HVI_QEMU_VM_INTERNAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct hvi_qemu_vm {
@@ -11,6 +12,8 @@ struct hvi_qemu_vm {
     char qmp_sock[600];
     char ram_path[256];
     int pid;
+    bool child; /* QEMU is our child process (not daemonized) */
+    int ram_fd; /* child VMs: the RAM file, kept open after its name is removed; else -1 */
     uint16_t gdb_port;
     uint32_t smp;
     uint64_t mem_bytes;

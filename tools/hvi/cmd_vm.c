@@ -22,7 +22,7 @@ static const char *vm_name_arg(int argc, char **argv, int *i)
 
 static int vm_start(int argc, char **argv)
 {
-    hvi_qemu_vm_opts o = {.name = "default"};
+    hvi_qemu_vm_opts o = {.name = "default", .persistent = true};
     const char *add[VM_MAX_ADD + 1] = {0};
     int nadd = 0;
     for (int i = 1; i < argc; i++) {
