@@ -100,13 +100,20 @@ struct lix_kallsyms {
     uint32_t count;
     char *names;
     size_t names_len;
-    uint32_t *by_name; /* indexes into syms sorted by name, built on first name lookup */
+    uint32_t *by_name; /* indexes into syms sorted by name, built after a few lookups */
+    uint32_t lookups;  /* linear lookups done so far */
 };
+#define LIX_LINEAR_LOOKUPS 16u
 
 /* Locate and decode the 6.1 kallsyms tables inside image[0..len) (a host copy of the kernel
  * image mapped at `image_va`). HVI_E_NOT_FOUND / HVI_E_FORMAT / HVI_E_LIMIT; *why explains. */
 hvi_status lix_kallsyms_parse(struct lix_kallsyms *ks, const uint8_t *image, size_t len,
                               uint64_t image_va, const char **why);
+/* The same, starting the token-table search at image offset `from` (a lix_kallsyms_probe hit). */
+hvi_status lix_kallsyms_parse_at(struct lix_kallsyms *ks, const uint8_t *image, size_t len,
+                                 uint64_t image_va, size_t from, const char **why);
+/* Is there a kallsyms token index in image[from..len)? *at receives its offset. */
+bool lix_kallsyms_probe(const uint8_t *image, size_t len, size_t from, size_t *at);
 void lix_kallsyms_free(struct lix_kallsyms *ks);
 hvi_status lix_kallsyms_lookup(struct lix_kallsyms *ks, const char *name, uint64_t *addr);
 /* Symbol containing addr (the closest symbol at or below, within the image); *off = addr - sym. */
@@ -117,7 +124,7 @@ hvi_status lix_kallsyms_find(const struct lix_kallsyms *ks, uint64_t addr, const
 struct lix_kernel {
     struct lix_mem mem;
     uint64_t image_start;   /* _text (2 MiB aligned, KASLR slide applied) */
-    uint64_t image_end;     /* end of the scanned, mapped image */
+    uint64_t image_end;     /* _end from kallsyms (else the end of the copied image) */
     uint64_t slide;         /* image_start - 0xffffffff81000000 */
     char banner[256];       /* "Linux version 6.1.0-... (...) #1 SMP ..." */
     char release[64];       /* "6.1.0-56-amd64" */

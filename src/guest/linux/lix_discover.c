@@ -10,6 +10,8 @@
 #define LIX_MAX_BACK 512u          /* 2 MiB steps walked back: 1 GiB, the kernel image limit */
 #define LIX_HOLE_PAGES 1024u       /* unmapped pages in a row that end the image (4 MiB) */
 #define LIX_TEXT_BASE 0xffffffff81000000ull
+#define LIX_CHUNK (2u << 20)
+#define LIX_AFTER_TOKENS (4u << 20)
 
 bool lix_is_kptr(uint64_t p) { return p >= 0xffff800000000000ull; }
 
@@ -116,25 +118,51 @@ static bool page_mapped(const struct lix_mem *mem, uint64_t va)
     return mem->read(mem->ctx, va, &b, 1) == HVI_OK;
 }
 
-/* Copy [start, ...) page by page into a host buffer; holes read as zero. */
-static hvi_status copy_image(const struct lix_mem *mem, uint64_t start, uint8_t **img, size_t *len)
+/* A host copy of the image, filled page by page (holes read as zero) only as far as needed. */
+struct image {
+    const struct lix_mem *mem;
+    uint64_t start;
+    uint8_t *buf;
+    size_t next;   /* bytes copied (mapped or not) */
+    size_t len;    /* end of the last mapped page */
+    size_t hole;   /* unmapped pages in a row */
+    bool complete; /* the end of the image was reached */
+};
+
+static void copy_upto(struct image *im, size_t upto)
 {
-    uint8_t *buf = malloc(LIX_MAX_IMAGE);
-    if (!buf)
-        return HVI_E_NOMEM;
-    size_t end = 0, hole = 0;
-    for (size_t off = 0; off < LIX_MAX_IMAGE && hole < LIX_HOLE_PAGES; off += HVI_PAGE_SIZE) {
-        if (mem->read(mem->ctx, start + off, buf + off, HVI_PAGE_SIZE) == HVI_OK) {
-            end = off + HVI_PAGE_SIZE;
-            hole = 0;
+    if (upto > LIX_MAX_IMAGE)
+        upto = LIX_MAX_IMAGE;
+    while (!im->complete && im->next < upto) {
+        uint8_t *dst = im->buf + im->next;
+        if (im->mem->read(im->mem->ctx, im->start + im->next, dst, HVI_PAGE_SIZE) == HVI_OK) {
+            im->len = im->next + HVI_PAGE_SIZE;
+            im->hole = 0;
         } else {
-            memset(buf + off, 0, HVI_PAGE_SIZE);
-            hole++;
+            memset(dst, 0, HVI_PAGE_SIZE);
+            im->hole++;
         }
+        im->next += HVI_PAGE_SIZE;
+        if (im->hole >= LIX_HOLE_PAGES || im->next >= LIX_MAX_IMAGE)
+            im->complete = true;
     }
-    *img = buf;
-    *len = end;
-    return HVI_OK;
+}
+
+/* Copy 2 MiB at a time until the kallsyms token index shows up, then enough beyond it for
+ * tables placed after it (offsets: 4 bytes per symbol). *tok = its offset, or 0. */
+static void copy_for_kallsyms(struct image *im, size_t *tok)
+{
+    size_t scanned = 0;
+    *tok = 0;
+    while (!im->complete) {
+        copy_upto(im, im->next + LIX_CHUNK);
+        size_t from = scanned > 1024 ? scanned - 1024 : 0;
+        if (lix_kallsyms_probe(im->buf, im->len, from, tok)) {
+            copy_upto(im, *tok + 512 + LIX_AFTER_TOKENS);
+            return;
+        }
+        scanned = im->len;
+    }
 }
 
 static bool find_banner(struct lix_kernel *k, const uint8_t *img, size_t len)
@@ -185,21 +213,25 @@ hvi_status lix_discover(struct lix_kernel *k, const struct lix_mem *mem, uint64_
         *why = "no unmapped gap below the kernel image within 1 GiB";
         return HVI_E_LIMIT;
     }
-    uint8_t *img = NULL;
-    size_t len = 0;
-    hvi_status st = copy_image(mem, start, &img, &len);
-    if (st != HVI_OK)
-        return st;
+    struct image im = {.mem = mem, .start = start, .buf = malloc(LIX_MAX_IMAGE)};
+    if (!im.buf)
+        return HVI_E_NOMEM;
+    size_t tok = 0;
+    copy_for_kallsyms(&im, &tok);
     k->image_start = start;
-    k->image_end = start + len;
     k->slide = start - LIX_TEXT_BASE;
-    if (!find_banner(k, img, len)) {
-        free(img);
-        *why = "no \"Linux version\" banner in the kernel image";
-        return HVI_E_NOT_FOUND;
+    bool banner = find_banner(k, im.buf, im.len);
+    if (!banner && !im.complete) {
+        copy_upto(&im, LIX_MAX_IMAGE);
+        banner = find_banner(k, im.buf, im.len);
     }
-    st = lix_kallsyms_parse(&k->ks, img, len, start, why);
-    free(img);
+    k->image_end = start + im.len;
+    hvi_status st = HVI_E_NOT_FOUND;
+    if (!banner)
+        *why = "no \"Linux version\" banner in the kernel image";
+    else
+        st = lix_kallsyms_parse_at(&k->ks, im.buf, im.len, start, tok, why);
+    free(im.buf);
     if (st != HVI_OK)
         return st;
     uint64_t text = 0;
@@ -215,6 +247,10 @@ hvi_status lix_discover(struct lix_kernel *k, const struct lix_mem *mem, uint64_
     }
     if (lix_kallsyms_lookup(&k->ks, "modules", &k->modules) != HVI_OK)
         k->modules = 0;
+    uint64_t end = 0;
+    if (lix_kallsyms_lookup(&k->ks, "_end", &end) == HVI_OK && end > start &&
+        end - start <= (1ull << 30))
+        k->image_end = end;
     return HVI_OK;
 }
 

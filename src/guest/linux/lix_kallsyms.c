@@ -63,9 +63,9 @@ static bool table_matches(const struct ks_scan *s, size_t t, size_t idx)
     return true;
 }
 
-static bool find_tokens(struct ks_scan *s)
+static bool find_tokens(struct ks_scan *s, size_t from)
 {
-    for (size_t p = 8; p + 512 <= s->len; p += 8) {
+    for (size_t p = from < 8 ? 8 : (from + 7) & ~(size_t)7; p + 512 <= s->len; p += 8) {
         if (rd16(s->img + p) != 0 || rd16(s->img + p + 2) < 2 || rd16(s->img + p + 2) > KS_MAX_TOKEN)
             continue;
         if (!index_plausible(s->img + p))
@@ -258,8 +258,23 @@ static hvi_status decode_all(const struct ks_scan *s, struct lix_kallsyms *ks, b
     return HVI_OK;
 }
 
+bool lix_kallsyms_probe(const uint8_t *image, size_t len, size_t from, size_t *at)
+{
+    struct ks_scan s = {.img = image, .len = len};
+    if (!image || !at || !find_tokens(&s, from))
+        return false;
+    *at = s.tok_index;
+    return true;
+}
+
 hvi_status lix_kallsyms_parse(struct lix_kallsyms *ks, const uint8_t *image, size_t len,
                               uint64_t image_va, const char **why)
+{
+    return lix_kallsyms_parse_at(ks, image, len, image_va, 0, why);
+}
+
+hvi_status lix_kallsyms_parse_at(struct lix_kallsyms *ks, const uint8_t *image, size_t len,
+                                 uint64_t image_va, size_t from, const char **why)
 {
     const char *dummy;
     if (!why)
@@ -271,7 +286,7 @@ hvi_status lix_kallsyms_parse(struct lix_kallsyms *ks, const uint8_t *image, siz
     memset(ks, 0, sizeof(*ks));
     struct ks_scan s = {.img = image, .len = len, .va = image_va};
     bool abs_percpu = true;
-    if (!find_tokens(&s)) {
+    if (!find_tokens(&s, from) && (from == 0 || !find_tokens(&s, 0))) {
         *why = "kallsyms_token_table/kallsyms_token_index not found";
         return HVI_E_NOT_FOUND;
     }
@@ -319,6 +334,17 @@ hvi_status lix_kallsyms_lookup(struct lix_kallsyms *ks, const char *name, uint64
 {
     if (!ks || !name || !addr || !ks->count)
         return HVI_E_INVAL;
+    if (!ks->by_name && ks->lookups < LIX_LINEAR_LOOKUPS) {
+        /* the first few lookups (discovery) are cheaper than sorting 100k names */
+        ks->lookups++;
+        for (uint32_t i = 0; i < ks->count; i++) {
+            if (!strcmp(ks->names + ks->syms[i].name, name)) {
+                *addr = ks->syms[i].addr;
+                return HVI_OK;
+            }
+        }
+        return HVI_E_NOT_FOUND;
+    }
     if (!ks->by_name) {
         uint32_t *ix = malloc(sizeof(uint32_t) * ks->count);
         if (!ix)
