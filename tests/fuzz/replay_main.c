@@ -3,7 +3,9 @@
  * files) to LLVMFuzzerTestOneInput once. Built with gcc so every ctest run exercises the
  * corpus; a crash, sanitizer report or leak fails the test.
  */
+#ifndef _DEFAULT_SOURCE
 #define _DEFAULT_SOURCE
+#endif
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
