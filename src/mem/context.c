@@ -39,6 +39,7 @@ hvi_status hvi_mem_set_context(hvi_engine *e, hvi_paging_mode mode, uint64_t ker
         return HVI_E_INVAL;
     e->guest.paging = mode;
     e->guest.kernel_cr3 = kernel_cr3;
+    hvi_mem_flush_translations(e, 0);
     return HVI_OK;
 }
 
