@@ -15,5 +15,5 @@ for k in "$b"/attacks/*.ko; do set -- "$@" --module "$k"; done
     --add "$here/verify-in-guest.sh:/verify.sh" > /dev/null
 timeout 180 qemu-system-x86_64 -accel tcg -m 512 -machine q35 -nographic -no-reboot \
     -kernel "$kern" -initrd "$b/attacks-verify.cpio.gz" -name "hvi-attacks-verify-$$" \
-    -append "console=ttyS0 rdinit=/verify.sh quiet" 2>&1 | tr -d '\r' | grep -a ATTACK | tee "$b/attacks-verify.log"
-[ "$(grep -c '^ATTACK-OK' "$b/attacks-verify.log")" -eq 8 ] && ! grep -q ATTACK-FAIL "$b/attacks-verify.log"
+    -append "console=ttyS0 rdinit=/verify.sh quiet" 2>&1 | tr -d '\r' | grep -ao 'ATTACK-[A-Z]* *[a-z_]*.*' | tee "$b/attacks-verify.log"
+[ "$(grep -c '^ATTACK-OK ' "$b/attacks-verify.log")" -eq 8 ] && ! grep -q ATTACK-FAIL "$b/attacks-verify.log"

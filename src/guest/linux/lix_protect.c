@@ -1,0 +1,475 @@
+/*
+ * hvi guest/linux — kernel protection by shadow comparison on the timer.
+ *
+ * Kernel text + rodata, the IDT, the syscall tables, the vDSO image and every module's text are
+ * copied when protection starts and compared on every tick (the hook layer's write hooks are
+ * the planned faster path; on QEMU/TCG only a few watchpoints are cheap, so big areas stay on
+ * the timer anyway). A difference is an alert naming the first changed address, its symbol,
+ * old/new bytes and, for a pointer-sized change, the symbol/module the new value points to;
+ * in deny mode the bytes are written back from the shadow. CR0.WP / CR4.SMEP/SMAP are read from
+ * every vCPU on every tick. Legitimate kernel code patching (jump labels, ftrace) is recognized
+ * by shape: a 2- or 5-byte NOP/JMP/CALL window becoming another one with a plausible target.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "guest/linux/lix_protect.h"
+#include "hvi/mem.h"
+
+#define CR0_WP (1ull << 16)
+#define CR4_SMEP (1ull << 20)
+#define CR4_SMAP (1ull << 21)
+
+static bool deny_mode(const hvi_engine *e)
+{
+    return !(e->options & HVI_OPT_LOG_ONLY);
+}
+
+struct mod_find {
+    uint64_t addr, base;
+    char name[64];
+};
+
+static bool mod_find_cb(const struct lix_module *m, void *ctx)
+{
+    struct mod_find *f = ctx;
+    if (f->addr >= m->core_base && f->addr - m->core_base < m->core_size) {
+        hvi_strlcpy(f->name, m->name, sizeof(f->name));
+        f->base = m->core_base;
+        return false;
+    }
+    return true;
+}
+
+/* Symbol and module owning `addr` ("kernel" inside the image). */
+static void describe(const struct lix_kernel *k, uint64_t addr, char *sym, size_t slen, char *mod,
+                     size_t mlen)
+{
+    const char *name = NULL;
+    uint64_t off = 0;
+    sym[0] = mod[0] = 0;
+    if (addr >= k->image_start && addr < k->image_end) {
+        hvi_strlcpy(mod, "kernel", mlen);
+        if (lix_kallsyms_find(&k->ks, addr, &name, &off) == HVI_OK && name)
+            snprintf(sym, slen, "%s+0x%llx", name, (unsigned long long)off);
+        return;
+    }
+    struct mod_find f = {.addr = addr};
+    if (lix_module_walk(k, mod_find_cb, &f) == HVI_OK && f.name[0]) {
+        hvi_strlcpy(mod, f.name, mlen);
+        snprintf(sym, slen, "%s+0x%llx", f.name, (unsigned long long)(addr - f.base));
+    }
+}
+
+void lixp_alert_writer(struct lixp_state *s, hvi_alert *a, uint64_t addr)
+{
+    describe(s->k, addr, a->symbol, sizeof(a->symbol), a->module, sizeof(a->module));
+}
+
+static hvi_status sym_range(struct lix_kernel *k, const char *start, const char *end,
+                            uint64_t *gva, uint32_t *len)
+{
+    uint64_t a = 0, b = 0;
+    hvi_status st = lix_kallsyms_lookup(&k->ks, start, &a);
+    if (st == HVI_OK)
+        st = lix_kallsyms_lookup(&k->ks, end, &b);
+    if (st != HVI_OK)
+        return st;
+    if (b <= a || b - a > LIXP_MAX_REGION_LEN)
+        return HVI_E_RANGE;
+    *gva = a;
+    *len = (uint32_t)(b - a);
+    return HVI_OK;
+}
+
+static struct lixp_region *region_add(hvi_engine *e, struct lixp_state *s, const char *object,
+                                      uint64_t opt, uint64_t gva, uint32_t len, bool code)
+{
+    if (s->nregions >= LIXP_MAX_REGIONS || !len || len > LIXP_MAX_REGION_LEN)
+        return NULL;
+    uint8_t *sh = malloc(len);
+    if (!sh)
+        return NULL;
+    if (lix_read(s->k, gva, sh, len) != HVI_OK) {
+        hvi_log(e, 2, "linux protect: %s at 0x%llx (+%u) unreadable, not protected", object,
+                (unsigned long long)gva, len);
+        free(sh);
+        return NULL;
+    }
+    struct lixp_region *r = &s->regions[s->nregions++];
+    memset(r, 0, sizeof(*r));
+    hvi_strlcpy(r->object, object, sizeof(r->object));
+    r->opt = opt;
+    r->gva = gva;
+    r->len = len;
+    r->shadow = sh;
+    r->code = code;
+    return r;
+}
+
+static void add_kernel_regions(hvi_engine *e, struct lixp_state *s)
+{
+    struct lix_kernel *k = s->k;
+    uint64_t gva = 0, v = 0;
+    uint32_t len = 0;
+    if (sym_range(k, "_stext", "_etext", &gva, &len) == HVI_OK)
+        region_add(e, s, "kernel-text", HVI_OPT_KM_TEXT, gva, len, true);
+    if (sym_range(k, "__start_rodata", "__end_rodata", &gva, &len) == HVI_OK)
+        region_add(e, s, "kernel-rodata", HVI_OPT_KM_TEXT, gva, len, false);
+    if (lix_kallsyms_lookup(&k->ks, "idt_table", &gva) == HVI_OK)
+        region_add(e, s, "idt", HVI_OPT_KM_IDT, gva, 256 * 16, false);
+    if (sym_range(k, "sys_call_table", "sys_call_table", &gva, &len) != HVI_OK &&
+        lix_kallsyms_lookup(&k->ks, "sys_call_table", &gva) == HVI_OK) {
+        /* the table ends where the next symbol starts; bounded */
+        const char *n = NULL;
+        uint64_t off = 0;
+        len = 8;
+        while (len < 4096 * 8 && lix_kallsyms_find(&k->ks, gva + len, &n, &off) == HVI_OK &&
+               off == len && n && !strcmp(n, "sys_call_table"))
+            len += 8;
+        region_add(e, s, "sys_call_table", HVI_OPT_KM_SYSCALL_TABLE, gva, len, false);
+    }
+    if (lix_kallsyms_lookup(&k->ks, "ia32_sys_call_table", &gva) == HVI_OK)
+        region_add(e, s, "ia32_sys_call_table", HVI_OPT_KM_SYSCALL_TABLE, gva, 512 * 8, false);
+    /* struct vdso_image { void *data; unsigned long size; ... } */
+    if (lix_kallsyms_lookup(&k->ks, "vdso_image_64", &gva) == HVI_OK &&
+        lix_read_u64(k, gva, &v) == HVI_OK && lix_is_kptr(v)) {
+        uint64_t size = 0;
+        if (lix_read_u64(k, gva + 8, &size) == HVI_OK && size && size <= (1u << 20))
+            region_add(e, s, "vdso", HVI_OPT_KM_VDSO, v, (uint32_t)size, true);
+    }
+}
+
+static struct lixp_region *find_module_region(struct lixp_state *s, uint64_t mod)
+{
+    for (uint32_t i = 0; i < s->nregions; i++)
+        if (s->regions[i].module == mod)
+            return &s->regions[i];
+    return NULL;
+}
+
+struct mod_sync {
+    hvi_engine *e;
+    struct lixp_state *s;
+};
+
+static bool mod_sync_cb(const struct lix_module *m, void *ctx)
+{
+    struct mod_sync *ms = ctx;
+    struct lixp_region *r = find_module_region(ms->s, m->addr);
+    /* MODULE_STATE_LIVE = 0: shadow a module once its init has run */
+    if (!r && m->state == 0 && m->core_text_size && m->core_text_size <= m->core_size) {
+        r = region_add(ms->e, ms->s, "module-text", HVI_OPT_KM_MODULES, m->core_base,
+                       m->core_text_size, true);
+        if (r) {
+            r->module = m->addr;
+            snprintf(r->object, sizeof(r->object), "module-text:%.18s", m->name);
+        }
+    }
+    if (r)
+        r->seen = true;
+    return true;
+}
+
+static void region_drop(struct lixp_state *s, uint32_t i)
+{
+    free(s->regions[i].shadow);
+    s->regions[i] = s->regions[--s->nregions];
+}
+
+/* Follow the modules list: shadow new live modules, forget unloaded ones. */
+static void sync_modules(hvi_engine *e, struct lixp_state *s)
+{
+    for (uint32_t i = 0; i < s->nregions; i++)
+        s->regions[i].seen = false;
+    struct mod_sync ms = {e, s};
+    if (lix_module_walk(s->k, mod_sync_cb, &ms) != HVI_OK)
+        return;
+    for (uint32_t i = 0; i < s->nregions;) {
+        if (s->regions[i].module && !s->regions[i].seen)
+            region_drop(s, i);
+        else
+            i++;
+    }
+}
+
+/* Is w[0..n) a code-patching shape: NOP5, NOP2, JMP rel8/rel32 or CALL rel32? *target gets the
+ * branch target (0 for a NOP). */
+static bool patch_shape(const uint8_t *w, uint32_t n, uint64_t at, uint64_t *target)
+{
+    static const uint8_t nop5[5] = {0x0f, 0x1f, 0x44, 0x00, 0x00};
+    *target = 0;
+    if (n == 5 && !memcmp(w, nop5, 5))
+        return true;
+    if (n == 2 && w[0] == 0x66 && w[1] == 0x90)
+        return true;
+    if (n == 2 && w[0] == 0xeb) {
+        *target = at + 2 + (uint64_t)(int64_t)(int8_t)w[1];
+        return true;
+    }
+    if (n == 5 && (w[0] == 0xe9 || w[0] == 0xe8)) {
+        int32_t rel;
+        memcpy(&rel, w + 1, 4);
+        *target = at + 5 + (uint64_t)(int64_t)rel;
+        return true;
+    }
+    return false;
+}
+
+/* A CALL must land on a function start, a JMP inside the patched function. */
+static bool target_ok(const struct lix_kernel *k, uint64_t at, const uint8_t *w, uint64_t target)
+{
+    const char *fn = NULL, *tn = NULL;
+    uint64_t foff = 0, toff = 0;
+    if (!target)
+        return true;
+    if (target < k->image_start || target >= k->image_end)
+        return false;
+    if (lix_kallsyms_find(&k->ks, target, &tn, &toff) != HVI_OK)
+        return false;
+    if (w[0] == 0xe8)
+        return toff == 0;
+    return lix_kallsyms_find(&k->ks, at, &fn, &foff) == HVI_OK && fn == tn;
+}
+
+/* The changed bytes [first, last] of a code region are a legitimate patch site. */
+static bool legit_code_patch(const struct lix_kernel *k, const struct lixp_region *r,
+                             const uint8_t *now, uint32_t first, uint32_t last)
+{
+    static const uint32_t sizes[2] = {5, 2};
+    for (int z = 0; z < 2; z++) {
+        uint32_t n = sizes[z];
+        if (last - first >= n)
+            continue;
+        uint32_t lo = last + 1 >= n ? last + 1 - n : 0;
+        for (uint32_t st = lo; st <= first && st + n <= r->len; st++) {
+            uint64_t at = r->gva + st, t_old = 0, t_new = 0;
+            if (patch_shape(r->shadow + st, n, at, &t_old) && patch_shape(now + st, n, at, &t_new) &&
+                target_ok(k, at, now + st, t_new))
+                return true;
+        }
+    }
+    return false;
+}
+
+static void raise_mem_alert(hvi_engine *e, struct lixp_state *s, const struct lixp_region *r,
+                            const uint8_t *now, uint32_t first, uint32_t last, bool denied)
+{
+    hvi_alert a;
+    uint32_t w = last - first + 1 < 8 ? last - first + 1 : 8;
+    uint64_t addr = r->gva + first;
+    hvi_alert_init(&a, HVI_ALERT_INTEGRITY, e->current_vcpu);
+    a.action = denied ? HVI_ALERT_DENIED : HVI_ALERT_LOGGED;
+    a.gva = addr;
+    a.width = last - first + 1;
+    memcpy(&a.old_value, r->shadow + first, w);
+    memcpy(&a.new_value, now + first, w);
+    hvi_strlcpy(a.object, r->object, sizeof(a.object));
+    a.pid = -1;
+    char where[96], wmod[64], tsym[96] = "", tmod[64] = "";
+    describe(s->k, addr, where, sizeof(where), wmod, sizeof(wmod));
+    /* an aligned pointer-sized change: what does it point to now (the likely writer) */
+    uint64_t ptr = 0;
+    if (!(first & 7) && last - first < 8 && first + 8 <= r->len) {
+        memcpy(&ptr, now + first, 8);
+        if (lix_is_kptr(ptr))
+            describe(s->k, ptr, tsym, sizeof(tsym), tmod, sizeof(tmod));
+    }
+    if (tmod[0]) {
+        hvi_strlcpy(a.symbol, tsym, sizeof(a.symbol));
+        hvi_strlcpy(a.module, tmod, sizeof(a.module));
+    }
+    snprintf(a.detail, sizeof(a.detail),
+             "%s changed at %s (%u bytes)%s%s; writer RIP unknown (timer check)", r->object,
+             where[0] ? where : "?", a.width, tmod[0] ? "; now points into " : "", tmod);
+    hvi_alert_emit(e, &a);
+    s->stats.violations++;
+    s->found++;
+}
+
+/* Compare one region with its shadow; alert (and restore in deny mode) each changed run. */
+static void check_region(hvi_engine *e, struct lixp_state *s, struct lixp_region *r)
+{
+    if (lix_read(s->k, r->gva, s->buf, r->len) != HVI_OK)
+        return;
+    s->stats.bytes_compared += r->len;
+    if (!memcmp(s->buf, r->shadow, r->len))
+        return;
+    uint32_t reported = 0;
+    for (uint32_t i = 0; i < r->len && reported < LIXP_MAX_DIFFS_PER_TICK;) {
+        if (s->buf[i] == r->shadow[i]) {
+            i++;
+            continue;
+        }
+        uint32_t first = i, last = i;
+        /* a run: changed bytes separated by fewer than 8 equal ones */
+        for (uint32_t j = i + 1; j < r->len && j - last <= 8; j++)
+            if (s->buf[j] != r->shadow[j])
+                last = j;
+        i = last + 1;
+        if (r->code && legit_code_patch(s->k, r, s->buf, first, last)) {
+            memcpy(r->shadow + first, s->buf + first, last - first + 1);
+            continue;
+        }
+        bool denied = false;
+        if (deny_mode(e) && hvi_gva_write(e, 0, r->gva + first, r->shadow + first,
+                                           last - first + 1) == HVI_OK) {
+            denied = true;
+            s->stats.restored++;
+        }
+        raise_mem_alert(e, s, r, s->buf, first, last, denied);
+        if (!denied)
+            memcpy(r->shadow + first, s->buf + first, last - first + 1);
+        reported++;
+    }
+}
+
+static void cr_alert(hvi_engine *e, struct lixp_state *s, uint32_t vcpu, const char *obj,
+                     uint64_t old, uint64_t now, const char *what)
+{
+    hvi_alert a;
+    hvi_alert_init(&a, HVI_ALERT_CR, vcpu);
+    a.action = HVI_ALERT_LOGGED;
+    a.old_value = old;
+    a.new_value = now;
+    a.pid = -1;
+    hvi_strlcpy(a.object, obj, sizeof(a.object));
+    snprintf(a.detail, sizeof(a.detail), "%s cleared on vCPU %u (seen on the timer/events)", what,
+             vcpu);
+    hvi_alert_emit(e, &a);
+    s->stats.violations++;
+    s->found++;
+}
+
+static void check_cr(hvi_engine *e, struct lixp_state *s)
+{
+    uint32_t n = 0;
+    if (!e->glue.vcpu_count || e->glue.vcpu_count(e->glue.ctx, &n) != HVI_OK)
+        return;
+    for (uint32_t v = 0; v < n && v < LIXP_MAX_VCPUS; v++) {
+        hvi_regs r;
+        memset(&r, 0, sizeof(r));
+        if (e->glue.get_regs(e->glue.ctx, v, HVI_REGS_CR, &r) != HVI_OK || !(r.valid & HVI_REGS_CR))
+            continue;
+        if (!s->cr_known[v]) {
+            /* Linux always runs with CR0.WP set: a clear bit at start is already a violation */
+            s->cr0[v] = r.cr0 | CR0_WP;
+            s->cr4[v] = r.cr4;
+            s->cr_known[v] = true;
+        }
+        {
+            /* alert on the transition only: a bit protected at start and now clear */
+            if ((s->cr0[v] & CR0_WP) && !(r.cr0 & CR0_WP))
+                cr_alert(e, s, v, "cr0.wp", s->cr0[v], r.cr0, "CR0.WP");
+            if ((s->cr4[v] & CR4_SMEP) && !(r.cr4 & CR4_SMEP))
+                cr_alert(e, s, v, "cr4.smep", s->cr4[v], r.cr4, "CR4.SMEP");
+            if ((s->cr4[v] & CR4_SMAP) && !(r.cr4 & CR4_SMAP))
+                cr_alert(e, s, v, "cr4.smap", s->cr4[v], r.cr4, "CR4.SMAP");
+        }
+        s->cr0[v] = r.cr0;
+        s->cr4[v] = r.cr4;
+        s->cr_known[v] = true;
+    }
+}
+
+static void state_free(hvi_engine *e, void *ctx)
+{
+    struct lixp_state *s = ctx;
+    (void)e;
+    if (!s)
+        return;
+    for (uint32_t i = 0; i < s->nregions; i++)
+        free(s->regions[i].shadow);
+    lixp_views_free(s);
+    free(s->buf);
+    free(s);
+    if (e && e->lixp == s)
+        e->lixp = NULL;
+}
+
+size_t hvi_linux_protect_check(hvi_engine *e)
+{
+    struct lixp_state *s = e ? e->lixp : NULL;
+    if (!s || e->detaching)
+        return 0;
+    uint64_t t0 = hvi_now_ns(), o = e->options;
+    s->found = 0;
+    s->stats.bytes_compared = 0;
+    if (o & HVI_OPT_KM_MODULES)
+        sync_modules(e, s);
+    for (uint32_t i = 0; i < s->nregions; i++)
+        if (o & s->regions[i].opt)
+            check_region(e, s, &s->regions[i]);
+    if (o & HVI_OPT_KM_CR)
+        check_cr(e, s);
+    if (o & HVI_OPT_CREDS)
+        lixp_check_creds(e, s);
+    if (o & HVI_OPT_INTEGRITY) {
+        lixp_check_hidden_modules(e, s);
+        lixp_check_hidden_tasks(e, s);
+    }
+    s->stats.checks++;
+    s->stats.regions = s->nregions;
+    s->stats.last_check_ns = hvi_now_ns() - t0;
+    return s->found;
+}
+
+static void protect_tick(hvi_engine *e, void *ctx)
+{
+    (void)ctx;
+    hvi_linux_protect_check(e);
+}
+
+/* Nothing is placed in the guest by this mechanism: detach only stops the checks. */
+static hvi_status protect_detach(hvi_engine *e, void *ctx)
+{
+    (void)e, (void)ctx;
+    return HVI_OK;
+}
+
+hvi_status hvi_linux_protect_start(hvi_engine *e)
+{
+    if (!e)
+        return HVI_E_INVAL;
+    if (e->lixp)
+        return HVI_OK;
+    struct lix_kernel *k = lix_get(e);
+    if (!k)
+        return hvi_fail(e, HVI_E_STATE, "linux protect: no Linux kernel found on this guest");
+    struct lixp_state *s = calloc(1, sizeof(*s));
+    if (!s || !(s->buf = malloc(LIXP_MAX_REGION_LEN))) {
+        free(s);
+        return hvi_fail(e, HVI_E_NOMEM, "linux protect: out of memory");
+    }
+    s->k = k;
+    hvi_status st = hvi_engine_on_free(e, state_free, s);
+    if (st != HVI_OK) {
+        free(s->buf);
+        free(s);
+        return hvi_fail(e, st, "linux protect: engine cleanup table full");
+    }
+    e->lixp = s;
+    add_kernel_regions(e, s);
+    sync_modules(e, s);
+    if ((st = hvi_engine_add_timer(e, protect_tick, s)) != HVI_OK ||
+        (st = hvi_engine_on_detach(e, protect_detach, s)) != HVI_OK)
+        return hvi_fail(e, st, "linux protect: engine timer/detach table full");
+    /* first round takes the cross-view shadows (credentials, task and module sets) */
+    uint64_t saved = e->options;
+    e->options &= ~(uint64_t)HVI_OPT_KM_CR;
+    hvi_linux_protect_check(e);
+    e->options = saved;
+    hvi_log(e, 3, "linux protect: %u regions shadowed", s->nregions);
+    return HVI_OK;
+}
+
+hvi_status hvi_linux_protect_stats_get(hvi_engine *e, hvi_linux_protect_stats *out)
+{
+    if (!e || !out)
+        return HVI_E_INVAL;
+    if (!e->lixp)
+        return HVI_E_STATE;
+    *out = e->lixp->stats;
+    return HVI_OK;
+}

@@ -1,0 +1,66 @@
+/*
+ * hvi guest/linux — kernel protection state (private to lix_protect*.c).
+ *
+ * Memory objects are shadowed when protection starts and compared on every timer tick; the
+ * cross-view checks (credentials, hidden modules/processes) keep their own small shadows.
+ */
+#ifndef HVI_GUEST_LIX_PROTECT_H
+#define HVI_GUEST_LIX_PROTECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/engine.h"
+#include "guest/linux/lix.h"
+#include "hvi/linux_protect.h"
+
+#define LIXP_MAX_REGIONS 256u
+#define LIXP_MAX_REGION_LEN (64u << 20)
+#define LIXP_MAX_VCPUS 64u
+#define LIXP_MAX_DIFFS_PER_TICK 16u
+
+struct lixp_region {
+    char object[32];        /* alert object name */
+    uint64_t opt;           /* HVI_OPT_* bit that enables it */
+    uint64_t gva;
+    uint32_t len;
+    uint8_t *shadow;
+    uint64_t module;        /* struct module for module text, 0 otherwise */
+    bool code;              /* executable: legitimate code patching is recognized */
+    bool seen;              /* module still listed (module regions) */
+};
+
+struct lixp_cred {
+    uint64_t task, cred;
+    uint32_t uid, gid, euid, egid;
+    int32_t pid;
+    bool seen;
+};
+
+struct lixp_state {
+    struct lix_kernel *k;
+    struct lixp_region regions[LIXP_MAX_REGIONS];
+    uint32_t nregions;
+    uint64_t cr0[LIXP_MAX_VCPUS], cr4[LIXP_MAX_VCPUS];
+    bool cr_known[LIXP_MAX_VCPUS];
+    struct lixp_cred *creds;
+    size_t ncreds, creds_cap;
+    uint64_t module_kset;   /* &module_kset variable, 0 if unknown */
+    uint64_t reported_hidden[64];
+    uint32_t nreported_hidden;
+    uint8_t *buf;           /* compare buffer */
+    hvi_linux_protect_stats stats;
+    size_t found;           /* violations in the current round */
+};
+
+/* lix_protect.c */
+void lixp_alert_writer(struct lixp_state *s, hvi_alert *a, uint64_t addr);
+
+/* lix_protect_views.c: credentials and cross-view checks. */
+void lixp_check_creds(hvi_engine *e, struct lixp_state *s);
+void lixp_check_hidden_modules(hvi_engine *e, struct lixp_state *s);
+void lixp_check_hidden_tasks(hvi_engine *e, struct lixp_state *s);
+void lixp_views_free(struct lixp_state *s);
+
+#endif
