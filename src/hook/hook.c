@@ -1,0 +1,463 @@
+/*
+ * hvi hook layer — GPA hooks: per-frame bookkeeping, EPT rights, and the watchpoint strategy.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "hook_priv.h"
+
+static uint32_t bucket_of(uint64_t key)
+{
+    return (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 54) % HOOK_BUCKETS;
+}
+
+static void free_hook(struct hvi_hook *h)
+{
+    free(h->shadow);
+    free(h);
+}
+
+static void hook_cleanup(hvi_engine *e, void *ctx)
+{
+    (void)ctx;
+    struct hvi_hook_state *s = e->hook;
+    if (!s)
+        return;
+    for (uint32_t b = 0; b < HOOK_BUCKETS; b++) {
+        for (struct hook_frame *f = s->buckets[b], *n; f; f = n) {
+            n = f->next;
+            free(f->hooks);
+            free(f);
+        }
+        for (struct watch_piece *w = s->watch[b], *n; w; w = n) {
+            n = w->next;
+            free(w);
+        }
+    }
+    for (struct hvi_hook *h = s->live, *n; h; h = n) {
+        n = h->next;
+        free_hook(h);
+    }
+    s->depth = 0;
+    hvi_hook_reap(s);
+    free(s);
+    e->hook = NULL;
+}
+
+static hvi_status hook_detach(hvi_engine *e, void *ctx)
+{
+    (void)ctx;
+    struct hvi_hook_state *s = e->hook;
+    hvi_status worst = HVI_OK;
+    while (s && s->live) {
+        hvi_status st = hvi_hook_remove(e, s->live);
+        if (st != HVI_OK) {
+            /* could not restore this one: drop it from the list so detach terminates */
+            struct hvi_hook *h = s->live;
+            hvi_hook_unlink_live(s, h);
+            hvi_hook_retire(s, h);
+            worst = st;
+        }
+    }
+    return worst == HVI_OK ? HVI_OK : worst;
+}
+
+struct hvi_hook_state *hvi_hook_state_get(hvi_engine *e)
+{
+    if (e->hook)
+        return e->hook;
+    struct hvi_hook_state *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    e->hook = s;
+    if (hvi_engine_on_free(e, hook_cleanup, NULL) != HVI_OK ||
+        hvi_engine_on_detach(e, hook_detach, NULL) != HVI_OK ||
+        hvi_engine_add_handler(e, HVI_EV_EPT_VIOLATION, hvi_hook_on_ept, NULL) != HVI_OK ||
+        hvi_engine_add_handler(e, HVI_EV_WATCHPOINT, hvi_hook_on_watch, NULL) != HVI_OK ||
+        hvi_engine_add_handler(e, HVI_EV_CR_WRITE, hvi_hook_on_reg, NULL) != HVI_OK ||
+        hvi_engine_add_handler(e, HVI_EV_MSR_WRITE, hvi_hook_on_reg, NULL) != HVI_OK ||
+        hvi_engine_add_handler(e, HVI_EV_DTR_LOAD, hvi_hook_on_reg, NULL) != HVI_OK ||
+        hvi_engine_add_handler(e, HVI_EV_XCR_WRITE, hvi_hook_on_reg, NULL) != HVI_OK ||
+        hvi_engine_add_handler(e, HVI_EV_BREAKPOINT, hvi_hook_on_bp, NULL) != HVI_OK) {
+        /* the cleanup, if registered, frees s at engine free; otherwise free now */
+        hvi_fail(e, HVI_E_LIMIT, "hook: engine callback tables full");
+        return NULL;
+    }
+    return s;
+}
+
+struct hook_frame *hvi_hook_frame_find(struct hvi_hook_state *s, uint64_t gfn)
+{
+    if (!s)
+        return NULL;
+    for (struct hook_frame *f = s->buckets[bucket_of(gfn)]; f; f = f->next)
+        if (f->gfn == gfn)
+            return f;
+    return NULL;
+}
+
+void hvi_hook_unlink_live(struct hvi_hook_state *s, struct hvi_hook *h)
+{
+    for (struct hvi_hook **pp = &s->live; *pp; pp = &(*pp)->next) {
+        if (*pp == h) {
+            *pp = h->next;
+            h->next = NULL;
+            s->hooks--;
+            return;
+        }
+    }
+}
+
+void hvi_hook_retire(struct hvi_hook_state *s, struct hvi_hook *h)
+{
+    h->removed = true;
+    if (s->depth > 0) {
+        h->next = s->dead;
+        s->dead = h;
+    } else {
+        free_hook(h);
+    }
+}
+
+void hvi_hook_reap(struct hvi_hook_state *s)
+{
+    if (s->depth > 0)
+        return;
+    for (struct hvi_hook *h = s->dead, *n; h; h = n) {
+        n = h->next;
+        free_hook(h);
+    }
+    s->dead = NULL;
+}
+
+/* Rights wanted for a frame: its original rights minus every hooked EPT access. A read hook also
+ * removes write (EPT has no write-only pages). */
+static uint32_t wanted_rights(const struct hook_frame *f)
+{
+    uint32_t deny = 0;
+    for (size_t i = 0; i < f->count; i++)
+        if (!f->hooks[i]->watch)
+            deny |= f->hooks[i]->access;
+    if (deny & HVI_EPT_R)
+        deny |= HVI_EPT_W;
+    return f->orig_rights & ~deny;
+}
+
+static hvi_status apply_rights(hvi_engine *e, struct hook_frame *f)
+{
+    uint32_t want = f->count ? wanted_rights(f) : f->orig_rights;
+    if (want == f->rights || !(e->glue.caps & HVI_CAP_EPT))
+        return HVI_OK;
+    if (e->glue.set_ept_rights(e->glue.ctx, f->gfn << 12, want) != HVI_OK)
+        return HVI_E_BACKEND;
+    f->rights = want;
+    return HVI_OK;
+}
+
+static void frame_drop(struct hvi_hook_state *s, struct hook_frame *f)
+{
+    struct hook_frame **pp = &s->buckets[bucket_of(f->gfn)];
+    while (*pp && *pp != f)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = f->next;
+    free(f->hooks);
+    free(f);
+    s->frames--;
+}
+
+static hvi_status frame_get(hvi_engine *e, struct hvi_hook_state *s, uint64_t gfn,
+                            struct hook_frame **out)
+{
+    struct hook_frame *f = hvi_hook_frame_find(s, gfn);
+    if (!f) {
+        uint32_t rights = HVI_EPT_RWX;
+        if ((e->glue.caps & HVI_CAP_EPT) && e->glue.get_ept_rights &&
+            e->glue.get_ept_rights(e->glue.ctx, gfn << 12, &rights) != HVI_OK)
+            return HVI_E_BACKEND;
+        f = calloc(1, sizeof(*f));
+        if (!f)
+            return HVI_E_NOMEM;
+        f->gfn = gfn;
+        f->orig_rights = f->rights = rights & HVI_EPT_RWX;
+        uint32_t b = bucket_of(gfn);
+        f->next = s->buckets[b];
+        s->buckets[b] = f;
+        s->frames++;
+    }
+    *out = f;
+    return HVI_OK;
+}
+
+static bool frame_del_hook(struct hook_frame *f, const struct hvi_hook *h)
+{
+    for (size_t i = 0; i < f->count; i++) {
+        if (f->hooks[i] == h) {
+            memmove(&f->hooks[i], &f->hooks[i + 1], (f->count - i - 1) * sizeof(f->hooks[0]));
+            f->count--;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Take the hook off one frame and restore its rights; on a glue failure the frame is unchanged. */
+static hvi_status frame_unhook(hvi_engine *e, struct hvi_hook_state *s, uint64_t gfn,
+                               struct hvi_hook *h)
+{
+    struct hook_frame *f = hvi_hook_frame_find(s, gfn);
+    if (!f)
+        return HVI_OK;
+    size_t pos = 0;
+    while (pos < f->count && f->hooks[pos] != h)
+        pos++;
+    if (pos == f->count)
+        return HVI_OK;
+    frame_del_hook(f, h);
+    hvi_status st = apply_rights(e, f);
+    if (st != HVI_OK) {
+        memmove(&f->hooks[pos + 1], &f->hooks[pos], (f->count - pos) * sizeof(f->hooks[0]));
+        f->hooks[pos] = h;
+        f->count++;
+        return st;
+    }
+    if (f->count == 0)
+        frame_drop(s, f);
+    return HVI_OK;
+}
+
+static hvi_status frame_hook(hvi_engine *e, struct hvi_hook_state *s, uint64_t gfn,
+                             struct hvi_hook *h)
+{
+    struct hook_frame *f;
+    hvi_status st = frame_get(e, s, gfn, &f);
+    if (st != HVI_OK)
+        return st;
+    if (f->count == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 4;
+        struct hvi_hook **n = realloc(f->hooks, cap * sizeof(*n));
+        if (!n) {
+            if (f->count == 0)
+                frame_drop(s, f);
+            return HVI_E_NOMEM;
+        }
+        f->hooks = n;
+        f->cap = cap;
+    }
+    f->hooks[f->count++] = h;
+    st = apply_rights(e, f);
+    if (st != HVI_OK) {
+        f->count--;
+        if (f->count == 0)
+            frame_drop(s, f);
+    }
+    return st;
+}
+
+static uint64_t first_gfn(const struct hvi_hook *h) { return h->gpa >> 12; }
+static uint64_t last_gfn(const struct hvi_hook *h) { return (h->gpa + h->len - 1) >> 12; }
+
+/* ---- watchpoint strategy ---- */
+
+static struct watch_piece **watch_slot(struct hvi_hook_state *s, hvi_gva gva)
+{
+    struct watch_piece **pp = &s->watch[bucket_of(gva)];
+    while (*pp && (*pp)->gva != gva)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static hvi_status watch_ref(hvi_engine *e, struct hvi_hook_state *s, hvi_gva gva, bool add)
+{
+    struct watch_piece **pp = watch_slot(s, gva);
+    if (add) {
+        if (*pp) {
+            (*pp)->refs++;
+            return HVI_OK;
+        }
+        struct watch_piece *w = calloc(1, sizeof(*w));
+        if (!w)
+            return HVI_E_NOMEM;
+        if (e->glue.set_watchpoint(e->glue.ctx, gva, HOOK_WATCH_PIECE, HVI_WATCH_WRITE, true) !=
+            HVI_OK) {
+            free(w);
+            return HVI_E_BACKEND;
+        }
+        w->gva = gva;
+        w->refs = 1;
+        *pp = w;
+        return HVI_OK;
+    }
+    if (!*pp)
+        return HVI_OK;
+    if ((*pp)->refs > 1) {
+        (*pp)->refs--;
+        return HVI_OK;
+    }
+    if (e->glue.set_watchpoint(e->glue.ctx, gva, HOOK_WATCH_PIECE, HVI_WATCH_WRITE, false) !=
+        HVI_OK)
+        return HVI_E_BACKEND;
+    struct watch_piece *w = *pp;
+    *pp = w->next;
+    free(w);
+    return HVI_OK;
+}
+
+static hvi_gva piece_first(const struct hvi_hook *h) { return h->gva & ~(hvi_gva)7; }
+static hvi_gva piece_end(const struct hvi_hook *h) { return h->gva + h->len; }
+
+/* Place (add) or remove the watchpoint pieces of h; all or nothing. */
+static hvi_status watch_apply(hvi_engine *e, struct hvi_hook_state *s, struct hvi_hook *h, bool add)
+{
+    hvi_gva p;
+    hvi_status st = HVI_OK;
+    for (p = piece_first(h); p < piece_end(h); p += HOOK_WATCH_PIECE) {
+        st = watch_ref(e, s, p, add);
+        if (st != HVI_OK)
+            break;
+    }
+    if (st == HVI_OK)
+        return HVI_OK;
+    for (hvi_gva q = piece_first(h); q < p; q += HOOK_WATCH_PIECE)
+        (void)watch_ref(e, s, q, !add);
+    return st;
+}
+
+static hvi_status read_phys(hvi_engine *e, hvi_gpa gpa, void *buf, size_t len)
+{
+    void *page;
+    if (e->glue.map_gpa(e->glue.ctx, gpa & HVI_PAGE_MASK, &page) != HVI_OK)
+        return HVI_E_BACKEND;
+    memcpy(buf, (uint8_t *)page + (gpa & (HVI_PAGE_SIZE - 1)), len);
+    e->glue.unmap_gpa(e->glue.ctx, gpa & HVI_PAGE_MASK, page);
+    return HVI_OK;
+}
+
+static hvi_status add_watch_hook(hvi_engine *e, struct hvi_hook_state *s, struct hvi_hook *h)
+{
+    if (h->access != HVI_EPT_W)
+        return hvi_fail(e, HVI_E_UNSUPPORTED,
+                        "hook: backend '%s' has no EPT; only write hooks (watchpoints) work",
+                        e->glue.name ? e->glue.name : "?");
+    if (!h->gva || h->len > HOOK_MAX_WATCH_LEN ||
+        (h->gpa & HVI_PAGE_MASK) != ((h->gpa + h->len - 1) & HVI_PAGE_MASK))
+        return hvi_fail(e, HVI_E_INVAL,
+                        "hook: watchpoint hooks need a GVA and a range within one page");
+    h->watch = true;
+    h->shadow = malloc(h->len);
+    if (!h->shadow)
+        return HVI_E_NOMEM;
+    if (read_phys(e, h->gpa, h->shadow, h->len) != HVI_OK)
+        return hvi_fail(e, HVI_E_BACKEND, "hook: cannot map gpa 0x%llx",
+                        (unsigned long long)h->gpa);
+    hvi_status st = watch_apply(e, s, h, true);
+    if (st != HVI_OK)
+        return hvi_fail(e, st, "hook: set_watchpoint failed");
+    return frame_hook(e, s, first_gfn(h), h) == HVI_OK ? HVI_OK
+           : (watch_apply(e, s, h, false), HVI_E_NOMEM);
+}
+
+static hvi_status add_ept_hook(hvi_engine *e, struct hvi_hook_state *s, struct hvi_hook *h)
+{
+    uint64_t g;
+    hvi_status st = HVI_OK;
+    for (g = first_gfn(h); g <= last_gfn(h); g++) {
+        st = frame_hook(e, s, g, h);
+        if (st != HVI_OK)
+            break;
+    }
+    if (st == HVI_OK)
+        return HVI_OK;
+    for (uint64_t u = first_gfn(h); u < g; u++)
+        (void)frame_unhook(e, s, u, h);
+    return hvi_fail(e, st, "hook: cannot hook gpa 0x%llx (+%u)", (unsigned long long)h->gpa,
+                    h->len);
+}
+
+hvi_status hvi_hook_gpa_add_gva(hvi_engine *e, hvi_gpa gpa, hvi_gva gva, uint32_t len,
+                                uint32_t access, hvi_gpa_hook_cb cb, void *ctx, hvi_hook **out)
+{
+    if (!e || !cb || !out || len == 0 || len > HOOK_MAX_LEN || !access ||
+        (access & ~(uint32_t)HVI_EPT_RWX) || gpa + len < gpa)
+        return e ? hvi_fail(e, HVI_E_INVAL, "hook: bad GPA hook arguments") : HVI_E_INVAL;
+    bool ept = (e->glue.caps & HVI_CAP_EPT) != 0;
+    if (!ept && !(e->glue.caps & HVI_CAP_WATCHPOINT))
+        return hvi_fail(e, HVI_E_UNSUPPORTED, "hook: backend has neither EPT nor watchpoints");
+    struct hvi_hook_state *s = hvi_hook_state_get(e);
+    if (!s)
+        return HVI_E_NOMEM;
+    struct hvi_hook *h = calloc(1, sizeof(*h));
+    if (!h)
+        return HVI_E_NOMEM;
+    *h = (struct hvi_hook){.kind = HOOK_GPA, .gpa = gpa, .gva = gva, .len = len,
+                           .access = access, .cb = cb, .ctx = ctx};
+    hvi_status st = ept ? add_ept_hook(e, s, h) : add_watch_hook(e, s, h);
+    if (st != HVI_OK) {
+        free_hook(h);
+        return st;
+    }
+    h->next = s->live;
+    s->live = h;
+    s->hooks++;
+    *out = h;
+    return HVI_OK;
+}
+
+hvi_status hvi_hook_gpa_add(hvi_engine *e, hvi_gpa gpa, uint32_t len, uint32_t access,
+                            hvi_gpa_hook_cb cb, void *ctx, hvi_hook **out)
+{
+    return hvi_hook_gpa_add_gva(e, gpa, 0, len, access, cb, ctx, out);
+}
+
+static hvi_status remove_gpa(hvi_engine *e, struct hvi_hook_state *s, struct hvi_hook *h)
+{
+    if (h->watch) {
+        hvi_status st = watch_apply(e, s, h, false);
+        if (st != HVI_OK)
+            return hvi_fail(e, st, "hook: cannot remove watchpoints");
+        (void)frame_unhook(e, s, first_gfn(h), h);
+        return HVI_OK;
+    }
+    uint64_t g;
+    hvi_status st = HVI_OK;
+    for (g = first_gfn(h); g <= last_gfn(h); g++) {
+        st = frame_unhook(e, s, g, h);
+        if (st != HVI_OK)
+            break;
+    }
+    if (st == HVI_OK)
+        return HVI_OK;
+    for (uint64_t u = first_gfn(h); u < g; u++)
+        (void)frame_hook(e, s, u, h); /* put back: the hook stays whole */
+    return hvi_fail(e, st, "hook: cannot restore rights of gpa 0x%llx",
+                    (unsigned long long)(g << 12));
+}
+
+hvi_status hvi_hook_remove(hvi_engine *e, hvi_hook *h)
+{
+    if (!e || !h || !e->hook || h->removed)
+        return HVI_E_INVAL;
+    struct hvi_hook_state *s = e->hook;
+    hvi_status st = h->kind == HOOK_GPA ? remove_gpa(e, s, h) : hvi_hook_reg_remove(e, h);
+    if (st != HVI_OK)
+        return st;
+    hvi_hook_unlink_live(s, h);
+    hvi_hook_retire(s, h);
+    return HVI_OK;
+}
+
+uint32_t hvi_hook_frame_rights(hvi_engine *e, hvi_gpa gpa)
+{
+    struct hook_frame *f = e ? hvi_hook_frame_find(e->hook, gpa >> 12) : NULL;
+    return f ? wanted_rights(f) : HVI_EPT_RWX;
+}
+
+size_t hvi_hook_count(const hvi_engine *e)
+{
+    return e && e->hook ? e->hook->hooks : 0;
+}
+
+size_t hvi_hook_frame_count(const hvi_engine *e)
+{
+    return e && e->hook ? e->hook->frames : 0;
+}
