@@ -218,10 +218,8 @@ const char *lix_offsets_path(hvi_engine *e);
 /* The discovered kernel, or NULL before a successful discovery (offsets may still be missing:
  * check have_offsets). */
 struct lix_kernel *lix_get(hvi_engine *e);
-/* Interim long-mode reader over the glue (lix_pt.c) until the mem layer's hvi_gva_read() lands;
- * cr3 == 0 means the kernel CR3. */
-hvi_status lix_pt_read(hvi_engine *e, uint64_t cr3, uint64_t va, void *buf, size_t len);
-/* The engine's reader with the kernel CR3 (and read_as for process address spaces). */
+/* The engine's reader: hvi_gva_read() with the kernel CR3 (and read_as for process address
+ * spaces). */
 struct lix_mem lix_mem_from_engine(hvi_engine *e);
 
 #endif /* HVI_GUEST_LIX_H */

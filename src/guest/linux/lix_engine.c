@@ -16,12 +16,12 @@ struct hvi_lix_state {
 
 static hvi_status eng_read(void *ctx, uint64_t gva, void *buf, size_t len)
 {
-    return lix_pt_read(ctx, 0, gva, buf, len);
+    return hvi_gva_read(ctx, 0, gva, buf, len);
 }
 
 static hvi_status eng_read_as(void *ctx, uint64_t cr3, uint64_t gva, void *buf, size_t len)
 {
-    return lix_pt_read(ctx, cr3, gva, buf, len);
+    return hvi_gva_read(ctx, cr3, gva, buf, len);
 }
 
 struct lix_mem lix_mem_from_engine(hvi_engine *e)
