@@ -158,7 +158,7 @@ hvi_status lix_read_u64(const struct lix_kernel *k, uint64_t gva, uint64_t *out)
 hvi_status lix_read_u32(const struct lix_kernel *k, uint64_t gva, uint32_t *out);
 /* NUL-terminated string of at most len-1 bytes (reads page by page; stops at a fault). */
 hvi_status lix_read_str(const struct lix_kernel *k, uint64_t gva, char *out, size_t len);
-/* True for a canonical kernel-half address (>= 0xffff800000000000). */
+/* True for a kernel-half address (>= 0xff00000000000000: LA57's kernel half). */
 bool lix_is_kptr(uint64_t p);
 
 /* ---- tasks ------------------------------------------------------------------------------- */

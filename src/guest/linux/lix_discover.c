@@ -13,7 +13,9 @@
 #define LIX_CHUNK (2u << 20)
 #define LIX_AFTER_TOKENS (4u << 20)
 
-bool lix_is_kptr(uint64_t p) { return p >= 0xffff800000000000ull; }
+/* The kernel half of a 57-bit (LA57) address space; with 4-level paging the part below
+ * 0xffff800000000000 is non-canonical and fails to translate anyway. */
+bool lix_is_kptr(uint64_t p) { return p >= 0xff00000000000000ull; }
 
 hvi_status lix_read(const struct lix_kernel *k, uint64_t gva, void *buf, size_t len)
 {
