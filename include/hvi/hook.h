@@ -86,13 +86,20 @@ hvi_status hvi_hook_gpa_add(hvi_engine *e, hvi_gpa gpa, uint32_t len, uint32_t a
 hvi_status hvi_hook_gpa_add_gva(hvi_engine *e, hvi_gpa gpa, hvi_gva gva, uint32_t len,
                                 uint32_t access, hvi_gpa_hook_cb cb, void *ctx, hvi_hook **out);
 
-/* Remove a hook (any kind in this header); safe from inside any hook callback (removal then
- * completes when the event returns). HVI_E_INVAL for NULL. */
+/* Remove a hook (any kind in this header); safe from inside any hook callback (the handle's memory
+ * is released when the event returns). HVI_E_INVAL for NULL or a removed hook.
+ * Memory hooks: the hook is always gone afterwards; HVI_E_BACKEND means the backend refused to
+ * restore some frame's rights or clear a watchpoint: those stay "stale" and are retried by
+ * hvi_hook_sync() (called by every later add/remove, on the timer and on detach).
+ * Register hooks / detours: on HVI_E_BACKEND the hook stays in place. */
 hvi_status hvi_hook_remove(hvi_engine *e, hvi_hook *hook);
+
+/* Retry the glue updates that failed earlier. HVI_OK when nothing is stale any more. */
+hvi_status hvi_hook_sync(hvi_engine *e);
 
 /* The EPT rights the hook layer wants for the frame of gpa (RWX when unhooked). */
 uint32_t hvi_hook_frame_rights(hvi_engine *e, hvi_gpa gpa);
-/* Number of live memory hooks / hooked frames (tests). */
+/* Number of live hooks / frames with hook state, stale ones included (tests). */
 size_t hvi_hook_count(const hvi_engine *e);
 size_t hvi_hook_frame_count(const hvi_engine *e);
 

@@ -59,7 +59,15 @@ static hvi_status hook_detach(hvi_engine *e, void *ctx)
             worst = st;
         }
     }
-    return worst == HVI_OK ? HVI_OK : worst;
+    if (s && hvi_hook_sync(e) != HVI_OK)
+        worst = HVI_E_BACKEND;
+    return worst;
+}
+
+static void hook_timer(hvi_engine *e, void *ctx)
+{
+    (void)ctx;
+    (void)hvi_hook_sync(e);
 }
 
 struct hvi_hook_state *hvi_hook_state_get(hvi_engine *e)
@@ -72,6 +80,7 @@ struct hvi_hook_state *hvi_hook_state_get(hvi_engine *e)
     e->hook = s;
     if (hvi_engine_on_free(e, hook_cleanup, NULL) != HVI_OK ||
         hvi_engine_on_detach(e, hook_detach, NULL) != HVI_OK ||
+        hvi_engine_add_timer(e, hook_timer, NULL) != HVI_OK ||
         hvi_engine_add_handler(e, HVI_EV_EPT_VIOLATION, hvi_hook_on_ept, NULL) != HVI_OK ||
         hvi_engine_add_handler(e, HVI_EV_WATCHPOINT, hvi_hook_on_watch, NULL) != HVI_OK ||
         hvi_engine_add_handler(e, HVI_EV_CR_WRITE, hvi_hook_on_reg, NULL) != HVI_OK ||
@@ -154,8 +163,18 @@ static hvi_status apply_rights(hvi_engine *e, struct hook_frame *f)
     return HVI_OK;
 }
 
+static void frame_settled(struct hvi_hook_state *s, struct hook_frame *f)
+{
+    if (f->stale) {
+        f->stale = false;
+        s->stale--;
+    }
+}
+
 static void frame_drop(struct hvi_hook_state *s, struct hook_frame *f)
 {
+    if (f->stale)
+        s->stale--;
     struct hook_frame **pp = &s->buckets[bucket_of(f->gfn)];
     while (*pp && *pp != f)
         pp = &(*pp)->next;
@@ -201,24 +220,21 @@ static bool frame_del_hook(struct hook_frame *f, const struct hvi_hook *h)
     return false;
 }
 
-/* Take the hook off one frame and restore its rights; on a glue failure the frame is unchanged. */
+/* Take the hook off one frame and restore its rights. The bookkeeping always drops the hook; when
+ * the glue fails the frame keeps its old rights and stays listed as stale (retried by
+ * hvi_hook_sync). */
 static hvi_status frame_unhook(hvi_engine *e, struct hvi_hook_state *s, uint64_t gfn,
                                struct hvi_hook *h)
 {
     struct hook_frame *f = hvi_hook_frame_find(s, gfn);
-    if (!f)
+    if (!f || !frame_del_hook(f, h))
         return HVI_OK;
-    size_t pos = 0;
-    while (pos < f->count && f->hooks[pos] != h)
-        pos++;
-    if (pos == f->count)
-        return HVI_OK;
-    frame_del_hook(f, h);
     hvi_status st = apply_rights(e, f);
     if (st != HVI_OK) {
-        memmove(&f->hooks[pos + 1], &f->hooks[pos], (f->count - pos) * sizeof(f->hooks[0]));
-        f->hooks[pos] = h;
-        f->count++;
+        if (!f->stale) {
+            f->stale = true;
+            s->stale++;
+        }
         return st;
     }
     if (f->count == 0)
@@ -248,10 +264,12 @@ static hvi_status frame_hook(hvi_engine *e, struct hvi_hook_state *s, uint64_t g
     st = apply_rights(e, f);
     if (st != HVI_OK) {
         f->count--;
-        if (f->count == 0)
+        if (f->count == 0 && !f->stale)
             frame_drop(s, f);
+        return st;
     }
-    return st;
+    frame_settled(s, f);
+    return HVI_OK;
 }
 
 static uint64_t first_gfn(const struct hvi_hook *h) { return h->gpa >> 12; }
@@ -272,7 +290,8 @@ static hvi_status watch_ref(hvi_engine *e, struct hvi_hook_state *s, hvi_gva gva
     struct watch_piece **pp = watch_slot(s, gva);
     if (add) {
         if (*pp) {
-            (*pp)->refs++;
+            if ((*pp)->refs++ == 0)
+                s->stale--; /* a stale piece is still set: reuse it */
             return HVI_OK;
         }
         struct watch_piece *w = calloc(1, sizeof(*w));
@@ -288,15 +307,18 @@ static hvi_status watch_ref(hvi_engine *e, struct hvi_hook_state *s, hvi_gva gva
         *pp = w;
         return HVI_OK;
     }
-    if (!*pp)
+    if (!*pp || (*pp)->refs == 0)
         return HVI_OK;
     if ((*pp)->refs > 1) {
         (*pp)->refs--;
         return HVI_OK;
     }
     if (e->glue.set_watchpoint(e->glue.ctx, gva, HOOK_WATCH_PIECE, HVI_WATCH_WRITE, false) !=
-        HVI_OK)
+        HVI_OK) {
+        (*pp)->refs = 0; /* stale: the watchpoint is still set, hvi_hook_sync retries */
+        s->stale++;
         return HVI_E_BACKEND;
+    }
     struct watch_piece *w = *pp;
     *pp = w->next;
     free(w);
@@ -312,12 +334,16 @@ static hvi_status watch_apply(hvi_engine *e, struct hvi_hook_state *s, struct hv
     hvi_gva p;
     hvi_status st = HVI_OK;
     for (p = piece_first(h); p < piece_end(h); p += HOOK_WATCH_PIECE) {
-        st = watch_ref(e, s, p, add);
-        if (st != HVI_OK)
+        hvi_status one = watch_ref(e, s, p, add);
+        if (one != HVI_OK && !add) {
+            st = one; /* removal always completes; failed pieces are stale */
+            continue;
+        }
+        if ((st = one) != HVI_OK)
             break;
     }
-    if (st == HVI_OK)
-        return HVI_OK;
+    if (st == HVI_OK || !add)
+        return st;
     for (hvi_gva q = piece_first(h); q < p; q += HOOK_WATCH_PIECE)
         (void)watch_ref(e, s, q, !add);
     return st;
@@ -386,6 +412,7 @@ hvi_status hvi_hook_gpa_add_gva(hvi_engine *e, hvi_gpa gpa, hvi_gva gva, uint32_
     struct hvi_hook_state *s = hvi_hook_state_get(e);
     if (!s)
         return HVI_E_NOMEM;
+    (void)hvi_hook_sync(e);
     struct hvi_hook *h = calloc(1, sizeof(*h));
     if (!h)
         return HVI_E_NOMEM;
@@ -411,26 +438,21 @@ hvi_status hvi_hook_gpa_add(hvi_engine *e, hvi_gpa gpa, uint32_t len, uint32_t a
 
 static hvi_status remove_gpa(hvi_engine *e, struct hvi_hook_state *s, struct hvi_hook *h)
 {
-    if (h->watch) {
-        hvi_status st = watch_apply(e, s, h, false);
-        if (st != HVI_OK)
-            return hvi_fail(e, st, "hook: cannot remove watchpoints");
-        (void)frame_unhook(e, s, first_gfn(h), h);
-        return HVI_OK;
-    }
-    uint64_t g;
     hvi_status st = HVI_OK;
-    for (g = first_gfn(h); g <= last_gfn(h); g++) {
-        st = frame_unhook(e, s, g, h);
-        if (st != HVI_OK)
-            break;
+    if (h->watch) {
+        st = watch_apply(e, s, h, false);
+        (void)frame_unhook(e, s, first_gfn(h), h);
+    } else {
+        for (uint64_t g = first_gfn(h); g <= last_gfn(h); g++) {
+            hvi_status one = frame_unhook(e, s, g, h);
+            if (one != HVI_OK)
+                st = one;
+        }
     }
-    if (st == HVI_OK)
-        return HVI_OK;
-    for (uint64_t u = first_gfn(h); u < g; u++)
-        (void)frame_hook(e, s, u, h); /* put back: the hook stays whole */
-    return hvi_fail(e, st, "hook: cannot restore rights of gpa 0x%llx",
-                    (unsigned long long)(g << 12));
+    if (st != HVI_OK)
+        hvi_fail(e, st, "hook: removed, but the backend refused to restore some rights/watchpoints "
+                        "(%zu stale; retried by hvi_hook_sync)", s->stale);
+    return st;
 }
 
 hvi_status hvi_hook_remove(hvi_engine *e, hvi_hook *h)
@@ -438,12 +460,45 @@ hvi_status hvi_hook_remove(hvi_engine *e, hvi_hook *h)
     if (!e || !h || !e->hook || h->removed)
         return HVI_E_INVAL;
     struct hvi_hook_state *s = e->hook;
-    hvi_status st = h->kind == HOOK_GPA ? remove_gpa(e, s, h) : hvi_hook_reg_remove(e, h);
-    if (st != HVI_OK)
-        return st;
+    (void)hvi_hook_sync(e);
+    if (h->kind != HOOK_GPA) {
+        hvi_status st = hvi_hook_reg_remove(e, h);
+        if (st != HVI_OK)
+            return st;
+    }
+    hvi_status st = h->kind == HOOK_GPA ? remove_gpa(e, s, h) : HVI_OK;
     hvi_hook_unlink_live(s, h);
     hvi_hook_retire(s, h);
-    return HVI_OK;
+    return st;
+}
+
+hvi_status hvi_hook_sync(hvi_engine *e)
+{
+    struct hvi_hook_state *s = e ? e->hook : NULL;
+    if (!s || s->stale == 0)
+        return HVI_OK;
+    for (uint32_t b = 0; b < HOOK_BUCKETS; b++) {
+        for (struct hook_frame *f = s->buckets[b], *n; f; f = n) {
+            n = f->next;
+            if (!f->stale || apply_rights(e, f) != HVI_OK)
+                continue;
+            frame_settled(s, f);
+            if (f->count == 0)
+                frame_drop(s, f);
+        }
+        for (struct watch_piece **pp = &s->watch[b]; *pp;) {
+            struct watch_piece *w = *pp;
+            if (w->refs == 0 && e->glue.set_watchpoint(e->glue.ctx, w->gva, HOOK_WATCH_PIECE,
+                                                       HVI_WATCH_WRITE, false) == HVI_OK) {
+                *pp = w->next;
+                free(w);
+                s->stale--;
+                continue;
+            }
+            pp = &w->next;
+        }
+    }
+    return s->stale ? HVI_E_BACKEND : HVI_OK;
 }
 
 uint32_t hvi_hook_frame_rights(hvi_engine *e, hvi_gpa gpa)

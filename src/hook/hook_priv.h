@@ -38,6 +38,7 @@ struct hook_frame {
     uint64_t gfn;
     uint32_t orig_rights;  /* rights before the first hook */
     uint32_t rights;       /* rights currently written */
+    bool stale;            /* the glue refused the last rights update */
     struct hvi_hook **hooks;
     size_t count, cap;
     struct hook_frame *next;
@@ -55,6 +56,7 @@ struct hvi_hook_state {
     struct hvi_hook *live;      /* every live hook */
     struct hvi_hook *dead;      /* removed during a dispatch, freed after it */
     size_t hooks, frames;
+    size_t stale;               /* frames / watch pieces whose glue update failed */
     uint32_t depth;             /* dispatch nesting */
 };
 
