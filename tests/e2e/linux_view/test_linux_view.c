@@ -165,7 +165,7 @@ static void compare_maps(hvi_engine *e, const char *proc)
     hvi_linux_free(v);
 }
 
-HVI_TEST(ps_modules_maps_match_proc)
+static void run_view(bool cpu_max, uint32_t smp)
 {
     const char *why = qt_missing();
     if (!why)
@@ -183,7 +183,8 @@ HVI_TEST(ps_modules_maps_match_proc)
     snprintf(add0, sizeof(add0), "%s/crc7.ko:/modules/crc7.ko", dir);
     snprintf(add1, sizeof(add1), "%s/crc8.ko:/modules/crc8.ko", dir);
     const char *adds[] = {add0, add1, NULL};
-    hvi_qemu_vm_opts o = {.add = adds, .insmod = "crc7,crc8", .boot_timeout_ms = 120000};
+    hvi_qemu_vm_opts o = {.add = adds, .insmod = "crc7,crc8", .boot_timeout_ms = 120000,
+                          .cpu_max = cpu_max, .smp = smp};
     hvi_qemu_vm *vm = NULL;
     hvi_status st = hvi_qemu_vm_start(&o, &vm);
     if (st != HVI_OK)
@@ -227,6 +228,17 @@ HVI_TEST(ps_modules_maps_match_proc)
     free(mods);
     free(maps);
     unlink(g_offsets);
+}
+
+HVI_TEST(ps_modules_maps_match_proc)
+{
+    run_view(false, 1);
+}
+
+/* 5-level paging (LA57: kernel pointers at 0xff11...) and two vCPUs. */
+HVI_TEST(ps_modules_maps_match_proc_la57_smp2)
+{
+    run_view(true, 2);
 }
 
 HVI_TEST_MAIN()
