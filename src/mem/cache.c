@@ -39,6 +39,7 @@ struct hvi_mem_state *mem_state(hvi_engine *e)
     if (!m)
         return NULL;
     m->gen = 1;
+    m->kroot = mem_cr3_root(e->guest.paging, e->guest.kernel_cr3);
     m->phys_limit = UINT64_MAX;
     uint64_t max = 0;
     if (e->glue.max_gpfn && e->glue.max_gpfn(e->glue.ctx, &max) == HVI_OK && max < (1ull << 40))
@@ -221,6 +222,7 @@ void hvi_mem_flush_translations(hvi_engine *e, uint64_t cr3)
     struct hvi_mem_state *m = e->mem;
     if (!cr3) {
         m->gen++;
+        m->kroot = mem_cr3_root(e->guest.paging, e->guest.kernel_cr3);
         return;
     }
     uint64_t root = mem_cr3_root(e->guest.paging, cr3);

@@ -40,6 +40,7 @@ struct mem_map {
 
 struct hvi_mem_state {
     uint64_t gen;
+    uint64_t kroot; /* table base of the kernel CR3 (the cr3 == 0 fast path) */
     struct mem_tc tc[MEM_TC_SIZE];
     struct mem_gc gc[MEM_GC_SIZE];
     uint32_t gc_used;
@@ -60,6 +61,11 @@ void mem_frame_put(hvi_engine *e, hvi_gpa page, uint8_t *ptr, bool transient);
 uint64_t mem_cr3(const hvi_engine *e, uint64_t cr3);
 /* Table base encoded in a CR3 value for the current mode. */
 uint64_t mem_cr3_root(hvi_paging_mode mode, uint64_t cr3);
+
+static inline struct mem_tc *mem_tc_slot(struct hvi_mem_state *m, uint64_t root, uint64_t vpn)
+{
+    return &m->tc[(vpn ^ (root >> 12) * 0x9E37u) & (MEM_TC_SIZE - 1)];
+}
 
 /* Translation with rights, through the translation cache. */
 hvi_status mem_xlate(hvi_engine *e, uint64_t cr3, hvi_gva gva, hvi_gpa *gpa, uint8_t *flags);

@@ -207,7 +207,7 @@ hvi_status mem_xlate(hvi_engine *e, uint64_t cr3, hvi_gva gva, hvi_gpa *gpa, uin
         return HVI_E_NOMEM;
     cr3 = mem_cr3(e, cr3);
     uint64_t root = mem_cr3_root(e->guest.paging, cr3), vpn = gva >> 12;
-    struct mem_tc *c = &m->tc[(vpn ^ (root >> 12) * 0x9E37u) & (MEM_TC_SIZE - 1)];
+    struct mem_tc *c = mem_tc_slot(m, root, vpn);
     if (c->gen == m->gen && c->vpn == vpn && c->root == root) {
         m->tc_hits++;
         *gpa = c->gpa | (gva & 0xfff);
@@ -230,6 +230,15 @@ hvi_status hvi_gva_to_gpa(hvi_engine *e, uint64_t cr3, hvi_gva gva, hvi_gpa *out
 {
     if (!e || !out)
         return HVI_E_INVAL;
+    struct hvi_mem_state *m = e->mem;
+    if (m && !cr3) { /* hot path: kernel CR3, cached translation */
+        uint64_t vpn = gva >> 12;
+        const struct mem_tc *c = mem_tc_slot(m, m->kroot, vpn);
+        if (c->gen == m->gen && c->vpn == vpn && c->root == m->kroot) {
+            *out = c->gpa | (gva & 0xfff);
+            return HVI_OK;
+        }
+    }
     uint8_t flags;
     return mem_xlate(e, cr3, gva, out, &flags);
 }
