@@ -2,8 +2,9 @@
  * bench_qemu OUT.json — costs of the QEMU backend on a real guest, each with a baseline
  * measured in the same run:
  *   reg_read_us          get_regs (GPR+CR, one `g` packet)   vs a bare RSP round trip (qC)
- *   bp_event_us          breakpoint hit -> engine callback -> step-over -> continue (on __x64_sys_write
- *                        while the guest runs a shell loop of `echo x > file`)
+ *   bp_event_*_us        breakpoint hit -> engine callback -> step-over -> continue, on
+ *                        __x64_sys_write under a shell loop of `echo x > file`, and on
+ *                        __x64_sys_getpid under a static tight getpid loop (guest_getpid_loop.c)
  *                        vs a pause/resume cycle (interrupt + stop reply + continue)
  *   phys_read_gbps       reading guest RAM through map_gpa, 4 KiB at a time, vs memcpy of
  *                        host memory of the same size
@@ -62,13 +63,39 @@ static double host_read(const uint8_t *src, uint64_t bytes, uint8_t *dst)
     return (double)bytes / (now_s() - t0) / 1e9;
 }
 
+/* Wall time per breakpoint event (hit -> engine callback -> step-over -> continue) on `fn`
+ * while the guest runs `workload` in the background; -1 on failure. */
+static double bp_cost(hvi_qemu_vm *vm, hvi_qemu *q, hvi_engine *e, const char *fn,
+                      const char *workload, uint32_t *events)
+{
+    hvi_glue g;
+    uint64_t addr = 0;
+    char cmd[160], *o = NULL;
+    hvi_qemu_glue(q, &g);
+    snprintf(cmd, sizeof(cmd), "%s >/dev/null 2>&1 & echo $! > /tmp/bench-wl", workload);
+    if (hvi_qemu_vm_kallsyms(vm, fn, &addr) != HVI_OK ||
+        hvi_qemu_vm_console(vm, cmd, NULL, 20000, &o) != HVI_OK)
+        return -1;
+    free(o);
+    if (g.set_breakpoint(q, addr, true) != HVI_OK)
+        return -1;
+    hvi_qemu_run(q, e, 10000, 5, events); /* warm up */
+    double t0 = now_s();
+    hvi_status st = hvi_qemu_run(q, e, 60000, 300, events);
+    double us = (now_s() - t0) / (*events ? *events : 1) * 1e6;
+    g.set_breakpoint(q, addr, false);
+    g.resume(q);
+    if (hvi_qemu_vm_console(vm, "kill $(cat /tmp/bench-wl)", NULL, 20000, &o) == HVI_OK)
+        free(o);
+    return st == HVI_OK ? us : -1;
+}
+
 static int measure(hvi_qemu_vm *vm, hvi_qemu *q, FILE *out)
 {
     hvi_glue g;
     hvi_engine *e = NULL;
     hvi_regs r;
     const int nreg = 300, ncycle = 100;
-    uint32_t ev = 0;
     if (hvi_qemu_glue(q, &g) != HVI_OK || hvi_engine_new(&g, &e) != HVI_OK)
         return 1;
     double t0 = now_s();
@@ -86,25 +113,20 @@ static int measure(hvi_qemu_vm *vm, hvi_qemu *q, FILE *out)
         if (g.resume(q) != HVI_OK || g.pause(q) != HVI_OK)
             return 1;
     double cycle_us = (now_s() - t0) / ncycle * 1e6;
-    uint64_t getpid = 0;
-    char *o = NULL;
     g.resume(q);
-    if (hvi_qemu_vm_kallsyms(vm, "__x64_sys_write", &getpid) != HVI_OK ||
-        hvi_qemu_vm_console(vm, "hvi-workload write >/dev/null 2>&1 & echo started", NULL, 20000, &o) != HVI_OK)
-        return 1;
-    free(o);
     hvi_engine_add_handler(e, HVI_EV_BREAKPOINT, on_bp, NULL);
-    if (g.set_breakpoint(q, getpid, true) != HVI_OK)
+    uint32_t ev_shell = 0, ev_tight = 0;
+    double bp_shell = bp_cost(vm, q, e, "__x64_sys_write", "hvi-workload write", &ev_shell);
+    double bp_tight = -1;
+#ifdef HVI_GUEST_LOOP
+    bp_tight = bp_cost(vm, q, e, "__x64_sys_getpid", "/bin/getpid-loop", &ev_tight);
+#endif
+    if (bp_shell < 0)
         return 1;
-    hvi_qemu_run(q, e, 10000, 5, &ev); /* warm up */
-    t0 = now_s();
-    hvi_status st = hvi_qemu_run(q, e, 60000, 300, &ev);
-    double bp_us = (now_s() - t0) / (ev ? ev : 1) * 1e6;
-    g.set_breakpoint(q, getpid, false);
     g.pause(q);
     uint64_t bytes = hvi_qemu_vm_mem_bytes(vm);
     uint8_t *dst = malloc(1u << 24), *src = malloc(bytes);
-    if (!dst || !src || st != HVI_OK)
+    if (!dst || !src)
         return 1;
     memset(src, 0x5a, bytes);
     double host = host_read(src, bytes, dst), phys = phys_read(&g, bytes, dst);
@@ -115,15 +137,17 @@ static int measure(hvi_qemu_vm *vm, hvi_qemu *q, FILE *out)
     fprintf(out,
             "{\n  \"bench\": \"qemu\",\n  \"guest\": \"Debian 6.1 kernel, busybox initramfs, TCG, 1 vCPU\",\n"
             "  \"reg_read_us\": %.1f, \"reg_read_baseline_rsp_rtt_us\": %.1f, \"reg_read_ratio\": %.2f,\n"
-            "  \"bp_event_us\": %.1f, \"bp_events\": %u, \"bp_event_baseline_pause_resume_us\": %.1f,"
-            " \"bp_event_ratio\": %.2f,\n"
+            "  \"bp_event_shell_loop_us\": %.1f, \"bp_events_shell\": %u,\n"
+            "  \"bp_event_tight_loop_us\": %.1f, \"bp_events_tight\": %u,\n"
+            "  \"bp_event_baseline_pause_resume_us\": %.1f, \"bp_event_tight_ratio\": %.2f,\n"
             "  \"phys_read_gbps\": %.2f, \"phys_read_baseline_memcpy_gbps\": %.2f, \"phys_read_ratio\": %.3f,"
             " \"phys_read_bytes\": %llu\n}\n",
-            reg_us, rtt_us, reg_us / rtt_us, bp_us, ev, cycle_us, bp_us / cycle_us, phys, host,
-            phys / host, (unsigned long long)bytes);
+            reg_us, rtt_us, reg_us / rtt_us, bp_shell, ev_shell, bp_tight, ev_tight, cycle_us,
+            bp_tight / cycle_us, phys, host, phys / host, (unsigned long long)bytes);
     printf("register read %.1f us (bare RSP round trip %.1f us, x%.2f)\n", reg_us, rtt_us, reg_us / rtt_us);
-    printf("breakpoint event %.1f us over %u events (pause/resume cycle %.1f us, x%.2f)\n", bp_us, ev,
-           cycle_us, bp_us / cycle_us);
+    printf("breakpoint event: %.1f us under a shell write loop (%u events), %.1f us under a tight "
+           "getpid loop (%u events); pause/resume cycle %.1f us\n",
+           bp_shell, ev_shell, bp_tight, ev_tight, cycle_us);
     printf("guest RAM read %.2f GB/s (memcpy %.2f GB/s, ratio %.3f)\n", phys, host, phys / host);
     hvi_engine_free(e);
     return 0;
@@ -143,6 +167,10 @@ int main(int argc, char **argv)
         return 77;
     }
     hvi_qemu_vm_opts o = {.nokaslr = true, .name = NULL};
+#ifdef HVI_GUEST_LOOP
+    const char *add[] = {HVI_GUEST_LOOP ":/bin/getpid-loop", NULL};
+    o.add = add;
+#endif
     hvi_qemu_vm *vm = NULL;
     hvi_qemu *q = NULL;
     if (hvi_qemu_vm_start(&o, &vm) != HVI_OK) {
