@@ -65,17 +65,22 @@ struct lix_offsets {
     /* vm_area_struct */
     uint32_t vma_start, vma_end, vma_flags, vma_pgoff, vma_file;
     /* file / dentry / cred */
-    uint32_t file_path;             /* struct file.f_path (path.mnt at +0, path.dentry at +8) */
-    uint32_t dentry_parent, dentry_name; /* d_name is a qstr: len at +4, name pointer at +8 */
+    uint32_t file_path;             /* struct file.f_path */
+    uint32_t dentry_parent, dentry_name; /* d_name is a struct qstr */
     uint32_t cred_uid, cred_gid, cred_euid, cred_egid;
-    /* module (6.1: core_layout is a struct module_layout: base +0, size +8, text_size +12,
-     * ro_size +16) */
+    /* module (6.1: core_layout is a struct module_layout) */
     uint32_t mod_list, mod_name, mod_state, mod_core_layout;
     uint32_t mod_name_len;
     /* maple node layout (constants of the 6.x ABI, overridable by CAMI) */
     uint32_t maple_node_size;       /* 256 */
     uint32_t maple_range64_slots;   /* 16: pivots at +8, slots at +8 + 8*(slots-1) */
     uint32_t maple_arange64_slots;  /* 10 */
+    uint32_t maple_r64_pivot, maple_r64_slot;   /* 8, 128 */
+    uint32_t maple_ar64_pivot, maple_ar64_slot; /* 8, 80 */
+    /* small embedded structs (defaults: the x86-64 layouts) */
+    uint32_t qstr_len, qstr_name;   /* 4, 8 */
+    uint32_t path_dentry;           /* 8 */
+    uint32_t layout_base, layout_size, layout_text_size, layout_ro_size; /* 0, 8, 12, 16 */
 };
 
 /* The field names the CAMI adapter asks for, in struct order (see lix_offsets.c). */

@@ -7,20 +7,19 @@
 static hvi_status module_read(const struct lix_kernel *k, uint64_t mod, struct lix_module *m)
 {
     const struct lix_offsets *o = &k->off;
-    uint8_t lay[20];
     size_t nl = o->mod_name_len < sizeof(m->name) ? o->mod_name_len : sizeof(m->name) - 1;
+    uint64_t lay = mod + o->mod_core_layout;
     memset(m, 0, sizeof(*m));
     m->addr = mod;
     hvi_status st;
     if ((st = lix_read(k, mod + o->mod_name, m->name, nl)) != HVI_OK ||
         (st = lix_read_u32(k, mod + o->mod_state, &m->state)) != HVI_OK ||
-        (st = lix_read(k, mod + o->mod_core_layout, lay, sizeof(lay))) != HVI_OK)
+        (st = lix_read_u64(k, lay + o->layout_base, &m->core_base)) != HVI_OK ||
+        (st = lix_read_u32(k, lay + o->layout_size, &m->core_size)) != HVI_OK ||
+        (st = lix_read_u32(k, lay + o->layout_text_size, &m->core_text_size)) != HVI_OK ||
+        (st = lix_read_u32(k, lay + o->layout_ro_size, &m->core_ro_size)) != HVI_OK)
         return st;
     m->name[nl] = 0;
-    memcpy(&m->core_base, lay, 8);
-    memcpy(&m->core_size, lay + 8, 4);
-    memcpy(&m->core_text_size, lay + 12, 4);
-    memcpy(&m->core_ro_size, lay + 16, 4);
     if (m->core_base && !lix_is_kptr(m->core_base))
         return HVI_E_FORMAT;
     return HVI_OK;

@@ -33,6 +33,12 @@ static const struct field fields[] = {
     OPT("module.name_len", mod_name_len), OPT("maple_node.size", maple_node_size),
     OPT("maple_range_64.slots", maple_range64_slots),
     OPT("maple_arange_64.slots", maple_arange64_slots),
+    OPT("maple_range_64.pivot", maple_r64_pivot), OPT("maple_range_64.slot", maple_r64_slot),
+    OPT("maple_arange_64.pivot", maple_ar64_pivot), OPT("maple_arange_64.slot", maple_ar64_slot),
+    OPT("qstr.len", qstr_len), OPT("qstr.name", qstr_name), OPT("path.dentry", path_dentry),
+    OPT("module_layout.base", layout_base), OPT("module_layout.size", layout_size),
+    OPT("module_layout.text_size", layout_text_size),
+    OPT("module_layout.ro_size", layout_ro_size),
 };
 #undef F
 #undef OPT
@@ -49,6 +55,9 @@ hvi_status lix_offsets_fill(struct lix_offsets *o, lix_field_fn fn, void *ctx,
     t.maple_node_size = 256;
     t.maple_range64_slots = 16;
     t.maple_arange64_slots = 10;
+    t.maple_r64_pivot = 8, t.maple_r64_slot = 128, t.maple_ar64_pivot = 8, t.maple_ar64_slot = 80;
+    t.qstr_len = 4, t.qstr_name = 8, t.path_dentry = 8;
+    t.layout_base = 0, t.layout_size = 8, t.layout_text_size = 12, t.layout_ro_size = 16;
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         uint32_t v = 0;
         hvi_status st = fn(ctx, fields[i].name, &v);
@@ -62,7 +71,14 @@ hvi_status lix_offsets_fill(struct lix_offsets *o, lix_field_fn fn, void *ctx,
             *missing = fields[i].name;
         return st;
     }
-    if (t.maple_node_size > 256 || t.mod_name_len == 0 || t.mod_name_len > 56)
+    if (t.maple_node_size > 256 || t.mod_name_len == 0 || t.mod_name_len > 56 ||
+        t.maple_range64_slots < 2 || t.maple_arange64_slots < 2 ||
+        t.maple_r64_pivot + 8ull * (t.maple_range64_slots - 1) > t.maple_node_size ||
+        t.maple_r64_slot + 8ull * t.maple_range64_slots > t.maple_node_size ||
+        t.maple_ar64_pivot + 8ull * (t.maple_arange64_slots - 1) > t.maple_node_size ||
+        t.maple_ar64_slot + 8ull * t.maple_arange64_slots > t.maple_node_size ||
+        ((t.maple_r64_pivot | t.maple_r64_slot | t.maple_ar64_pivot | t.maple_ar64_slot) & 7) ||
+        t.layout_base > 64 || t.layout_size > 64 || t.layout_text_size > 64 || t.layout_ro_size > 64)
         return HVI_E_FORMAT;
     *o = t;
     return HVI_OK;

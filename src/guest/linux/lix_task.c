@@ -142,7 +142,7 @@ hvi_status lix_file_path(const struct lix_kernel *k, uint64_t file, char *out, s
         return st != HVI_OK ? st : HVI_E_INVAL;
     const struct lix_offsets *o = &k->off;
     uint64_t d = 0;
-    if ((st = lix_read_u64(k, file + o->file_path + 8, &d)) != HVI_OK)
+    if ((st = lix_read_u64(k, file + o->file_path + o->path_dentry, &d)) != HVI_OK)
         return st;
     char tmp[LIX_MAX_PATH_DEPTH][256];
     uint32_t depth = 0;
@@ -154,8 +154,8 @@ hvi_status lix_file_path(const struct lix_kernel *k, uint64_t file, char *out, s
         if (!lix_is_kptr(d))
             return HVI_E_FORMAT;
         if ((st = lix_read_u64(k, d + o->dentry_parent, &parent)) != HVI_OK ||
-            (st = lix_read_u32(k, d + o->dentry_name + 4, &nlen)) != HVI_OK ||
-            (st = lix_read_u64(k, d + o->dentry_name + 8, &name)) != HVI_OK)
+            (st = lix_read_u32(k, d + o->dentry_name + o->qstr_len, &nlen)) != HVI_OK ||
+            (st = lix_read_u64(k, d + o->dentry_name + o->qstr_name, &name)) != HVI_OK)
             return st;
         if (parent == d)
             break; /* the root of this mount */

@@ -3,7 +3,7 @@
  * An encoded node pointer has bit 1 set and bits 0 clear ((p & 3) == 2, p > 4096); the node
  * type is (p >> 3) & 0xf (1 maple_leaf_64, 2 maple_range_64, 3 maple_arange_64) and the node is
  * at p & ~0xff. range/leaf nodes hold 15 pivots then 16 slots, arange nodes 9 pivots then 10
- * slots (then gaps). Slot i covers [min_i, pivot_i] with min_0 = the node's min and
+ * slots (then gaps); counts and offsets come from lix_offsets (CAMI). Slot i covers [min_i, pivot_i] with min_0 = the node's min and
  * min_{i+1} = pivot_i + 1; the last slot, and a slot whose pivot is zero (after slot 0), ends at
  * the node's max. Leaves hold vm_area_struct pointers, which must lie inside their slot's range. */
 #include <string.h>
@@ -57,16 +57,21 @@ static hvi_status walk_node(struct vwalk *w, uint64_t enc, uint64_t min, uint64_
     uint32_t type = (uint32_t)(enc >> 3) & 0xf;
     uint64_t node = enc & ~(uint64_t)0xff;
     const struct lix_offsets *o = &w->k->off;
-    uint32_t slots = type == MT_ARANGE64 ? o->maple_arange64_slots : o->maple_range64_slots;
+    bool ar = type == MT_ARANGE64;
+    uint32_t slots = ar ? o->maple_arange64_slots : o->maple_range64_slots;
+    uint32_t pv = ar ? o->maple_ar64_pivot : o->maple_r64_pivot;
+    uint32_t sl = ar ? o->maple_ar64_slot : o->maple_r64_slot;
     if (!is_node(enc) || !lix_is_kptr(node) || type < MT_LEAF64 || type > MT_ARANGE64)
         return HVI_E_FORMAT;
-    if (slots < 2 || 8u + 8u * (2u * slots - 1u) > MT_NODE_MAX || o->maple_node_size > MT_NODE_MAX)
+    /* lix_offsets_fill() checked these; a hand-made offsets struct is checked here */
+    if (slots < 2 || o->maple_node_size > MT_NODE_MAX || ((pv | sl) & 7) ||
+        pv + 8u * (slots - 1u) > o->maple_node_size || sl + 8u * slots > o->maple_node_size)
         return HVI_E_FORMAT;
     uint64_t n[MT_NODE_MAX / 8];
     hvi_status st = lix_read(w->k, node, n, o->maple_node_size);
     if (st != HVI_OK)
         return st;
-    const uint64_t *piv = n + 1, *slot = n + slots; /* parent, pivots[slots-1], slots[slots] */
+    const uint64_t *piv = n + pv / 8, *slot = n + sl / 8;
     uint64_t lo = min;
     for (uint32_t i = 0; i < slots && !w->stop; i++) {
         uint64_t hi = i < slots - 1 ? piv[i] : max;

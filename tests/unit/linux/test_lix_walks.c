@@ -17,6 +17,9 @@ static struct lix_offsets test_offsets(void)
     o.mod_list = 8, o.mod_name = 0x18, o.mod_state = 0, o.mod_core_layout = 0x140;
     o.mod_name_len = 56, o.maple_node_size = 256, o.maple_range64_slots = 16;
     o.maple_arange64_slots = 10;
+    o.maple_r64_pivot = 8, o.maple_r64_slot = 128, o.maple_ar64_pivot = 8, o.maple_ar64_slot = 80;
+    o.qstr_len = 4, o.qstr_name = 8, o.path_dentry = 8;
+    o.layout_base = 0, o.layout_size = 8, o.layout_text_size = 12, o.layout_ro_size = 16;
     return o;
 }
 
