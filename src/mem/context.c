@@ -1,5 +1,5 @@
 /* hvi mem — paging mode detection and the engine's translation context. */
-#include "core/engine.h"
+#include "mem/mem_internal.h"
 
 /* Intel SDM vol. 3A, 4.1.1 "Four Paging Modes and Five...": CR0.PG selects paging, CR4.PAE
  * selects PAE-or-wider entries, EFER.LME (really LMA once active) selects long mode and CR4.LA57
@@ -39,6 +39,10 @@ hvi_status hvi_mem_set_context(hvi_engine *e, hvi_paging_mode mode, uint64_t ker
         return HVI_E_INVAL;
     e->guest.paging = mode;
     e->guest.kernel_cr3 = kernel_cr3;
+    /* Create the layer state now, before OS layers register their cleanups: cleanups run in
+     * reverse order, so the GPA cache outlives every layer that may still touch memory. */
+    if (!mem_state(e))
+        return HVI_E_NOMEM;
     hvi_mem_flush_translations(e, 0);
     return HVI_OK;
 }
