@@ -72,6 +72,42 @@ size_t hvi_protect_integrity_check(hvi_engine *e);
 /* Remove one protection (hooks, exits and hashes go with it). */
 hvi_status hvi_protect_remove(hvi_engine *e, hvi_protect *p);
 
+/* ---- unpacker: execute-after-write detection on watched pages ---- */
+
+typedef struct hvi_unpack_info {
+    hvi_gpa page;          /* frame of the watched page */
+    hvi_gva page_gva;
+    uint64_t writer_rip;   /* RIP of the last write to the page */
+    uint32_t writer_vcpu;
+    uint64_t exec_rip;     /* where execution entered the page */
+    uint32_t exec_vcpu;
+    uint32_t writes;       /* writes seen since the page was last executed */
+} hvi_unpack_info;
+
+/* Called when a written page is executed; returns an hvi_action for the execution (ALLOW or
+ * DENY). An HVI_ALERT_UNPACK alert (object = desc->object) is raised with that decision. */
+typedef uint32_t (*hvi_unpack_cb)(hvi_engine *e, const hvi_unpack_info *info, void *ctx);
+
+/* Watch the 4 KiB page holding gpa (gva: its linear address, for the alert). Writes are allowed
+ * and remembered; the first execution after a write calls cb, then the page is "clean" again.
+ * Needs HVI_CAP_EPT (execute hooks): HVI_E_UNSUPPORTED otherwise. Remove with
+ * hvi_protect_remove(). */
+hvi_status hvi_unpack_watch(hvi_engine *e, const hvi_protect_desc *desc, hvi_gpa gpa, hvi_gva gva,
+                            hvi_unpack_cb cb, hvi_protect **out);
+
+/* ---- slack allocator over caller-given free guest ranges ---- */
+
+/* Give the allocator a free range of guest memory (the OS layer decides where slack lives, e.g.
+ * padding between kernel functions). Ranges must not overlap (HVI_E_EXISTS). */
+hvi_status hvi_slack_add_range(hvi_engine *e, hvi_gva gva, uint32_t len);
+/* First fit of `size` bytes aligned to `align` (power of two, <= 4096). HVI_E_LIMIT when no free
+ * range fits. */
+hvi_status hvi_slack_alloc(hvi_engine *e, uint32_t size, uint32_t align, hvi_gva *out);
+/* Free an allocation by its address (HVI_E_NOT_FOUND if it is not one). */
+hvi_status hvi_slack_free(hvi_engine *e, hvi_gva gva);
+/* Free bytes left over all ranges. */
+uint64_t hvi_slack_free_bytes(const hvi_engine *e);
+
 /* Violations seen so far (tests). */
 uint64_t hvi_protect_violations(const hvi_engine *e);
 

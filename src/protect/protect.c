@@ -10,34 +10,14 @@
 
 #include "core/engine.h"
 #include "hvi/protect.h"
+#include "protect_priv.h"
 
 #define INTEGRITY_MAX (16u << 20)
 
-enum prot_kind { PROT_MEM = 1, PROT_REG = 2, PROT_INTEGRITY = 3 };
-
-struct hvi_protect {
-    uint32_t kind;
-    char object[64];
-    hvi_protect_desc desc; /* desc.object points at object[] */
-    hvi_hook *hook;
-    uint64_t mask;
-    /* integrity */
-    uint64_t cr3;
-    hvi_gva gva;
-    uint32_t len;
-    uint64_t hash;
-    uint8_t *copy;       /* reference contents, written back on a denied change */
-    uint8_t *scratch;
-    struct hvi_protect *next;
-};
-
-struct hvi_protect_state {
-    struct hvi_protect *list;
-    uint64_t violations;
-};
-
 static void prot_free(struct hvi_protect *p)
 {
+    if (p->release)
+        p->release(NULL, p);
     free(p->copy);
     free(p->scratch);
     free(p);
@@ -52,6 +32,7 @@ static void protect_cleanup(hvi_engine *e, void *ctx)
         n = p->next;
         prot_free(p);
     }
+    hvi_slack_release(e->protect);
     free(e->protect);
     e->protect = NULL;
 }
@@ -71,7 +52,7 @@ static hvi_status protect_detach(hvi_engine *e, void *ctx)
     return HVI_OK;
 }
 
-static struct hvi_protect_state *state(hvi_engine *e)
+struct hvi_protect_state *hvi_protect_state(hvi_engine *e)
 {
     if (e->protect)
         return e->protect;
@@ -87,8 +68,10 @@ static struct hvi_protect_state *state(hvi_engine *e)
     return e->protect;
 }
 
-static struct hvi_protect *prot_new(hvi_engine *e, const hvi_protect_desc *desc, uint32_t kind)
+struct hvi_protect *hvi_protect_new(hvi_engine *e, const hvi_protect_desc *desc, uint32_t kind)
 {
+    if (!hvi_protect_state(e))
+        return NULL;
     struct hvi_protect *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
@@ -100,7 +83,7 @@ static struct hvi_protect *prot_new(hvi_engine *e, const hvi_protect_desc *desc,
     return p;
 }
 
-static void prot_link(hvi_engine *e, struct hvi_protect *p)
+void hvi_protect_link(hvi_engine *e, struct hvi_protect *p)
 {
     p->next = e->protect->list;
     e->protect->list = p;
@@ -162,9 +145,7 @@ hvi_status hvi_protect_memory(hvi_engine *e, const hvi_protect_desc *desc, hvi_g
 {
     if (!e || !desc || !out)
         return HVI_E_INVAL;
-    if (!state(e))
-        return HVI_E_NOMEM;
-    struct hvi_protect *p = prot_new(e, desc, PROT_MEM);
+    struct hvi_protect *p = hvi_protect_new(e, desc, PROT_MEM);
     if (!p)
         return HVI_E_NOMEM;
     hvi_status st = hvi_hook_gpa_add_gva(e, gpa, gva, len, access, mem_cb, p, &p->hook);
@@ -172,7 +153,7 @@ hvi_status hvi_protect_memory(hvi_engine *e, const hvi_protect_desc *desc, hvi_g
         prot_free(p);
         return st;
     }
-    prot_link(e, p);
+    hvi_protect_link(e, p);
     *out = p;
     return HVI_OK;
 }
@@ -218,9 +199,7 @@ hvi_status hvi_protect_register(hvi_engine *e, const hvi_protect_desc *desc, uin
 {
     if (!e || !desc || !out)
         return HVI_E_INVAL;
-    if (!state(e))
-        return HVI_E_NOMEM;
-    struct hvi_protect *p = prot_new(e, desc, PROT_REG);
+    struct hvi_protect *p = hvi_protect_new(e, desc, PROT_REG);
     if (!p)
         return HVI_E_NOMEM;
     p->mask = mask;
@@ -229,7 +208,7 @@ hvi_status hvi_protect_register(hvi_engine *e, const hvi_protect_desc *desc, uin
         prot_free(p);
         return st;
     }
-    prot_link(e, p);
+    hvi_protect_link(e, p);
     *out = p;
     return HVI_OK;
 }
@@ -239,9 +218,7 @@ hvi_status hvi_protect_integrity(hvi_engine *e, const hvi_protect_desc *desc, ui
 {
     if (!e || !desc || !out || len == 0 || len > INTEGRITY_MAX || gva + len < gva)
         return e ? hvi_fail(e, HVI_E_INVAL, "integrity: bad region") : HVI_E_INVAL;
-    if (!state(e))
-        return HVI_E_NOMEM;
-    struct hvi_protect *p = prot_new(e, desc, PROT_INTEGRITY);
+    struct hvi_protect *p = hvi_protect_new(e, desc, PROT_INTEGRITY);
     if (!p)
         return HVI_E_NOMEM;
     p->cr3 = cr3;
@@ -260,7 +237,7 @@ hvi_status hvi_protect_integrity(hvi_engine *e, const hvi_protect_desc *desc, ui
         return st;
     }
     p->hash = XXH3_64bits(p->copy, len);
-    prot_link(e, p);
+    hvi_protect_link(e, p);
     *out = p;
     return HVI_OK;
 }
@@ -324,9 +301,11 @@ hvi_status hvi_protect_remove(hvi_engine *e, hvi_protect *p)
         return HVI_E_NOT_FOUND;
     if (p->hook) {
         hvi_status st = hvi_hook_remove(e, p->hook);
-        if (st != HVI_OK)
-            return st;
+        if (st != HVI_OK && p->kind == PROT_REG)
+            return st; /* register hooks stay in place on failure; memory hooks are gone */
     }
+    if (p->release)
+        p->release(e, p);
     *pp = p->next;
     prot_free(p);
     return HVI_OK;

@@ -205,4 +205,88 @@ HVI_TEST(integrity_region_on_timer)
     fx_fini(&f);
 }
 
+struct unp {
+    int n;
+    hvi_unpack_info info;
+};
+
+static uint32_t on_unpack(hvi_engine *e, const hvi_unpack_info *info, void *ctx)
+{
+    (void)e;
+    struct unp *u = ctx;
+    u->n++;
+    u->info = *info;
+    return HVI_ACTION_ALLOW;
+}
+
+HVI_TEST(unpacker_execute_after_write)
+{
+    struct fx f;
+    REQUIRE(fx_init(&f, 0));
+    struct sink s = {0};
+    struct unp u = {0};
+    hvi_set_alert_callback(f.e, on_alert, &s);
+    hvi_protect_desc d = {.object = "module-page", .ctx = &u};
+    hvi_protect *p;
+    hvi_gva page = FX_GVA + 2 * 4096;
+    REQUIRE(hvi_unpack_watch(f.e, &d, f.gpa[2], page, on_unpack, &p) == HVI_OK);
+    hvi_event_reply rep;
+    CHECK_OK(hvi_sim_guest_exec(f.sim, 0, page + 0x10, &rep)); /* not written yet */
+    CHECK_EQ_U64(u.n, 0);
+    uint64_t writer = FX_GVA + 3 * 4096 + 0x40;
+    f.regs->rip = writer;
+    CHECK_OK(guest_mov(&f, page + 0x10, 0xc3c3c3c3c3c3c3c3ull, &rep));
+    CHECK_EQ_U64(rep.action, HVI_ACTION_ALLOW);
+    uint64_t v;
+    hvi_sim_phys_read(f.sim, f.gpa[2] + 0x10, &v, 8);
+    CHECK_EQ_U64(v, 0xc3c3c3c3c3c3c3c3ull); /* the write went through */
+    CHECK_OK(hvi_sim_guest_exec(f.sim, 0, page + 0x10, &rep));
+    REQUIRE(u.n == 1);
+    CHECK_EQ_U64(u.info.page, f.gpa[2]);
+    CHECK_EQ_U64(u.info.writer_rip, writer);
+    CHECK_EQ_U64(u.info.exec_rip, page + 0x10);
+    CHECK_EQ_U64(u.info.writes, 1);
+    REQUIRE(s.n == 1);
+    CHECK_EQ_U64(s.last.type, HVI_ALERT_UNPACK);
+    CHECK_EQ_U64(s.last.gva, page);
+    CHECK_STR(s.last.object, "module-page");
+    CHECK_OK(hvi_sim_guest_exec(f.sim, 0, page + 0x20, &rep)); /* clean again */
+    CHECK_EQ_U64(u.n, 1);
+    CHECK_OK(hvi_protect_remove(f.e, p));
+    CHECK_EQ_U64(hvi_sim_restricted_frames(f.sim), 0);
+    CHECK_EQ_U64(hvi_hook_count(f.e), 0);
+    fx_fini(&f);
+    REQUIRE(fx_init(&f, HVI_SIM_CAPS_QEMU_LIKE));
+    CHECK_STATUS(hvi_unpack_watch(f.e, &d, f.gpa[2], page, on_unpack, &p), HVI_E_UNSUPPORTED);
+    fx_fini(&f);
+}
+
+HVI_TEST(slack_allocator)
+{
+    struct fx f;
+    REQUIRE(fx_init(&f, 0));
+    hvi_gva a, b, c, d;
+    CHECK_STATUS(hvi_slack_alloc(f.e, 16, 16, &a), HVI_E_LIMIT); /* no ranges yet */
+    CHECK_OK(hvi_slack_add_range(f.e, 0x1003, 61)); /* [0x1003, 0x1040) */
+    CHECK_OK(hvi_slack_add_range(f.e, 0x2000, 0x100));
+    CHECK_STATUS(hvi_slack_add_range(f.e, 0x1020, 4), HVI_E_EXISTS);
+    CHECK_EQ_U64(hvi_slack_free_bytes(f.e), 61 + 0x100);
+    CHECK_OK(hvi_slack_alloc(f.e, 16, 16, &a));
+    CHECK_EQ_U64(a, 0x1010);
+    CHECK_OK(hvi_slack_alloc(f.e, 16, 16, &b));
+    CHECK_EQ_U64(b, 0x1020);
+    CHECK_OK(hvi_slack_alloc(f.e, 32, 16, &c)); /* does not fit the first range */
+    CHECK_EQ_U64(c, 0x2000);
+    CHECK_OK(hvi_slack_alloc(f.e, 5, 1, &d));
+    CHECK_EQ_U64(d, 0x1003);
+    CHECK_STATUS(hvi_slack_alloc(f.e, 0x200, 1, &d), HVI_E_LIMIT);
+    CHECK_STATUS(hvi_slack_alloc(f.e, 8, 3, &d), HVI_E_INVAL);
+    CHECK_OK(hvi_slack_free(f.e, a));
+    CHECK_STATUS(hvi_slack_free(f.e, a), HVI_E_NOT_FOUND);
+    CHECK_OK(hvi_slack_alloc(f.e, 16, 16, &a));
+    CHECK_EQ_U64(a, 0x1010);
+    CHECK_EQ_U64(hvi_slack_free_bytes(f.e), 61 + 0x100 - 16 - 16 - 32 - 5);
+    fx_fini(&f);
+}
+
 HVI_TEST_MAIN()
