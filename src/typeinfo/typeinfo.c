@@ -55,6 +55,9 @@ hvi_status hvi_typeinfo_member(struct hvi_typeinfo *ti, const char *name, const 
 {
     if (!ti || !name || !path || !*path || !bit_off || !bit_size)
         return HVI_E_INVAL;
+    size_t pl = strlen(path);
+    if (path[0] == '.' || path[pl - 1] == '.' || strstr(path, ".."))
+        return HVI_E_INVAL; /* an empty path component */
     return ti->ops->member(ti->impl, name, path, bit_off, bit_size, byte_size);
 }
 
