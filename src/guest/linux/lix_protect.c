@@ -288,6 +288,20 @@ static void raise_mem_alert(hvi_engine *e, struct lixp_state *s, const struct li
     s->found++;
 }
 
+/* A change inside a smaller, enabled region (sys_call_table inside rodata) is that region's. */
+static bool covered_elsewhere(const hvi_engine *e, const struct lixp_state *s,
+                              const struct lixp_region *r, uint32_t first, uint32_t last)
+{
+    uint64_t a = r->gva + first, b = r->gva + last;
+    for (uint32_t i = 0; i < s->nregions; i++) {
+        const struct lixp_region *o = &s->regions[i];
+        if (o != r && o->len < r->len && (e->options & o->opt) && a >= o->gva &&
+            b < o->gva + o->len)
+            return true;
+    }
+    return false;
+}
+
 /* Compare one region with its shadow; alert (and restore in deny mode) each changed run. */
 static void check_region(hvi_engine *e, struct lixp_state *s, struct lixp_region *r)
 {
@@ -308,6 +322,10 @@ static void check_region(hvi_engine *e, struct lixp_state *s, struct lixp_region
             if (s->buf[j] != r->shadow[j])
                 last = j;
         i = last + 1;
+        if (covered_elsewhere(e, s, r, first, last)) {
+            memcpy(r->shadow + first, s->buf + first, last - first + 1);
+            continue;
+        }
         if (r->code && legit_code_patch(s->k, r, s->buf, first, last)) {
             memcpy(r->shadow + first, s->buf + first, last - first + 1);
             continue;
