@@ -48,6 +48,22 @@ HVI_TEST(mode_32_with_4m_pages)
     CHECK_EQ_U64(fx_free(&f), 0);
 }
 
+/* SDM 4.3: a 4 MiB PDE carries PA[39:32] in bits 20:13 (PSE-36/40). */
+HVI_TEST(mode_32_pse36_high_address)
+{
+    struct fx f;
+    REQUIRE(fx_new(&f, HVI_PAGING_32, 4ull << 20));
+    uint32_t pde = 0x00c00000u | (0x12u << 13) | 0x83u; /* PA 0x12_00c0_0000, P|W|PS */
+    REQUIRE(hvi_sim_phys_write(f.sim, f.cr3 + (0x80000000u >> 22) * 4, &pde, 4) == HVI_OK);
+    hvi_translation t;
+    CHECK_OK(hvi_gva_translate(f.e, 0, 0x80012345, &t));
+    CHECK_EQ_U64(t.gpa, 0x1200c12345ull);
+    CHECK_EQ_U64(t.page_size, 4ull << 20);
+    uint8_t b;
+    CHECK_STATUS(hvi_gva_read(f.e, 0, 0x80012345, &b, 1), HVI_E_RANGE);
+    CHECK_EQ_U64(fx_free(&f), 0);
+}
+
 HVI_TEST(mode_pae_with_2m_pages)
 {
     struct fx f;
