@@ -64,4 +64,57 @@ HVI_TEST(kaslr_smp2_then_qemu_killed)
     hvi_qemu_vm_stop(vm);
 }
 
+HVI_TEST(cpu_max_gives_5_level_paging)
+{
+    const char *why = qt_missing();
+    if (why)
+        SKIP_CASE(why);
+    hvi_qemu_vm *vm = NULL;
+    hvi_qemu *q = NULL;
+    hvi_glue g;
+    hvi_qemu_vm_opts o = {.cpu_max = true, .boot_timeout_ms = 120000};
+    REQUIRE(hvi_qemu_vm_start(&o, &vm) == HVI_OK);
+    uint64_t banner = 0;
+    CHECK_OK(hvi_qemu_vm_kallsyms(vm, "linux_banner", &banner));
+    if (hvi_qemu_open(vm, &q) != HVI_OK || hvi_qemu_glue(q, &g) != HVI_OK) {
+        hvi_qemu_vm_stop(vm);
+        REQUIRE(!"open failed");
+    }
+    hvi_regs r;
+    CHECK_OK(g.get_regs(q, 0, HVI_REGS_CR | HVI_REGS_EFER, &r));
+    CHECK(r.cr4 & (1u << 12)); /* LA57 */
+    char buf[32] = {0};
+    CHECK_OK(qt_gva_read(&g, &r, banner, buf, sizeof(buf) - 1)); /* a 5-level walk */
+    CHECK(strncmp(buf, "Linux version 6.", 16) == 0);
+    CHECK_OK(hvi_qemu_close(q));
+    hvi_qemu_vm_stop(vm);
+}
+
+HVI_TEST(guest_reboot_ends_the_session)
+{
+    const char *why = qt_missing();
+    if (why)
+        SKIP_CASE(why);
+    hvi_qemu_vm *vm = NULL;
+    hvi_qemu *q = NULL;
+    hvi_glue g;
+    hvi_qemu_vm_opts o = {.nokaslr = true, .boot_timeout_ms = 120000};
+    REQUIRE(hvi_qemu_vm_start(&o, &vm) == HVI_OK);
+    if (hvi_qemu_open(vm, &q) != HVI_OK || hvi_qemu_glue(q, &g) != HVI_OK) {
+        hvi_qemu_vm_stop(vm);
+        REQUIRE(!"open failed");
+    }
+    CHECK_OK(g.resume(q));
+    char *out = NULL; /* the console may or may not see the marker before QEMU exits */
+    (void)hvi_qemu_vm_console(vm, "reboot -f", NULL, 3000, &out);
+    free(out);
+    uint32_t events = 0;
+    int64_t t0 = ms_now();
+    CHECK_STATUS(hvi_qemu_run(q, NULL, 20000, 0, &events), HVI_E_CLOSED); /* -no-reboot */
+    CHECK(ms_now() - t0 < 15000);
+    CHECK(!hvi_qemu_vm_alive(vm));
+    hvi_qemu_close(q);
+    hvi_qemu_vm_stop(vm);
+}
+
 HVI_TEST_MAIN()
