@@ -50,7 +50,7 @@ static hvi_status gva_check(hvi_engine *e, uint64_t cr3, hvi_gva gva, size_t len
     for (hvi_gva va = gva & HVI_PAGE_MASK; va < end; va += HVI_PAGE_SIZE) {
         hvi_gpa pa;
         uint8_t flags;
-        hvi_status st = mem_xlate(e, cr3, va < gva ? gva : va, &pa, &flags);
+        hvi_status st = mem_xlate(e, cr3, va < gva ? gva : va, false, &pa, &flags);
         if (st != HVI_OK)
             return st;
         if (op == OP_FETCH && (flags & MEM_TC_NX))
@@ -78,7 +78,7 @@ static hvi_status gva_rw(hvi_engine *e, uint64_t cr3, hvi_gva gva, uint8_t *buf,
             n = len;
         hvi_gpa pa;
         uint8_t flags;
-        hvi_status st = mem_xlate(e, cr3, gva, &pa, &flags);
+        hvi_status st = mem_xlate(e, cr3, gva, false, &pa, &flags);
         if (st != HVI_OK)
             return st;
         if (op == OP_FETCH && (flags & MEM_TC_NX))

@@ -67,8 +67,11 @@ static inline struct mem_tc *mem_tc_slot(struct hvi_mem_state *m, uint64_t root,
     return &m->tc[(vpn ^ (root >> 12) * 0x9E37u) & (MEM_TC_SIZE - 1)];
 }
 
-/* Translation with rights, through the translation cache. */
-hvi_status mem_xlate(hvi_engine *e, uint64_t cr3, hvi_gva gva, hvi_gpa *gpa, uint8_t *flags);
+/* Translation with rights. `cached`: answer from the translation cache when possible (the
+ * hvi_gva_to_gpa fast path); otherwise always walk the guest's tables (reads and writes do,
+ * so they never use a translation the guest has since changed) and refresh the cache. */
+hvi_status mem_xlate(hvi_engine *e, uint64_t cr3, hvi_gva gva, bool cached, hvi_gpa *gpa,
+                     uint8_t *flags);
 
 void mem_maps_free(hvi_engine *e, struct hvi_mem_state *m);
 

@@ -200,7 +200,8 @@ hvi_status hvi_gva_translate(hvi_engine *e, uint64_t cr3, hvi_gva gva, hvi_trans
     return walk_levels(&w, mem_cr3_root(w.mode, mem_cr3(e, cr3)), gva, out);
 }
 
-hvi_status mem_xlate(hvi_engine *e, uint64_t cr3, hvi_gva gva, hvi_gpa *gpa, uint8_t *flags)
+hvi_status mem_xlate(hvi_engine *e, uint64_t cr3, hvi_gva gva, bool cached, hvi_gpa *gpa,
+                     uint8_t *flags)
 {
     struct hvi_mem_state *m = e->mem ? e->mem : mem_state(e);
     if (!m)
@@ -208,7 +209,7 @@ hvi_status mem_xlate(hvi_engine *e, uint64_t cr3, hvi_gva gva, hvi_gpa *gpa, uin
     cr3 = mem_cr3(e, cr3);
     uint64_t root = mem_cr3_root(e->guest.paging, cr3), vpn = gva >> 12;
     struct mem_tc *c = mem_tc_slot(m, root, vpn);
-    if (c->gen == m->gen && c->vpn == vpn && c->root == root) {
+    if (cached && c->gen == m->gen && c->vpn == vpn && c->root == root) {
         m->tc_hits++;
         *gpa = c->gpa | (gva & 0xfff);
         *flags = c->flags;
@@ -216,8 +217,11 @@ hvi_status mem_xlate(hvi_engine *e, uint64_t cr3, hvi_gva gva, hvi_gpa *gpa, uin
     }
     hvi_translation t;
     hvi_status st = hvi_gva_translate(e, cr3, gva, &t);
-    if (st != HVI_OK)
+    if (st != HVI_OK) {
+        if (c->vpn == vpn && c->root == root)
+            c->gen = 0; /* the page went away: drop a stale cached translation */
         return st;
+    }
     c->root = root, c->vpn = vpn, c->gen = m->gen, c->gpa = t.gpa & HVI_PAGE_MASK;
     c->flags = (uint8_t)((t.writable ? MEM_TC_W : 0) | (t.user ? MEM_TC_U : 0) |
                          (t.nx ? MEM_TC_NX : 0));
@@ -240,5 +244,5 @@ hvi_status hvi_gva_to_gpa(hvi_engine *e, uint64_t cr3, hvi_gva gva, hvi_gpa *out
         }
     }
     uint8_t flags;
-    return mem_xlate(e, cr3, gva, out, &flags);
+    return mem_xlate(e, cr3, gva, true, out, &flags);
 }

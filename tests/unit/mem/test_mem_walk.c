@@ -254,6 +254,17 @@ HVI_TEST(translation_cache_flush)
     REQUIRE(fx_map(&f, va, b, HVI_SIM_4K, W) == HVI_OK);
     CHECK_OK(hvi_gva_to_gpa(f.e, 0, va, &g)); /* cached: still the old frame until a flush */
     CHECK_EQ_U64(g, a);
+    /* reads always walk the tables: they see the new frame at once (and refresh the cache) */
+    REQUIRE(hvi_sim_phys_write(f.sim, b, "new", 3) == HVI_OK);
+    char got[4] = {0};
+    CHECK_OK(hvi_gva_read(f.e, 0, va, got, 3));
+    CHECK_STR(got, "new");
+    REQUIRE(hvi_sim_unmap(f.sim, f.cr3, f.mode, va) == HVI_OK);
+    REQUIRE(fx_map(&f, va, a, HVI_SIM_4K, W) == HVI_OK);
+    CHECK_OK(hvi_gva_to_gpa(f.e, 0, va, &g));
+    CHECK_EQ_U64(g, b); /* the refreshed (now stale again) entry */
+    REQUIRE(hvi_sim_unmap(f.sim, f.cr3, f.mode, va) == HVI_OK);
+    REQUIRE(fx_map(&f, va, b, HVI_SIM_4K, W) == HVI_OK);
     hvi_mem_flush_translations(f.e, f.cr3);
     CHECK_OK(hvi_gva_to_gpa(f.e, 0, va, &g));
     CHECK_EQ_U64(g, b);
