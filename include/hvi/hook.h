@@ -42,6 +42,7 @@
 #include "decode.h"
 #include "glue.h"
 #include "hvi.h"
+#include "mem.h"
 #include "status.h"
 
 #ifdef __cplusplus
@@ -102,6 +103,36 @@ uint32_t hvi_hook_frame_rights(hvi_engine *e, hvi_gpa gpa);
 /* Number of live hooks / frames with hook state, stale ones included (tests). */
 size_t hvi_hook_count(const hvi_engine *e);
 size_t hvi_hook_frame_count(const hvi_engine *e);
+
+/* ---- page-table hooks ---- */
+
+/*
+ * Watch every paging-structure entry that translates `gva` through `cr3` (0 = kernel CR3). Each
+ * level's table entry is write-hooked before it is read; a write that changes an entry (other
+ * than only its Accessed/Dirty bits) re-walks the translation, moves the level hooks and calls
+ * cb with the old and the new translation (fault_level != 0: not present). Writes whose value
+ * the decoder cannot compute are resolved after the instruction (single-step). 4- and 5-level
+ * paging; needs HVI_CAP_EPT (HVI_E_UNSUPPORTED otherwise, or for other paging modes).
+ */
+typedef void (*hvi_pt_hook_cb)(hvi_engine *e, hvi_hook *hook, const hvi_translation *old_tr,
+                               const hvi_translation *new_tr, void *ctx);
+hvi_status hvi_hook_pt_add(hvi_engine *e, uint64_t cr3, hvi_gva gva, hvi_pt_hook_cb cb, void *ctx,
+                           hvi_hook **out);
+/* The translation a page-table or GVA hook currently follows. */
+hvi_status hvi_hook_translation(const hvi_hook *hook, hvi_translation *out);
+
+/* ---- GVA hooks: follow the translation ---- */
+
+/* Told when the GPA under a GVA hook changed (remap, swap-out: new_present false, swap-in,
+ * large-page split with a new frame); the GPA hook has already moved. */
+typedef void (*hvi_gva_moved_cb)(hvi_engine *e, hvi_hook *hook, hvi_gpa old_gpa, bool old_present,
+                                 hvi_gpa new_gpa, bool new_present, void *ctx);
+
+/* Hook [gva, gva+len) (within one page) for `access` through `cr3` (0 = kernel). The callback is
+ * a GPA hook callback on the frame currently mapped there; the hook is placed even when the page
+ * is not present now and appears when it is mapped. `moved` is optional. */
+hvi_status hvi_hook_gva_add(hvi_engine *e, uint64_t cr3, hvi_gva gva, uint32_t len, uint32_t access,
+                            hvi_gpa_hook_cb cb, hvi_gva_moved_cb moved, void *ctx, hvi_hook **out);
 
 /* ---- register hooks ---- */
 

@@ -14,6 +14,7 @@ static uint32_t bucket_of(uint64_t key)
 static void free_hook(struct hvi_hook *h)
 {
     free(h->shadow);
+    free(h->pt);
     free(h);
 }
 
@@ -49,13 +50,19 @@ static hvi_status hook_detach(hvi_engine *e, void *ctx)
     (void)ctx;
     struct hvi_hook_state *s = e->hook;
     hvi_status worst = HVI_OK;
-    while (s && s->live) {
-        hvi_status st = hvi_hook_remove(e, s->live);
+    for (;;) {
+        struct hvi_hook *h = s ? s->live : NULL;
+        while (h && h->internal)
+            h = h->next; /* removed by their owner */
+        if (!h)
+            break;
+        hvi_status st = hvi_hook_remove(e, h);
         if (st != HVI_OK) {
-            /* could not restore this one: drop it from the list so detach terminates */
-            struct hvi_hook *h = s->live;
-            hvi_hook_unlink_live(s, h);
-            hvi_hook_retire(s, h);
+            /* the hook stays registered with the backend; forget it so detach terminates */
+            if (!h->removed) {
+                hvi_hook_unlink_live(s, h);
+                hvi_hook_retire(s, h);
+            }
             worst = st;
         }
     }
@@ -87,7 +94,8 @@ struct hvi_hook_state *hvi_hook_state_get(hvi_engine *e)
         hvi_engine_add_handler(e, HVI_EV_MSR_WRITE, hvi_hook_on_reg, NULL) != HVI_OK ||
         hvi_engine_add_handler(e, HVI_EV_DTR_LOAD, hvi_hook_on_reg, NULL) != HVI_OK ||
         hvi_engine_add_handler(e, HVI_EV_XCR_WRITE, hvi_hook_on_reg, NULL) != HVI_OK ||
-        hvi_engine_add_handler(e, HVI_EV_BREAKPOINT, hvi_hook_on_bp, NULL) != HVI_OK) {
+        hvi_engine_add_handler(e, HVI_EV_BREAKPOINT, hvi_hook_on_bp, NULL) != HVI_OK ||
+        hvi_engine_add_handler(e, HVI_EV_SINGLE_STEP, hvi_hook_on_step, NULL) != HVI_OK) {
         /* the cleanup, if registered, frees s at engine free; otherwise free now */
         hvi_fail(e, HVI_E_LIMIT, "hook: engine callback tables full");
         return NULL;
@@ -461,12 +469,14 @@ hvi_status hvi_hook_remove(hvi_engine *e, hvi_hook *h)
         return HVI_E_INVAL;
     struct hvi_hook_state *s = e->hook;
     (void)hvi_hook_sync(e);
-    if (h->kind != HOOK_GPA) {
+    if (h->kind == HOOK_REG || h->kind == HOOK_DETOUR) {
         hvi_status st = hvi_hook_reg_remove(e, h);
         if (st != HVI_OK)
             return st;
     }
     hvi_status st = h->kind == HOOK_GPA ? remove_gpa(e, s, h) : HVI_OK;
+    if (h->kind == HOOK_PT || h->kind == HOOK_GVA)
+        st = hvi_hook_pt_remove(e, h);
     hvi_hook_unlink_live(s, h);
     hvi_hook_retire(s, h);
     return st;

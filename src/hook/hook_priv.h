@@ -7,7 +7,9 @@
 #include "core/engine.h"
 #include "hvi/hook.h"
 
-enum hook_kind { HOOK_GPA = 1, HOOK_REG = 2, HOOK_DETOUR = 3 };
+enum hook_kind { HOOK_GPA = 1, HOOK_REG = 2, HOOK_DETOUR = 3, HOOK_PT = 4, HOOK_GVA = 5 };
+
+struct pt_state;
 
 #define HOOK_BUCKETS 1024u
 #define HOOK_WATCH_PIECE 8u
@@ -18,6 +20,7 @@ struct hvi_hook {
     uint32_t kind;
     bool removed;        /* unlinked; freed when the current dispatch ends */
     bool watch;          /* GPA hook placed as write watchpoints (no EPT) */
+    bool internal;       /* owned by another hook (page-table levels, GVA hook's GPA hook) */
     struct hvi_hook *next;     /* all live hooks / pending-free list */
     /* GPA */
     hvi_gpa gpa;
@@ -31,6 +34,8 @@ struct hvi_hook {
     hvi_reg_hook_cb rcb;
     /* detour */
     hvi_detour_cb dcb;
+    /* page-table / GVA hooks */
+    struct pt_state *pt;
     void *ctx;
 };
 
@@ -73,6 +78,10 @@ hvi_status hvi_hook_on_ept(hvi_engine *e, const hvi_event *ev, hvi_event_reply *
 hvi_status hvi_hook_on_watch(hvi_engine *e, const hvi_event *ev, hvi_event_reply *r, void *ctx);
 hvi_status hvi_hook_on_reg(hvi_engine *e, const hvi_event *ev, hvi_event_reply *r, void *ctx);
 hvi_status hvi_hook_on_bp(hvi_engine *e, const hvi_event *ev, hvi_event_reply *r, void *ctx);
+
+/* Removal of page-table / GVA hooks (pt.c). */
+hvi_status hvi_hook_pt_remove(hvi_engine *e, struct hvi_hook *h);
+hvi_status hvi_hook_on_step(hvi_engine *e, const hvi_event *ev, hvi_event_reply *r, void *ctx);
 
 /* Removal of register hooks / detours (reg.c). */
 hvi_status hvi_hook_reg_remove(hvi_engine *e, struct hvi_hook *h);
