@@ -101,11 +101,9 @@ static hvi_status read_pattern_items(struct rd *r, uint32_t off, uint32_t n, hvi
         return bad(r, HVI_E_FORMAT, "empty pattern at 0x%x", off);
     uint32_t keep = n > HVI_CAMI_MAX_PATTERN ? HVI_CAMI_MAX_PATTERN : n;
     ALLOC(r, v, keep);
-    for (uint32_t i = 0; i < keep; i++) {
+    /* items above 0x100 occur in real files (e.g. 0x199): they never match a byte */
+    for (uint32_t i = 0; i < keep; i++)
         v[i] = cami_le16(r->b + off + 2ull * i);
-        if (v[i] > HVI_CAMI_WILDCARD)
-            return bad(r, HVI_E_FORMAT, "pattern item 0x%x at 0x%x is not a byte or 0x100", v[i], off);
-    }
     p->items = v;
     p->len = keep;
     return HVI_OK;
