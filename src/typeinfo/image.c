@@ -351,6 +351,19 @@ static const uint8_t *find_bytes(const uint8_t *hay, size_t n, const char *needl
     return NULL;
 }
 
+/* Copy the printable run at b[i..] (at most 255 chars) into out. */
+static size_t copy_line(const uint8_t *b, size_t len, size_t i, char *out, size_t out_len)
+{
+    size_t n = 0;
+    while (i + n < len && b[i + n] >= 0x20 && b[i + n] < 0x7f && n + 1 < out_len && n < 255)
+        n++;
+    memcpy(out, b + i, n);
+    out[n] = 0;
+    return n;
+}
+
+/* A 6.1 image holds two banners: the early one with an empty build number ("# SMP") and
+ * linux_banner with the real one ("#1 SMP"); prefer a banner with "#<digit>". */
 hvi_status hvi_typeinfo_find_banner(const void *buf, size_t len, char *out, size_t out_len)
 {
     static const char key[] = "Linux version ";
@@ -359,7 +372,9 @@ hvi_status hvi_typeinfo_find_banner(const void *buf, size_t len, char *out, size
     if (!b || !out || out_len == 0)
         return HVI_E_INVAL;
     size_t pos = 0;
-    while (pos + kl < len) {
+    bool found = false;
+    char cand[256];
+    for (unsigned hits = 0; pos + kl < len && hits < 64; hits++) {
         const uint8_t *hit = find_bytes(b + pos, len - pos, key, kl);
         if (!hit)
             break;
@@ -367,14 +382,17 @@ hvi_status hvi_typeinfo_find_banner(const void *buf, size_t len, char *out, size
         pos = i;
         if (i >= len || b[i] < '0' || b[i] > '9')
             continue; /* a format string ("%s"), not the banner */
-        size_t n = 0;
-        while (i + n < len && b[i + n] >= 0x20 && b[i + n] < 0x7f && n + 1 < out_len && n < 255)
-            n++;
-        memcpy(out, b + i, n);
-        out[n] = 0;
-        return HVI_OK;
+        copy_line(b, len, i, cand, sizeof(cand));
+        const char *h = strchr(cand, '#');
+        bool numbered = h && h[1] >= '0' && h[1] <= '9';
+        if (!found || numbered) {
+            snprintf(out, out_len, "%s", cand);
+            found = true;
+        }
+        if (numbered)
+            break;
     }
-    return HVI_E_NOT_FOUND;
+    return found ? HVI_OK : HVI_E_NOT_FOUND;
 }
 
 static void release_of(const char *banner, char *out, size_t out_len)
