@@ -59,6 +59,8 @@ struct lix_offsets {
     /* task_struct */
     uint32_t task_tasks, task_pid, task_tgid, task_real_parent, task_mm, task_cred, task_comm;
     uint32_t task_thread_group, task_group_leader;
+    uint32_t task_stack;            /* task_struct.stack (thread safeness) */
+    uint32_t thread_size;           /* kernel stack size (x86-64: 16 KiB) */
     /* mm_struct and its maple tree */
     uint32_t mm_mt, mm_pgd, mm_arg_start, mm_arg_end, mm_exe_file;
     uint32_t mt_root;               /* maple_tree.ma_root */
@@ -210,6 +212,24 @@ typedef bool (*lix_vma_cb)(const struct lix_vma *v, void *ctx);
  * HVI_E_LIMIT for a tree deeper than LIX_MAX_MAPLE_DEPTH or more than LIX_MAX_VMAS entries. */
 hvi_status lix_vma_walk(const struct lix_kernel *k, uint64_t mm, lix_vma_cb cb, void *ctx);
 
+/* ---- thread safeness (lix_thrsafe.c) -------------------------------------------------------- */
+struct lix_thrsafe_hit {
+    bool on_cpu;            /* a vCPU's RIP is in the range (vcpu), else a task's stack (pid) */
+    uint32_t vcpu;
+    int32_t pid;
+    char comm[17];
+    uint64_t value;         /* the RIP or the stack word found in the range */
+    uint64_t where;         /* address of that stack word */
+};
+/*
+ * Is it safe to change the code in [start, end)? No vCPU RIP (rips[0..nrips)) may lie in it
+ * and no task's kernel stack (task_struct.stack, thread_size bytes; every thread) may hold a
+ * word pointing into it (a return address). Conservative: stale stack words also count.
+ * HVI_OK when safe, HVI_E_BUSY with *hit filled when not (retry later), walk errors otherwise.
+ */
+hvi_status lix_thread_safe_check(const struct lix_kernel *k, const uint64_t *rips, uint32_t nrips,
+                                 uint64_t start, uint64_t end, struct lix_thrsafe_hit *hit);
+
 /* ---- engine integration (lix_engine.c) ---------------------------------------------------- */
 /* Discover the kernel of the attached guest, select the CAMI entry, fill the offsets. Called
  * by hvi_new_guest() for os_hint LINUX or UNKNOWN. HVI_E_UNSUPPORTED names the version when
@@ -218,6 +238,8 @@ hvi_status lix_activate(hvi_engine *e);
 /* Select the support entry for k->release and fill k->off (lix_cami.c). HVI_E_UNSUPPORTED with
  * a message naming the version when no entry matches. */
 hvi_status lix_select_offsets(hvi_engine *e, struct lix_kernel *k);
+/* lix_thread_safe_check() with the RIPs of every vCPU of the engine's guest. */
+hvi_status lix_thread_safe(hvi_engine *e, uint64_t start, uint64_t end, struct lix_thrsafe_hit *hit);
 /* The interim offsets file set with hvi_linux_set_offsets_file(), or NULL. */
 const char *lix_offsets_path(hvi_engine *e);
 /* The discovered kernel, or NULL before a successful discovery (offsets may still be missing:

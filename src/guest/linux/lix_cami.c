@@ -71,6 +71,8 @@ static const struct {
     {"task_struct.comm", "TaskStruct", "CommOffset"},
     {"task_struct.thread_group", "TaskStruct", "ThreadGroupOffset"},
     {"task_struct.group_leader", "TaskStruct", "GroupLeader"},
+    {"task_struct.stack", "TaskStruct", "StackOffset"},
+    {"kernel.thread_size", "Info", "ThreadSize"},
     {"mm_struct.mm_mt", "MmStruct", "MapleTree"},
     {"mm_struct.pgd", "MmStruct", "PgdOffset"},
     {"mm_struct.arg_start", "MmStruct", "ArgStartOffset"},
@@ -122,7 +124,8 @@ static hvi_status cami_lookup(void *ctx, const char *name, uint32_t *out)
 /* Fields a CAMI entry leaves out read as 0; for these a 0 means "absent": keep the default. */
 static bool zero_means_absent(const char *name)
 {
-    return !strncmp(name, "maple_", 6) || !strcmp(name, "module.name_len") ||
+    return !strncmp(name, "maple_", 6) || !strcmp(name, "kernel.thread_size") ||
+           !strcmp(name, "task_struct.stack") || !strcmp(name, "module.name_len") ||
            !strcmp(name, "qstr.len") || !strcmp(name, "qstr.name") || !strcmp(name, "path.dentry") ||
            (!strncmp(name, "module_layout.", 14) && strcmp(name, "module_layout.base"));
 }

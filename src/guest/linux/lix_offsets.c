@@ -19,7 +19,8 @@ static const struct field fields[] = {
     F("task_struct.tgid", task_tgid), F("task_struct.real_parent", task_real_parent),
     F("task_struct.mm", task_mm), F("task_struct.cred", task_cred),
     F("task_struct.comm", task_comm), F("task_struct.thread_group", task_thread_group),
-    OPT("task_struct.group_leader", task_group_leader),
+    OPT("task_struct.group_leader", task_group_leader), OPT("task_struct.stack", task_stack),
+    OPT("kernel.thread_size", thread_size),
     F("mm_struct.mm_mt", mm_mt), F("mm_struct.pgd", mm_pgd),
     F("mm_struct.arg_start", mm_arg_start), F("mm_struct.arg_end", mm_arg_end),
     F("mm_struct.exe_file", mm_exe_file), OPT("maple_tree.ma_root", mt_root),
@@ -52,6 +53,7 @@ hvi_status lix_offsets_fill(struct lix_offsets *o, lix_field_fn fn, void *ctx,
     memset(&t, 0, sizeof(t));
     t.mt_root = 8;             /* struct maple_tree { spinlock_t; (hole); void *ma_root; ... } */
     t.mod_name_len = 56;       /* MODULE_NAME_LEN on 64-bit */
+    t.thread_size = 16384;     /* x86-64 THREAD_SIZE without KASAN */
     t.maple_node_size = 256;
     t.maple_range64_slots = 16;
     t.maple_arange64_slots = 10;
@@ -78,6 +80,7 @@ hvi_status lix_offsets_fill(struct lix_offsets *o, lix_field_fn fn, void *ctx,
         t.maple_ar64_pivot + 8ull * (t.maple_arange64_slots - 1) > t.maple_node_size ||
         t.maple_ar64_slot + 8ull * t.maple_arange64_slots > t.maple_node_size ||
         ((t.maple_r64_pivot | t.maple_r64_slot | t.maple_ar64_pivot | t.maple_ar64_slot) & 7) ||
+        t.thread_size > (1u << 16) || (t.thread_size & (HVI_PAGE_SIZE - 1)) ||
         t.layout_base > 64 || t.layout_size > 64 || t.layout_text_size > 64 || t.layout_ro_size > 64)
         return HVI_E_FORMAT;
     *o = t;

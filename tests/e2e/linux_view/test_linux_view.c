@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../qemu/qemu_util.h"
+#include "guest/linux/lix.h"
 #include "hvi/linux.h"
 #include "hvi_qemu.h"
 
@@ -165,6 +166,25 @@ static void compare_maps(hvi_engine *e, const char *proc)
     hvi_linux_free(v);
 }
 
+/* Sleeping tasks return into __schedule: changing its code is not thread safe. */
+static void check_thread_safeness(hvi_engine *e)
+{
+    uint64_t start = 0, end = 0;
+    struct lix_kernel *k = lix_get(e);
+    REQUIRE(k && hvi_linux_find_symbol(e, "__schedule", &start) == HVI_OK);
+    for (uint32_t i = 0; i + 1 < k->ks.count && !end; i++)
+        if (k->ks.syms[i].addr == start)
+            for (uint32_t j = i + 1; j < k->ks.count && !end; j++)
+                if (k->ks.syms[j].addr > start)
+                    end = k->ks.syms[j].addr;
+    REQUIRE(end > start && end - start < 0x10000);
+    struct lix_thrsafe_hit hit;
+    CHECK_STATUS(lix_thread_safe(e, start, end, &hit), HVI_E_BUSY);
+    fprintf(stderr, "  thread safeness of __schedule [0x%llx, 0x%llx): busy (%s %d %s)\n",
+            (unsigned long long)start, (unsigned long long)end, hit.on_cpu ? "vCPU" : "pid",
+            hit.on_cpu ? (int)hit.vcpu : hit.pid, hit.comm);
+}
+
 static void run_view(bool cpu_max, uint32_t smp)
 {
     const char *why = qt_missing();
@@ -217,6 +237,7 @@ static void run_view(bool cpu_max, uint32_t smp)
             compare_ps(e, ps);
             compare_modules(e, mods);
             compare_maps(e, maps);
+            check_thread_safeness(e);
         }
     } else {
         CHECK(!"console views or attach failed");
