@@ -16,10 +16,6 @@
 #include "hvi/mem.h"
 #include "hvi_qemu.h"
 
-/* The page walker (src/mem) may not be in this build yet: reference it weakly and say so. */
-#pragma weak hvi_gva_translate
-#pragma weak hvi_gva_read
-
 static void print_regs(uint32_t vcpu, const hvi_regs *r)
 {
     static const char *const gpr[HVI_GPR_COUNT] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp",
@@ -43,10 +39,6 @@ static void print_regs(uint32_t vcpu, const hvi_regs *r)
 static int show_idt(hvi_engine *e, const hvi_regs *r)
 {
     uint8_t gate[16];
-    if (!hvi_gva_translate || !hvi_gva_read) {
-        printf("IDT[0]: no page walker in this build (src/mem not there yet)\n");
-        return 0;
-    }
     hvi_status st = hvi_gva_read(e, 0, r->idtr_base, gate, sizeof(gate));
     if (st != HVI_OK) {
         printf("IDT[0]: unreadable at %" PRIx64 ": %s\n", r->idtr_base, hvi_strstatus(st));
