@@ -71,6 +71,18 @@ static struct mem_gc *gc_find(struct hvi_mem_state *m, hvi_gpa page)
     return NULL;
 }
 
+static inline struct mem_memo *memo_slot(struct hvi_mem_state *m, hvi_gpa page)
+{
+    return &m->memo[(page >> 12) & (MEM_MEMO_SIZE - 1)];
+}
+
+static void memo_forget(struct hvi_mem_state *m, hvi_gpa page)
+{
+    struct mem_memo *mm = memo_slot(m, page);
+    if (mm->gpa == page + 1)
+        mm->gpa = 0;
+}
+
 static hvi_status check_phys(hvi_engine *e, struct hvi_mem_state *m, hvi_gpa page)
 {
     if (page >= m->phys_limit)
@@ -105,8 +117,10 @@ static hvi_status gc_get(hvi_engine *e, struct hvi_mem_state *m, hvi_gpa page, s
     if (st != HVI_OK || !p)
         return hvi_fail(e, st != HVI_OK ? st : HVI_E_BACKEND, "mem: map of GPA 0x%llx failed",
                         (unsigned long long)page);
-    if (victim->used)
+    if (victim->used) {
+        memo_forget(m, victim->gpa);
         (void)e->glue.unmap_gpa(e->glue.ctx, victim->gpa, victim->ptr);
+    }
     else
         m->gc_used++;
     victim->gpa = page, victim->ptr = p, victim->refs = 0, victim->used = true;
@@ -116,13 +130,19 @@ static hvi_status gc_get(hvi_engine *e, struct hvi_mem_state *m, hvi_gpa page, s
 
 hvi_status mem_frame_get(hvi_engine *e, hvi_gpa page, uint8_t **ptr, bool *transient)
 {
-    struct hvi_mem_state *m = mem_state(e);
+    struct hvi_mem_state *m = e->mem ? e->mem : mem_state(e);
     if (!m)
         return HVI_E_NOMEM;
+    *transient = false;
+    struct mem_memo *mm = memo_slot(m, page);
+    if (mm->gpa == page + 1) {
+        *ptr = mm->ptr;
+        return HVI_OK;
+    }
     struct mem_gc *g = NULL;
     hvi_status st = gc_get(e, m, page, &g);
-    *transient = false;
     if (st == HVI_OK) {
+        mm->gpa = page + 1, mm->ptr = g->ptr;
         *ptr = g->ptr;
         return HVI_OK;
     }
@@ -210,6 +230,7 @@ void hvi_gpa_cache_invalidate(hvi_engine *e, hvi_gpa gpa)
     struct mem_gc *g = gc_find(e->mem, gpa & HVI_PAGE_MASK);
     if (!g)
         return;
+    memo_forget(e->mem, g->gpa);
     (void)e->glue.unmap_gpa(e->glue.ctx, g->gpa, g->ptr);
     memset(g, 0, sizeof(*g));
     e->mem->gc_used--;

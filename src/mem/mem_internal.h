@@ -14,9 +14,8 @@
 struct mem_tc {
     uint64_t root;  /* table base of the CR3 */
     uint64_t vpn;   /* gva >> 12 */
-    uint64_t gpa;   /* frame of the 4 KiB page */
+    uint64_t gpa;   /* frame of the 4 KiB page | MEM_TC_* flags in the low bits */
     uint64_t gen;   /* valid when equal to the state's generation */
-    uint8_t flags;  /* MEM_TC_W / MEM_TC_U / MEM_TC_NX */
 };
 #define MEM_TC_W 1u
 #define MEM_TC_U 2u
@@ -27,6 +26,13 @@ struct mem_gc {
     uint8_t *ptr; /* mapping from the glue */
     uint32_t refs;
     bool used;
+};
+
+#define MEM_MEMO_SIZE 64u /* direct-mapped memo in front of the GPA cache (hot table frames) */
+
+struct mem_memo {
+    hvi_gpa gpa; /* frame + 1 (0 = empty) */
+    uint8_t *ptr;
 };
 
 struct mem_map {
@@ -43,6 +49,7 @@ struct hvi_mem_state {
     uint64_t kroot; /* table base of the kernel CR3 (the cr3 == 0 fast path) */
     struct mem_tc tc[MEM_TC_SIZE];
     struct mem_gc gc[MEM_GC_SIZE];
+    struct mem_memo memo[MEM_MEMO_SIZE];
     uint32_t gc_used;
     uint64_t phys_limit; /* first GPA past the last frame; UINT64_MAX when unknown */
     struct mem_map *maps;

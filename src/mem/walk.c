@@ -211,8 +211,8 @@ hvi_status mem_xlate(hvi_engine *e, uint64_t cr3, hvi_gva gva, bool cached, hvi_
     struct mem_tc *c = mem_tc_slot(m, root, vpn);
     if (cached && c->gen == m->gen && c->vpn == vpn && c->root == root) {
         m->tc_hits++;
-        *gpa = c->gpa | (gva & 0xfff);
-        *flags = c->flags;
+        *gpa = (c->gpa & HVI_PAGE_MASK) | (gva & 0xfff);
+        *flags = (uint8_t)(c->gpa & 0xff);
         return HVI_OK;
     }
     hvi_translation t;
@@ -222,11 +222,10 @@ hvi_status mem_xlate(hvi_engine *e, uint64_t cr3, hvi_gva gva, bool cached, hvi_
             c->gen = 0; /* the page went away: drop a stale cached translation */
         return st;
     }
-    c->root = root, c->vpn = vpn, c->gen = m->gen, c->gpa = t.gpa & HVI_PAGE_MASK;
-    c->flags = (uint8_t)((t.writable ? MEM_TC_W : 0) | (t.user ? MEM_TC_U : 0) |
-                         (t.nx ? MEM_TC_NX : 0));
+    *flags = (uint8_t)((t.writable ? MEM_TC_W : 0) | (t.user ? MEM_TC_U : 0) |
+                       (t.nx ? MEM_TC_NX : 0));
+    c->root = root, c->vpn = vpn, c->gen = m->gen, c->gpa = (t.gpa & HVI_PAGE_MASK) | *flags;
     *gpa = t.gpa;
-    *flags = c->flags;
     return HVI_OK;
 }
 
@@ -239,7 +238,7 @@ hvi_status hvi_gva_to_gpa(hvi_engine *e, uint64_t cr3, hvi_gva gva, hvi_gpa *out
         uint64_t vpn = gva >> 12;
         const struct mem_tc *c = mem_tc_slot(m, m->kroot, vpn);
         if (c->gen == m->gen && c->vpn == vpn && c->root == m->kroot) {
-            *out = c->gpa | (gva & 0xfff);
+            *out = (c->gpa & HVI_PAGE_MASK) | (gva & 0xfff);
             return HVI_OK;
         }
     }
