@@ -231,6 +231,12 @@ static hvi_status decode_all(const struct ks_scan *s, struct lix_kallsyms *ks, b
     if (!ks->syms || !ks->names)
         return HVI_E_NOMEM;
     const uint8_t *offs = s->img + (ks->offsets_va - s->va);
+    const char *tok[256];
+    size_t tlen[256];
+    for (unsigned t = 0; t < 256; t++) { /* table_matches() checked each is terminated */
+        tok[t] = (const char *)s->img + s->tok_table + rd16(s->img + s->tok_index + 2 * t);
+        tlen[t] = strlen(tok[t]);
+    }
     size_t pos = s->names, out = 0;
     for (uint32_t i = 0; i < s->count; i++) {
         size_t l = s->img[pos++];
@@ -238,12 +244,11 @@ static hvi_status decode_all(const struct ks_scan *s, struct lix_kallsyms *ks, b
             l = (l & 0x7f) | ((size_t)s->img[pos++] << 7);
         size_t start = out;
         for (size_t t = 0; t < l; t++) {
-            const char *tok = (const char *)s->img + s->tok_table + rd16(s->img + s->tok_index + 2u * s->img[pos + t]);
-            size_t tl = strlen(tok);
-            if (out + tl + 1 >= cap || out - start + tl > KS_NAME_MAX)
+            uint8_t b = s->img[pos + t];
+            if (out + tlen[b] + 1 >= cap || out - start + tlen[b] > KS_NAME_MAX)
                 return HVI_E_LIMIT;
-            memcpy(ks->names + out, tok, tl);
-            out += tl;
+            memcpy(ks->names + out, tok[b], tlen[b]);
+            out += tlen[b];
         }
         pos += l;
         if (out == start)
