@@ -588,6 +588,18 @@ const hvi_cami_win_entry *hvi_cami_engine_win(struct hvi_engine *e);
  * support is reloaded at start). Used by the Linux guest layer during activation. */
 hvi_status hvi_cami_engine_select_lix(struct hvi_engine *e, const char *version,
                                       const hvi_cami_lix_entry **out);
+hvi_status hvi_cami_engine_select_win(struct hvi_engine *e, uint32_t build, bool kpti, bool is64,
+                                      const hvi_cami_win_entry **out);
+/* Validate and install support data (new guest). Bad data: a status, the engine unchanged. */
+hvi_status hvi_cami_engine_load(struct hvi_engine *e, const void *buf, size_t len);
+/* Live update: everything but the selected OS entry takes effect at once (its options are
+ * looked up again by the same key; core ForceOff bits, read as hvi option bits, are switched
+ * off). Invalid data: a status, the old data stays. */
+hvi_status hvi_cami_engine_update(struct hvi_engine *e, const void *buf, size_t len);
+/* Apply the support data's options to the engine (after hvi_options_set at attach). */
+hvi_status hvi_cami_engine_apply_options(struct hvi_engine *e);
+/* The options block for the selected OS in the current support data (NULL: none). */
+const hvi_cami_os_prot *hvi_cami_engine_os_prot(struct hvi_engine *e);
 
 #ifdef __cplusplus
 }

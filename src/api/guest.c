@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/engine.h"
+#include "hvi/cami.h"
 #include "guest/linux/lix.h"
 
 static hvi_status read_paging_context(hvi_engine *e)
@@ -33,18 +34,15 @@ hvi_status hvi_new_guest(hvi_engine *e, const hvi_guest_params *p)
     hvi_status st = e->glue.vcpu_count(e->glue.ctx, &vcpus);
     if (st != HVI_OK || vcpus == 0)
         return hvi_fail(e, HVI_E_BACKEND, "backend reports no vCPU");
+    /* CAMI: validate and install the support data first; bad data leaves the engine unchanged */
+    if (p->support && p->support_len) {
+        st = hvi_cami_engine_load(e, p->support, p->support_len);
+        if (st != HVI_OK)
+            return st;
+    }
     st = read_paging_context(e);
     if (st != HVI_OK)
         return st;
-    if (p->support && p->support_len) {
-        void *copy = malloc(p->support_len);
-        if (!copy)
-            return HVI_E_NOMEM;
-        memcpy(copy, p->support, p->support_len);
-        free(e->support);
-        e->support = copy;
-        e->support_len = p->support_len;
-    }
     if (p->os_hint == HVI_OS_LINUX || p->os_hint == HVI_OS_UNKNOWN) {
         st = lix_activate(e);
         /* an unknown guest that is not Linux stays memory-only; a found kernel with no
@@ -56,12 +54,14 @@ hvi_status hvi_new_guest(hvi_engine *e, const hvi_guest_params *p)
     e->guest.os = lix_get(e) ? (uint32_t)HVI_OS_LINUX : p->os_hint;
     e->guest.attached = true;
     e->detaching = false;
-    return hvi_options_set(e, p->options);
+    st = hvi_options_set(e, p->options);
+    return st != HVI_OK ? st : hvi_cami_engine_apply_options(e); /* CAMI ForceOff */
 }
 
 hvi_status hvi_update_support(hvi_engine *e, const void *buf, size_t len)
 {
     if (!e || !buf || !len)
         return HVI_E_INVAL;
-    return hvi_fail(e, HVI_E_UNSUPPORTED, "support data updates need the CAMI layer");
+    /* CAMI live update: the OS entry selected at start stays, the rest takes effect now */
+    return hvi_cami_engine_update(e, buf, len);
 }
