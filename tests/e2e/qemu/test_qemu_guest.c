@@ -122,6 +122,30 @@ HVI_TEST(banner_through_ram_file)
     free(uname);
 }
 
+HVI_TEST(engine_walker_agrees_with_the_test_oracle)
+{
+    SETUP();
+    uint64_t banner = sym("linux_banner"), handler = sym("asm_exc_divide_error");
+    REQUIRE(banner && handler);
+    hvi_regs r;
+    REQUIRE(glue.get_regs(q, 0, HVI_REGS_CR | HVI_REGS_DTR, &r) == HVI_OK);
+    uint64_t want = 0;
+    hvi_translation t;
+    memset(&t, 0, sizeof(t));
+    CHECK_OK(qt_translate(&glue, r.cr3, false, banner, &want));
+    CHECK_OK(hvi_gva_translate(eng, hvi_mem_kernel_cr3(eng), banner, &t));
+    CHECK_EQ_U64(t.gpa, want);
+    char a[64] = {0}, b[64] = {0};
+    CHECK_OK(hvi_gva_read(eng, 0, banner, a, sizeof(a) - 1));
+    CHECK_OK(qt_gva_read(&glue, &r, banner, b, sizeof(b) - 1));
+    CHECK_STR(a, b);
+    uint8_t gate[16]; /* IDT[0] points at the handler the guest's kallsyms names */
+    CHECK_OK(hvi_gva_read(eng, 0, r.idtr_base, gate, sizeof(gate)));
+    uint64_t h = (uint64_t)(gate[0] | gate[1] << 8) | (uint64_t)(gate[6] | gate[7] << 8) << 16 |
+                 (uint64_t)(gate[8] | gate[9] << 8 | gate[10] << 16 | (uint32_t)gate[11] << 24) << 32;
+    CHECK_EQ_U64(h, handler);
+}
+
 /* ---- breakpoints ---- */
 
 struct bp_state {
