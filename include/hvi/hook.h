@@ -134,6 +134,27 @@ typedef void (*hvi_gva_moved_cb)(hvi_engine *e, hvi_hook *hook, hvi_gpa old_gpa,
 hvi_status hvi_hook_gva_add(hvi_engine *e, uint64_t cr3, hvi_gva gva, uint32_t len, uint32_t access,
                             hvi_gpa_hook_cb cb, hvi_gva_moved_cb moved, void *ctx, hvi_hook **out);
 
+/* ---- hook objects: regions of linear memory hooked and removed together ---- */
+
+typedef struct hvi_hook_object hvi_hook_object;
+
+/* `name` is copied (for messages). */
+hvi_status hvi_hook_object_new(hvi_engine *e, const char *name, hvi_hook_object **out);
+/*
+ * Hook the linear region [gva, gva+len) through `cr3` (0 = kernel), any number of pages, for
+ * `access`. With HVI_CAP_EPT every page gets a GVA hook (follows its translation; `moved` is
+ * optional). Without EPT (watchpoints) write hooks are placed on the translation of the moment
+ * (pages must be present; the translation is not followed). All or nothing.
+ */
+hvi_status hvi_hook_object_add_region(hvi_engine *e, hvi_hook_object *obj, uint64_t cr3,
+                                      hvi_gva gva, uint64_t len, uint32_t access,
+                                      hvi_gpa_hook_cb cb, hvi_gva_moved_cb moved, void *ctx);
+/* Remove the region that starts at gva (HVI_E_NOT_FOUND if none). */
+hvi_status hvi_hook_object_remove_region(hvi_engine *e, hvi_hook_object *obj, hvi_gva gva);
+/* Remove every region and free the object; accepts NULL. hvi_detach() empties every object
+ * (the objects stay valid); hvi_engine_free() frees the objects still alive. */
+void hvi_hook_object_free(hvi_engine *e, hvi_hook_object *obj);
+
 /* ---- register hooks ---- */
 
 /* Called with the CR/MSR/DTR/XCR event (old_value/new_value); returns an hvi_action. DENY keeps

@@ -35,6 +35,7 @@ static void hook_cleanup(hvi_engine *e, void *ctx)
             free(w);
         }
     }
+    hvi_hook_objects_release(e, s, true);
     for (struct hvi_hook *h = s->live, *n; h; h = n) {
         n = h->next;
         free_hook(h);
@@ -50,6 +51,8 @@ static hvi_status hook_detach(hvi_engine *e, void *ctx)
     (void)ctx;
     struct hvi_hook_state *s = e->hook;
     hvi_status worst = HVI_OK;
+    if (s)
+        hvi_hook_objects_release(e, s, false);
     for (;;) {
         struct hvi_hook *h = s ? s->live : NULL;
         while (h && h->internal)

@@ -63,6 +63,7 @@ struct hvi_hook_state {
     size_t hooks, frames;
     size_t stale;               /* frames / watch pieces whose glue update failed */
     uint32_t depth;             /* dispatch nesting */
+    struct hvi_hook_object *objects;
 };
 
 struct hvi_hook_state *hvi_hook_state_get(hvi_engine *e);
@@ -78,6 +79,9 @@ hvi_status hvi_hook_on_ept(hvi_engine *e, const hvi_event *ev, hvi_event_reply *
 hvi_status hvi_hook_on_watch(hvi_engine *e, const hvi_event *ev, hvi_event_reply *r, void *ctx);
 hvi_status hvi_hook_on_reg(hvi_engine *e, const hvi_event *ev, hvi_event_reply *r, void *ctx);
 hvi_status hvi_hook_on_bp(hvi_engine *e, const hvi_event *ev, hvi_event_reply *r, void *ctx);
+
+/* Hook objects (object.c): detach empties them (hooks removed), engine free frees them. */
+void hvi_hook_objects_release(hvi_engine *e, struct hvi_hook_state *s, bool free_them);
 
 /* Removal of page-table / GVA hooks (pt.c). */
 hvi_status hvi_hook_pt_remove(hvi_engine *e, struct hvi_hook *h);
