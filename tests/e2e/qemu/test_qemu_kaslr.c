@@ -1,6 +1,6 @@
 /*
  * e2e: a KASLR guest with two vCPUs: both vCPUs' registers, the banner found through the
- * guest's own kallsyms, and the session ending cleanly when QEMU is killed under it.
+ * guest's own kallsyms, breakpoint hits from both vCPUs, and the session ending cleanly when QEMU is killed under it.
  */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/engine.h"
 #include "qemu_util.h"
 
 static int64_t ms_now(void)
@@ -16,6 +17,17 @@ static int64_t ms_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t bp_addr;
+static uint32_t bp_seen[2];
+
+static hvi_status on_bp(hvi_engine *e, const hvi_event *ev, hvi_event_reply *rep, void *ctx)
+{
+    (void)e, (void)rep, (void)ctx;
+    if (ev->gva == bp_addr && ev->vcpu < 2)
+        bp_seen[ev->vcpu]++;
+    return HVI_OK;
 }
 
 HVI_TEST(kaslr_smp2_then_qemu_killed)
@@ -51,6 +63,27 @@ HVI_TEST(kaslr_smp2_then_qemu_killed)
     char buf[64] = {0};
     CHECK_OK(qt_gva_read(&g, &r0, banner, buf, sizeof(buf) - 1));
     CHECK(strncmp(buf, "Linux version 6.", 16) == 0);
+    /* Breakpoints on two vCPUs: hits from both, each stepped over (the loop keeps going). */
+    uint64_t getpid = 0;
+    char *out = NULL;
+    CHECK_OK(g.resume(q));
+    CHECK_OK(hvi_qemu_vm_kallsyms(vm, "__x64_sys_getpid", &getpid));
+    CHECK_OK(hvi_qemu_vm_console(vm, "hvi-workload getpid >/dev/null 2>&1 & hvi-workload getpid "
+                                     ">/dev/null 2>&1 & echo ok", NULL, 20000, &out));
+    free(out);
+    hvi_engine *e = NULL;
+    REQUIRE(hvi_engine_new(&g, &e) == HVI_OK);
+    REQUIRE(hvi_engine_add_handler(e, HVI_EV_BREAKPOINT, on_bp, NULL) == HVI_OK);
+    bp_addr = getpid;
+    CHECK_OK(g.set_breakpoint(q, getpid, true));
+    uint32_t hits = 0;
+    CHECK_OK(hvi_qemu_run(q, e, 30000, 40, &hits));
+    CHECK_EQ_U64(hits, 40);
+    CHECK_EQ_U64(bp_seen[0] + bp_seen[1], 40);
+    CHECK(bp_seen[0] > 0 && bp_seen[1] > 0);
+    fprintf(stderr, "  hits per vCPU: %u %u\n", bp_seen[0], bp_seen[1]);
+    CHECK_OK(g.set_breakpoint(q, getpid, false));
+    hvi_engine_free(e);
     CHECK_OK(g.resume(q));
     /* Kill QEMU mid-session: the loop must end with HVI_E_CLOSED quickly, not hang. */
     kill(hvi_qemu_vm_pid(vm), SIGKILL);
