@@ -121,7 +121,8 @@ static hvi_status cami_lookup(void *ctx, const char *name, uint32_t *out)
     return HVI_E_NOT_FOUND;
 }
 
-/* Fields a CAMI entry leaves out read as 0; for these a 0 means "absent": keep the default. */
+/* Fields a CAMI entry leaves out read as 0 (and the generator writes 0xFFFFFFFF for a member
+ * the kernel lacks); for these fields a 0 also means "absent": keep the default. */
 static bool zero_means_absent(const char *name)
 {
     return !strncmp(name, "maple_", 6) || !strcmp(name, "kernel.thread_size") ||
@@ -130,12 +131,14 @@ static bool zero_means_absent(const char *name)
            (!strncmp(name, "module_layout.", 14) && strcmp(name, "module_layout.base"));
 }
 
+#define CAMI_ABSENT 0xFFFFFFFFu /* the generator's "this kernel has no such member" */
+
 static hvi_status cami_lookup_opt(void *ctx, const char *name, uint32_t *out)
 {
     uint32_t v = 0;
     hvi_status st = cami_lookup(ctx, name, &v);
-    if (st == HVI_OK && v == 0 && zero_means_absent(name))
-        return HVI_E_NOT_FOUND;
+    if (st == HVI_OK && (v == CAMI_ABSENT || (v == 0 && zero_means_absent(name))))
+        return HVI_E_NOT_FOUND; /* optional fields keep their default, required ones fail */
     if (st == HVI_OK)
         *out = v;
     return st;

@@ -249,6 +249,18 @@ hvi_status lix_discover(struct lix_kernel *k, const struct lix_mem *mem, uint64_
     }
     if (lix_kallsyms_lookup(&k->ks, "modules", &k->modules) != HVI_OK)
         k->modules = 0;
+    /* the first banner in the image may be an early copy ("# SMP"): prefer linux_banner */
+    uint64_t lb = 0;
+    char lbanner[sizeof(k->banner)], lrelease[sizeof(k->release)];
+    uint32_t version = 0;
+    if (lix_kallsyms_lookup(&k->ks, "linux_banner", &lb) == HVI_OK &&
+        lix_read_str(k, lb, lbanner, sizeof(lbanner)) == HVI_OK &&
+        lix_parse_banner(lbanner, lrelease, sizeof(lrelease), &version) == HVI_OK) {
+        lbanner[strcspn(lbanner, "\n")] = 0;
+        memcpy(k->banner, lbanner, sizeof(lbanner));
+        memcpy(k->release, lrelease, sizeof(lrelease));
+        k->version = version;
+    }
     uint64_t end = 0;
     if (lix_kallsyms_lookup(&k->ks, "_end", &end) == HVI_OK && end > start &&
         end - start <= (1ull << 30))
