@@ -421,4 +421,30 @@ HVI_TEST(session_silent_or_short_stub_fails_cleanly)
     CHECK_STATUS(hvi_qemu_connect(&none, &q), HVI_E_CLOSED);
 }
 
+/* ---- test-guest management without booting ---- */
+
+HVI_TEST(vm_start_missing_kernel_is_a_clear_error)
+{
+    hvi_qemu_vm_opts o = {.kernel = "/nonexistent/vmlinuz", .state_root = "/tmp"};
+    hvi_qemu_vm *vm = NULL;
+    CHECK_STATUS(hvi_qemu_vm_start(&o, &vm), HVI_E_NOT_FOUND);
+    CHECK(vm == NULL);
+    CHECK(strstr(hvi_qemu_vm_last_error(), "/nonexistent/vmlinuz") != NULL);
+    o.kernel = "/etc/hostname";
+    o.name = "bad/name";
+    CHECK_STATUS(hvi_qemu_vm_start(&o, &vm), HVI_E_INVAL);
+    CHECK_STATUS(hvi_qemu_vm_find("/tmp", "no-such-vm-here", &vm), HVI_E_NOT_FOUND);
+    CHECK_STATUS(hvi_qemu_vm_find("/tmp", "../etc", &vm), HVI_E_INVAL);
+}
+
+HVI_TEST(block_extraction)
+{
+    const char *text = "noise\nHVI-BEGIN ps\n1 init\n2 kthreadd\nHVI-END ps\nmore\n";
+    char *b = hvi_qemu_block(text, "ps");
+    CHECK_STR(b, "1 init\n2 kthreadd\n");
+    free(b);
+    CHECK(hvi_qemu_block(text, "modules") == NULL);
+    CHECK(hvi_qemu_block("HVI-BEGIN ps\nunterminated", "ps") == NULL);
+}
+
 HVI_TEST_MAIN()
