@@ -2,7 +2,7 @@
  * e2e: boot the Debian 6.1 guest with KASLR on and two modules loaded, print the guest's own
  * /proc views on its console, then attach hvi (discovery from the IDT, kallsyms from memory)
  * and compare: the same pids and names, the same module list and sizes, the same VMA ranges
- * and files for pid 1. Offsets come from scripts/lix-offsets until the CAMI layer selects them.
+ * and files for pid 1. Offsets come from the CAMI entry built from cami/linux.
  */
 #define _GNU_SOURCE
 #include <glob.h>
@@ -13,21 +13,22 @@
 
 #include "../qemu/qemu_util.h"
 #include "guest/linux/lix.h"
+#include "hvi/cami.h"
 #include "hvi/linux.h"
 #include "hvi_qemu.h"
 
-static char g_offsets[256];
+/* Support data built from the repository's CAMI sources (cami/linux: the 6.1 entry). */
+static void *g_support;
+static size_t g_support_len;
 
-static const char *need_offsets(void)
+static const char *need_support(void)
 {
-    if (access("/usr/bin/pahole", X_OK) != 0)
-        return "pahole missing (apt-get install dwarves): no offsets source without CAMI";
-    snprintf(g_offsets, sizeof(g_offsets), "/tmp/hvi-lix-offsets-%d.txt", (int)getpid());
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "%s/scripts/lix-offsets > %s 2>/dev/null", HVI_SOURCE_DIR, g_offsets);
-    if (system(cmd) != 0)
-        return "scripts/lix-offsets failed (python3/pahole/kernel image)";
-    return NULL;
+    static char msg[256];
+    const char *paths[] = {HVI_SOURCE_DIR "/cami/linux"};
+    if (g_support)
+        return NULL;
+    hvi_status st = hvi_cami_build(paths, 1, &g_support, &g_support_len, msg, sizeof(msg));
+    return st == HVI_OK ? NULL : msg;
 }
 
 static char *console_block(hvi_qemu_vm *vm, const char *cmd, const char *block)
@@ -188,8 +189,8 @@ static void check_thread_safeness(hvi_engine *e)
 static void run_view(bool cpu_max, uint32_t smp)
 {
     const char *why = qt_missing();
-    if (!why)
-        why = need_offsets();
+    if (!why && need_support())
+        REQUIRE(!"building the CAMI support data from cami/linux failed");
     if (why)
         SKIP_CASE(why);
     char add0[512], add1[512];
@@ -221,8 +222,8 @@ static void run_view(bool cpu_max, uint32_t smp)
     hvi_engine *e = NULL;
     if (ps && mods && maps && hvi_qemu_open(vm, &q) == HVI_OK && hvi_qemu_glue(q, &g) == HVI_OK &&
         hvi_engine_new(&g, &e) == HVI_OK) {
-        CHECK_OK(hvi_linux_set_offsets_file(e, g_offsets));
-        hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_LINUX};
+        hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = g_support,
+                              .support_len = g_support_len};
         st = hvi_new_guest(e, &p);
         if (st != HVI_OK)
             fprintf(stderr, "  attach: %s\n", hvi_last_error(e));
@@ -248,7 +249,6 @@ static void run_view(bool cpu_max, uint32_t smp)
     free(ps);
     free(mods);
     free(maps);
-    unlink(g_offsets);
 }
 
 HVI_TEST(ps_modules_maps_match_proc)
