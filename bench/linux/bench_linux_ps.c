@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "guest/linux/lix.h"
+#include "hvi/cami.h"
 #include "hvi/linux.h"
 #include "hvi_qemu.h"
 
@@ -49,17 +50,24 @@ static size_t bare_walk(const struct lix_kernel *k)
 int main(int argc, char **argv)
 {
     const char *json = argc > 1 ? argv[1] : "bench_linux_ps.json";
-    char offsets[128], cmd[512];
-    snprintf(offsets, sizeof(offsets), "/tmp/hvi-bench-offsets-%d.txt", (int)getpid());
-    snprintf(cmd, sizeof(cmd), "%s/scripts/lix-offsets > %s 2>/dev/null", HVI_SOURCE_DIR, offsets);
-    if (access("/usr/bin/qemu-system-x86_64", X_OK) != 0 || system(cmd) != 0) {
-        fprintf(stderr, "skipped: needs qemu-system-x86_64 and scripts/lix-offsets (pahole)\n");
+    char msg[256];
+    void *support = NULL;
+    size_t support_len = 0;
+    const char *paths[] = {HVI_SOURCE_DIR "/cami/linux"};
+    if (hvi_cami_build(paths, 1, &support, &support_len, msg, sizeof(msg)) != HVI_OK) {
+        fprintf(stderr, "bench_linux_ps: building CAMI support from cami/linux: %s\n", msg);
+        return 1;
+    }
+    if (access("/usr/bin/qemu-system-x86_64", X_OK) != 0) {
+        fprintf(stderr, "skipped: needs qemu-system-x86_64\n");
+        free(support);
         return 77;
     }
     hvi_qemu_vm_opts o = {.name = "lixbench", .boot_timeout_ms = 120000};
     hvi_qemu_vm *vm = NULL;
     if (hvi_qemu_vm_start(&o, &vm) != HVI_OK) {
         fprintf(stderr, "skipped: guest boot failed: %s\n", hvi_qemu_vm_last_error());
+        free(support);
         return 77;
     }
     char *out = NULL;
@@ -75,9 +83,10 @@ int main(int argc, char **argv)
     for (int r = 0; r < REPS; r++) {
         double t0 = ms_now();
         if (hvi_qemu_open(vm, &q) != HVI_OK || hvi_qemu_glue(q, &g) != HVI_OK ||
-            hvi_engine_new(&g, &e) != HVI_OK || hvi_linux_set_offsets_file(e, offsets) != HVI_OK)
+            hvi_engine_new(&g, &e) != HVI_OK)
             goto out;
-        hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_LINUX};
+        hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = support,
+                              .support_len = support_len};
         double t1 = ms_now();
         if (hvi_new_guest(e, &p) != HVI_OK) {
             fprintf(stderr, "attach: %s\n", hvi_last_error(e));
@@ -118,6 +127,6 @@ out:
     hvi_engine_free(e);
     hvi_qemu_close(q);
     hvi_qemu_vm_stop(vm);
-    unlink(offsets);
+    free(support);
     return rc;
 }
