@@ -203,7 +203,17 @@ hvi_status hvi_genlinux_write(struct hvi_typeinfo *ti, const struct hvi_genlinux
                  "# Kernel: %s\n# Absent fields are 0x%08X. Do not edit; regenerate.\n"
                  "!intro_update_lix_supported_os\n",
             hvi_typeinfo_source(ti), banner[0] ? banner : "(unknown)", HVI_GENLINUX_ABSENT);
-    fprintf(out, yaml_plain_ok(glob) ? "version: %s\n" : "version: '%s'\n", glob);
+    if (yaml_plain_ok(glob)) {
+        fprintf(out, "version: %s\n", glob);
+    } else { /* single-quoted scalar: a quote is written twice */
+        fputs("version: '", out);
+        for (const char *q = glob; *q; q++) {
+            if (*q == '\'')
+                fputc('\'', out);
+            fputc(*q, out);
+        }
+        fputs("'\n", out);
+    }
     gl_hooks(&c, out);
     fprintf(out, "\nfields: !opaque_structures\n    type: lix_fields\n    os_structs:\n");
     for (size_t g = 0; g < sizeof(gl_groups) / sizeof(gl_groups[0]); g++) {
