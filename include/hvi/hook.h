@@ -95,6 +95,10 @@ hvi_status hvi_hook_gpa_add_gva(hvi_engine *e, hvi_gpa gpa, hvi_gva gva, uint32_
  * Register hooks / detours: on HVI_E_BACKEND the hook stays in place. */
 hvi_status hvi_hook_remove(hvi_engine *e, hvi_hook *hook);
 
+/* Mark a hook as owned by another component (a protection, a request): hvi_detach() then leaves
+ * it to its owner, which must remove it in its own detach callback. */
+void hvi_hook_set_owned(hvi_hook *hook, bool owned);
+
 /* Retry the glue updates that failed earlier. HVI_OK when nothing is stale any more. */
 hvi_status hvi_hook_sync(hvi_engine *e);
 

@@ -108,6 +108,37 @@ hvi_status hvi_slack_free(hvi_engine *e, hvi_gva gva);
 /* Free bytes left over all ranges. */
 uint64_t hvi_slack_free_bytes(const hvi_engine *e);
 
+/* ---- swapmem: read guest memory that may be paged out ---- */
+
+typedef struct hvi_swapmem hvi_swapmem;
+
+/* Called once with the whole region when every page of it is present. */
+typedef void (*hvi_swapmem_cb)(hvi_engine *e, uint64_t cr3, hvi_gva gva, const void *data,
+                               uint32_t len, void *ctx);
+
+enum hvi_swapmem_flags {
+    HVI_SWAPMEM_NO_INJECT = 1u << 0, /* never inject #PF: wait for the guest to swap in */
+};
+#define HVI_SWAPMEM_MAX_LEN (64u * 1024u)
+
+/*
+ * hvi_swapmem_read - read [gva, gva+len) through cr3 (0 = kernel) once it is all present.
+ * Pages present now are read at once; missing ones get a page-table hook (needs HVI_CAP_EPT) and
+ * are read when the guest maps them. Unless NO_INJECT, the engine injects a #PF (error code:
+ * user, not-present read; CR2 = the page) for one missing page at a safe point: an event on a
+ * vCPU running in that address space (CR3 match), at CPL 3 with RFLAGS.IF = 1, for a user-half
+ * address only (kernel memory is never faulted in), each page at most once, and only with
+ * HVI_CAP_INJECT. When everything is present at the call, cb runs before the return and
+ * *handle (optional) is NULL; otherwise *handle identifies the request until cb has run.
+ */
+hvi_status hvi_swapmem_read(hvi_engine *e, uint64_t cr3, hvi_gva gva, uint32_t len, uint32_t flags,
+                            hvi_swapmem_cb cb, void *ctx, hvi_swapmem **handle);
+/* Cancel one pending request (its callback never runs). */
+hvi_status hvi_swapmem_cancel(hvi_engine *e, hvi_swapmem *h);
+/* Cancel every request of an address space (e.g. the process exited); returns how many. */
+size_t hvi_swapmem_cancel_cr3(hvi_engine *e, uint64_t cr3);
+size_t hvi_swapmem_pending(const hvi_engine *e);
+
 /* Violations seen so far (tests). */
 uint64_t hvi_protect_violations(const hvi_engine *e);
 

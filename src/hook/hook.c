@@ -514,6 +514,12 @@ hvi_status hvi_hook_sync(hvi_engine *e)
     return s->stale ? HVI_E_BACKEND : HVI_OK;
 }
 
+void hvi_hook_set_owned(hvi_hook *hook, bool owned)
+{
+    if (hook)
+        hook->internal = owned;
+}
+
 uint32_t hvi_hook_frame_rights(hvi_engine *e, hvi_gpa gpa)
 {
     struct hook_frame *f = e ? hvi_hook_frame_find(e->hook, gpa >> 12) : NULL;

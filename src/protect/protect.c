@@ -33,6 +33,7 @@ static void protect_cleanup(hvi_engine *e, void *ctx)
         prot_free(p);
     }
     hvi_slack_release(e->protect);
+    hvi_swapmem_release(e->protect);
     free(e->protect);
     e->protect = NULL;
 }
@@ -46,10 +47,16 @@ static void protect_timer(hvi_engine *e, void *ctx)
 static hvi_status protect_detach(hvi_engine *e, void *ctx)
 {
     (void)ctx;
-    while (e->protect && e->protect->list)
-        if (hvi_protect_remove(e, e->protect->list) != HVI_OK)
-            return HVI_E_BACKEND;
-    return HVI_OK;
+    hvi_status worst = HVI_OK;
+    if (e->protect)
+        (void)hvi_swapmem_cancel_all(e);
+    for (struct hvi_protect *p = e->protect ? e->protect->list : NULL, *n; p; p = n) {
+        n = p->next;
+        /* a register exit the backend would not disable stays (and its record with it) */
+        if (hvi_protect_remove(e, p) != HVI_OK)
+            worst = HVI_E_BACKEND;
+    }
+    return worst;
 }
 
 struct hvi_protect_state *hvi_protect_state(hvi_engine *e)
@@ -153,6 +160,7 @@ hvi_status hvi_protect_memory(hvi_engine *e, const hvi_protect_desc *desc, hvi_g
         prot_free(p);
         return st;
     }
+    hvi_hook_set_owned(p->hook, true);
     hvi_protect_link(e, p);
     *out = p;
     return HVI_OK;
@@ -208,6 +216,7 @@ hvi_status hvi_protect_register(hvi_engine *e, const hvi_protect_desc *desc, uin
         prot_free(p);
         return st;
     }
+    hvi_hook_set_owned(p->hook, true);
     hvi_protect_link(e, p);
     *out = p;
     return HVI_OK;

@@ -31,11 +31,15 @@ struct hvi_protect {
 };
 
 struct hvi_slack;
+struct hvi_swapmem;
 
 struct hvi_protect_state {
     struct hvi_protect *list;
     uint64_t violations;
     struct hvi_slack *slack;
+    struct hvi_swapmem *swaps;  /* pending swapmem requests */
+    size_t nswaps;
+    bool swap_handlers;
 };
 
 /* Layer state (created on first use), NULL on allocation failure. */
@@ -44,5 +48,9 @@ struct hvi_protect_state *hvi_protect_state(hvi_engine *e);
 struct hvi_protect *hvi_protect_new(hvi_engine *e, const hvi_protect_desc *desc, uint32_t kind);
 void hvi_protect_link(hvi_engine *e, struct hvi_protect *p);
 void hvi_slack_release(struct hvi_protect_state *s);
+/* Free pending swapmem requests (engine free; hooks are released by the hook layer). */
+void hvi_swapmem_release(struct hvi_protect_state *s);
+/* Cancel every pending request, removing its hooks (detach). */
+size_t hvi_swapmem_cancel_all(hvi_engine *e);
 
 #endif

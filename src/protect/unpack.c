@@ -92,6 +92,8 @@ hvi_status hvi_unpack_watch(hvi_engine *e, const hvi_protect_desc *desc, hvi_gpa
         free(p);
         return st;
     }
+    hvi_hook_set_owned(u->whook, true);
+    hvi_hook_set_owned(u->xhook, true);
     hvi_protect_link(e, p);
     *out = p;
     return HVI_OK;
