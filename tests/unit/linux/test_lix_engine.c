@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "hvi/cami.h"
 #include "hvi/linux.h"
 #include "hvi_sim.h"
 #include "synth_kernel.h"
@@ -50,6 +51,24 @@ static const char *const OFFSETS =
     "vm_area_struct.vm_pgoff 40\nvm_area_struct.vm_file 48\nfile.f_path 16\n"
     "dentry.d_parent 24\ndentry.d_name 32\ncred.uid 8\ncred.gid 12\ncred.euid 24\ncred.egid 28\n"
     "module.list 8\nmodule.name 24\nmodule.state 0\nmodule.core_layout 320\n";
+
+static int read_whole_file(const char *path, void **buf, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    int rc = -1;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long n = ftell(f);
+        *buf = n > 0 ? malloc((size_t)n) : NULL;
+        if (*buf && fseek(f, 0, SEEK_SET) == 0 && fread(*buf, 1, (size_t)n, f) == (size_t)n) {
+            *len = (size_t)n;
+            rc = 0;
+        }
+    }
+    fclose(f);
+    return rc;
+}
 
 static void put_u64(uint8_t *b, size_t off, uint64_t v) { memcpy(b + off, &v, 8); }
 
@@ -115,10 +134,48 @@ static void env_free(struct env *v)
     unlink(v->offsets);
 }
 
-static hvi_status attach(struct env *v, uint32_t os)
+static hvi_status attach_with(struct env *v, uint32_t os, const void *support, size_t len)
 {
-    hvi_guest_params p = {.size = sizeof(p), .os_hint = os};
+    hvi_guest_params p = {.size = sizeof(p), .os_hint = os, .support = support, .support_len = len};
     return hvi_new_guest(v->e, &p);
+}
+
+static hvi_status attach(struct env *v, uint32_t os) { return attach_with(v, os, NULL, 0); }
+
+HVI_TEST(cami_entry_selected_by_the_banner)
+{
+    const char *paths[] = {HVI_SOURCE_DIR "/cami/linux"};
+    void *sup = NULL;
+    size_t len = 0;
+    char msg[256];
+    REQUIRE(hvi_cami_build(paths, 1, &sup, &len, msg, sizeof(msg)) == HVI_OK);
+    struct env v;
+    env_new(&v, true); /* banner "Linux version 6.1.0-56-amd64 ...": cami/linux has it */
+    REQUIRE(v.e);
+    hvi_status st = attach_with(&v, HVI_OS_LINUX, sup, len);
+    if (st != HVI_OK)
+        fprintf(stderr, "  %s\n", hvi_last_error(v.e));
+    CHECK_OK(st);
+    hvi_linux_info info;
+    CHECK_OK(hvi_linux_get_info(v.e, &info));
+    CHECK(info.have_offsets);
+    env_free(&v);
+    free(sup);
+}
+
+HVI_TEST(cami_without_matching_entry_is_refused)
+{
+    void *sup = NULL;
+    size_t len = 0;
+    if (read_whole_file(HVI_SHARED_DIR "/reference/hvmi-cami/intro_live_update.bin", &sup, &len))
+        SKIP_CASE("reference CAMI file not available");
+    struct env v;
+    env_new(&v, true);
+    REQUIRE(v.e);
+    CHECK_STATUS(attach_with(&v, HVI_OS_LINUX, sup, len), HVI_E_UNSUPPORTED);
+    CHECK(strstr(hvi_last_error(v.e), "no CAMI entry for Linux 6.1.0-56-amd64") != NULL);
+    env_free(&v);
+    free(sup);
 }
 
 HVI_TEST(kernel_without_support_entry_is_refused_by_version)
