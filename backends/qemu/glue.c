@@ -367,16 +367,30 @@ static hvi_status qemu_single_step(void *ctx, uint32_t vcpu, bool enable)
     return HVI_OK;
 }
 
+/* pause()/resume() nest. Inside an event the vCPUs stay stopped until the event loop resumes
+ * them, whatever the engine does with pause/resume meanwhile. */
 static hvi_status qemu_pause(void *ctx)
 {
+    struct hvi_qemu *q = ctx;
     bool was_running;
-    return hvi_qemu_stop_now(ctx, &was_running);
+    hvi_status st = hvi_qemu_stop_now(q, &was_running);
+    if (st == HVI_OK)
+        q->pause_depth++;
+    return st;
 }
 
 static hvi_status qemu_resume(void *ctx)
 {
     struct hvi_qemu *q = ctx;
-    return q->running ? HVI_OK : hvi_qemu_resume_all(q);
+    if (q->pause_depth)
+        q->pause_depth--;
+    if (q->pause_depth || q->in_event || q->running)
+        return q->dead ? HVI_E_CLOSED : HVI_OK;
+    if (q->has_pending) { /* a stop caught while pausing, outside the event loop: let it go */
+        q->has_pending = false;
+        snprintf(q->err, sizeof(q->err), "a stop event met while pausing was dropped on resume");
+    }
+    return hvi_qemu_resume_all(q);
 }
 
 hvi_status hvi_qemu_glue(hvi_qemu *q, hvi_glue *out)

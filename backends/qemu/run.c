@@ -268,6 +268,7 @@ hvi_status hvi_qemu_run(hvi_qemu *q, hvi_engine *engine, int timeout_ms, uint32_
         return HVI_E_INVAL;
     uint32_t count = 0;
     int64_t deadline = r_now_ms() + timeout_ms;
+    q->pause_depth = 0; /* running the loop means: let the guest run */
     hvi_status st = HVI_OK;
     if (events)
         *events = 0;
@@ -286,7 +287,9 @@ hvi_status hvi_qemu_run(hvi_qemu *q, hvi_engine *engine, int timeout_ms, uint32_
             continue; /* e.g. the stop of our own interrupt */
         if (engine) {
             hvi_event_reply rep = {0};
+            q->in_event = true;
             hvi_status hs = hvi_handle_event(engine, &ev, &rep);
+            q->in_event = false;
             if (hs != HVI_OK)
                 snprintf(q->err, sizeof(q->err), "engine: %s", hvi_last_error(engine));
         }

@@ -33,6 +33,8 @@ struct hvi_qemu {
     bool step[HVI_QEMU_MAX_VCPUS];
     char pending[512];       /* a stop reply read while pausing, delivered by run() */
     bool has_pending;
+    bool in_event;           /* hvi_qemu_run() is inside hvi_handle_event() */
+    uint32_t pause_depth;    /* glue pause() calls not yet matched by resume() */
     char err[256];
 };
 

@@ -150,7 +150,7 @@ HVI_TEST(engine_walker_agrees_with_the_test_oracle)
 
 struct bp_state {
     uint64_t addr;
-    uint32_t hits, steps, step_rip_moved;
+    uint32_t hits, steps, step_rip_moved, resumed_inside_event;
     bool step_after_hit, return_early;
     uint64_t fake_ret;
 };
@@ -186,6 +186,10 @@ static hvi_status on_step(hvi_engine *e, const hvi_event *ev, hvi_event_reply *r
     (void)rep;
     hvi_regs r;
     bps.steps++;
+    /* pause/resume inside an event must not let the vCPU go before the event is done */
+    if (e->glue.pause(e->glue.ctx) != HVI_OK || e->glue.resume(e->glue.ctx) != HVI_OK ||
+        hvi_qemu_running(q))
+        bps.resumed_inside_event++;
     if (e->glue.get_regs(e->glue.ctx, ev->vcpu, HVI_REGS_GPR, &r) != HVI_OK)
         return HVI_E_BACKEND;
     if (r.rip == bps.addr) /* TCG may report a step before the instruction ran: step again */
@@ -232,6 +236,7 @@ HVI_TEST(breakpoint_hit_step_over_and_continue)
     CHECK(bps.steps >= 3 && bps.steps <= 6);
     CHECK_OK(hvi_qemu_run(q, eng, 5000, 1, &events)); /* the 4th hit's step */
     CHECK_EQ_U64(bps.step_rip_moved, 4);
+    CHECK_EQ_U64(bps.resumed_inside_event, 0);
     CHECK_OK(glue.set_breakpoint(q, bps.addr, false));
     CHECK_OK(glue.resume(q));
     REQUIRE(hvi_qemu_vm_console(vm, "kill $(cat /tmp/wl); echo killed", NULL, 20000, &out) == HVI_OK);
