@@ -348,6 +348,18 @@ static hvi_status wait_ready(hvi_qemu_vm *vm, uint32_t timeout_ms)
                    vm->serial_log);
 }
 
+/* Keep a child VM's RAM file open and drop its name: nothing is left in /dev/shm if this
+ * process dies. The session maps it through /proc/<pid>/fd. */
+static hvi_status unname_ram(hvi_qemu_vm *vm)
+{
+    vm->ram_fd = open(vm->ram_path, O_RDWR | O_CLOEXEC);
+    if (vm->ram_fd < 0)
+        return HVI_OK; /* keep the name; hvi_qemu_vm_stop() removes it */
+    unlink(vm->ram_path);
+    snprintf(vm->ram_path, sizeof(vm->ram_path), "/proc/%d/fd/%d", (int)getpid(), vm->ram_fd);
+    return write_state(vm);
+}
+
 hvi_status hvi_qemu_vm_start(const hvi_qemu_vm_opts *o, hvi_qemu_vm **out)
 {
     static unsigned counter;
@@ -403,16 +415,8 @@ hvi_status hvi_qemu_vm_start(const hvi_qemu_vm_opts *o, hvi_qemu_vm **out)
         reap(vm);
         st = HVI_OK; /* the gdbstub port was taken meanwhile: try another */
     }
-    if (st == HVI_OK && vm->child) {
-        /* Keep the RAM file open and drop its name: nothing is left in /dev/shm if this
-         * process dies. The session maps it through /proc/<pid>/fd. */
-        vm->ram_fd = open(vm->ram_path, O_RDWR | O_CLOEXEC);
-        if (vm->ram_fd >= 0) {
-            unlink(vm->ram_path);
-            snprintf(vm->ram_path, sizeof(vm->ram_path), "/proc/%d/fd/%d", (int)getpid(), vm->ram_fd);
-            st = write_state(vm);
-        }
-    }
+    if (st == HVI_OK && vm->child)
+        st = unname_ram(vm);
     if (st != HVI_OK) {
         char keep[sizeof(vm_err)];
         snprintf(keep, sizeof(keep), "%s", vm_err);
