@@ -110,6 +110,16 @@ int hvi_insn_write_access(const hvi_insn *insn);
 hvi_status hvi_insn_write_value(const hvi_insn *insn, const hvi_regs *regs, const void *old,
                                 size_t old_len, uint8_t *out, size_t *out_len);
 
+/*
+ * hvi_insn_emulate_load - complete a load instruction with caller-supplied memory contents:
+ * `data` holds the bytes of its (first) read memory operand. Sets the destination general
+ * purpose register with the architectural width rules (32-bit destinations zero-extend, 8/16-bit
+ * ones merge) and advances RIP past the instruction. Supported: MOV, MOVZX, MOVSX, MOVSXD with a
+ * GPR destination. Others: HVI_E_UNSUPPORTED (regs unchanged).
+ */
+hvi_status hvi_insn_emulate_load(const hvi_insn *insn, hvi_regs *regs, const void *data,
+                                 size_t len);
+
 #ifdef __cplusplus
 }
 #endif

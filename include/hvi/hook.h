@@ -67,6 +67,11 @@ typedef struct hvi_hook_access {
     uint8_t old_bytes[16];
     uint8_t new_bytes[16];
     bool after_access;        /* watchpoint strategy: the write is already in memory */
+    /* EPT strategy only: the engine's working copy of the vCPU registers (NULL otherwise). A
+     * callback that completes the instruction itself (emulation, e.g. memcloak reads) writes the
+     * resulting state here and returns HVI_ACTION_DENY: the engine then writes these registers
+     * instead of skipping the instruction. */
+    hvi_regs *emulate;
 } hvi_hook_access;
 
 /* Returns an hvi_action: ALLOW, DENY (write not done / undone), RETRY. */

@@ -139,6 +139,35 @@ hvi_status hvi_swapmem_cancel(hvi_engine *e, hvi_swapmem *h);
 size_t hvi_swapmem_cancel_cr3(hvi_engine *e, uint64_t cr3);
 size_t hvi_swapmem_pending(const hvi_engine *e);
 
+/* ---- memcloak: hide engine patches from the guest ---- */
+
+typedef struct hvi_memcloak hvi_memcloak;
+
+enum hvi_memcloak_flags {
+    HVI_MEMCLOAK_APPLY_PATCH = 1u << 0, /* add: write `patch` into the guest; remove: write the
+                                           original bytes back */
+};
+
+/* Informational: a guest write hit cloaked bytes. Writes are always blocked (also in log-only
+ * mode), whatever this returns. */
+typedef void (*hvi_memcloak_write_cb)(hvi_engine *e, hvi_memcloak *c, const hvi_hook_access *acc,
+                                      void *ctx);
+
+/*
+ * hvi_memcloak_add - cloak [gva, gva+len) through cr3 (0 = kernel); the range may span at most
+ * two pages, which must be present. `original` (len bytes) is what the guest must keep seeing;
+ * NULL = the current contents. `patch` (optional, len bytes) is written with APPLY_PATCH.
+ * Read and write hooks (EPT, HVI_E_UNSUPPORTED without) cover the range: a guest read is
+ * completed by the engine with the original bytes at the cloaked offsets and the real memory
+ * elsewhere (loads into general purpose registers: MOV/MOVZX/MOVSX/MOVSXD; other reading
+ * instructions are let through and see the patch, with a warning); a guest write is denied.
+ */
+hvi_status hvi_memcloak_add(hvi_engine *e, uint64_t cr3, hvi_gva gva, uint32_t len,
+                            const void *original, const void *patch, uint32_t flags,
+                            hvi_memcloak_write_cb on_write, void *ctx, hvi_memcloak **out);
+/* Uncloak; with APPLY_PATCH the original bytes are written back. */
+hvi_status hvi_memcloak_remove(hvi_engine *e, hvi_memcloak *c, uint32_t flags);
+
 /* Violations seen so far (tests). */
 uint64_t hvi_protect_violations(const hvi_engine *e);
 

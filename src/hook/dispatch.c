@@ -95,6 +95,16 @@ static void skip_insn(hvi_engine *e, uint32_t vcpu, hvi_regs *regs, const hvi_in
                 (unsigned long long)(regs->rip - insn->len));
 }
 
+static void write_emulated(hvi_engine *e, uint32_t vcpu, const hvi_regs *regs,
+                           hvi_event_reply *reply)
+{
+    if ((e->glue.caps & HVI_CAP_REGS_WRITE) &&
+        e->glue.set_regs(e->glue.ctx, vcpu, HVI_REGS_GPR, regs) == HVI_OK)
+        reply->regs_changed = true;
+    else
+        hvi_log(e, HVI_LOG_WARN, "hook: cannot write emulated registers");
+}
+
 static size_t snapshot(struct hook_frame *f, uint32_t access, hvi_gpa gpa, uint32_t size,
                        bool watch, struct hvi_hook **snap)
 {
@@ -129,16 +139,21 @@ hvi_status hvi_hook_on_ept(hvi_engine *e, const hvi_event *ev, hvi_event_reply *
     size_t n = snapshot(f, ev->access, r.gpa, r.size, false, snap);
     if (n == 0)
         return HVI_OK;
+    hvi_regs work = regs;
     hvi_hook_access acc = {.event = ev, .vcpu = ev->vcpu, .access = ev->access, .gpa = r.gpa,
                            .gva = r.gva, .size = r.size, .rip = have_regs ? regs.rip : 0,
-                           .insn = ip, .regs = have_regs ? &regs : NULL};
+                           .insn = ip, .regs = have_regs ? &regs : NULL,
+                           .emulate = have_regs ? &work : NULL};
     if (ev->access == HVI_EPT_W && have_regs)
         write_values(e, ip, &regs, &acc);
     s->depth++;
     uint32_t action = call_hooks(e, snap, n, &acc);
     s->depth--;
     hvi_hook_reap(s);
-    if (action == HVI_ACTION_DENY && ev->access != HVI_EPT_X && have_regs)
+    bool emulated = have_regs && memcmp(&work, &regs, sizeof(regs)) != 0;
+    if (action == HVI_ACTION_DENY && emulated)
+        write_emulated(e, ev->vcpu, &work, reply);
+    else if (action == HVI_ACTION_DENY && ev->access != HVI_EPT_X && have_regs)
         skip_insn(e, ev->vcpu, &regs, ip, reply);
     if (action == HVI_ACTION_ALLOW && ev->access == HVI_EPT_W)
         hvi_decode_invalidate_gpa(e, ev->gpa);

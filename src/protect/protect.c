@@ -34,6 +34,7 @@ static void protect_cleanup(hvi_engine *e, void *ctx)
     }
     hvi_slack_release(e->protect);
     hvi_swapmem_release(e->protect);
+    hvi_memcloak_release_all(NULL, e->protect);
     free(e->protect);
     e->protect = NULL;
 }
@@ -48,8 +49,10 @@ static hvi_status protect_detach(hvi_engine *e, void *ctx)
 {
     (void)ctx;
     hvi_status worst = HVI_OK;
-    if (e->protect)
+    if (e->protect) {
         (void)hvi_swapmem_cancel_all(e);
+        hvi_memcloak_release_all(e, e->protect);
+    }
     for (struct hvi_protect *p = e->protect ? e->protect->list : NULL, *n; p; p = n) {
         n = p->next;
         /* a register exit the backend would not disable stays (and its record with it) */

@@ -32,6 +32,7 @@ struct hvi_protect {
 
 struct hvi_slack;
 struct hvi_swapmem;
+struct hvi_memcloak;
 
 struct hvi_protect_state {
     struct hvi_protect *list;
@@ -40,6 +41,7 @@ struct hvi_protect_state {
     struct hvi_swapmem *swaps;  /* pending swapmem requests */
     size_t nswaps;
     bool swap_handlers;
+    struct hvi_memcloak *cloaks;
 };
 
 /* Layer state (created on first use), NULL on allocation failure. */
@@ -52,5 +54,7 @@ void hvi_slack_release(struct hvi_protect_state *s);
 void hvi_swapmem_release(struct hvi_protect_state *s);
 /* Cancel every pending request, removing its hooks (detach). */
 size_t hvi_swapmem_cancel_all(hvi_engine *e);
+/* Memcloak regions: detach uncloaks (restoring applied patches); engine free releases (e NULL). */
+void hvi_memcloak_release_all(hvi_engine *e, struct hvi_protect_state *s);
 
 #endif
