@@ -276,6 +276,17 @@ static void raise_mem_alert(hvi_engine *e, struct lixp_state *s, const struct li
         if (lix_is_kptr(ptr))
             describe(s->k, ptr, tsym, sizeof(tsym), tmod, sizeof(tmod));
     }
+    if (!strcmp(r->object, "idt") && (first & ~15u) + 16 <= r->len) {
+        /* a 64-bit gate: offset bits 0-15 at +0, 16-31 at +6, 32-63 at +8 */
+        const uint8_t *gt = now + (first & ~15u);
+        uint16_t lo, mid;
+        uint32_t hi;
+        memcpy(&lo, gt, 2);
+        memcpy(&mid, gt + 6, 2);
+        memcpy(&hi, gt + 8, 4);
+        ptr = lo | (uint64_t)mid << 16 | (uint64_t)hi << 32;
+        describe(s->k, ptr, tsym, sizeof(tsym), tmod, sizeof(tmod));
+    }
     if (tmod[0]) {
         hvi_strlcpy(a.symbol, tsym, sizeof(a.symbol));
         hvi_strlcpy(a.module, tmod, sizeof(a.module));

@@ -121,6 +121,8 @@ static uint64_t text_hash(hvi_engine *e, bool *ok)
     return h;
 }
 
+static uint64_t g_text_before;
+
 struct attack {
     const char *run;      /* guest shell command */
     uint32_t type;
@@ -153,7 +155,13 @@ static void run_attacks(struct ctx *c)
         ticks(c, 3);
         if (a->object) {
             fprintf(stderr, "  attack '%s': %zu alert(s)\n", a->run, c->seen.n);
+            CHECK(c->seen.n >= 1 && c->seen.a[0].type == a->type);
             CHECK(has_alert(&c->seen, a->type, a->object));
+        }
+        if (a->object && !strcmp(a->object, "kernel-text")) { /* denied: not left in memory */
+            bool ok = false;
+            CHECK_EQ_U64(text_hash(c->e, &ok), g_text_before);
+            CHECK(ok);
         }
         if (a->undo) {
             sh(c, a->undo);
@@ -189,6 +197,7 @@ HVI_TEST(workload_clean_attacks_caught_detach_restores)
     hvi_set_alert_callback(c.e, on_alert, &c.seen);
     bool ok1 = false, ok2 = false;
     uint64_t before = text_hash(c.e, &ok1);
+    g_text_before = before;
     CHECK(ok1);
     CHECK_OK(hvi_options_set(c.e, HVI_OPT_ALL_PROTECTION));
     CHECK_OK(hvi_linux_protect_start(c.e));
