@@ -143,6 +143,19 @@ typedef void (*hvi_gva_moved_cb)(hvi_engine *e, hvi_hook *hook, hvi_gpa old_gpa,
 hvi_status hvi_hook_gva_add(hvi_engine *e, uint64_t cr3, hvi_gva gva, uint32_t len, uint32_t access,
                             hvi_gpa_hook_cb cb, hvi_gva_moved_cb moved, void *ctx, hvi_hook **out);
 
+/* ---- VA-space monitor: every page-table write of an address space ---- */
+
+/* One changed paging entry (Accessed/Dirty-only changes are filtered). */
+typedef void (*hvi_vasmon_cb)(hvi_engine *e, hvi_hook *mon, hvi_gpa entry_gpa, uint32_t level,
+                              uint64_t old_entry, uint64_t new_entry, void *ctx);
+
+/* Hook every paging-structure frame reachable from cr3 (0 = kernel CR3; 4/5-level paging, EPT),
+ * each before it is read; tables linked or unlinked later are hooked/unhooked as the entries
+ * change. At most 8192 tables (HVI_E_LIMIT). Costly: every page-table write of the space exits. */
+hvi_status hvi_vasmon_add(hvi_engine *e, uint64_t cr3, hvi_vasmon_cb cb, void *ctx, hvi_hook **out);
+/* Number of tables a monitor currently hooks. */
+size_t hvi_vasmon_tables(const hvi_hook *mon);
+
 /* ---- hook objects: regions of linear memory hooked and removed together ---- */
 
 typedef struct hvi_hook_object hvi_hook_object;

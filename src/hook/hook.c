@@ -15,6 +15,7 @@ static void free_hook(struct hvi_hook *h)
 {
     free(h->shadow);
     free(h->pt);
+    hvi_vasmon_free(h->vas);
     free(h);
 }
 
@@ -480,6 +481,8 @@ hvi_status hvi_hook_remove(hvi_engine *e, hvi_hook *h)
     hvi_status st = h->kind == HOOK_GPA ? remove_gpa(e, s, h) : HVI_OK;
     if (h->kind == HOOK_PT || h->kind == HOOK_GVA)
         st = hvi_hook_pt_remove(e, h);
+    if (h->kind == HOOK_VAS)
+        hvi_vasmon_remove(e, h);
     hvi_hook_unlink_live(s, h);
     hvi_hook_retire(s, h);
     return st;

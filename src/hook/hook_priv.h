@@ -7,9 +7,10 @@
 #include "core/engine.h"
 #include "hvi/hook.h"
 
-enum hook_kind { HOOK_GPA = 1, HOOK_REG = 2, HOOK_DETOUR = 3, HOOK_PT = 4, HOOK_GVA = 5 };
+enum hook_kind { HOOK_GPA = 1, HOOK_REG = 2, HOOK_DETOUR = 3, HOOK_PT = 4, HOOK_GVA = 5, HOOK_VAS = 6 };
 
 struct pt_state;
+struct vas_state;
 
 #define HOOK_BUCKETS 1024u
 #define HOOK_WATCH_PIECE 8u
@@ -36,6 +37,7 @@ struct hvi_hook {
     hvi_detour_cb dcb;
     /* page-table / GVA hooks */
     struct pt_state *pt;
+    struct vas_state *vas;
     void *ctx;
 };
 
@@ -85,6 +87,8 @@ void hvi_hook_objects_release(hvi_engine *e, struct hvi_hook_state *s, bool free
 
 /* Removal of page-table / GVA hooks (pt.c). */
 hvi_status hvi_hook_pt_remove(hvi_engine *e, struct hvi_hook *h);
+void hvi_vasmon_remove(hvi_engine *e, struct hvi_hook *h);
+void hvi_vasmon_free(struct vas_state *v);
 hvi_status hvi_hook_on_step(hvi_engine *e, const hvi_event *ev, hvi_event_reply *r, void *ctx);
 
 /* Removal of register hooks / detours (reg.c). */
