@@ -3,6 +3,8 @@
  * definition. */
 #include <dwarf.h>
 #include <elfutils/libdw.h>
+#include <gelf.h>
+#include <libelf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -248,6 +250,26 @@ static void d_destroy(void *impl)
 static const struct hvi_ti_ops dwarf_ops = {"dwarf", d_struct_size, d_member, d_enum_value,
                                             d_func_exists, d_destroy};
 
+static void dw_banner(Dwarf *dbg, char *out, size_t out_len)
+{
+    Elf *elf = dwarf_getelf(dbg);
+    size_t shstrndx;
+    if (!elf || elf_getshdrstrndx(elf, &shstrndx) != 0)
+        return;
+    for (Elf_Scn *scn = elf_nextscn(elf, NULL); scn; scn = elf_nextscn(elf, scn)) {
+        GElf_Shdr sh;
+        const char *name;
+        if (!gelf_getshdr(scn, &sh) || sh.sh_type == SHT_NOBITS ||
+            !(name = elf_strptr(elf, shstrndx, sh.sh_name)) || strcmp(name, ".rodata"))
+            continue;
+        Elf_Data *data = elf_getdata(scn, NULL);
+        if (data && data->d_buf &&
+            hvi_typeinfo_find_banner(data->d_buf, data->d_size, out, out_len) != HVI_OK)
+            out[0] = 0;
+        return;
+    }
+}
+
 static hvi_status dw_index(struct dw_impl *d)
 {
     Dwarf_Off off = 0, next;
@@ -293,18 +315,9 @@ hvi_status hvi_typeinfo_open_dwarf(const char *path, struct hvi_typeinfo **out, 
         d_destroy(d);
         return st == HVI_E_NOT_FOUND ? HVI_E_FORMAT : st;
     }
-    /* The banner lives in .rodata of the same ELF. */
+    /* The banner lives in .rodata of the same ELF (read through libelf, not the whole file). */
     char banner[256] = "";
-    void *buf = NULL;
-    size_t len = 0;
-    const void *ro = NULL;
-    size_t ro_len = 0;
-    if (hvi_ti_read_file(path, &buf, &len, NULL, 0) == HVI_OK) {
-        if (hvi_typeinfo_elf_section(buf, len, ".rodata", &ro, &ro_len) != HVI_OK ||
-            hvi_typeinfo_find_banner(ro, ro_len, banner, sizeof(banner)) != HVI_OK)
-            banner[0] = 0;
-        free(buf);
-    }
+    dw_banner(d->dbg, banner, sizeof(banner));
     st = hvi_ti_new(&dwarf_ops, d, banner, out);
     if (st != HVI_OK)
         d_destroy(d);

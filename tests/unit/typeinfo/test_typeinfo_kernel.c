@@ -171,6 +171,52 @@ HVI_TEST(generator_on_kernel)
     free(text);
 }
 
+static hvi_status gen_text(struct hvi_typeinfo *ti, char **text)
+{
+    size_t len = 0;
+    FILE *f = open_memstream(text, &len);
+    if (!f)
+        return HVI_E_NOMEM;
+    struct hvi_genlinux_opts o = {NULL, NULL, true};
+    char err[HVI_TI_ERR_LEN];
+    hvi_status st = hvi_genlinux_write(ti, &o, f, NULL, err, sizeof(err));
+    fclose(f);
+    return st;
+}
+
+/* The DWARF vmlinux of the same kernel (linux-image-<release>-dbg, or HVI_DWARF_VMLINUX):
+ * every member the generator reads and the whole YAML equal the BTF path's. */
+HVI_TEST(btf_equals_dwarf_on_kernel)
+{
+    if (!have_kernel())
+        SKIP_CASE("no readable /boot/vmlinuz-* (install linux-image-amd64)");
+    char rel[128] = "", dbg[512];
+    REQUIRE(hvi_typeinfo_release_from_buffer(g_img, g_img_len, rel, sizeof(rel)) == HVI_OK);
+    const char *env = getenv("HVI_DWARF_VMLINUX");
+    if (env)
+        snprintf(dbg, sizeof(dbg), "%s", env);
+    else
+        snprintf(dbg, sizeof(dbg), "/usr/lib/debug/boot/vmlinux-%s", rel);
+    if (access(dbg, R_OK) != 0)
+        SKIP_CASE("no DWARF vmlinux (install linux-image-<release>-dbg or set HVI_DWARF_VMLINUX)");
+    struct hvi_typeinfo *b = NULL, *d = NULL;
+    char err[HVI_TI_ERR_LEN];
+    CHECK_OK(hvi_typeinfo_open_btf_mem(g_img, g_img_len, &b, err, sizeof(err)));
+    CHECK_OK(hvi_typeinfo_open_dwarf(dbg, &d, err, sizeof(err)));
+    REQUIRE(b && d);
+    CHECK_STR(hvi_typeinfo_banner(b), hvi_typeinfo_banner(d));
+    char *tb = NULL, *td = NULL;
+    CHECK_OK(gen_text(b, &tb));
+    CHECK_OK(gen_text(d, &td));
+    REQUIRE(tb && td);
+    const char *bb = strchr(tb, '\n'), *db = strchr(td, '\n'); /* line 1 names the source */
+    CHECK(bb && db && !strcmp(bb, db));
+    free(tb);
+    free(td);
+    hvi_typeinfo_free(b);
+    hvi_typeinfo_free(d);
+}
+
 HVI_TEST(truncated_vmlinuz)
 {
     if (!have_kernel())
