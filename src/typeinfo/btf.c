@@ -8,6 +8,7 @@
 #include "typeinfo/typeinfo.h"
 
 #define TI_MAX_DEPTH 8 /* nesting of anonymous members and path components */
+#define TI_MAX_VISITS (1u << 20) /* members looked at per lookup (hostile DAGs of anonymous types) */
 
 static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
@@ -50,7 +51,7 @@ struct hit {
 
 /* Find `name` among the members of struct/union `id` (through anonymous members). */
 static hvi_status find_in(struct btf *btf, __u32 id, const char *name, uint64_t base, int depth,
-                          struct hit *h)
+                          struct hit *h, uint32_t *visits)
 {
     if (depth > TI_MAX_DEPTH)
         return HVI_E_LIMIT;
@@ -59,6 +60,8 @@ static hvi_status find_in(struct btf *btf, __u32 id, const char *name, uint64_t 
         return HVI_E_NOT_FOUND;
     const struct btf_member *m = btf_members(t);
     for (__u16 i = 0; i < btf_vlen(t); i++) {
+        if (++*visits > TI_MAX_VISITS)
+            return HVI_E_LIMIT;
         const char *mn = btf__name_by_offset(btf, m[i].name_off);
         uint64_t off = base + btf_member_bit_offset(t, i);
         if (mn && *mn) {
@@ -72,8 +75,9 @@ static hvi_status find_in(struct btf *btf, __u32 id, const char *name, uint64_t 
         __s32 rt = btf__resolve_type(btf, m[i].type);
         if (rt <= 0)
             continue;
-        if (find_in(btf, (__u32)rt, name, off, depth + 1, h) == HVI_OK)
-            return HVI_OK;
+        hvi_status st = find_in(btf, (__u32)rt, name, off, depth + 1, h, visits);
+        if (st == HVI_OK || st == HVI_E_LIMIT)
+            return st;
     }
     return HVI_E_NOT_FOUND;
 }
@@ -88,6 +92,7 @@ static hvi_status b_member(void *impl, const char *name, const char *path, uint6
         return st;
     struct hit h = {0, 0, (__u32)id};
     uint64_t base = 0;
+    uint32_t visits = 0;
     char comp[64];
     const char *p = path;
     for (int depth = 0; *p; depth++) {
@@ -100,7 +105,7 @@ static hvi_status b_member(void *impl, const char *name, const char *path, uint6
         __s32 rt = btf__resolve_type(btf, h.type);
         if (rt <= 0)
             return HVI_E_NOT_FOUND;
-        st = find_in(btf, (__u32)rt, comp, base, 0, &h);
+        st = find_in(btf, (__u32)rt, comp, base, 0, &h, &visits);
         if (st != HVI_OK)
             return st;
         base = h.bit_off;

@@ -15,6 +15,7 @@
 
 #define DW_MAX_DEPTH 8
 #define DW_MAX_ENTRIES (1u << 24)
+#define DW_MAX_VISITS (1u << 20) /* members looked at per lookup */
 
 struct dw_entry {
     const char *name; /* NULL for an anonymous enum */
@@ -133,7 +134,7 @@ static bool peeled_type(Dwarf_Die *die, Dwarf_Die *out)
 }
 
 static hvi_status dfind_in(Dwarf_Die *agg, const char *name, uint64_t base, int depth,
-                           struct dhit *h)
+                           struct dhit *h, uint32_t *visits)
 {
     if (depth > DW_MAX_DEPTH)
         return HVI_E_LIMIT;
@@ -144,6 +145,8 @@ static hvi_status dfind_in(Dwarf_Die *agg, const char *name, uint64_t base, int 
     if (dwarf_child(agg, &m) != 0)
         return HVI_E_NOT_FOUND;
     do {
+        if (++*visits > DW_MAX_VISITS)
+            return HVI_E_LIMIT;
         if (dwarf_tag(&m) != DW_TAG_member)
             continue;
         uint64_t bits;
@@ -160,8 +163,11 @@ static hvi_status dfind_in(Dwarf_Die *agg, const char *name, uint64_t base, int 
             return HVI_OK;
         }
         Dwarf_Die t;
-        if (peeled_type(&m, &t) && dfind_in(&t, name, base + bits, depth + 1, h) == HVI_OK)
-            return HVI_OK;
+        if (peeled_type(&m, &t)) {
+            hvi_status st = dfind_in(&t, name, base + bits, depth + 1, h, visits);
+            if (st == HVI_OK || st == HVI_E_LIMIT)
+                return st;
+        }
     } while (dwarf_siblingof(&m, &m) == 0);
     return HVI_E_NOT_FOUND;
 }
@@ -175,6 +181,7 @@ static hvi_status d_member(void *impl, const char *name, const char *path, uint6
     if (st != HVI_OK)
         return st;
     h.has_type = true;
+    uint32_t visits = 0;
     char comp[64];
     const char *p = path;
     for (int depth = 0; *p; depth++) {
@@ -187,7 +194,7 @@ static hvi_status d_member(void *impl, const char *name, const char *path, uint6
         if (!h.has_type)
             return HVI_E_NOT_FOUND;
         Dwarf_Die agg = h.type;
-        st = dfind_in(&agg, comp, h.bit_off, 0, &h);
+        st = dfind_in(&agg, comp, h.bit_off, 0, &h, &visits);
         if (st != HVI_OK)
             return st;
     }

@@ -13,6 +13,7 @@
 
 #define BTF_MAGIC 0xeB9Fu
 #define SETUP_HDR_MAGIC 0x53726448u /* "HdrS" at 0x202 */
+#define HVI_TI_MAX_SCAN_TRIES 32
 
 void hvi_ti_err(char *err, size_t err_len, const char *fmt, ...)
 {
@@ -267,10 +268,13 @@ hvi_status hvi_typeinfo_extract_vmlinux(const void *buf, size_t len, void **elf,
     if (rd16(b + 0x206) >= 0x208 && pm_start < len && poff < len - pm_start &&
         plen <= len - pm_start - poff && plen > 0)
         st = try_payload(b + pm_start + poff, plen, &o);
-    /* 2. A magic scan after the setup code. */
-    for (size_t i = pm_start < len ? pm_start : len; st != HVI_OK && i + 16 < len; i++) {
+    /* 2. A magic scan after the setup code (bounded number of decompression attempts). */
+    unsigned tries = 0;
+    for (size_t i = pm_start < len ? pm_start : len;
+         st != HVI_OK && i + 16 < len && tries < HVI_TI_MAX_SCAN_TRIES; i++) {
         if (codec_at(b + i, len - i) == C_NONE)
             continue;
+        tries++;
         hvi_status s2 = try_payload(b + i, len - i, &o);
         if (s2 == HVI_OK || s2 == HVI_E_NOMEM || s2 == HVI_E_LIMIT) {
             st = s2;
@@ -279,27 +283,17 @@ hvi_status hvi_typeinfo_extract_vmlinux(const void *buf, size_t len, void **elf,
     }
     if (st != HVI_OK) {
         free(o.p);
-        hvi_ti_err(err, err_len, "bzImage: no decompressible ELF payload found (%s)",
+        size_t p = pm_start + poff;
+        hvi_ti_err(err, err_len,
+                   "bzImage: no decompressible ELF payload found (header payload: %s; %s)",
+                   pm_start < len && poff < len - pm_start ? codec_name(codec_at(b + p, len - p))
+                                                           : "out of range",
                    hvi_strstatus(st));
         return st == HVI_E_NOT_FOUND ? HVI_E_FORMAT : st;
     }
     *elf = o.p;
     *elf_len = o.len;
     return HVI_OK;
-}
-
-/* For messages: which codec the header's payload uses. */
-const char *hvi_typeinfo_payload_codec(const void *buf, size_t len);
-const char *hvi_typeinfo_payload_codec(const void *buf, size_t len)
-{
-    const uint8_t *b = buf;
-    if (hvi_typeinfo_classify(b, len) != HVI_TI_BZIMAGE)
-        return "none";
-    size_t pm = ((size_t)(b[0x1f1] ? b[0x1f1] : 4) + 1) * 512;
-    uint32_t poff = rd32(b + 0x248);
-    if (pm >= len || poff >= len - pm)
-        return "none";
-    return codec_name(codec_at(b + pm + poff, len - pm - poff));
 }
 
 hvi_status hvi_typeinfo_elf_section(const void *buf, size_t len, const char *name,
