@@ -11,7 +11,13 @@
 struct arena {
     void **blocks;
     size_t n, cap;
+    uint64_t budget; /* bytes the parsed form may still take: shared tables cannot amplify */
 };
+
+/* Parsed form limit: shared objects are copied per reference, so a small file could point
+ * thousands of descriptors at the same big tables. */
+#define CAMI_PARSE_FACTOR 32u
+#define CAMI_PARSE_SLACK (16u << 20)
 
 struct rd {
     const uint8_t *b;
@@ -38,6 +44,9 @@ static void *aalloc(struct arena *a, size_t n, size_t size)
 {
     if (n == 0)
         n = 1;
+    if ((uint64_t)n * size > a->budget)
+        return NULL;
+    a->budget -= (uint64_t)n * size;
     if (a->n == a->cap) {
         size_t nc = a->cap ? a->cap * 2 : 64;
         void **nb = realloc(a->blocks, nc * sizeof(*nb));
@@ -77,6 +86,9 @@ static bool span_ok(const struct rd *r, uint64_t off, uint64_t count, uint64_t s
 
 #define ALLOC(r, p, n)                                                                             \
     do {                                                                                           \
+        if ((uint64_t)(n) * sizeof(*(p)) > (r)->a->budget)                                        \
+            return bad(r, HVI_E_LIMIT, "tables referenced too often: parsed form over %u x the file", \
+                       CAMI_PARSE_FACTOR);                                                         \
         (p) = aalloc((r)->a, (n), sizeof(*(p)));                                                   \
         if (!(p))                                                                                  \
             return HVI_E_NOMEM;                                                                    \
@@ -454,6 +466,8 @@ hvi_status hvi_cami_open(const void *buf, size_t len, hvi_cami **out, char *msg,
     if (!buf || !out || len > UINT32_MAX)
         return HVI_E_INVAL;
     struct arena *a = calloc(1, sizeof(*a));
+    if (a)
+        a->budget = (uint64_t)len * CAMI_PARSE_FACTOR + CAMI_PARSE_SLACK;
     hvi_cami *c = a ? aalloc(a, 1, sizeof(*c)) : NULL;
     if (!c) {
         if (a)

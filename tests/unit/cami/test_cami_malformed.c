@@ -226,6 +226,55 @@ HVI_TEST(binary_tables_out_of_range_huge_wrapping_overlapping)
     free(b);
 }
 
+/* A small file whose many descriptors share one big function table must not blow up into
+ * gigabytes of parsed copies: refused with HVI_E_LIMIT. */
+HVI_TEST(binary_shared_table_amplification_is_bounded)
+{
+    const uint32_t ndesc = 2000, nfunc = 0x3FFF;
+    const uint32_t hdr = 28 + 16, desc = hdr, km = desc + 64 * ndesc, um = km + 14 * 8, pat = um + 3 * 8,
+                   items = pat + 24, ver = items + 2, fn = ver + 144, end = fn + 36 * nfunc;
+    uint8_t *b = calloc(1, end);
+    REQUIRE(b);
+    put32(b, HVI_CAMI_MAGIC);
+    put32(b + 4, 4);
+    put32(b + 8, 1);
+    put32(b + 16, end);
+    put32(b + 20, 1);
+    put32(b + 24, 28);
+    put32(b + 28, HVI_CAMI_HINT_SUPPORTED_OS | HVI_CAMI_HINT_WINDOWS);
+    put32(b + 32, ndesc);
+    put32(b + 40, desc);
+    for (uint32_t i = 0; i < ndesc; i++) {
+        uint8_t *d = b + desc + 64 * i;
+        put32(d + 24, 14);
+        put32(d + 28, km);
+        put32(d + 32, 3);
+        put32(d + 36, um);
+        put32(d + 40, nfunc);
+        put32(d + 44, fn);
+        put32(d + 52, ver);
+    }
+    put32(b + pat + 8, 1);
+    put32(b + pat + 12, items);
+    b[ver] = 1;  /* version string sizes 1 and 1: empty strings */
+    b[ver + 72] = 1;
+    for (uint32_t i = 0; i < nfunc; i++) {
+        put32(b + fn + 36 * i + 4, 1);
+        put32(b + fn + 36 * i + 8, pat);
+    }
+    hvi_cami *c = NULL;
+    char msg[256];
+    CHECK_STATUS(hvi_cami_open(b, end, &c, msg, sizeof(msg)), HVI_E_LIMIT);
+    CHECK(strstr(msg, "referenced too often") != NULL);
+    put32(b + 32, 1); /* one descriptor: the same tables parse fine */
+    CHECK_OK(hvi_cami_open(b, end, &c, msg, sizeof(msg)));
+    if (c) {
+        CHECK_EQ_U64(c->win[0].function_count, nfunc);
+        hvi_cami_close(c);
+    }
+    free(b);
+}
+
 HVI_TEST(reference_binary_corrupted_bytes_never_crash)
 {
     REQUIRE(ct_have_reference());
