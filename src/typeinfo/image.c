@@ -284,11 +284,12 @@ hvi_status hvi_typeinfo_extract_vmlinux(const void *buf, size_t len, void **elf,
     if (st != HVI_OK) {
         free(o.p);
         size_t p = pm_start + poff;
-        hvi_ti_err(err, err_len,
-                   "bzImage: no decompressible ELF payload found (header payload: %s; %s)",
-                   pm_start < len && poff < len - pm_start ? codec_name(codec_at(b + p, len - p))
-                                                           : "out of range",
-                   hvi_strstatus(st));
+        bool in_file = pm_start < len && poff < len - pm_start;
+        hvi_ti_err(err, err_len, "bzImage: no decompressible ELF payload (header payload: %s, %u "
+                                 "bytes%s)",
+                   in_file ? codec_name(codec_at(b + p, len - p)) : "out of range", plen,
+                   in_file && plen > len - p ? ", past the end of the file: truncated?"
+                                             : ", corrupt or unsupported codec");
         return st == HVI_E_NOT_FOUND ? HVI_E_FORMAT : st;
     }
     *elf = o.p;
