@@ -171,6 +171,10 @@ HVI_TEST(guest_reboot_ends_the_session)
     int64_t t0 = ms_now();
     CHECK_STATUS(hvi_qemu_run(q, NULL, 20000, 0, &events), HVI_E_CLOSED); /* -no-reboot */
     CHECK(ms_now() - t0 < 15000);
+    for (int i = 0; i < 100 && hvi_qemu_vm_alive(vm); i++) { /* QEMU may still be exiting */
+        struct timespec ts = {0, 50000000L};
+        nanosleep(&ts, NULL);
+    }
     CHECK(!hvi_qemu_vm_alive(vm));
     hvi_qemu_close(q);
     hvi_qemu_vm_stop(vm);
