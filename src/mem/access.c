@@ -46,11 +46,13 @@ enum gva_op { OP_READ, OP_WRITE, OP_FETCH };
 /* Translate every page first so a failure leaves the guest (and buf for writes) untouched. */
 static hvi_status gva_check(hvi_engine *e, uint64_t cr3, hvi_gva gva, size_t len, enum gva_op op)
 {
-    hvi_gva end = gva + len;
-    for (hvi_gva va = gva & HVI_PAGE_MASK; va < end; va += HVI_PAGE_SIZE) {
+    /* count pages rather than compare addresses: the last page may end at 2^64 */
+    uint64_t pages = ((gva & 0xfff) + (uint64_t)len + 0xfff) >> 12;
+    for (uint64_t i = 0; i < pages; i++) {
+        hvi_gva va = i ? (gva & HVI_PAGE_MASK) + (i << 12) : gva;
         hvi_gpa pa;
         uint8_t flags;
-        hvi_status st = mem_xlate(e, cr3, va < gva ? gva : va, false, &pa, &flags);
+        hvi_status st = mem_xlate(e, cr3, va, false, &pa, &flags);
         if (st != HVI_OK)
             return st;
         if (op == OP_FETCH && (flags & MEM_TC_NX))

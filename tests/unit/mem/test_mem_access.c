@@ -254,6 +254,13 @@ HVI_TEST(bad_arguments)
     CHECK_STATUS(hvi_gva_map(f.e, 0, 0, 0, (void **)&b), HVI_E_INVAL);
     hvi_gva_unmap(f.e, b); /* unknown pointer: ignored */
     CHECK_STATUS(hvi_gva_read_str(f.e, 0, 0, 4, NULL, 0, NULL), HVI_E_INVAL);
+    /* a read ending in the last page of the address space (found by fuzzing: the page loop
+     * wrapped around to 0) */
+    REQUIRE(hvi_mem_set_context(f.e, HVI_PAGING_NONE, 0) == HVI_OK);
+    CHECK_STATUS(hvi_gva_read(f.e, 0, 0xffffffffffffdffeull, b, 8), HVI_E_RANGE);
+    uint8_t big[5000];
+    CHECK_STATUS(hvi_gva_read(f.e, 0, 0xffffffffffffdffeull, big, sizeof(big)), HVI_E_RANGE);
+    CHECK_STATUS(hvi_gva_read(f.e, 0, 0xfffffffffffff000ull, big, 4096), HVI_E_RANGE);
     CHECK_EQ_U64(fx_free(&f), 0);
 }
 
