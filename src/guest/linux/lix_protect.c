@@ -313,31 +313,30 @@ static bool covered_elsewhere(const hvi_engine *e, const struct lixp_state *s,
     return false;
 }
 
-/* Compare one region with its shadow; alert (and restore in deny mode) each changed run. */
-static void check_region(hvi_engine *e, struct lixp_state *s, struct lixp_region *r)
+/* Compare [off, off+n) of one region with its shadow; alert (and restore in deny mode) each
+ * changed run. */
+static void check_slice(hvi_engine *e, struct lixp_state *s, struct lixp_region *r, uint32_t off,
+                        uint32_t n)
 {
-    if (lix_read(s->k, r->gva, s->buf, r->len) != HVI_OK)
+    if (lix_read(s->k, r->gva + off, s->buf + off, n) != HVI_OK)
         return;
-    s->stats.bytes_compared += r->len;
-    if (!memcmp(s->buf, r->shadow, r->len))
+    s->stats.bytes_compared += n;
+    if (!memcmp(s->buf + off, r->shadow + off, n))
         return;
-    uint32_t reported = 0;
-    for (uint32_t i = 0; i < r->len && reported < LIXP_MAX_DIFFS_PER_TICK;) {
+    uint32_t reported = 0, end = off + n;
+    for (uint32_t i = off; i < end && reported < LIXP_MAX_DIFFS_PER_TICK;) {
         if (s->buf[i] == r->shadow[i]) {
             i++;
             continue;
         }
         uint32_t first = i, last = i;
         /* a run: changed bytes separated by fewer than 8 equal ones */
-        for (uint32_t j = i + 1; j < r->len && j - last <= 8; j++)
+        for (uint32_t j = i + 1; j < end && j - last <= 8; j++)
             if (s->buf[j] != r->shadow[j])
                 last = j;
         i = last + 1;
-        if (covered_elsewhere(e, s, r, first, last)) {
-            memcpy(r->shadow + first, s->buf + first, last - first + 1);
-            continue;
-        }
-        if (r->code && legit_code_patch(s->k, r, s->buf, first, last)) {
+        if (covered_elsewhere(e, s, r, first, last) ||
+            (r->code && legit_code_patch(s->k, r, s->buf, first, last))) {
             memcpy(r->shadow + first, s->buf + first, last - first + 1);
             continue;
         }
@@ -352,6 +351,23 @@ static void check_region(hvi_engine *e, struct lixp_state *s, struct lixp_region
             memcpy(r->shadow + first, s->buf + first, last - first + 1);
         reported++;
     }
+}
+
+/* Small regions are compared whole on every tick; big ones (kernel text, rodata) a slice of
+ * LIXP_TICK_SLICE per tick, round robin, so a round stays cheap for the host (and the guest
+ * sharing its CPUs); the detection latency for them is len / LIXP_TICK_SLICE ticks.
+ * Consecutive slices overlap by 64 bytes, so a run cut at a slice end is finished by the next. */
+static void check_region(hvi_engine *e, struct lixp_state *s, struct lixp_region *r)
+{
+    if (r->len <= LIXP_TICK_SLICE) {
+        check_slice(e, s, r, 0, r->len);
+        return;
+    }
+    if (r->cursor >= r->len)
+        r->cursor = 0;
+    uint32_t n = r->len - r->cursor < LIXP_TICK_SLICE ? r->len - r->cursor : LIXP_TICK_SLICE;
+    check_slice(e, s, r, r->cursor, n);
+    r->cursor = r->cursor + n >= r->len ? 0 : r->cursor + n - 64;
 }
 
 static void cr_alert(hvi_engine *e, struct lixp_state *s, uint32_t vcpu, const char *obj,

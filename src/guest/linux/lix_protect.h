@@ -19,12 +19,14 @@
 #define LIXP_MAX_REGION_LEN (64u << 20)
 #define LIXP_MAX_VCPUS 64u
 #define LIXP_MAX_DIFFS_PER_TICK 16u
+#define LIXP_TICK_SLICE (2u << 20) /* bytes of a big region compared per tick */
 
 struct lixp_region {
     char object[32];        /* alert object name */
     uint64_t opt;           /* HVI_OPT_* bit that enables it */
     uint64_t gva;
     uint32_t len;
+    uint32_t cursor;        /* next slice of a big region */
     uint8_t *shadow;
     uint64_t module;        /* struct module for module text, 0 otherwise */
     bool code;              /* executable: legitimate code patching is recognized */

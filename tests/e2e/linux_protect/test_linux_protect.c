@@ -152,7 +152,10 @@ static void run_attacks(struct ctx *c)
         const struct attack *a = &g_attacks[i];
         c->seen.n = 0;
         CHECK_OK(sh(c, a->run));
-        ticks(c, 3);
+        /* big regions are checked a slice per tick: allow one full round of them */
+        for (int t = 0; t < 16 && !(a->object && has_alert(&c->seen, a->type, a->object)); t++)
+            ticks(c, 1);
+        ticks(c, 1);
         if (a->object) {
             fprintf(stderr, "  attack '%s': %zu alert(s)\n", a->run, c->seen.n);
             CHECK(c->seen.n >= 1 && c->seen.a[0].type == a->type);
