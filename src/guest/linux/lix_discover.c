@@ -189,6 +189,35 @@ static bool find_banner(struct lix_kernel *k, const uint8_t *img, size_t len)
     return false;
 }
 
+/* Step down from the entry's 2 MiB boundary while the page just below is mapped; 0 if no gap
+ * shows up within LIX_MAX_BACK steps. */
+static uint64_t image_start(const struct lix_mem *mem, uint64_t entry)
+{
+    uint64_t start = entry & ~(LIX_ALIGN - 1);
+    for (uint32_t steps = 0; steps < LIX_MAX_BACK; steps++) {
+        if (!lix_is_kptr(start - HVI_PAGE_SIZE) || !page_mapped(mem, start - HVI_PAGE_SIZE))
+            return start;
+        start -= LIX_ALIGN;
+    }
+    return 0;
+}
+
+/* The first banner in the image may be an early copy ("# SMP"): prefer linux_banner. */
+static void refresh_banner(struct lix_kernel *k)
+{
+    uint64_t lb = 0;
+    char lbanner[sizeof(k->banner)], lrelease[sizeof(k->release)];
+    uint32_t version = 0;
+    if (lix_kallsyms_lookup(&k->ks, "linux_banner", &lb) == HVI_OK &&
+        lix_read_str(k, lb, lbanner, sizeof(lbanner)) == HVI_OK &&
+        lix_parse_banner(lbanner, lrelease, sizeof(lrelease), &version) == HVI_OK) {
+        lbanner[strcspn(lbanner, "\n")] = 0;
+        memcpy(k->banner, lbanner, sizeof(lbanner));
+        memcpy(k->release, lrelease, sizeof(lrelease));
+        k->version = version;
+    }
+}
+
 hvi_status lix_discover(struct lix_kernel *k, const struct lix_mem *mem, uint64_t entry,
                         const char **why)
 {
@@ -204,14 +233,8 @@ hvi_status lix_discover(struct lix_kernel *k, const struct lix_mem *mem, uint64_
         *why = "the kernel entry address is not a mapped kernel address";
         return HVI_E_NOT_FOUND;
     }
-    uint64_t start = entry & ~(LIX_ALIGN - 1);
-    uint32_t steps = 0;
-    while (steps < LIX_MAX_BACK && lix_is_kptr(start - HVI_PAGE_SIZE) &&
-           page_mapped(mem, start - HVI_PAGE_SIZE)) {
-        start -= LIX_ALIGN;
-        steps++;
-    }
-    if (steps == LIX_MAX_BACK) {
+    uint64_t start = image_start(mem, entry);
+    if (!start) {
         *why = "no unmapped gap below the kernel image within 1 GiB";
         return HVI_E_LIMIT;
     }
@@ -249,18 +272,7 @@ hvi_status lix_discover(struct lix_kernel *k, const struct lix_mem *mem, uint64_
     }
     if (lix_kallsyms_lookup(&k->ks, "modules", &k->modules) != HVI_OK)
         k->modules = 0;
-    /* the first banner in the image may be an early copy ("# SMP"): prefer linux_banner */
-    uint64_t lb = 0;
-    char lbanner[sizeof(k->banner)], lrelease[sizeof(k->release)];
-    uint32_t version = 0;
-    if (lix_kallsyms_lookup(&k->ks, "linux_banner", &lb) == HVI_OK &&
-        lix_read_str(k, lb, lbanner, sizeof(lbanner)) == HVI_OK &&
-        lix_parse_banner(lbanner, lrelease, sizeof(lrelease), &version) == HVI_OK) {
-        lbanner[strcspn(lbanner, "\n")] = 0;
-        memcpy(k->banner, lbanner, sizeof(lbanner));
-        memcpy(k->release, lrelease, sizeof(lrelease));
-        k->version = version;
-    }
+    refresh_banner(k);
     uint64_t end = 0;
     if (lix_kallsyms_lookup(&k->ks, "_end", &end) == HVI_OK && end > start &&
         end - start <= (1ull << 30))
