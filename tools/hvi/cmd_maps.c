@@ -21,7 +21,7 @@ static int cmd_maps(int argc, char **argv)
     const char *usage = "hvi maps PID [--vm NAME] [--json] [--offsets FILE] [--cami FILE]";
     int rc = linux_session_open(&s, argc, argv, usage);
     if (rc)
-        return rc;
+        return rc == LINUX_SESSION_HELP ? 0 : rc;
     uint64_t pid = 0;
     if (s.nrest != 1 || !hvi_cli_parse_u64(s.rest[0], &pid) || pid > 0x7fffffff) {
         fprintf(stderr, "usage: %s\n", usage);

@@ -11,7 +11,7 @@ static int cmd_modules(int argc, char **argv)
     int rc = linux_session_open(&s, argc, argv,
                                 "hvi modules [--vm NAME] [--json] [--offsets FILE] [--cami FILE]");
     if (rc)
-        return rc;
+        return rc == LINUX_SESSION_HELP ? 0 : rc;
     hvi_linux_module *m = NULL;
     size_t n = 0;
     hvi_status st = hvi_linux_list_modules(s.engine, &m, &n);

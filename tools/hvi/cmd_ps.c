@@ -30,7 +30,7 @@ static int cmd_ps(int argc, char **argv)
     int rc = linux_session_open(
         &s, argc, argv, "hvi ps [--vm NAME] [--json] [--threads] [--offsets FILE] [--cami FILE]");
     if (rc)
-        return rc;
+        return rc == LINUX_SESSION_HELP ? 0 : rc;
     hvi_linux_process *p = NULL;
     size_t n = 0;
     hvi_status st = hvi_linux_list_processes(s.engine, s.threads, &p, &n);

@@ -72,7 +72,7 @@ int linux_session_open(struct linux_session *s, int argc, char **argv, const cha
         const char *a = argv[i];
         if (hvi_cli_is_help(a)) {
             printf("usage: %s\n", usage);
-            return 2;
+            return LINUX_SESSION_HELP;
         } else if (!strcmp(a, "--json")) {
             s->json = true;
         } else if (!strcmp(a, "--threads")) {

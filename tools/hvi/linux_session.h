@@ -16,8 +16,12 @@ struct linux_session {
     int nrest;
 };
 
+/* linux_session_open() after printing --help: the command exits 0. */
+#define LINUX_SESSION_HELP (-1)
+
 /* Parse --vm NAME, --offsets FILE, --cami FILE, --json, --threads and up to 4 positional arguments, then
- * connect and attach. Returns 0, or the exit status (1 failure, 2 usage) after a message. */
+ * connect and attach. Returns 0, LINUX_SESSION_HELP, or the exit status (1 failure, 2 usage)
+ * after a message. */
 int linux_session_open(struct linux_session *s, int argc, char **argv, const char *usage);
 void linux_session_close(struct linux_session *s);
 /* Print s as a JSON string (quoted, escaped). */
