@@ -144,13 +144,33 @@ static hvi_status b_func_exists(void *impl, const char *name)
     return btf__find_by_name_kind(impl, name, BTF_KIND_FUNC) > 0 ? HVI_OK : HVI_E_NOT_FOUND;
 }
 
+static hvi_status b_func_param(void *impl, const char *func, const char *param)
+{
+    struct btf *btf = impl;
+    __s32 id = btf__find_by_name_kind(btf, func, BTF_KIND_FUNC);
+    if (id <= 0)
+        return HVI_E_NOT_FOUND;
+    const struct btf_type *f = btf__type_by_id(btf, (__u32)id);
+    const struct btf_type *proto = f ? btf__type_by_id(btf, f->type) : NULL;
+    if (!proto || !btf_is_func_proto(proto))
+        return HVI_E_FORMAT;
+    const struct btf_param *p = btf_params(proto);
+    for (__u16 i = 0; i < btf_vlen(proto); i++) {
+        const char *n = btf__name_by_offset(btf, p[i].name_off);
+        if (n && !strcmp(n, param))
+            return HVI_OK;
+    }
+    return HVI_E_NOT_FOUND;
+}
+
 static void b_destroy(void *impl)
 {
     btf__free(impl);
 }
 
 static const struct hvi_ti_ops btf_ops = {"btf",           b_struct_size, b_member,
-                                          b_enum_value,    b_func_exists, b_destroy};
+                                          b_enum_value,    b_func_exists, b_func_param,
+                                          b_destroy};
 
 static hvi_status open_raw(const void *blob, size_t len, const char *banner,
                            struct hvi_typeinfo **out, char *err, size_t err_len)

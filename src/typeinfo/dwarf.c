@@ -241,6 +241,25 @@ static hvi_status d_func_exists(void *impl, const char *name)
     return HVI_E_NOT_FOUND;
 }
 
+static hvi_status d_func_param(void *impl, const char *func, const char *param)
+{
+    struct dw_impl *d = impl;
+    for (size_t i = 0; i < d->n; i++) {
+        Dwarf_Die f, c;
+        if (d->e[i].tag != DW_TAG_subprogram || !d->e[i].name || strcmp(d->e[i].name, func) ||
+            !dwarf_offdie(d->dbg, d->e[i].off, &f))
+            continue;
+        if (dwarf_child(&f, &c) != 0)
+            continue; /* this definition lists no parameters; try another CU's */
+        do {
+            const char *n = dwarf_diename(&c);
+            if (dwarf_tag(&c) == DW_TAG_formal_parameter && n && !strcmp(n, param))
+                return HVI_OK;
+        } while (dwarf_siblingof(&c, &c) == 0);
+    }
+    return HVI_E_NOT_FOUND;
+}
+
 static void d_destroy(void *impl)
 {
     struct dw_impl *d = impl;
@@ -255,7 +274,7 @@ static void d_destroy(void *impl)
 }
 
 static const struct hvi_ti_ops dwarf_ops = {"dwarf", d_struct_size, d_member, d_enum_value,
-                                            d_func_exists, d_destroy};
+                                            d_func_exists, d_func_param, d_destroy};
 
 static void dw_banner(Dwarf *dbg, char *out, size_t out_len)
 {

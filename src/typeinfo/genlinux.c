@@ -67,6 +67,10 @@ static hvi_status gl_eval(struct gl_ctx *c, const struct gl_field *f, uint32_t *
         st = hvi_typeinfo_struct_size(c->ti, f->a, &tsize);
         *v = st == HVI_OK;
         return st == HVI_E_NOT_FOUND ? HVI_OK : st;
+    case GL_HAS_PARAM:
+        st = hvi_typeinfo_func_param(c->ti, f->a, f->b);
+        *v = st == HVI_OK;
+        return st == HVI_E_NOT_FOUND ? HVI_OK : st;
     case GL_ENUM:
         st = hvi_typeinfo_enum_value(c->ti, f->a, &e);
         if (st == HVI_OK && (e < 0 || e > UINT32_MAX))

@@ -12,6 +12,7 @@ enum gl_rule {
     GL_SLOTS,      /* element count of array member a.b of 8-byte elements */
     GL_HAS_MEMBER, /* 1 when struct a has member b, else 0 */
     GL_HAS_STRUCT, /* 1 when struct a is defined, else 0 */
+    GL_HAS_PARAM,  /* 1 when function a has a parameter named b, else 0 */
     GL_ENUM,       /* value of enumerator a */
     GL_VER_FROM,   /* 1 when the kernel release is >= a ("major.minor"), else 0 */
     GL_CONST,      /* the documented constant v (reason in `why`) */

@@ -90,3 +90,10 @@ hvi_status hvi_typeinfo_func_exists(struct hvi_typeinfo *ti, const char *name)
         return HVI_E_INVAL;
     return ti->ops->func_exists(ti->impl, name);
 }
+
+hvi_status hvi_typeinfo_func_param(struct hvi_typeinfo *ti, const char *func, const char *param)
+{
+    if (!ti || !func || !param)
+        return HVI_E_INVAL;
+    return ti->ops->func_param(ti->impl, func, param);
+}

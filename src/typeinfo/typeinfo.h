@@ -81,6 +81,9 @@ hvi_status hvi_typeinfo_enum_value(struct hvi_typeinfo *ti, const char *enumerat
 /* HVI_OK when a function of that name is described (BTF FUNC or DWARF subprogram). */
 hvi_status hvi_typeinfo_func_exists(struct hvi_typeinfo *ti, const char *name);
 
+/* HVI_OK when function `func` has a parameter named `param` (HVI_E_NOT_FOUND otherwise). */
+hvi_status hvi_typeinfo_func_param(struct hvi_typeinfo *ti, const char *func, const char *param);
+
 /* ---- the generator ---- */
 struct hvi_genlinux_opts {
     const char *version_glob; /* NULL: derived from release */
@@ -109,6 +112,7 @@ struct hvi_ti_ops {
                          uint32_t *bit_size, uint32_t *byte_size);
     hvi_status (*enum_value)(void *impl, const char *enumerator, int64_t *val);
     hvi_status (*func_exists)(void *impl, const char *name);
+    hvi_status (*func_param)(void *impl, const char *func, const char *param);
     void (*destroy)(void *impl);
 };
 

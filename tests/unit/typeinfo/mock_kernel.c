@@ -29,6 +29,11 @@ enum maple_type mock_type;
 
 int do_exit(long code);
 int do_exit(long code) { return (int)code + mock_task.pid; }
+int __vma_adjust(struct vm_area_struct *vma, unsigned long start, struct vm_area_struct *expand);
+int __vma_adjust(struct vm_area_struct *vma, unsigned long start, struct vm_area_struct *expand)
+{
+    return (int)(vma->vm_start + start) + (expand != 0);
+}
 int commit_creds(struct cred *c);
 int commit_creds(struct cred *c) { return c->usage; }
 

@@ -93,6 +93,11 @@ HVI_TEST(btf_and_dwarf_identical)
     CHECK_OK(hvi_typeinfo_enum_value(b, "maple_arange_64", &e));
     CHECK_EQ_U64(e, 3);
     CHECK_STATUS(hvi_typeinfo_offset(b, "task_struct", "no_such", &v), HVI_E_NOT_FOUND);
+    CHECK_OK(hvi_typeinfo_func_param(b, "__vma_adjust", "expand"));
+    CHECK_OK(hvi_typeinfo_func_param(d, "__vma_adjust", "expand"));
+    CHECK_STATUS(hvi_typeinfo_func_param(b, "__vma_adjust", "insert"), HVI_E_NOT_FOUND);
+    CHECK_STATUS(hvi_typeinfo_func_param(d, "do_exit", "expand"), HVI_E_NOT_FOUND);
+    CHECK_STATUS(hvi_typeinfo_func_param(d, "no_such_fn", "x"), HVI_E_NOT_FOUND);
     CHECK_STATUS(hvi_typeinfo_offset(d, "no_such_struct", "x", &v), HVI_E_NOT_FOUND);
     CHECK_STATUS(hvi_typeinfo_offset(b, "task_struct", "a..b", &v), HVI_E_INVAL);
     /* Whole outputs: identical apart from the source line. */
@@ -108,6 +113,7 @@ HVI_TEST(btf_and_dwarf_identical)
         CHECK(strstr(tb, "CommOffset : 0x0098") != NULL);
         CHECK(strstr(tb, "name: do_exit") != NULL);
         CHECK(strstr(tb, "name: panic") == NULL); /* not defined: left out */
+        CHECK(strstr(tb, "HasVmaAdjustExpand : 0x0001") != NULL); /* from the prototype */
     }
     free(tb);
     free(td);
