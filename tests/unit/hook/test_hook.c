@@ -344,6 +344,51 @@ HVI_TEST(register_hooks)
     fx_fini(&f);
 }
 
+static uint32_t deny_all(hvi_engine *e, hvi_hook *hook, const hvi_event *ev, void *ctx)
+{
+    (void)e, (void)hook;
+    *(hvi_event *)ctx = *ev;
+    return HVI_ACTION_DENY;
+}
+
+HVI_TEST(dtr_and_xcr_hooks)
+{
+    struct fx f;
+    REQUIRE(fx_init(&f, 0));
+    hvi_event seen;
+    hvi_hook *hi, *hx;
+    REQUIRE(hvi_hook_reg_add(f.e, HVI_EXIT_DTR, 0, deny_all, &seen, &hi) == HVI_OK);
+    REQUIRE(hvi_hook_reg_add(f.e, HVI_EXIT_XCR, 0, deny_all, &seen, &hx) == HVI_OK);
+    f.regs->idtr_base = 0xfffffe0000000000ull;
+    f.regs->idtr_limit = 0xfff;
+    hvi_event_reply rep;
+    CHECK_OK(hvi_sim_dtr_load(f.sim, 0, 0, 0x4141000, 0xfff, &rep));
+    CHECK_EQ_U64(rep.action, HVI_ACTION_DENY);
+    CHECK_EQ_U64(seen.type, HVI_EV_DTR_LOAD);
+    CHECK_EQ_U64(seen.new_value, 0x4141000);
+    CHECK_EQ_U64(f.regs->idtr_base, 0xfffffe0000000000ull);
+    /* GDTR loads are not hooked */
+    CHECK_OK(hvi_sim_dtr_load(f.sim, 0, 1, 0x5000, 0x7f, &rep));
+    CHECK_EQ_U64(rep.action, HVI_ACTION_ALLOW);
+    hvi_sim_set_xcr0(f.sim, 0, 0x7);
+    CHECK_OK(hvi_sim_xcr_write(f.sim, 0, 0, 0x3, &rep));
+    CHECK_EQ_U64(rep.action, HVI_ACTION_DENY);
+    CHECK_EQ_U64(seen.type, HVI_EV_XCR_WRITE);
+    CHECK_EQ_U64(seen.old_value, 0x7);
+    CHECK_EQ_U64(seen.new_value, 0x3);
+    CHECK_OK(hvi_hook_remove(f.e, hi));
+    CHECK_OK(hvi_hook_remove(f.e, hx));
+    CHECK(!hvi_sim_exit_enabled(f.sim, HVI_EXIT_DTR, 0));
+    CHECK(!hvi_sim_exit_enabled(f.sim, HVI_EXIT_XCR, 0));
+    /* enable_exit failing: nothing registered */
+    REQUIRE(hvi_sim_fail_call(f.sim, HVI_SIM_CALL_ENABLE_EXIT, 0, HVI_E_BACKEND) == HVI_OK);
+    CHECK_STATUS(hvi_hook_reg_add(f.e, HVI_EXIT_MSR, HVI_MSR_EFER, deny_all, &seen, &hi),
+                 HVI_E_BACKEND);
+    hvi_sim_fail_call(f.sim, HVI_SIM_CALL_ENABLE_EXIT, 0, HVI_OK);
+    CHECK_EQ_U64(hvi_hook_count(f.e), 0);
+    fx_fini(&f);
+}
+
 struct det {
     int calls;
     bool early_return;
