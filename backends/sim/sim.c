@@ -141,7 +141,8 @@ void *hvi_sim_phys_ptr(hvi_sim *sim, hvi_gpa gpa)
 
 hvi_status hvi_sim_alloc_frames(hvi_sim *sim, uint64_t count, uint64_t align, hvi_gpa *out)
 {
-    if (!sim || !out || !count || align < HVI_PAGE_SIZE || (align & (align - 1)))
+    if (!sim || !out || !count || align < HVI_PAGE_SIZE || align > (1ull << 30) ||
+        (align & (align - 1)))
         return HVI_E_INVAL;
     uint64_t limit = hvi_sim_phys_limit(sim);
     for (int tries = 0; tries < 2; tries++) {

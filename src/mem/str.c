@@ -52,6 +52,8 @@ hvi_status hvi_gva_read_str(hvi_engine *e, uint64_t cr3, hvi_gva gva, size_t max
     uint8_t chunk[STR_CHUNK];
     while (read < max_chars) {
         size_t got = 0, want = max_chars - read < STR_CHUNK ? max_chars - read : STR_CHUNK;
+        if (gva + read < gva)
+            return HVI_E_RANGE; /* wrapped past 2^64 */
         hvi_status st = read_chunk(e, cr3, gva + read, chunk, want, &got);
         if (st != HVI_OK)
             return st;
@@ -114,7 +116,8 @@ hvi_status hvi_gva_read_wstr(hvi_engine *e, uint64_t cr3, hvi_gva gva, size_t ma
     hvi_status st = HVI_E_LIMIT;
     for (size_t i = 0; i < max_chars; i++) {
         uint16_t u = 0;
-        hvi_status rs = hvi_gva_read(e, cr3, gva + 2 * i, &u, 2);
+        hvi_status rs = gva + 2 * i < gva ? HVI_E_RANGE /* wrapped past 2^64 */
+                                          : hvi_gva_read(e, cr3, gva + 2 * i, &u, 2);
         if (rs != HVI_OK) {
             st = rs;
             break;

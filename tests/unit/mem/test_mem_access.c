@@ -261,6 +261,9 @@ HVI_TEST(bad_arguments)
     uint8_t big[5000];
     CHECK_STATUS(hvi_gva_read(f.e, 0, 0xffffffffffffdffeull, big, sizeof(big)), HVI_E_RANGE);
     CHECK_STATUS(hvi_gva_read(f.e, 0, 0xfffffffffffff000ull, big, 4096), HVI_E_RANGE);
+    char s[16];
+    CHECK_STATUS(hvi_gva_read_wstr(f.e, 0, UINT64_MAX - 3, 8, s, sizeof(s), NULL), HVI_E_RANGE);
+    CHECK_STATUS(hvi_gva_read_str(f.e, 0, UINT64_MAX - 3, 8, s, sizeof(s), NULL), HVI_E_RANGE);
     CHECK_EQ_U64(fx_free(&f), 0);
 }
 
