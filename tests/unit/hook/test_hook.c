@@ -300,6 +300,44 @@ HVI_TEST(watchpoint_strategy_undoes_denied_write)
     fx_fini(&f);
 }
 
+HVI_TEST(watchpoint_glue_failures)
+{
+    struct fx f;
+    REQUIRE(fx_init(&f, HVI_SIM_CAPS_QEMU_LIKE));
+    struct rec r = {0};
+    hvi_hook *h = NULL;
+    /* the second watchpoint fails, and so does the rollback of the first: it stays stale */
+    REQUIRE(hvi_sim_fail_call(f.sim, HVI_SIM_CALL_SET_WATCHPOINT, 1, HVI_E_BACKEND) == HVI_OK);
+    CHECK_STATUS(hvi_hook_gpa_add_gva(f.e, f.gpa[0] + 0x500, FX_GVA + 0x500, 16, HVI_EPT_W,
+                                      record_cb, &r, &h),
+                 HVI_E_BACKEND);
+    CHECK(h == NULL);
+    CHECK_EQ_U64(hvi_hook_count(f.e), 0);
+    CHECK_EQ_U64(hvi_sim_watchpoint_count(f.sim), 1);
+    hvi_sim_fail_call(f.sim, HVI_SIM_CALL_SET_WATCHPOINT, 0, HVI_OK);
+    CHECK_OK(hvi_hook_sync(f.e));
+    CHECK_EQ_U64(hvi_sim_watchpoint_count(f.sim), 0);
+    /* the shadow copy cannot be read: nothing placed */
+    REQUIRE(hvi_sim_fail_call(f.sim, HVI_SIM_CALL_MAP_GPA, 0, HVI_E_BACKEND) == HVI_OK);
+    CHECK_STATUS(hvi_hook_gpa_add_gva(f.e, f.gpa[0] + 0x500, FX_GVA + 0x500, 16, HVI_EPT_W,
+                                      record_cb, &r, &h),
+                 HVI_E_BACKEND);
+    hvi_sim_fail_call(f.sim, HVI_SIM_CALL_MAP_GPA, 0, HVI_OK);
+    CHECK_EQ_U64(hvi_sim_watchpoint_count(f.sim), 0);
+    CHECK_EQ_U64(hvi_hook_count(f.e), 0);
+    /* a watchpoint that cannot be cleared: the hook goes, the piece is retried */
+    REQUIRE(hvi_hook_gpa_add_gva(f.e, f.gpa[0] + 0x500, FX_GVA + 0x500, 8, HVI_EPT_W, record_cb,
+                                 &r, &h) == HVI_OK);
+    REQUIRE(hvi_sim_fail_call(f.sim, HVI_SIM_CALL_SET_WATCHPOINT, 0, HVI_E_BACKEND) == HVI_OK);
+    CHECK_STATUS(hvi_hook_remove(f.e, h), HVI_E_BACKEND);
+    CHECK_EQ_U64(hvi_sim_watchpoint_count(f.sim), 1);
+    hvi_sim_fail_call(f.sim, HVI_SIM_CALL_SET_WATCHPOINT, 0, HVI_OK);
+    CHECK_OK(hvi_detach(f.e));
+    CHECK_EQ_U64(hvi_sim_watchpoint_count(f.sim), 0);
+    CHECK_EQ_U64(hvi_sim_outstanding_maps(f.sim), 0);
+    fx_fini(&f);
+}
+
 static uint32_t cr_cb(hvi_engine *e, hvi_hook *hook, const hvi_event *ev, void *ctx)
 {
     (void)e;
