@@ -12,12 +12,16 @@
  *
  *   Two strategies, chosen by capability, one API:
  *     - HVI_CAP_EPT: rights as above; the violation arrives before the access. DENY: the engine
- *       moves RIP past the instruction (set_regs) so the write never happens.
+ *       moves RIP past the instruction (set_regs) so the write never happens. ALLOW: the backend
+ *       must let the faulting instruction complete once despite the frame's rights (relax them,
+ *       single-step, restore — or emulate), since other bytes of a hooked frame are not hooked.
  *     - no EPT but HVI_CAP_WATCHPOINT (QEMU): write hooks become write watchpoints (one per
  *       naturally aligned 1/2/4/8-byte piece, at the GVA given to hvi_hook_gpa_add_gva) and the
  *       engine keeps a shadow copy of the hooked bytes. HVI_EV_WATCHPOINT arrives after the write;
  *       DENY restores the bytes from the shadow copy, ALLOW updates the shadow. Read/execute hooks
- *       need EPT: HVI_E_UNSUPPORTED.
+ *       need EPT: HVI_E_UNSUPPORTED. Watchpoints are scarce (the QEMU backend has 4, i.e. at
+ *       most 32 watched bytes in total): watch only small critical fields and use integrity
+ *       regions (protect.h) for anything larger. Page-table/GVA hooks need EPT.
  *
  * Detours and breakpoint step-over contract (for backends)
  *   hvi_detour_add places set_breakpoint(gva). On HVI_EV_BREAKPOINT the engine calls the detour
