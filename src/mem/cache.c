@@ -40,6 +40,7 @@ struct hvi_mem_state *mem_state(hvi_engine *e)
         return NULL;
     m->gen = 1;
     m->kroot = mem_cr3_root(e->guest.paging, e->guest.kernel_cr3);
+    m->kmix = mem_tc_mix(m->kroot);
     m->phys_limit = UINT64_MAX;
     uint64_t max = 0;
     if (e->glue.max_gpfn && e->glue.max_gpfn(e->glue.ctx, &max) == HVI_OK && max < (1ull << 40))
@@ -244,6 +245,7 @@ void hvi_mem_flush_translations(hvi_engine *e, uint64_t cr3)
     if (!cr3) {
         m->gen++;
         m->kroot = mem_cr3_root(e->guest.paging, e->guest.kernel_cr3);
+        m->kmix = mem_tc_mix(m->kroot);
         return;
     }
     uint64_t root = mem_cr3_root(e->guest.paging, cr3);

@@ -47,6 +47,7 @@ struct mem_map {
 struct hvi_mem_state {
     uint64_t gen;
     uint64_t kroot; /* table base of the kernel CR3 (the cr3 == 0 fast path) */
+    uint64_t kmix;  /* mem_tc_mix(kroot), precomputed for the fast path */
     struct mem_tc tc[MEM_TC_SIZE];
     struct mem_gc gc[MEM_GC_SIZE];
     struct mem_memo memo[MEM_MEMO_SIZE];
@@ -69,9 +70,14 @@ uint64_t mem_cr3(const hvi_engine *e, uint64_t cr3);
 /* Table base encoded in a CR3 value for the current mode. */
 uint64_t mem_cr3_root(hvi_paging_mode mode, uint64_t cr3);
 
+static inline uint64_t mem_tc_mix(uint64_t root)
+{
+    return (root >> 12) * 0x9E37u;
+}
+
 static inline struct mem_tc *mem_tc_slot(struct hvi_mem_state *m, uint64_t root, uint64_t vpn)
 {
-    return &m->tc[(vpn ^ (root >> 12) * 0x9E37u) & (MEM_TC_SIZE - 1)];
+    return &m->tc[(vpn ^ mem_tc_mix(root)) & (MEM_TC_SIZE - 1)];
 }
 
 /* Translation with rights. `cached`: answer from the translation cache when possible (the

@@ -236,8 +236,8 @@ hvi_status hvi_gva_to_gpa(hvi_engine *e, uint64_t cr3, hvi_gva gva, hvi_gpa *out
     struct hvi_mem_state *m = e->mem;
     if (m && !cr3) { /* hot path: kernel CR3, cached translation */
         uint64_t vpn = gva >> 12;
-        const struct mem_tc *c = mem_tc_slot(m, m->kroot, vpn);
-        if (c->gen == m->gen && c->vpn == vpn && c->root == m->kroot) {
+        const struct mem_tc *c = &m->tc[(vpn ^ m->kmix) & (MEM_TC_SIZE - 1)];
+        if (c->vpn == vpn && c->gen == m->gen && c->root == m->kroot) {
             *out = (c->gpa & HVI_PAGE_MASK) | (gva & 0xfff);
             return HVI_OK;
         }
