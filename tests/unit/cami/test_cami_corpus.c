@@ -211,6 +211,39 @@ HVI_TEST(linux_selection_by_banner)
     CHECK(w && w->kpti && !w->is64 && w->build == 7601);
 }
 
+/* What a 1.4 reader does with our file: sections found by the first (hint & wanted) == wanted,
+ * minor > 4 accepted, at least the known structure/member counts. */
+HVI_TEST(our_file_reads_like_1_4)
+{
+    REQUIRE(setup());
+    const uint8_t *b = our_buf;
+    uint32_t ns, so;
+    memcpy(&ns, b + 20, 4);
+    memcpy(&so, b + 24, 4);
+    CHECK_EQ_U64(so, 28);
+    const uint32_t wanted[] = {0x2, 0x201, 0x101, 0x204};
+    for (size_t w = 0; w < 4; w++) {
+        uint32_t found = 0;
+        for (uint32_t i = 0; i < ns && !found; i++) {
+            uint32_t h;
+            memcpy(&h, b + so + 16 * i, 4);
+            if ((h & wanted[w]) == wanted[w])
+                found = h;
+        }
+        CHECK_EQ_U64(found, wanted[w]);
+    }
+    for (uint32_t i = 0; i < ours->lix_count; i++) {
+        CHECK(ours->lix[i].group_count >= 16);
+        for (uint32_t g = 0; g < 16; g++)
+            CHECK(ours->lix[i].groups[g].count >= hvi_cami_field_count(0, g) &&
+                  ours->lix[i].groups[g].count >= ref->lix[0].groups[g].count);
+    }
+    for (uint32_t i = 0; i < ours->win_count; i++) {
+        CHECK(ours->win[i].km_count >= 14);
+        CHECK(ours->win[i].um_count >= 3);
+    }
+}
+
 /* ---- independent check against the YAML text: a line scanner, not the compiler ---------- */
 
 struct ykey {
