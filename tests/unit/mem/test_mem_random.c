@@ -106,6 +106,24 @@ static void random_mode(hvi_paging_mode mode)
             (void)hvi_sim_unmap(f.sim, f.cr3, mode, mapped[rnd() % (uint64_t)nm]);
     }
     CHECK(nm > 300);
+    /* vary the rights on upper levels too, so effective rights combine several entries */
+    uint32_t levels = mode == HVI_PAGING_32 ? 2 : mode == HVI_PAGING_PAE ? 3 : mode == HVI_PAGING_4LVL ? 4 : 5;
+    for (int i = 0; i < 150 && nm; i++) {
+        uint32_t lvl = 2 + (uint32_t)(rnd() % (levels - 1));
+        if (mode == HVI_PAGING_PAE && lvl == 3)
+            continue; /* PDPTE rights bits are reserved */
+        hvi_gpa at = 0;
+        if (hvi_sim_pte_gpa(f.sim, f.cr3, mode, mapped[rnd() % (uint64_t)nm], lvl, &at) != HVI_OK)
+            continue;
+        uint64_t e = 0, flip = rnd() & (HVI_SIM_PTE_W | HVI_SIM_PTE_U | HVI_SIM_PTE_NX);
+        size_t sz = mode == HVI_PAGING_32 ? 4 : 8;
+        if (sz == 4)
+            flip &= 0xffffffffull;
+        (void)hvi_sim_phys_read(f.sim, at, &e, sz);
+        if (e & 1)
+            e ^= flip;
+        (void)hvi_sim_phys_write(f.sim, at, &e, sz);
+    }
     int agree = 0, present = 0;
     for (int i = 0; i < 4000; i++) {
         hvi_gva va = i % 2 && nm ? mapped[rnd() % (uint64_t)nm] + (rnd() % 4096)
