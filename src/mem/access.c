@@ -21,10 +21,12 @@ static hvi_status gpa_rw(hvi_engine *e, hvi_gpa gpa, uint8_t *buf, size_t len, b
         hvi_status st = mem_frame_get(e, page, &p, &transient);
         if (st != HVI_OK)
             return st;
-        if (write)
+        if (write) {
             memcpy(p + off, buf, n);
-        else
+            e->mem->gen++; /* the engine may have edited a paging structure */
+        } else {
             memcpy(buf, p + off, n);
+        }
         mem_frame_put(e, page, p, transient);
         buf += n, gpa += n, len -= n;
     }

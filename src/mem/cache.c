@@ -206,10 +206,12 @@ static hvi_status gc_rw(hvi_engine *e, hvi_gpa gpa, void *buf, size_t len, bool 
     hvi_status st = mem_frame_get(e, gpa & HVI_PAGE_MASK, &p, &transient);
     if (st != HVI_OK)
         return st;
-    if (write)
+    if (write) {
         memcpy(p + (gpa & 0xfff), buf, len);
-    else
+        e->mem->gen++; /* the engine may have edited a paging structure */
+    } else {
         memcpy(buf, p + (gpa & 0xfff), len);
+    }
     mem_frame_put(e, gpa & HVI_PAGE_MASK, p, transient);
     return HVI_OK;
 }

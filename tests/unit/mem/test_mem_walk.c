@@ -268,6 +268,17 @@ HVI_TEST(translation_cache_flush)
     hvi_mem_flush_translations(f.e, f.cr3);
     CHECK_OK(hvi_gva_to_gpa(f.e, 0, va, &g));
     CHECK_EQ_U64(g, b);
+    /* the engine's own write to a paging entry drops cached translations */
+    hvi_gpa pte = 0;
+    REQUIRE(hvi_sim_pte_gpa(f.sim, f.cr3, f.mode, va, 1, &pte) == HVI_OK);
+    uint64_t ent = a | 3;
+    CHECK_OK(hvi_gpa_write(f.e, pte, &ent, 8));
+    CHECK_OK(hvi_gva_to_gpa(f.e, 0, va, &g));
+    CHECK_EQ_U64(g, a);
+    ent = b | 3;
+    CHECK_OK(hvi_gpa_cache_patch_and_add(f.e, pte, &ent, 8));
+    CHECK_OK(hvi_gva_to_gpa(f.e, 0, va, &g));
+    CHECK_EQ_U64(g, b);
     /* a guest CR3 write seen by the engine flushes as the TLB would */
     REQUIRE(hvi_sim_unmap(f.sim, f.cr3, f.mode, va) == HVI_OK);
     REQUIRE(fx_map(&f, va, a, HVI_SIM_4K, W) == HVI_OK);
