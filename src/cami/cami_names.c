@@ -1,5 +1,6 @@
 /* hvi cami — the effective group/field tables: tags.yaml, plus extension Linux fields from
  * lix_fields_ext.def appended after the known fields of their group (or as new groups). */
+#include <pthread.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -18,10 +19,13 @@ static const struct ext_field ext_fields[] = {
 };
 #define EXT_COUNT (sizeof(ext_fields) / sizeof(ext_fields[0]) - 1)
 
-/* Extension groups not in tags.yaml, in first-appearance order. */
+/* The effective Linux table, computed once (thread-safe): groups added by the extension file
+ * and, per group, its extension fields in file order. Lookups are then O(1). */
 static const char *new_groups[EXT_COUNT + 1];
 static unsigned new_group_count;
-static int ext_ready;
+static const char *ext_of[CAMI_MAX_GROUPS][EXT_COUNT + 1];
+static unsigned ext_count_of[CAMI_MAX_GROUPS];
+static pthread_once_t ext_once = PTHREAD_ONCE_INIT;
 
 static int known_lix_group(const char *name)
 {
@@ -31,21 +35,28 @@ static int known_lix_group(const char *name)
     return -1;
 }
 
-static void ext_init(void)
+static void ext_build(void)
 {
-    if (ext_ready)
-        return;
     for (size_t i = 0; i < EXT_COUNT; i++) {
-        if (known_lix_group(ext_fields[i].group) >= 0)
-            continue;
-        unsigned k = 0;
-        while (k < new_group_count && strcmp(new_groups[k], ext_fields[i].group))
-            k++;
-        if (k == new_group_count)
-            new_groups[new_group_count++] = ext_fields[i].group;
+        int g = known_lix_group(ext_fields[i].group);
+        if (g < 0) {
+            unsigned k = 0;
+            while (k < new_group_count && strcmp(new_groups[k], ext_fields[i].group))
+                k++;
+            if (k == new_group_count) {
+                if (cami_lix_group_count + k >= CAMI_MAX_GROUPS)
+                    continue; /* over the table limit: ignored */
+                new_groups[new_group_count++] = ext_fields[i].group;
+            }
+            g = (int)(cami_lix_group_count + k);
+        }
+        unsigned known = (unsigned)g < cami_lix_group_count ? cami_lix_groups[g].count : 0;
+        if (known + ext_count_of[g] < CAMI_MAX_FIELDS)
+            ext_of[g][ext_count_of[g]++] = ext_fields[i].field;
     }
-    ext_ready = 1;
 }
+
+static void ext_init(void) { pthread_once(&ext_once, ext_build); }
 
 static const struct cami_group_def *base(unsigned kind, unsigned *n)
 {
@@ -82,40 +93,28 @@ const char *cami_group_name(unsigned kind, unsigned g)
     return NULL;
 }
 
-/* The i-th extension field of group name `gname`, or NULL. */
-static const char *ext_field_of(const char *gname, unsigned i)
-{
-    for (size_t k = 0; k < EXT_COUNT; k++)
-        if (!strcmp(ext_fields[k].group, gname) && i-- == 0)
-            return ext_fields[k].field;
-    return NULL;
-}
-
 unsigned cami_fields(unsigned kind, unsigned g)
 {
     unsigned n;
     const struct cami_group_def *d = base(kind, &n);
-    const char *gname = cami_group_name(kind, g);
-    if (!gname)
-        return 0;
-    unsigned count = g < n ? d[g].count : 0;
-    if (kind == CAMI_KIND_LIX)
-        while (ext_field_of(gname, count - (g < n ? d[g].count : 0)))
-            count++;
-    return count;
+    unsigned known = g < n ? d[g].count : 0;
+    if (kind != CAMI_KIND_LIX)
+        return known;
+    ext_init();
+    return g < n + new_group_count ? known + ext_count_of[g] : 0;
 }
 
 const char *cami_field_name(unsigned kind, unsigned g, unsigned f)
 {
     unsigned n;
     const struct cami_group_def *d = base(kind, &n);
-    const char *gname = cami_group_name(kind, g);
-    if (!gname)
-        return NULL;
     unsigned known = g < n ? d[g].count : 0;
     if (f < known)
         return d[g].fields[f];
-    return kind == CAMI_KIND_LIX ? ext_field_of(gname, f - known) : NULL;
+    if (kind != CAMI_KIND_LIX || g >= CAMI_MAX_GROUPS)
+        return NULL;
+    ext_init();
+    return f - known < ext_count_of[g] ? ext_of[g][f - known] : NULL;
 }
 
 int cami_find_group(unsigned kind, const char *name)
