@@ -163,7 +163,9 @@ void hvi_sim_clear_exception(hvi_sim *sim, uint32_t vcpu);
  * combined decision of the engine (ALLOW when no event was raised). Return: HVI_OK when the
  * access was simulated (allowed or denied, see reply), HVI_E_NOT_PRESENT when the GVA does
  * not translate with the vCPU's CR3 (the simulator then records a #PF as pending exception),
- * HVI_E_RANGE outside RAM, or the failure of hvi_handle_event. RETRY re-runs the access (at
+ * HVI_E_RANGE outside RAM, or the first failure of hvi_handle_event (the access is then still
+ * simulated with the ALLOW reply the engine gives on failure, as a real backend would, so the
+ * guest is never stuck; register writes likewise). RETRY re-runs the access (at
  * most 4 times, then it is treated as DENY). `insn` (optional) are the instruction's bytes,
  * passed in the event.
  *

@@ -31,6 +31,20 @@ hvi_status hvi_sim_raise(hvi_sim *sim, const hvi_event *ev, hvi_event_reply *rep
     return st;
 }
 
+/* Deliver for a simulated activity: an engine failure leaves the reply ALLOW (the contract of
+ * hvi_handle_event, so the guest is never stuck); the failure is kept in event_err and
+ * returned by the activity once it completed. */
+static hvi_status deliver(hvi_sim *s, const hvi_event *ev, hvi_event_reply *reply)
+{
+    hvi_status st = hvi_sim_raise(s, ev, reply);
+    if (st != HVI_OK) {
+        if (s->event_err == HVI_OK)
+            s->event_err = st;
+        reply->action = HVI_ACTION_ALLOW;
+    }
+    return HVI_OK;
+}
+
 static void ev_init(hvi_event *ev, uint32_t type, uint32_t vcpu)
 {
     memset(ev, 0, sizeof(*ev));
@@ -90,7 +104,7 @@ static hvi_status check_pages(const struct acc *a, hvi_event_reply *out)
             ev.access = a->right, ev.gpa = pa, ev.gva = va, ev.len = (uint32_t)n;
             ev.insn = a->insn, ev.insn_len = (uint32_t)a->insn_len;
             hvi_event_reply r;
-            st = hvi_sim_raise(a->s, &ev, &r);
+            st = deliver(a->s, &ev, &r);
             if (st != HVI_OK)
                 return st;
             merge(out, &r);
@@ -137,7 +151,7 @@ static hvi_status watch_after(const struct acc *a, hvi_event_reply *out)
         ev.insn = a->insn, ev.insn_len = (uint32_t)a->insn_len;
         (void)vcpu_xlate(a->s, a->vcpu, a->gva, &ev.gpa);
         hvi_event_reply r;
-        hvi_status st = hvi_sim_raise(a->s, &ev, &r);
+        hvi_status st = deliver(a->s, &ev, &r);
         if (st != HVI_OK)
             return st;
         merge(out, &r);
@@ -153,6 +167,7 @@ static hvi_status guest_access(struct acc *a, hvi_event_reply *reply)
     if (!a->s || a->vcpu >= a->s->nvcpus || (!a->buf && a->len) || a->len > (1u << 20) ||
         a->gva > UINT64_MAX - a->len)
         return HVI_E_INVAL;
+    a->s->event_err = HVI_OK;
     for (int attempt = 0;; attempt++) {
         hvi_event_reply r = {HVI_ACTION_ALLOW, false};
         hvi_status st = check_pages(a, &r);
@@ -176,7 +191,7 @@ static hvi_status guest_access(struct acc *a, hvi_event_reply *reply)
     }
     if (reply)
         *reply = out;
-    return HVI_OK;
+    return a->s->event_err;
 }
 
 hvi_status hvi_sim_guest_write(hvi_sim *sim, uint32_t vcpu, hvi_gva gva, const void *data,
@@ -219,6 +234,7 @@ hvi_status hvi_sim_guest_exec(hvi_sim *sim, uint32_t vcpu, hvi_gva gva, hvi_even
         *reply = out;
     if (!sim || vcpu >= sim->nvcpus)
         return HVI_E_INVAL;
+    sim->event_err = HVI_OK;
     sim->cpu[vcpu].regs.rip = gva;
     hvi_gpa pa = 0;
     hvi_status st = vcpu_xlate(sim, vcpu, gva, &pa);
@@ -233,20 +249,20 @@ hvi_status hvi_sim_guest_exec(hvi_sim *sim, uint32_t vcpu, hvi_gva gva, hvi_even
     if ((sim->caps & HVI_CAP_BREAKPOINT) && hvi_sim_breakpoint_at(sim, gva)) {
         ev_init(&ev, HVI_EV_BREAKPOINT, vcpu);
         ev.gva = gva, ev.gpa = pa, ev.insn = insn, ev.insn_len = ilen;
-        if ((st = hvi_sim_raise(sim, &ev, &r)) != HVI_OK)
+        if ((st = deliver(sim, &ev, &r)) != HVI_OK)
             return st;
         merge(&out, &r);
     }
     if ((sim->caps & HVI_CAP_EPT) && !(hvi_sim_ept_rights(sim, pa) & HVI_EPT_X)) {
         ev_init(&ev, HVI_EV_EPT_VIOLATION, vcpu);
         ev.access = HVI_EPT_X, ev.gva = gva, ev.gpa = pa, ev.insn = insn, ev.insn_len = ilen;
-        if ((st = hvi_sim_raise(sim, &ev, &r)) != HVI_OK)
+        if ((st = deliver(sim, &ev, &r)) != HVI_OK)
             return st;
         merge(&out, &r);
     }
     if (reply)
         *reply = out;
-    return HVI_OK;
+    return sim->event_err;
 }
 
 /* Raise a register-write exit when enabled; *apply says whether the write should happen. */
@@ -259,13 +275,12 @@ static hvi_status reg_exit(hvi_sim *s, hvi_event *ev, uint32_t kind, hvi_event_r
         *reply = r;
     if (!(s->caps & HVI_CAP_REG_EXITS) || !hvi_sim_exit_enabled(s, kind, ev->index))
         return HVI_OK;
-    hvi_status st = hvi_sim_raise(s, ev, &r);
-    if (st != HVI_OK)
-        return st;
+    s->event_err = HVI_OK;
+    (void)deliver(s, ev, &r);
     *apply = r.action == HVI_ACTION_ALLOW;
     if (reply)
         *reply = r;
-    return HVI_OK;
+    return s->event_err;
 }
 
 hvi_status hvi_sim_cr_write(hvi_sim *sim, uint32_t vcpu, uint32_t cr, uint64_t value,
@@ -280,7 +295,7 @@ hvi_status hvi_sim_cr_write(hvi_sim *sim, uint32_t vcpu, uint32_t cr, uint64_t v
     ev.index = cr, ev.old_value = *reg, ev.new_value = value;
     bool apply = true;
     hvi_status st = reg_exit(sim, &ev, HVI_EXIT_CR, reply, &apply);
-    if (st == HVI_OK && apply)
+    if (apply)
         *reg = value;
     return st;
 }
@@ -296,8 +311,10 @@ hvi_status hvi_sim_msr_write(hvi_sim *sim, uint32_t vcpu, uint32_t msr, uint64_t
     (void)hvi_sim_get_msr(sim, vcpu, msr, &ev.old_value);
     bool apply = true;
     hvi_status st = reg_exit(sim, &ev, HVI_EXIT_MSR, reply, &apply);
-    if (st == HVI_OK && apply)
-        st = hvi_sim_set_msr(sim, vcpu, msr, value);
+    if (apply) {
+        hvi_status ws = hvi_sim_set_msr(sim, vcpu, msr, value);
+        st = st == HVI_OK ? ws : st;
+    }
     return st;
 }
 
@@ -313,7 +330,7 @@ hvi_status hvi_sim_dtr_load(hvi_sim *sim, uint32_t vcpu, uint32_t which, uint64_
     ev.old_value = which ? r->gdtr_base : r->idtr_base;
     bool apply = true;
     hvi_status st = reg_exit(sim, &ev, HVI_EXIT_DTR, reply, &apply);
-    if (st == HVI_OK && apply) {
+    if (apply) {
         if (which)
             r->gdtr_base = base, r->gdtr_limit = limit;
         else
@@ -332,7 +349,7 @@ hvi_status hvi_sim_xcr_write(hvi_sim *sim, uint32_t vcpu, uint32_t xcr, uint64_t
     ev.index = xcr, ev.old_value = sim->cpu[vcpu].xcr0, ev.new_value = value;
     bool apply = true;
     hvi_status st = reg_exit(sim, &ev, HVI_EXIT_XCR, reply, &apply);
-    if (st == HVI_OK && apply)
+    if (apply)
         sim->cpu[vcpu].xcr0 = value;
     return st;
 }

@@ -63,6 +63,7 @@ struct hvi_sim {
     uint64_t calls[HVI_SIM_CALL_COUNT];
     int64_t maps_out;
     uint64_t events[HVI_EV_TYPE_MAX];
+    hvi_status event_err; /* first hvi_handle_event failure during the current activity */
 };
 
 /* Offset of gpa in sim->ram, or UINT64_MAX outside RAM. */

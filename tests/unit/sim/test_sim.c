@@ -168,6 +168,38 @@ HVI_TEST(ept_write_denial_really_denies)
     env_free(&v);
 }
 
+static hvi_status failing(hvi_engine *e, const hvi_event *ev, hvi_event_reply *reply, void *ctx)
+{
+    (void)e, (void)ev, (void)ctx;
+    reply->action = HVI_ACTION_DENY; /* ignored: the handler fails */
+    return HVI_E_INTERNAL;
+}
+
+HVI_TEST(engine_failure_lets_the_guest_proceed)
+{
+    struct env v;
+    REQUIRE(env_new(&v, HVI_SIM_CAPS_ALL));
+    hvi_set_log(v.e, NULL, -1, NULL);
+    REQUIRE(hvi_engine_add_handler(v.e, HVI_EV_EPT_VIOLATION, failing, NULL) == HVI_OK);
+    REQUIRE(hvi_engine_add_handler(v.e, HVI_EV_MSR_WRITE, failing, NULL) == HVI_OK);
+    CHECK_OK(v.g.set_ept_rights(v.g.ctx, v.data, HVI_EPT_R));
+    uint32_t val = 0x1234, got = 0;
+    hvi_event_reply rep;
+    CHECK_STATUS(hvi_sim_guest_write(v.sim, 0, VA, &val, 4, NULL, 0, &rep), HVI_E_INTERNAL);
+    CHECK_EQ_U64(rep.action, HVI_ACTION_ALLOW);
+    REQUIRE(hvi_sim_phys_read(v.sim, v.data, &got, 4) == HVI_OK);
+    CHECK_EQ_U64(got, val);
+    CHECK_OK(v.g.enable_exit(v.g.ctx, HVI_EXIT_MSR, HVI_MSR_LSTAR, true));
+    CHECK_STATUS(hvi_sim_msr_write(v.sim, 0, HVI_MSR_LSTAR, 0x77, &rep), HVI_E_INTERNAL);
+    uint64_t m = 0;
+    CHECK_OK(hvi_sim_get_msr(v.sim, 0, HVI_MSR_LSTAR, &m));
+    CHECK_EQ_U64(m, 0x77);
+    /* the next activity starts clean */
+    CHECK_OK(v.g.set_ept_rights(v.g.ctx, v.data, HVI_EPT_RWX));
+    CHECK_OK(hvi_sim_guest_write(v.sim, 0, VA, &val, 4, NULL, 0, &rep));
+    env_free(&v);
+}
+
 HVI_TEST(exec_violation_and_breakpoint)
 {
     struct env v;
