@@ -18,7 +18,12 @@ struct yc {
     char *msg;
     size_t msg_len;
     struct cm_model *m;
+    uint64_t budget; /* scalar reads left: aliases cannot make the work explode */
 };
+
+/* Scalars read per byte of input at most (aliases re-read their anchor's nodes). */
+#define CAMI_YAML_WORK_FACTOR 8u
+#define CAMI_YAML_WORK_SLACK 100000u
 
 static hvi_status yerr(struct yc *y, const yaml_node_t *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -123,6 +128,8 @@ static bool parse_uint(const char *s, uint64_t *v)
 static hvi_status get_uint(struct yc *y, const yaml_node_t *n, uint64_t max, uint64_t *v)
 {
     const char *s = scalar(n);
+    if (y->budget-- == 0)
+        return yerr(y, n, "too much work for the input size (alias expansion?)");
     if (!s)
         return yerr(y, n, "expected a number");
     if (!parse_uint(s, v))
@@ -799,7 +806,7 @@ hvi_status cami_yaml_file(struct cm_model *m, const char *path, const char *text
                           size_t msg_len)
 {
     yaml_parser_t p;
-    struct yc y = {NULL, path, msg, msg_len, m};
+    struct yc y = {NULL, path, msg, msg_len, m, (uint64_t)len * CAMI_YAML_WORK_FACTOR + CAMI_YAML_WORK_SLACK};
     hvi_status st = HVI_OK;
     if (!yaml_parser_initialize(&p))
         return HVI_E_NOMEM;

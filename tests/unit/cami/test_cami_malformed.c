@@ -112,6 +112,26 @@ HVI_TEST(yaml_missing_key_and_duplicates)
     CHECK_STATUS(hvi_cami_build(none, 1, &out, &len, msg, sizeof(msg)), HVI_E_IO);
 }
 
+/* aliases re-read their anchor: a small file naming one big pattern many times is refused */
+HVI_TEST(yaml_alias_expansion_is_bounded)
+{
+    size_t cap = 1 << 20, n = 0;
+    char *t = malloc(cap), msg[512];
+    REQUIRE(t);
+    n += (size_t)snprintf(t + n, cap - n,
+                          "!intro_update_win_function\nname: F\nguest64: True\npatterns:\n"
+                          "    - &p !intro_update_win_pattern\n        min_ver: 1\n        max_ver: 2\n"
+                          "        pattern: !code_pattern\n            code:\n                - [");
+    for (int i = 0; i < 20000; i++)
+        n += (size_t)snprintf(t + n, cap - n, "%s1", i ? "," : "");
+    n += (size_t)snprintf(t + n, cap - n, "]\n");
+    for (int i = 0; i < 20000 && n + 16 < cap; i++)
+        n += (size_t)snprintf(t + n, cap - n, "    - *p\n");
+    CHECK_STATUS(build_msg(t, msg, sizeof(msg)), HVI_E_FORMAT);
+    CHECK(strstr(msg, "too much work") != NULL);
+    free(t);
+}
+
 /* ---- binary ---------------------------------------------------------------------------- */
 
 static void *good_bin(size_t *len)
