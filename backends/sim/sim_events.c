@@ -18,6 +18,8 @@ static void merge(hvi_event_reply *acc, const hvi_event_reply *r)
 hvi_status hvi_sim_raise(hvi_sim *sim, const hvi_event *ev, hvi_event_reply *reply)
 {
     hvi_event_reply r = {HVI_ACTION_ALLOW, false};
+    if (reply)
+        *reply = r;
     if (!sim || !ev)
         return HVI_E_INVAL;
     hvi_status st = HVI_OK;
@@ -103,7 +105,7 @@ static hvi_status check_pages(const struct acc *a, hvi_event_reply *out)
             ev_init(&ev, HVI_EV_EPT_VIOLATION, a->vcpu);
             ev.access = a->right, ev.gpa = pa, ev.gva = va, ev.len = (uint32_t)n;
             ev.insn = a->insn, ev.insn_len = (uint32_t)a->insn_len;
-            hvi_event_reply r;
+            hvi_event_reply r = {HVI_ACTION_ALLOW, false};
             st = deliver(a->s, &ev, &r);
             if (st != HVI_OK)
                 return st;
@@ -150,7 +152,7 @@ static hvi_status watch_after(const struct acc *a, hvi_event_reply *out)
         ev.after_access = true;
         ev.insn = a->insn, ev.insn_len = (uint32_t)a->insn_len;
         (void)vcpu_xlate(a->s, a->vcpu, a->gva, &ev.gpa);
-        hvi_event_reply r;
+        hvi_event_reply r = {HVI_ACTION_ALLOW, false};
         hvi_status st = deliver(a->s, &ev, &r);
         if (st != HVI_OK)
             return st;
@@ -229,7 +231,7 @@ static uint32_t fetch_insn(hvi_sim *s, uint32_t vcpu, hvi_gva gva, uint8_t *buf)
 
 hvi_status hvi_sim_guest_exec(hvi_sim *sim, uint32_t vcpu, hvi_gva gva, hvi_event_reply *reply)
 {
-    hvi_event_reply out = {HVI_ACTION_ALLOW, false}, r;
+    hvi_event_reply out = {HVI_ACTION_ALLOW, false}, r = {HVI_ACTION_ALLOW, false};
     if (reply)
         *reply = out;
     if (!sim || vcpu >= sim->nvcpus)
