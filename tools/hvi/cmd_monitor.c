@@ -19,7 +19,7 @@
 #define MONITOR_USAGE                                                                              \
     "hvi monitor [--vm NAME] [--offsets FILE] [--cami FILE] [--protect LIST] [--deny] [--json]\n" \
     "            [--seconds N] [--interval-ms N]\n"                                              \
-    "  LIST: comma-separated of text,idt,syscalls,vdso,modules,cr,creds,hidden,all (default all)"
+    "  LIST: comma-separated of text,idt,syscalls,vdso,modules,cr,msr,creds,hidden,all (default all)"
 
 static volatile sig_atomic_t g_stop;
 
@@ -44,6 +44,7 @@ static const struct {
     {"syscalls", HVI_OPT_KM_SYSCALL_TABLE}, {"vdso", HVI_OPT_KM_VDSO},
     {"modules", HVI_OPT_KM_MODULES}, {"cr", HVI_OPT_KM_CR},
     {"creds", HVI_OPT_CREDS},        {"hidden", HVI_OPT_INTEGRITY},
+    {"msr", HVI_OPT_KM_MSR},
     {"all", HVI_OPT_ALL_PROTECTION},
 };
 

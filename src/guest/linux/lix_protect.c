@@ -335,6 +335,8 @@ static void check_slice(hvi_engine *e, struct lixp_state *s, struct lixp_region 
             if (s->buf[j] != r->shadow[j])
                 last = j;
         i = last + 1;
+        if (s->msr_armed && r->gva + first >= s->msr_stub && r->gva + last < s->msr_stub + 2)
+            continue; /* the LSTAR agent's stub, put back when it completes */
         if (covered_elsewhere(e, s, r, first, last) ||
             (r->code && legit_code_patch(s->k, r, s->buf, first, last))) {
             memcpy(r->shadow + first, s->buf + first, last - first + 1);
@@ -448,6 +450,8 @@ size_t hvi_linux_protect_check(hvi_engine *e)
             check_region(e, s, &s->regions[i]);
     if (o & HVI_OPT_KM_CR)
         check_cr(e, s);
+    if (o & HVI_OPT_KM_MSR)
+        lixp_check_msr(e, s);
     if (o & HVI_OPT_CREDS)
         lixp_check_creds(e, s);
     if (o & HVI_OPT_INTEGRITY) {
@@ -466,10 +470,13 @@ static void protect_tick(hvi_engine *e, void *ctx)
     hvi_linux_protect_check(e);
 }
 
-/* Nothing is placed in the guest by this mechanism: detach only stops the checks. */
+/* Only the LSTAR agent ever places something in the guest (2 bytes and a breakpoint, for the
+ * time of one rdmsr): undo it if armed; then the checks stop. */
 static hvi_status protect_detach(hvi_engine *e, void *ctx)
 {
-    (void)e, (void)ctx;
+    struct lixp_state *s = ctx;
+    if (s)
+        lixp_msr_detach(e, s);
     return HVI_OK;
 }
 
@@ -502,7 +509,7 @@ hvi_status hvi_linux_protect_start(hvi_engine *e)
         return hvi_fail(e, st, "linux protect: engine timer/detach table full");
     /* first round takes the cross-view shadows (credentials, task and module sets) */
     uint64_t saved = e->options;
-    e->options &= ~(uint64_t)HVI_OPT_KM_CR;
+    e->options &= ~(uint64_t)(HVI_OPT_KM_CR | HVI_OPT_KM_MSR);
     hvi_linux_protect_check(e);
     e->options = saved;
     hvi_log(e, 3, "linux protect: %u regions shadowed", s->nregions);

@@ -52,12 +52,21 @@ struct lixp_state {
     uint64_t reported_hidden[64];
     uint32_t nreported_hidden;
     uint8_t *buf;           /* compare buffer */
+    /* LSTAR agent (lix_protect_msr.c) */
+    uint64_t msr_stub, msr_expected, msr_last, msr_reads;
+    hvi_regs msr_saved;
+    uint32_t msr_wait;
+    bool msr_armed, msr_disabled;
     hvi_linux_protect_stats stats;
     size_t found;           /* violations in the current round */
 };
 
 /* lix_protect.c */
 void lixp_alert_writer(struct lixp_state *s, hvi_alert *a, uint64_t addr);
+
+/* lix_protect_msr.c: LSTAR through a one-shot rdmsr agent. */
+void lixp_check_msr(hvi_engine *e, struct lixp_state *s);
+void lixp_msr_detach(hvi_engine *e, struct lixp_state *s);
 
 /* lix_protect_views.c: credentials and cross-view checks. */
 void lixp_check_creds(hvi_engine *e, struct lixp_state *s);

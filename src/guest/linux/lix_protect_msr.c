@@ -1,0 +1,151 @@
+/*
+ * hvi guest/linux — MSR LSTAR check by a one-shot agent, for backends that cannot read MSRs
+ * (QEMU's gdbstub exposes none).
+ *
+ * On a timer tick, with the vCPU paused in kernel mode (CPL 0), the engine saves its registers,
+ * writes `rdmsr` (0f 32) into int3 padding of kernel text (found in the shadow), sets RIP there
+ * and RCX = 0xC0000082, arms a hypervisor breakpoint right after the instruction and lets the
+ * vCPU go. When the breakpoint is reported, EDX:EAX is LSTAR: the padding bytes and every
+ * register are put back, the breakpoint is removed, and a value other than entry_SYSCALL_64 is
+ * an alert. Limits: vCPU 0 only; skipped on a tick that finds the vCPU in user mode; interrupts
+ * taken before the rdmsr return to the stub (harmless); the text check skips the stub bytes
+ * while the agent is armed.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "guest/linux/lix_protect.h"
+#include "hvi/mem.h"
+
+#define MSR_LSTAR 0xc0000082u
+#define LIXP_MSR_EVERY 4u /* ticks between two agent runs */
+
+static bool find_padding(struct lixp_state *s, uint64_t *stub)
+{
+    for (uint32_t i = 0; i < s->nregions; i++) {
+        const struct lixp_region *r = &s->regions[i];
+        if (strcmp(r->object, "kernel-text"))
+            continue;
+        /* ret; then at least 4 int3 of padding */
+        for (uint32_t j = 1; j + 4 < r->len && j < (8u << 20); j++)
+            if (r->shadow[j - 1] == 0xc3 && r->shadow[j] == 0xcc && r->shadow[j + 1] == 0xcc &&
+                r->shadow[j + 2] == 0xcc && r->shadow[j + 3] == 0xcc) {
+                *stub = r->gva + j;
+                return true;
+            }
+    }
+    return false;
+}
+
+static void lstar_alert(hvi_engine *e, struct lixp_state *s, uint64_t lstar)
+{
+    hvi_alert a;
+    hvi_alert_init(&a, HVI_ALERT_MSR, 0);
+    a.action = HVI_ALERT_LOGGED;
+    a.old_value = s->msr_expected;
+    a.new_value = lstar;
+    a.pid = -1;
+    hvi_strlcpy(a.object, "lstar", sizeof(a.object));
+    lixp_alert_writer(s, &a, lstar);
+    snprintf(a.detail, sizeof(a.detail),
+             "MSR LSTAR is 0x%llx, expected entry_SYSCALL_64 0x%llx (read by a one-shot rdmsr "
+             "agent); now points into %s",
+             (unsigned long long)lstar, (unsigned long long)s->msr_expected,
+             a.module[0] ? a.module : "unknown memory");
+    hvi_alert_emit(e, &a);
+    s->stats.violations++;
+    s->found++;
+}
+
+static void agent_disarm(hvi_engine *e, struct lixp_state *s)
+{
+    static const uint8_t pad[2] = {0xcc, 0xcc};
+    hvi_gva_write(e, 0, s->msr_stub, pad, 2);
+    e->glue.set_breakpoint(e->glue.ctx, s->msr_stub + 2, false);
+    s->msr_armed = false;
+}
+
+static hvi_status on_breakpoint(hvi_engine *e, const hvi_event *ev, hvi_event_reply *reply,
+                                void *ctx)
+{
+    struct lixp_state *s = ctx;
+    if (!s->msr_armed || ev->gva != s->msr_stub + 2 || ev->vcpu != 0)
+        return HVI_OK;
+    hvi_regs now;
+    memset(&now, 0, sizeof(now));
+    hvi_status st = e->glue.get_regs(e->glue.ctx, 0, HVI_REGS_GPR, &now);
+    uint64_t lstar = (now.gpr[HVI_RDX] & 0xffffffffull) << 32 | (now.gpr[HVI_RAX] & 0xffffffffull);
+    /* put the vCPU back exactly where it was, whatever happened */
+    if (e->glue.set_regs(e->glue.ctx, 0, HVI_REGS_GPR, &s->msr_saved) == HVI_OK)
+        reply->regs_changed = true;
+    agent_disarm(e, s);
+    s->msr_reads++;
+    /* one alert per new bad value (not one per agent run) */
+    if (st == HVI_OK && lstar != s->msr_expected && lstar != s->msr_last)
+        lstar_alert(e, s, lstar);
+    if (st == HVI_OK)
+        s->msr_last = lstar;
+    return HVI_OK;
+}
+
+/* Called on every tick with HVI_OPT_KM_MSR. */
+void lixp_check_msr(hvi_engine *e, struct lixp_state *s)
+{
+    const hvi_glue *g = &e->glue;
+    if (s->msr_armed) { /* the breakpoint never came: give up this round, restore */
+        if (++s->msr_wait > 8) {
+            hvi_log(e, 1, "linux protect: LSTAR agent did not complete, disarmed");
+            g->set_regs(g->ctx, 0, HVI_REGS_GPR, &s->msr_saved);
+            agent_disarm(e, s);
+        }
+        return;
+    }
+    if (s->msr_disabled || (s->stats.checks % LIXP_MSR_EVERY) != 0)
+        return;
+    if (!s->msr_stub) {
+        if (!(g->caps & HVI_CAP_BREAKPOINT) || !(g->caps & HVI_CAP_REGS_WRITE) || !g->pause ||
+            !g->resume || lix_kallsyms_lookup(&s->k->ks, "entry_SYSCALL_64", &s->msr_expected) ||
+            !find_padding(s, &s->msr_stub) ||
+            hvi_engine_add_handler(e, HVI_EV_BREAKPOINT, on_breakpoint, s) != HVI_OK) {
+            s->msr_disabled = true;
+            hvi_log(e, 1, "linux protect: LSTAR agent unavailable on this backend/kernel");
+            return;
+        }
+    }
+    if (g->pause(g->ctx) != HVI_OK)
+        return;
+    hvi_regs r;
+    memset(&r, 0, sizeof(r));
+    if (g->get_regs(g->ctx, 0, HVI_REGS_GPR | HVI_REGS_SEG, &r) != HVI_OK ||
+        (r.seg[HVI_CS].selector & 3) != 0) {
+        g->resume(g->ctx);
+        return;
+    }
+    static const uint8_t rdmsr[2] = {0x0f, 0x32};
+    s->msr_saved = r;
+    hvi_regs run = r;
+    run.rip = s->msr_stub;
+    run.gpr[HVI_RCX] = MSR_LSTAR;
+    if (hvi_gva_write(e, 0, s->msr_stub, rdmsr, 2) != HVI_OK ||
+        g->set_breakpoint(g->ctx, s->msr_stub + 2, true) != HVI_OK) {
+        agent_disarm(e, s);
+        g->resume(g->ctx);
+        return;
+    }
+    s->msr_armed = true;
+    s->msr_wait = 0;
+    if (g->set_regs(g->ctx, 0, HVI_REGS_GPR, &run) != HVI_OK) {
+        agent_disarm(e, s);
+        g->set_regs(g->ctx, 0, HVI_REGS_GPR, &s->msr_saved);
+    }
+    g->resume(g->ctx);
+}
+
+/* Detach: an armed agent is undone (registers, stub bytes, breakpoint). */
+void lixp_msr_detach(hvi_engine *e, struct lixp_state *s)
+{
+    if (!s->msr_armed)
+        return;
+    e->glue.set_regs(e->glue.ctx, 0, HVI_REGS_GPR, &s->msr_saved);
+    agent_disarm(e, s);
+}
