@@ -29,6 +29,7 @@ struct hvi_protect_state;
 struct hvi_cami_state;
 struct hvi_lix_state;
 struct lixp_state;
+struct win_state;
 
 typedef hvi_status (*hvi_event_handler)(hvi_engine *e, const hvi_event *ev, hvi_event_reply *reply,
                                         void *ctx);
@@ -82,6 +83,7 @@ struct hvi_engine {
     struct hvi_cami_state *cami;
     struct hvi_lix_state *lix;
     struct lixp_state *lixp;      /* guest/linux kernel protection (lix_protect.c) */
+    struct win_state *win;        /* guest/windows (src/guest/windows) */
 
     /* event dispatch */
     struct hvi_handler_slot handlers[HVI_EV_TYPE_MAX][HVI_MAX_HANDLERS];
