@@ -2,7 +2,8 @@
  * e2e: boot the Debian 6.1 guest with KASLR on and two modules loaded, print the guest's own
  * /proc views on its console, then attach hvi (discovery from the IDT, kallsyms from memory)
  * and compare: the same pids and names, the same module list and sizes, the same VMA ranges
- * and files for pid 1. Offsets come from the CAMI entry built from cami/linux.
+ * and files for pid 1. Offsets come from the CAMI entry built from cami/linux (or generated from
+ * the installed kernel's BTF when cami/linux has none for it: scripts/support-bin).
  */
 #define _GNU_SOURCE
 #include <glob.h>
@@ -12,23 +13,21 @@
 #include <unistd.h>
 
 #include "../qemu/qemu_util.h"
+#include "../support_util.h"
 #include "guest/linux/lix.h"
 #include "hvi/cami.h"
 #include "hvi/linux.h"
 #include "hvi_qemu.h"
 
-/* Support data built from the repository's CAMI sources (cami/linux: the 6.1 entry). */
+/* Support data for the installed kernel (scripts/support-bin). */
 static void *g_support;
 static size_t g_support_len;
 
 static const char *need_support(void)
 {
-    static char msg[256];
-    const char *paths[] = {HVI_SOURCE_DIR "/cami/linux"};
     if (g_support)
         return NULL;
-    hvi_status st = hvi_cami_build(paths, 1, &g_support, &g_support_len, msg, sizeof(msg));
-    return st == HVI_OK ? NULL : msg;
+    return hvi_test_support_bin(&g_support, &g_support_len);
 }
 
 static char *console_block(hvi_qemu_vm *vm, const char *cmd, const char *block)
@@ -189,8 +188,11 @@ static void check_thread_safeness(hvi_engine *e)
 static void run_view(bool cpu_max, uint32_t smp)
 {
     const char *why = qt_missing();
-    if (!why && need_support())
-        REQUIRE(!"building the CAMI support data from cami/linux failed");
+    const char *serr = why ? NULL : need_support();
+    if (serr) {
+        fprintf(stderr, "  %s\n", serr);
+        REQUIRE(!"building the CAMI support data for the installed kernel failed");
+    }
     if (why)
         SKIP_CASE(why);
     char add0[512], add1[512];
