@@ -29,6 +29,7 @@ struct hvi_protect_state;
 struct hvi_cami_state;
 struct hvi_lix_state;
 struct lixp_state;
+struct lixe_state;
 struct win_state;
 
 typedef hvi_status (*hvi_event_handler)(hvi_engine *e, const hvi_event *ev, hvi_event_reply *reply,
@@ -83,6 +84,7 @@ struct hvi_engine {
     struct hvi_cami_state *cami;
     struct hvi_lix_state *lix;
     struct lixp_state *lixp;      /* guest/linux kernel protection (lix_protect.c) */
+    struct lixe_state *lixe;      /* guest/linux events by detours (lix_events.c) */
     struct win_state *win;        /* guest/windows (src/guest/windows) */
 
     /* event dispatch */
