@@ -30,6 +30,7 @@ struct hvi_cami_state;
 struct hvi_lix_state;
 struct lixp_state;
 struct lixe_state;
+struct lixd_state;
 struct win_state;
 
 typedef hvi_status (*hvi_event_handler)(hvi_engine *e, const hvi_event *ev, hvi_event_reply *reply,
@@ -85,6 +86,7 @@ struct hvi_engine {
     struct hvi_lix_state *lix;
     struct lixp_state *lixp;      /* guest/linux kernel protection (lix_protect.c) */
     struct lixe_state *lixe;      /* guest/linux events by detours (lix_events.c) */
+    struct lixd_state *lixd;      /* guest/linux in-guest detours in slack (lix_indetour.c) */
     struct win_state *win;        /* guest/windows (src/guest/windows) */
 
     /* event dispatch */
