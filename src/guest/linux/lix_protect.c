@@ -67,6 +67,18 @@ void lixp_alert_writer(struct lixp_state *s, hvi_alert *a, uint64_t addr)
     describe(s->k, addr, a->symbol, sizeof(a->symbol), a->module, sizeof(a->module));
 }
 
+void lixp_accept(hvi_engine *e, uint64_t gva, uint32_t len)
+{
+    struct lixp_state *s = e ? e->lixp : NULL;
+    for (uint32_t i = 0; s && i < s->nregions; i++) {
+        struct lixp_region *r = &s->regions[i];
+        uint64_t a = gva > r->gva ? gva : r->gva;
+        uint64_t b = gva + len < r->gva + r->len ? gva + len : r->gva + r->len;
+        if (a < b)
+            (void)lix_read(s->k, a, r->shadow + (a - r->gva), (size_t)(b - a));
+    }
+}
+
 static hvi_status sym_range(struct lix_kernel *k, const char *start, const char *end,
                             uint64_t *gva, uint32_t *len)
 {

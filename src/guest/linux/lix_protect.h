@@ -63,6 +63,11 @@ struct lixp_state {
 
 /* lix_protect.c */
 void lixp_alert_writer(struct lixp_state *s, hvi_alert *a, uint64_t addr);
+/* The engine itself legitimately changed [gva, gva+len) (in-guest detours placed or removed,
+ * lix_indetour.c): take the current bytes as the new reference of every region covering them,
+ * so the change is no alert and a later change by someone else still is. No-op when protection
+ * is not running. */
+void lixp_accept(hvi_engine *e, uint64_t gva, uint32_t len);
 
 /* lix_protect_msr.c: LSTAR through a one-shot rdmsr agent. */
 void lixp_check_msr(hvi_engine *e, struct lixp_state *s);
