@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "hvi/alert.h"
 #include "hvi/linux.h"
+#include "hvi/linux_events.h"
 #include "hvi/linux_protect.h"
 #include "linux_session.h"
 
@@ -20,6 +21,10 @@
     "hvi monitor [--vm NAME] [--offsets FILE] [--cami FILE] [--protect LIST] [--deny] [--json]\n" \
     "            [--seconds N] [--interval-ms N]\n"                                              \
     "  LIST: comma-separated of text,idt,syscalls,vdso,modules,cr,msr,creds,hidden,all (default all)"
+
+#define MONITOR_EVENTS_USAGE                                                                       \
+    "  --events: also report process create/exec/exit and module load/unload (JSON lines)\n"    \
+    "  --block-exec PATH: refuse execs of PATH in the guest (-EACCES; repeatable, max 16)"
 
 static volatile sig_atomic_t g_stop;
 
@@ -84,6 +89,9 @@ struct monitor_args {
     uint64_t seconds, interval_ms;
     char *pass[12];
     int npass;
+    uint64_t evopts;           /* --events / --block-exec */
+    const char *blocks[16];
+    int nblocks;
 };
 
 static int parse_args(struct monitor_args *m, int argc, char **argv)
@@ -94,8 +102,15 @@ static int parse_args(struct monitor_args *m, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (hvi_cli_is_help(a)) {
-            printf("usage: %s\n", MONITOR_USAGE);
+            printf("usage: %s\n%s\n", MONITOR_USAGE, MONITOR_EVENTS_USAGE);
             return 2;
+        } else if (!strcmp(a, "--events")) {
+            m->evopts |= HVI_OPT_EVENT_PROCESS | HVI_OPT_EVENT_MODULE;
+        } else if (i + 1 < argc && !strcmp(a, "--block-exec")) {
+            if (m->nblocks >= 16 || argv[i + 1][0] != '/')
+                goto usage;
+            m->blocks[m->nblocks++] = argv[++i];
+            m->evopts |= HVI_OPT_BLOCK_EXEC;
         } else if (!strcmp(a, "--deny")) {
             m->deny = true;
         } else if (i + 1 < argc && !strcmp(a, "--protect")) {
@@ -141,6 +156,17 @@ static int cmd_monitor(int argc, char **argv)
         st = hvi_linux_protect_start(s.engine);
     if (st != HVI_OK) {
         fprintf(stderr, "hvi monitor: %s\n", hvi_last_error(s.engine));
+        linux_session_close(&s);
+        return 1;
+    }
+    for (int i = 0; m.evopts && st == HVI_OK && i < m.nblocks; i++)
+        st = hvi_linux_block_exec_add(s.engine, m.blocks[i]);
+    if (m.evopts && st == HVI_OK &&
+        (st = hvi_options_set(s.engine, hvi_options_get(s.engine) | m.evopts)) == HVI_OK)
+        st = hvi_linux_events_start(s.engine);
+    if (st != HVI_OK) {
+        fprintf(stderr, "hvi monitor: events: %s\n", hvi_last_error(s.engine));
+        hvi_detach(s.engine);
         linux_session_close(&s);
         return 1;
     }

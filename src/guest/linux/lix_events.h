@@ -1,0 +1,80 @@
+/*
+ * hvi guest/linux — events by detours: the argument decoding and the engine's own process and
+ * module lists (private to the layer; the unit tests drive these on synthetic memory).
+ *
+ * Everything decoded here comes from guest registers and guest memory, i.e. is attacker
+ * controlled: every pointer is checked (canonical kernel half, alignment) before it is followed,
+ * strings are bounded, and a failure gives a negative status without touching the lists.
+ */
+#ifndef HVI_GUEST_LIX_EVENTS_H
+#define HVI_GUEST_LIX_EVENTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "guest/linux/lix.h"
+
+#define LIXE_PATH 256u
+#define LIXE_MAX_PROCS LIX_MAX_TASKS
+#define LIXE_MAX_MODS LIX_MAX_MODULES
+
+struct lixe_proc {
+    uint64_t task;
+    int32_t pid, tgid, ppid;
+    bool kernel_thread;
+    char comm[17];
+    char exe[LIXE_PATH];
+};
+
+struct lixe_mod {
+    uint64_t addr;
+    char name[57];
+    uint32_t state;
+    uint64_t base;
+    uint32_t size, text_size, ro_size;
+};
+
+/* Sorted by pid / by module address; bounded by LIXE_MAX_PROCS / LIXE_MAX_MODS. */
+struct lixe_lists {
+    struct lixe_proc *p;
+    size_t np, capp;
+    struct lixe_mod *m;
+    size_t nm, capm;
+};
+
+/* linux_binprm offsets (CAMI group Binprm). */
+struct lixe_binprm {
+    uint32_t filename, interp, file;
+};
+
+struct lixe_exec {
+    uint64_t bprm;
+    char filename[LIXE_PATH]; /* the path execve was given */
+    char interp[LIXE_PATH];   /* script interpreter ("" or == filename when none) */
+    char exe[LIXE_PATH];      /* the binary's path from bprm->file ("" when unreadable) */
+};
+
+/* current task: [gs_base + pcpu_off] (per-CPU `current_task`). HVI_E_FORMAT for a base or a
+ * value that is not a kernel pointer. */
+hvi_status lixe_current(const struct lix_kernel *k, uint64_t gs_base, uint64_t pcpu_off,
+                        uint64_t *task);
+/* The task's pid, tgid, parent's tgid, comm, kernel-thread flag and exe path. */
+hvi_status lixe_decode_task(const struct lix_kernel *k, uint64_t task, struct lixe_proc *out);
+hvi_status lixe_decode_exec(const struct lix_kernel *k, const struct lixe_binprm *b, uint64_t bprm,
+                            struct lixe_exec *out);
+hvi_status lixe_decode_module(const struct lix_kernel *k, uint64_t mod, struct lixe_mod *out);
+
+/* Insert or replace (same pid / same address). HVI_E_LIMIT when full, HVI_E_NOMEM. */
+hvi_status lixe_proc_put(struct lixe_lists *l, const struct lixe_proc *p);
+struct lixe_proc *lixe_proc_find(struct lixe_lists *l, int32_t pid);
+bool lixe_proc_del(struct lixe_lists *l, int32_t pid);
+hvi_status lixe_mod_put(struct lixe_lists *l, const struct lixe_mod *m);
+bool lixe_mod_del(struct lixe_lists *l, uint64_t addr);
+void lixe_lists_clear(struct lixe_lists *l, bool procs, bool mods);
+void lixe_lists_free(struct lixe_lists *l);
+
+/* kbasename(): the part after the last '/'. */
+const char *lixe_basename(const char *path);
+
+#endif
