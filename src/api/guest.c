@@ -8,6 +8,7 @@
 #include "core/engine.h"
 #include "hvi/cami.h"
 #include "guest/linux/lix.h"
+#include "guest/windows/win.h"
 
 static hvi_status read_paging_context(hvi_engine *e)
 {
@@ -50,8 +51,15 @@ hvi_status hvi_new_guest(hvi_engine *e, const hvi_guest_params *p)
         if (st != HVI_OK && (p->os_hint == HVI_OS_LINUX || lix_get(e)))
             return st;
     }
+    if (!lix_get(e) && (p->os_hint == HVI_OS_WINDOWS || p->os_hint == HVI_OS_UNKNOWN)) {
+        st = win_activate(e);
+        /* same rule as Linux: a found ntoskrnl without a support entry is refused by build */
+        if (st != HVI_OK && (p->os_hint == HVI_OS_WINDOWS || win_get(e)))
+            return st;
+    }
     e->guest.vcpus = vcpus;
-    e->guest.os = lix_get(e) ? (uint32_t)HVI_OS_LINUX : p->os_hint;
+    e->guest.os = lix_get(e) ? (uint32_t)HVI_OS_LINUX
+                             : win_get(e) ? (uint32_t)HVI_OS_WINDOWS : p->os_hint;
     e->guest.attached = true;
     e->detaching = false;
     st = hvi_options_set(e, p->options);

@@ -1,0 +1,86 @@
+/*
+ * hvi — Windows guest queries: what the engine sees of a 64-bit Windows guest, read live from
+ * its memory with the structure layouts of the selected CAMI entry.
+ *
+ * Valid after hvi_new_guest() found ntoskrnl (os_hint HVI_OS_WINDOWS, or UNKNOWN when the guest
+ * is not Linux). Lists are malloc'd arrays released with hvi_windows_free(). Each call walks
+ * guest memory afresh (bounded; a corrupted structure gives HVI_E_FORMAT / HVI_E_LIMIT with a
+ * reason in hvi_last_error()). The test bed is the simulator (backends/sim/hvi_sim_windows.h):
+ * no real Windows guest has been introspected with this layer yet (docs/windows-guest.md).
+ */
+#ifndef HVI_WINDOWS_H
+#define HVI_WINDOWS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hvi.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hvi_windows_info {
+    uint32_t build;              /* NtBuildNumber & 0xFFFF */
+    bool kpti;                   /* the syscall entry lies in ntoskrnl's KVASCODE section */
+    bool is64;
+    bool have_offsets;           /* a CAMI entry was selected: processes/modules available */
+    char version[65];            /* the CAMI entry's version string, "" without one */
+    uint64_t kernel_base;        /* ntoskrnl image base and SizeOfImage */
+    uint32_t kernel_size;
+    uint32_t sections;
+    uint64_t system_process;     /* *PsInitialSystemProcess */
+    uint64_t ps_active_process_head;
+    uint64_t ps_loaded_module_list;
+    uint64_t service_table;      /* KiServiceTable (0 when not found) and its entry count */
+    uint32_t service_count;
+    uint64_t hal_dispatch_table; /* 0 when not exported */
+} hvi_windows_info;
+
+typedef struct hvi_windows_process {
+    uint64_t eprocess;
+    uint32_t pid, ppid;          /* UniqueProcessId, InheritedFromUniqueProcessId */
+    uint64_t cr3;                /* DirectoryTableBase */
+    uint64_t peb;
+    uint32_t flags;              /* EPROCESS.Flags */
+    bool exiting;                /* Exiting, Delete or VmDeleted set */
+    char name[16];               /* ImageFileName (15 characters at most) */
+} hvi_windows_process;
+
+typedef struct hvi_windows_module {
+    uint64_t entry;              /* KLDR_DATA_TABLE_ENTRY address */
+    uint64_t base;               /* DllBase */
+    uint32_t size;               /* SizeOfImage */
+    bool truncated;              /* a name was longer than its field here */
+    char name[128];              /* BaseDllName, UTF-8 */
+    char path[256];              /* FullDllName, UTF-8 */
+} hvi_windows_module;
+
+typedef struct hvi_windows_function {
+    char name[48];               /* "PspInsertProcess" ... */
+    uint64_t address;            /* 0 when no CAMI pattern matched */
+    uint32_t pattern;            /* index of the matching pattern in the CAMI entry */
+    bool detoured;
+} hvi_windows_function;
+
+/* HVI_E_STATE when no Windows kernel was found. */
+hvi_status hvi_windows_get_info(hvi_engine *engine, hvi_windows_info *out);
+/* Processes on PsActiveProcessHead (System first); HVI_E_UNSUPPORTED without a CAMI entry. */
+hvi_status hvi_windows_list_processes(hvi_engine *engine, hvi_windows_process **out,
+                                      size_t *count);
+/* Drivers on PsLoadedModuleList (ntoskrnl first). */
+hvi_status hvi_windows_list_modules(hvi_engine *engine, hvi_windows_module **out, size_t *count);
+/* The kernel functions located by CAMI code patterns (and whether they are detoured now). */
+hvi_status hvi_windows_list_functions(hvi_engine *engine, hvi_windows_function **out,
+                                      size_t *count);
+/* Address of an ntoskrnl export. HVI_E_NOT_FOUND when absent. */
+hvi_status hvi_windows_find_export(hvi_engine *engine, const char *name, uint64_t *addr);
+void hvi_windows_free(void *array);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HVI_WINDOWS_H */

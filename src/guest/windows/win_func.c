@@ -1,0 +1,248 @@
+/* guest/windows — kernel functions located by the CAMI code patterns of the selected entry
+ * (0x100 = any byte, searched in the section the pattern hints at), and the detours placed on
+ * them: PspInsertProcess (process creation) and MmCleanProcessAddressSpace (termination). The
+ * detour callbacks read their arguments as the entry's argument list says (a GPR, or the Nth
+ * stack slot at function entry) and raise process events. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/engine.h"
+#include "guest/windows/win.h"
+
+static const char *const fn_names[WIN_FN_COUNT] = {"PspInsertProcess", "MmCleanProcessAddressSpace"};
+
+const char *win_fn_name(enum win_fn f) { return (unsigned)f < WIN_FN_COUNT ? fn_names[f] : "?"; }
+
+/* Section bytes read once per search; absent pages read as zero. */
+struct scan_cache {
+    uint8_t *buf[WIN_PE_MAX_SECTIONS];
+    uint32_t len[WIN_PE_MAX_SECTIONS];
+};
+
+static const uint8_t *section_bytes(hvi_engine *e, struct win_state *w, struct scan_cache *c,
+                                    uint32_t i, uint32_t *len)
+{
+    if (!c->buf[i]) {
+        uint32_t n = w->pe.sec[i].vsize;
+        if (n > WIN_MAX_SCAN_SECTION)
+            n = WIN_MAX_SCAN_SECTION;
+        c->buf[i] = calloc(1, n ? n : 1);
+        if (!c->buf[i])
+            return NULL;
+        uint64_t va = w->base + w->pe.sec[i].rva;
+        for (uint32_t off = 0; off < n;) {
+            uint32_t chunk = HVI_PAGE_SIZE - (uint32_t)((va + off) & (HVI_PAGE_SIZE - 1));
+            if (chunk > n - off)
+                chunk = n - off;
+            (void)hvi_gva_read(e, 0, va + off, c->buf[i] + off, chunk);
+            off += chunk;
+        }
+        c->len[i] = n;
+    }
+    *len = c->len[i];
+    return c->buf[i];
+}
+
+/* First offset in buf where p matches, or -1. Patterns without a literal byte never match. */
+static long find_pattern(const hvi_cami_pattern *p, const uint8_t *buf, uint32_t len)
+{
+    uint32_t k = 0;
+    while (k < p->len && p->items[k] == HVI_CAMI_WILDCARD)
+        k++;
+    if (k == p->len || p->len > len)
+        return -1;
+    uint8_t first = (uint8_t)p->items[k];
+    for (uint32_t pos = 0; pos + p->len <= len;) {
+        const uint8_t *hit = memchr(buf + pos + k, first, len - p->len + 1 - pos);
+        if (!hit)
+            return -1;
+        pos = (uint32_t)(hit - buf) - k;
+        if (hvi_cami_pattern_match(p, buf + pos, len - pos))
+            return (long)pos;
+        pos++;
+    }
+    return -1;
+}
+
+static hvi_status search(hvi_engine *e, struct win_state *w, struct scan_cache *c,
+                         const hvi_cami_win_function *fn, uint64_t *gva, uint32_t *pattern)
+{
+    for (uint32_t j = 0; j < fn->pattern_count; j++) {
+        const hvi_cami_pattern *p = &fn->patterns[j];
+        bool hinted = p->section[0] && win_pe_section_named(&w->pe, p->section);
+        for (uint32_t i = 0; i < w->pe.nsec; i++) {
+            const struct win_pe_section *s = &w->pe.sec[i];
+            if (hinted ? strcmp(s->name, p->section) != 0
+                       : !(s->characteristics & WIN_SCN_MEM_EXECUTE))
+                continue;
+            uint32_t len = 0;
+            const uint8_t *b = section_bytes(e, w, c, i, &len);
+            if (!b)
+                return HVI_E_NOMEM;
+            long at = find_pattern(p, b, len);
+            if (at >= 0) {
+                *gva = w->base + s->rva + (uint64_t)at;
+                *pattern = j;
+                return HVI_OK;
+            }
+        }
+    }
+    return HVI_E_NOT_FOUND;
+}
+
+hvi_status win_pattern_search(hvi_engine *e, const hvi_cami_win_function *fn, uint64_t *gva,
+                              uint32_t *pattern)
+{
+    struct win_state *w = win_get(e);
+    if (!w || !fn || !gva || !pattern)
+        return HVI_E_INVAL;
+    struct scan_cache c;
+    memset(&c, 0, sizeof(c));
+    hvi_status st = search(e, w, &c, fn, gva, pattern);
+    for (uint32_t i = 0; i < WIN_PE_MAX_SECTIONS; i++)
+        free(c.buf[i]);
+    return st;
+}
+
+hvi_status win_locate_functions(hvi_engine *e)
+{
+    struct win_state *w = win_get(e);
+    if (!w || !w->cami)
+        return HVI_E_STATE;
+    struct scan_cache c;
+    memset(&c, 0, sizeof(c));
+    hvi_status worst = HVI_OK;
+    for (int f = 0; f < WIN_FN_COUNT; f++) {
+        struct win_located *l = &w->fn[f];
+        l->fn = hvi_cami_win_function_find(w->cami, hvi_cami_name_hash(fn_names[f]));
+        l->gva = 0;
+        hvi_status st = l->fn ? search(e, w, &c, l->fn, &l->gva, &l->pattern) : HVI_E_NOT_FOUND;
+        if (st != HVI_OK) {
+            l->gva = 0;
+            worst = st;
+            hvi_log(e, HVI_LOG_WARN, "windows: %s not located (%s)", fn_names[f],
+                    l->fn ? "no pattern matched" : "no CAMI function entry");
+        }
+    }
+    for (uint32_t i = 0; i < WIN_PE_MAX_SECTIONS; i++)
+        free(c.buf[i]);
+    return worst;
+}
+
+/* Argument `i` of a detoured call: a GPR index, or (N << 16) | 0xFFFF for the Nth stack slot
+ * at function entry ([RSP + 8 N]; slot 0 is the return address). */
+static hvi_status detour_arg(hvi_engine *e, const struct win_located *l, const hvi_regs *r,
+                             uint32_t i, uint64_t *out)
+{
+    const hvi_cami_pattern *p = l->fn && l->pattern < l->fn->pattern_count
+                                    ? &l->fn->patterns[l->pattern] : NULL;
+    const uint32_t *args = p && p->ext_arg_count ? p->ext_args : l->fn ? l->fn->args : NULL;
+    uint32_t n = p && p->ext_arg_count ? p->ext_arg_count : l->fn ? l->fn->arg_count : 0;
+    if (!args || i >= n)
+        return HVI_E_NOT_FOUND;
+    uint32_t a = args[i];
+    if (a < HVI_GPR_COUNT) {
+        *out = r->gpr[a];
+        return HVI_OK;
+    }
+    if ((a & 0xFFFFu) != 0xFFFFu)
+        return HVI_E_FORMAT;
+    uint64_t slot = a >> 16, cr3 = r->cr3 & 0x000FFFFFFFFFF000ull;
+    return hvi_gva_read(e, cr3, r->gpr[HVI_RSP] + 8u * slot, out, 8);
+}
+
+static void process_event(hvi_engine *e, uint32_t type, uint32_t vcpu, uint64_t rip,
+                          const hvi_windows_process *p, const hvi_windows_process *parent)
+{
+    hvi_alert a;
+    hvi_alert_init(&a, type, vcpu);
+    a.rip = rip;
+    a.pid = (int32_t)p->pid;
+    hvi_strlcpy(a.comm, p->name, sizeof(a.comm));
+    hvi_strlcpy(a.object, "process", sizeof(a.object));
+    hvi_strlcpy(a.module, "ntoskrnl.exe", sizeof(a.module));
+    snprintf(a.detail, sizeof(a.detail), "eprocess=0x%llx ppid=%u parent=%s cr3=0x%llx",
+             (unsigned long long)p->eprocess, parent ? parent->pid : p->ppid,
+             parent ? parent->name : "?", (unsigned long long)p->cr3);
+    hvi_alert_emit(e, &a);
+}
+
+static bool on_insert_process(hvi_engine *e, hvi_hook *hook, uint32_t vcpu, hvi_regs *regs,
+                              void *ctx)
+{
+    (void)hook, (void)ctx;
+    struct win_state *w = win_get(e);
+    if (!w)
+        return false;
+    const struct win_located *l = &w->fn[WIN_FN_PSP_INSERT_PROCESS];
+    uint64_t ep = 0, parent_ep = 0;
+    hvi_windows_process p, parent;
+    if (detour_arg(e, l, regs, 0, &ep) != HVI_OK || !win_is_kptr(ep) ||
+        win_read_process(e, ep, &p) != HVI_OK) {
+        hvi_log(e, HVI_LOG_WARN, "windows: PspInsertProcess with an unreadable EPROCESS 0x%llx",
+                (unsigned long long)ep);
+        return false;
+    }
+    bool have_parent = detour_arg(e, l, regs, 1, &parent_ep) == HVI_OK && win_is_kptr(parent_ep) &&
+                       win_read_process(e, parent_ep, &parent) == HVI_OK;
+    process_event(e, HVI_EVENT_PROCESS_CREATE, vcpu, regs->rip, &p, have_parent ? &parent : NULL);
+    return false;
+}
+
+static bool on_clean_process(hvi_engine *e, hvi_hook *hook, uint32_t vcpu, hvi_regs *regs,
+                             void *ctx)
+{
+    (void)hook, (void)ctx;
+    struct win_state *w = win_get(e);
+    if (!w)
+        return false;
+    uint64_t ep = 0;
+    hvi_windows_process p;
+    if (detour_arg(e, &w->fn[WIN_FN_MM_CLEAN_PROCESS_ADDRESS_SPACE], regs, 0, &ep) != HVI_OK ||
+        !win_is_kptr(ep) || win_read_process(e, ep, &p) != HVI_OK)
+        return false;
+    /* some builds call it twice for one process: report the first call only */
+    for (uint32_t i = 0; i < WIN_EXITED_RING; i++)
+        if (w->exited[i] == ep)
+            return false;
+    w->exited[w->exited_next++ % WIN_EXITED_RING] = ep;
+    process_event(e, HVI_EVENT_PROCESS_EXIT, vcpu, regs->rip, &p, NULL);
+    return false;
+}
+
+hvi_status win_detours_set(hvi_engine *e, bool on)
+{
+    struct win_state *w = win_get(e);
+    if (!w || !w->active)
+        return HVI_E_STATE;
+    static const hvi_detour_cb cbs[WIN_FN_COUNT] = {on_insert_process, on_clean_process};
+    hvi_status worst = HVI_OK;
+    for (int f = 0; f < WIN_FN_COUNT; f++) {
+        struct win_located *l = &w->fn[f];
+        if (!on) {
+            if (l->detour && hvi_hook_remove(e, l->detour) == HVI_OK)
+                l->detour = NULL;
+            continue;
+        }
+        if (l->detour)
+            continue;
+        if (!l->gva) {
+            worst = hvi_fail(e, HVI_E_NOT_FOUND, "%s was not located: no detour", fn_names[f]);
+            continue;
+        }
+        hvi_status st = hvi_detour_add(e, l->gva, cbs[f], NULL, &l->detour);
+        if (st != HVI_OK) {
+            l->detour = NULL;
+            worst = hvi_fail(e, st, "detour on %s at 0x%llx: %s", fn_names[f],
+                             (unsigned long long)l->gva, hvi_strstatus(st));
+        } else {
+            hvi_hook_set_owned(l->detour, true);
+        }
+    }
+    if (on)
+        w->applied |= HVI_OPT_EVENT_PROCESS;
+    else
+        w->applied &= ~(uint64_t)HVI_OPT_EVENT_PROCESS;
+    return worst;
+}
