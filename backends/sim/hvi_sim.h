@@ -60,7 +60,7 @@ hvi_status hvi_sim_glue(hvi_sim *sim, hvi_glue *out);
     ((uint64_t)(HVI_CAP_PHYS_MAP | HVI_CAP_REGS_WRITE | HVI_CAP_MSR_READ | HVI_CAP_MSR_WRITE |   \
                 HVI_CAP_DTR | HVI_CAP_EPT | HVI_CAP_REG_EXITS | HVI_CAP_BREAKPOINT |           \
                 HVI_CAP_WATCHPOINT | HVI_CAP_SINGLE_STEP | HVI_CAP_PAUSE | HVI_CAP_INJECT |    \
-                HVI_CAP_VMCALL | HVI_CAP_TIMER))
+                HVI_CAP_VMCALL | HVI_CAP_TIMER | HVI_CAP_VEC_REGS))
 /* The QEMU-like profile: breakpoints, watchpoints, stepping, pause, registers; no EPT, no
  * register exits, no injection. */
 #define HVI_SIM_CAPS_QEMU_LIKE                                                                    \
@@ -139,6 +139,8 @@ hvi_paging_mode hvi_sim_vcpu_paging(hvi_sim *sim, uint32_t vcpu);
 hvi_status hvi_sim_set_msr(hvi_sim *sim, uint32_t vcpu, uint32_t msr, uint64_t value);
 hvi_status hvi_sim_get_msr(hvi_sim *sim, uint32_t vcpu, uint32_t msr, uint64_t *out);
 hvi_status hvi_sim_set_xcr0(hvi_sim *sim, uint32_t vcpu, uint64_t value);
+/* XMM0-15 of a vCPU (16 bytes each, little-endian; zero at start). */
+hvi_status hvi_sim_set_xmm(hvi_sim *sim, uint32_t vcpu, uint32_t index, const uint8_t value[16]);
 
 /* ---- EPT, breakpoints, watchpoints, exits (state the engine set through the glue) ---- */
 uint32_t hvi_sim_ept_rights(hvi_sim *sim, hvi_gpa gpa); /* HVI_EPT_RWX default, 0 outside RAM */
@@ -226,6 +228,7 @@ enum hvi_sim_call {
     HVI_SIM_CALL_PAUSE,
     HVI_SIM_CALL_RESUME,
     HVI_SIM_CALL_INJECT,
+    HVI_SIM_CALL_GET_VEC_REG,
     HVI_SIM_CALL_COUNT
 };
 /* After `after_n_successes` more successful calls of `call`, every further call fails with

@@ -261,6 +261,14 @@ hvi_status hvi_sim_set_xcr0(hvi_sim *sim, uint32_t vcpu, uint64_t value)
     return HVI_OK;
 }
 
+hvi_status hvi_sim_set_xmm(hvi_sim *sim, uint32_t vcpu, uint32_t index, const uint8_t value[16])
+{
+    if (!sim || vcpu >= sim->nvcpus || index >= 16 || !value)
+        return HVI_E_INVAL;
+    memcpy(sim->cpu[vcpu].xmm[index], value, 16);
+    return HVI_OK;
+}
+
 uint32_t hvi_sim_ept_rights(hvi_sim *sim, hvi_gpa gpa)
 {
     uint64_t off = sim ? sim_ram_off(sim, gpa) : UINT64_MAX;

@@ -99,6 +99,16 @@ static hvi_status g_get_xcr0(void *ctx, uint32_t vcpu, uint64_t *out)
     return HVI_OK;
 }
 
+static hvi_status g_get_vec_reg(void *ctx, uint32_t vcpu, uint32_t index, uint8_t out[16])
+{
+    hvi_sim *s = ctx;
+    GATE(s, HVI_SIM_CALL_GET_VEC_REG);
+    if (!out || vcpu >= s->nvcpus || index >= 16)
+        return HVI_E_INVAL;
+    memcpy(out, s->cpu[vcpu].xmm[index], 16);
+    return HVI_OK;
+}
+
 static hvi_status g_max_gpfn(void *ctx, uint64_t *out)
 {
     hvi_sim *s = ctx;
@@ -290,5 +300,6 @@ hvi_status hvi_sim_glue(hvi_sim *sim, hvi_glue *g)
     g->pause = (c & HVI_CAP_PAUSE) ? g_pause : NULL;
     g->resume = (c & HVI_CAP_PAUSE) ? g_resume : NULL;
     g->inject_exception = (c & HVI_CAP_INJECT) ? g_inject : NULL;
+    g->get_vec_reg = (c & HVI_CAP_VEC_REGS) ? g_get_vec_reg : NULL;
     return HVI_OK;
 }

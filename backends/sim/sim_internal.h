@@ -20,6 +20,7 @@ struct sim_vcpu {
     struct sim_msr msrs[SIM_MAX_MSRS];
     uint32_t nmsrs;
     uint64_t xcr0;
+    uint8_t xmm[16][16];
     bool stepping;
     bool exc_pending;
     uint8_t exc_vector;

@@ -102,13 +102,25 @@ int hvi_insn_write_access(const hvi_insn *insn);
  * `regs` must hold the GPRs and RFLAGS (for ADC/SBB). Writes *out_len bytes (<= 16) into out.
  * Supported: MOV, MOVNTI, XCHG, CMPXCHG (the stored value when the compare succeeds; the old
  * value otherwise), CMPXCHG8B/16B, ADD, ADC, SUB, SBB, AND, OR, XOR, INC, DEC, NOT, NEG, BTS,
- * BTR, BTC, XADD, STOS (one element), PUSH reg/imm, CALL (return address), SETcc, MOVS needs the
- * source bytes: HVI_E_UNSUPPORTED (use hvi_gva_read on the source access). SSE/AVX moves
- * (MOVDQU, MOVAPS, MOVUPS, MOVSS, MOVLPS, MOVHPS, ...) need XMM registers the glue does not
- * expose yet: HVI_E_UNSUPPORTED. Instructions that write no memory: HVI_E_INVAL.
+ * BTR, BTC, XADD, STOS (one element), PUSH reg/imm, CALL (return address), SETcc. MOVS and
+ * SSE/AVX stores need guest memory or XMM registers: HVI_E_UNSUPPORTED here, use
+ * hvi_decode_write_value. Instructions that write no memory: HVI_E_INVAL.
  */
 hvi_status hvi_insn_write_value(const hvi_insn *insn, const hvi_regs *regs, const void *old,
                                 size_t old_len, uint8_t *out, size_t *out_len);
+
+/*
+ * hvi_decode_write_value - hvi_insn_write_value plus what needs the engine: MOVSB/W/D/Q (one
+ * element, read from the source access through `regs->cr3`; `regs` must hold HVI_REGS_CR and
+ * the instruction must have been decoded with registers), and SSE/AVX stores of an XMM
+ * register of `vcpu` read through the glue's get_vec_reg: MOVDQU/A, MOV(U|A|NT)(PS|PD),
+ * MOVNTDQ, MOVSS, MOVSD, MOVLPS/LPD, MOVHPS/HPD (high half), MOVQ, MOVD, PEXTRB/W/D/Q and
+ * EXTRACTPS (element imm8), and their 128-bit VEX forms. HVI_E_UNSUPPORTED without
+ * HVI_CAP_VEC_REGS, for 256/512-bit stores and XMM16-31; HVI_E_BACKEND when the glue fails.
+ */
+hvi_status hvi_decode_write_value(hvi_engine *e, uint32_t vcpu, const hvi_insn *insn,
+                                  const hvi_regs *regs, const void *old, size_t old_len,
+                                  uint8_t *out, size_t *out_len);
 
 /*
  * hvi_insn_emulate_load - complete a load instruction with caller-supplied memory contents:

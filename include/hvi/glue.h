@@ -127,6 +127,7 @@ enum hvi_caps {
     HVI_CAP_INJECT = 1u << 11,      /* inject an exception (e.g. #PF for swapmem) */
     HVI_CAP_VMCALL = 1u << 12,      /* the guest can call the engine with VMCALL */
     HVI_CAP_TIMER = 1u << 13,       /* the backend calls hvi_timer_tick() periodically */
+    HVI_CAP_VEC_REGS = 1u << 14,    /* get_vec_reg (appended member: the table's size must cover it) */
 };
 
 typedef struct hvi_glue {
@@ -171,6 +172,11 @@ typedef struct hvi_glue {
     /* Inject exception `vector` on the next entry of `vcpu`; cr2 is used for #PF. */
     hvi_status (*inject_exception)(void *ctx, uint32_t vcpu, uint8_t vector, uint32_t error_code,
                                    uint64_t cr2);
+
+    /* --- appended members: a table whose `size` ends before one of them does not have it --- */
+    /* The 16 bytes of vector register XMM`index` (0-15) of `vcpu`, little-endian. Lets the engine
+     * know the value an SSE store writes (hvi_decode_write_value). HVI_CAP_VEC_REGS. */
+    hvi_status (*get_vec_reg)(void *ctx, uint32_t vcpu, uint32_t index, uint8_t out[16]);
 } hvi_glue;
 
 /*

@@ -25,12 +25,15 @@ static const struct cap_need cap_needs[] = {
     {HVI_CAP_PAUSE, offsetof(hvi_glue, pause)},
     {HVI_CAP_PAUSE, offsetof(hvi_glue, resume)},
     {HVI_CAP_INJECT, offsetof(hvi_glue, inject_exception)},
+    {HVI_CAP_VEC_REGS, offsetof(hvi_glue, get_vec_reg)},
 };
 
 static int member_missing(const hvi_glue *glue, size_t off)
 {
     /* Every member checked is a function pointer; a NULL one is all zero bytes on the
      * platforms hvi supports. */
+    if (off + sizeof(void (*)(void)) > glue->size)
+        return 1; /* an appended member the backend's table does not reach */
     const unsigned char *p = (const unsigned char *)glue + off;
     for (size_t i = 0; i < sizeof(void (*)(void)); i++)
         if (p[i] != 0)

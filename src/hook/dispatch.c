@@ -64,8 +64,8 @@ static uint32_t call_hooks(hvi_engine *e, struct hvi_hook **snap, size_t n, hvi_
     return action;
 }
 
-static void write_values(hvi_engine *e, const hvi_insn *insn, const hvi_regs *regs,
-                         hvi_hook_access *acc)
+static void write_values(hvi_engine *e, uint32_t vcpu, const hvi_insn *insn,
+                         const hvi_regs *regs, hvi_hook_access *acc)
 {
     uint8_t old[16];
     size_t n = 0;
@@ -77,7 +77,7 @@ static void write_values(hvi_engine *e, const hvi_insn *insn, const hvi_regs *re
     memcpy(old, (uint8_t *)page + (acc->gpa & (HVI_PAGE_SIZE - 1)), len);
     e->glue.unmap_gpa(e->glue.ctx, acc->gpa & HVI_PAGE_MASK, page);
     memcpy(acc->old_bytes, old, sizeof(old));
-    if (hvi_insn_write_value(insn, regs, old, sizeof(old), acc->new_bytes, &n) == HVI_OK)
+    if (hvi_decode_write_value(e, vcpu, insn, regs, old, sizeof(old), acc->new_bytes, &n) == HVI_OK)
         acc->values_known = true;
 }
 
@@ -145,7 +145,7 @@ hvi_status hvi_hook_on_ept(hvi_engine *e, const hvi_event *ev, hvi_event_reply *
                            .insn = ip, .regs = have_regs ? &regs : NULL,
                            .emulate = have_regs ? &work : NULL};
     if (ev->access == HVI_EPT_W && have_regs)
-        write_values(e, ip, &regs, &acc);
+        write_values(e, ev->vcpu, ip, &regs, &acc);
     s->depth++;
     uint32_t action = call_hooks(e, snap, n, &acc);
     s->depth--;

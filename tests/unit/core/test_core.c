@@ -1,4 +1,5 @@
 /* Core engine: glue validation, dispatch, alerts, options, deferred detach. */
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "core/engine.h"
@@ -71,6 +72,20 @@ HVI_TEST(glue_check_refuses_bad_tables)
     hvi_engine *e = (hvi_engine *)0x1;
     CHECK_STATUS(hvi_engine_new(&g, &e), HVI_E_INVAL);
     CHECK(e == NULL);
+}
+
+HVI_TEST(glue_check_appended_members)
+{
+    /* A capability whose member lies past the table's size is refused; a table of the
+     * version-1 size without that capability is accepted. */
+    hvi_glue g = make_glue();
+    g.size = (uint32_t)offsetof(hvi_glue, get_vec_reg);
+    CHECK_OK(hvi_glue_check(&g));
+    g.caps |= HVI_CAP_VEC_REGS;
+    CHECK_STATUS(hvi_glue_check(&g), HVI_E_INVAL);
+    g.size = sizeof(hvi_glue);
+    g.get_vec_reg = NULL;
+    CHECK_STATUS(hvi_glue_check(&g), HVI_E_INVAL);
 }
 
 HVI_TEST(strstatus_names_every_status_distinctly)
