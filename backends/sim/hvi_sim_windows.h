@@ -1,0 +1,97 @@
+/*
+ * hvi simulator — a synthetic but layout-faithful 64-bit Windows guest, for tests and demos.
+ *
+ * There is no Windows guest on this project's machines; this builder is the Windows layer's test
+ * bed. It lays out, in a simulator's RAM under 4-level paging:
+ *   - an ntoskrnl PE32+ image (MZ/PE headers, sections .text, KVASCODE (kpti only), PAGE,
+ *     .rdata, .data; an export directory with NtBuildNumber, PsInitialSystemProcess,
+ *     PsLoadedModuleList, HalDispatchTable...), whose PAGE section holds the first CAMI code
+ *     pattern of PspInsertProcess and MmCleanProcessAddressSpace of the chosen entry (wildcards
+ *     filled with varying bytes, behind a near-miss decoy), and whose .text holds
+ *     KiSystemServiceRepeat's two LEAs to KeServiceDescriptorTable and KiServiceTable;
+ *   - EPROCESS objects (System + N) linked on PsActiveProcessHead with the entry's Process
+ *     offsets (ListEntry, Id, ParentPid, Name, Cr3, Peb, Flags);
+ *   - KLDR_DATA_TABLE_ENTRY objects (ntoskrnl.exe, hal.dll + N) on PsLoadedModuleList with
+ *     UTF-16 UNICODE_STRING names;
+ *   - an IDT, a kernel stack, LSTAR = KiSystemCall64 (or KiSystemCall64Shadow in KVASCODE).
+ * Everything the engine needs it finds by itself (no addresses are handed to it).
+ */
+#ifndef HVI_SIM_WINDOWS_H
+#define HVI_SIM_WINDOWS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hvi/cami.h"
+#include "hvi_sim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HVI_SIM_WIN_MAX 32u          /* processes / drivers beyond the fixed ones */
+
+enum hvi_sim_win_flags {
+    HVI_SIM_WIN_NO_PATTERNS = 1u << 0, /* leave PspInsertProcess/MmClean... patterns out */
+    HVI_SIM_WIN_NO_LSTAR = 1u << 1,    /* LSTAR = 0: discovery must go through the IDT */
+};
+
+typedef struct hvi_sim_win_config {
+    uint32_t build;          /* a build with an x64 entry (with this kpti) in `cami` */
+    bool kpti;
+    uint32_t processes;      /* user processes after System, 0..HVI_SIM_WIN_MAX */
+    uint32_t drivers;        /* drivers after ntoskrnl.exe and hal.dll, 0..HVI_SIM_WIN_MAX */
+    uint32_t flags;
+    uint32_t build_override; /* nonzero: write this NtBuildNumber instead (unknown-build tests) */
+} hvi_sim_win_config;
+
+typedef struct hvi_sim_win {
+    uint64_t cr3;
+    uint64_t kernel_base;
+    uint32_t image_size;
+    uint64_t lstar, idt;
+    uint64_t text, page_section;       /* section addresses */
+    uint64_t ssdt, sdt;                /* KiServiceTable, KeServiceDescriptorTable */
+    uint32_t ssdt_count;
+    uint64_t hal_dispatch, ps_active_head, ps_loaded_list;
+    uint64_t psp_insert_process, mm_clean_process; /* where the patterns were written, or 0 */
+    uint64_t stack_top, return_address;
+    uint32_t nproc;                    /* System + processes */
+    uint64_t eprocess[HVI_SIM_WIN_MAX + 1];
+    uint32_t pid[HVI_SIM_WIN_MAX + 1], ppid[HVI_SIM_WIN_MAX + 1];
+    char name[HVI_SIM_WIN_MAX + 1][16];
+    uint32_t ndrv;                     /* ntoskrnl + hal + drivers */
+    uint64_t ldr[HVI_SIM_WIN_MAX + 2], drv_base[HVI_SIM_WIN_MAX + 2];
+    uint32_t drv_size[HVI_SIM_WIN_MAX + 2];
+    char drv_name[HVI_SIM_WIN_MAX + 2][32];
+    uint32_t off_list, off_id, off_ppid, off_name, off_cr3, off_peb, off_flags; /* from CAMI */
+    uint32_t off_ldr_base, off_ldr_size, off_ldr_fullname, off_ldr_basename;
+    uint64_t pool_next;                /* next free pool page (builder bookkeeping) */
+} hvi_sim_win;
+
+/* Build the guest on a fresh simulator (>= 16 MiB RAM). HVI_E_NOT_FOUND when cami has no x64
+ * entry for (build, kpti), HVI_E_INVAL for bad counts, HVI_E_NOMEM when RAM runs out. Sets the
+ * paging, LSTAR and IDTR of every vCPU. */
+hvi_status hvi_sim_win_build(hvi_sim *sim, const hvi_cami *cami, const hvi_sim_win_config *cfg,
+                             hvi_sim_win *out);
+
+/* A new EPROCESS in pool, not linked (what PspInsertProcess receives). */
+hvi_status hvi_sim_win_new_eprocess(hvi_sim *sim, hvi_sim_win *w, const char *name, uint32_t pid,
+                                    uint32_t ppid, uint64_t *out);
+
+/* The kernel calls `fn` on vCPU 0 (Windows x64 convention: RCX, RDX, R8, R9, then stack slots
+ * 5.. at [RSP + 8 N]; [RSP] = return address): registers and stack are set and the first
+ * instruction is executed (hvi_sim_guest_exec), raising the detour's breakpoint if one is set. */
+hvi_status hvi_sim_win_call(hvi_sim *sim, hvi_sim_win *w, uint64_t fn, const uint64_t *args,
+                            uint32_t nargs, hvi_event_reply *reply);
+
+/* Write guest kernel memory directly (no EPT, no events): tests corrupt structures with it. */
+hvi_status hvi_sim_win_poke(hvi_sim *sim, const hvi_sim_win *w, uint64_t va, const void *data,
+                            size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
