@@ -214,6 +214,12 @@ const struct gl_field hvi_gl_fields[] = {
     O("Cred", "GidOffset", "cred", "gid"),
     O("Cred", "EuidOffset", "cred", "euid"),
     O("Cred", "EgidOffset", "cred", "egid"),
+    O("Cred", "SuidOffset", "cred", "suid"),
+    O("Cred", "SgidOffset", "cred", "sgid"),
+    O("Cred", "FsuidOffset", "cred", "fsuid"),
+    O("Cred", "FsgidOffset", "cred", "fsgid"),
+    O("Cred", "CapPermittedOffset", "cred", "cap_permitted"),
+    O("Cred", "CapEffectiveOffset", "cred", "cap_effective"),
     /* Ungrouped: struct path */
     O("Ungrouped", "PathMntOffset", "path", "mnt"),
     O("Ungrouped", "PathDentryOffset", "path", "dentry"),

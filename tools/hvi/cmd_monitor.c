@@ -18,9 +18,13 @@
 #endif
 
 #define MONITOR_USAGE                                                                              \
-    "hvi monitor [--vm NAME] [--offsets FILE] [--cami FILE] [--protect LIST] [--deny] [--json]\n" \
-    "            [--seconds N] [--interval-ms N]\n"                                              \
-    "  LIST: comma-separated of text,idt,syscalls,vdso,modules,cr,msr,creds,hidden,all (default all)"
+    "hvi monitor [--vm NAME] --cami FILE|DIR [--protect LIST] [--deny] [--json]\n"                \
+    "            [--seconds N] [--interval-ms N] [--offsets FILE]\n"                             \
+    "  --cami: support data (a compiled CAMI file, or YAML sources such as cami/linux); the\n"   \
+    "          entry is selected by the guest's version banner\n"                               \
+    "  --offsets: developer option, a scripts/lix-offsets file instead of CAMI\n"                \
+    "  LIST: comma-separated of text,idt,syscalls,vdso,modules,cr,msr,creds,hidden,all\n"        \
+    "        (default all)"
 
 #define MONITOR_EVENTS_USAGE                                                                       \
     "  --events: also report process create/exec/exit and module load/unload (JSON lines)\n"    \

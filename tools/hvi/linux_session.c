@@ -4,8 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
+#include "hvi/cami.h"
 #include "hvi/linux.h"
 
 #ifdef HVI_HAVE_BACKEND_qemu
@@ -93,9 +95,21 @@ int linux_session_open(struct linux_session *s, int argc, char **argv, const cha
     void *support = NULL;
     size_t support_len = 0;
     if (cami) {
-        hvi_status st = hvi_cli_read_file(cami, &support, &support_len);
-        if (st != HVI_OK)
+        /* a compiled CAMI file, or YAML sources (a .yaml file or a directory such as
+         * cami/linux) compiled here */
+        struct stat sb;
+        size_t cl = strlen(cami);
+        bool yaml = (stat(cami, &sb) == 0 && S_ISDIR(sb.st_mode)) ||
+                    (cl > 5 && !strcmp(cami + cl - 5, ".yaml")) ||
+                    (cl > 4 && !strcmp(cami + cl - 4, ".yml"));
+        char msg[256] = "";
+        hvi_status st = yaml ? hvi_cami_build(&cami, 1, &support, &support_len, msg, sizeof(msg))
+                             : hvi_cli_read_file(cami, &support, &support_len);
+        if (st != HVI_OK) {
+            if (msg[0])
+                fprintf(stderr, "hvi: %s\n", msg);
             return hvi_cli_fail(cami, st);
+        }
     }
     int rc = attach(s, name, offsets, support, support_len);
     free(support);

@@ -19,7 +19,8 @@ struct linux_session {
 /* linux_session_open() after printing --help: the command exits 0. */
 #define LINUX_SESSION_HELP (-1)
 
-/* Parse --vm NAME, --offsets FILE, --cami FILE, --json, --threads and up to 4 positional arguments, then
+/* Parse --vm NAME, --offsets FILE, --cami FILE|DIR (compiled CAMI, or YAML sources compiled
+ * on the fly), --json, --threads and up to 4 positional arguments, then
  * connect and attach. Returns 0, LINUX_SESSION_HELP, or the exit status (1 failure, 2 usage)
  * after a message. */
 int linux_session_open(struct linux_session *s, int argc, char **argv, const char *usage);

@@ -70,9 +70,12 @@ struct lix_offsets {
     uint32_t file_path;             /* struct file.f_path */
     uint32_t dentry_parent, dentry_name; /* d_name is a struct qstr */
     uint32_t cred_uid, cred_gid, cred_euid, cred_egid;
+    /* optional (0 = unknown): suid sgid fsuid fsgid (u32), cap_permitted/_effective (u64) */
+    uint32_t cred_suid, cred_sgid, cred_fsuid, cred_fsgid, cred_cap_permitted, cred_cap_effective;
     /* module (6.1: core_layout is a struct module_layout) */
     uint32_t mod_list, mod_name, mod_state, mod_core_layout;
     uint32_t mod_name_len;
+    uint32_t mod_init_layout;       /* optional (0 = unknown): module.init_layout */
     /* maple node layout (constants of the 6.x ABI, overridable by CAMI) */
     uint32_t maple_node_size;       /* 256 */
     uint32_t maple_range64_slots;   /* 16: pivots at +8, slots at +8 + 8*(slots-1) */

@@ -101,10 +101,17 @@ static const struct {
     {"cred.gid", "Cred", "GidOffset"},
     {"cred.euid", "Cred", "EuidOffset"},
     {"cred.egid", "Cred", "EgidOffset"},
+    {"cred.suid", "Cred", "SuidOffset"},
+    {"cred.sgid", "Cred", "SgidOffset"},
+    {"cred.fsuid", "Cred", "FsuidOffset"},
+    {"cred.fsgid", "Cred", "FsgidOffset"},
+    {"cred.cap_permitted", "Cred", "CapPermittedOffset"},
+    {"cred.cap_effective", "Cred", "CapEffectiveOffset"},
     {"module.list", "Module", "ListOffset"},
     {"module.name", "Module", "NameOffset"},
     {"module.state", "Module", "StateOffset"},
     {"module.core_layout", "Module", "CoreLayoutOffset"},
+    {"module.init_layout", "Module", "InitLayoutOffset"},
     {"module.name_len", "Module", "NameLength"},
     {"module_layout.base", "Module", "LayoutBaseOffset"},
     {"module_layout.size", "Module", "LayoutSizeOffset"},
@@ -128,6 +135,9 @@ static bool zero_means_absent(const char *name)
     return !strncmp(name, "maple_", 6) || !strcmp(name, "kernel.thread_size") ||
            !strcmp(name, "task_struct.stack") || !strcmp(name, "module.name_len") ||
            !strcmp(name, "qstr.len") || !strcmp(name, "qstr.name") || !strcmp(name, "path.dentry") ||
+           !strncmp(name, "cred.suid", 9) || !strncmp(name, "cred.sgid", 9) ||
+           !strncmp(name, "cred.fs", 7) || !strncmp(name, "cred.cap_", 9) ||
+           !strcmp(name, "module.init_layout") ||
            (!strncmp(name, "module_layout.", 14) && strcmp(name, "module_layout.base"));
 }
 

@@ -29,9 +29,13 @@ static const struct field fields[] = {
     F("vm_area_struct.vm_file", vma_file), F("file.f_path", file_path),
     F("dentry.d_parent", dentry_parent), F("dentry.d_name", dentry_name),
     F("cred.uid", cred_uid), F("cred.gid", cred_gid), F("cred.euid", cred_euid),
-    F("cred.egid", cred_egid), F("module.list", mod_list), F("module.name", mod_name),
+    F("cred.egid", cred_egid), OPT("cred.suid", cred_suid), OPT("cred.sgid", cred_sgid),
+    OPT("cred.fsuid", cred_fsuid), OPT("cred.fsgid", cred_fsgid),
+    OPT("cred.cap_permitted", cred_cap_permitted), OPT("cred.cap_effective", cred_cap_effective),
+    F("module.list", mod_list), F("module.name", mod_name),
     F("module.state", mod_state), F("module.core_layout", mod_core_layout),
-    OPT("module.name_len", mod_name_len), OPT("maple_node.size", maple_node_size),
+    OPT("module.name_len", mod_name_len), OPT("module.init_layout", mod_init_layout),
+    OPT("maple_node.size", maple_node_size),
     OPT("maple_range_64.slots", maple_range64_slots),
     OPT("maple_arange_64.slots", maple_arange64_slots),
     OPT("maple_range_64.pivot", maple_r64_pivot), OPT("maple_range_64.slot", maple_r64_slot),
@@ -81,7 +85,9 @@ hvi_status lix_offsets_fill(struct lix_offsets *o, lix_field_fn fn, void *ctx,
         t.maple_ar64_slot + 8ull * t.maple_arange64_slots > t.maple_node_size ||
         ((t.maple_r64_pivot | t.maple_r64_slot | t.maple_ar64_pivot | t.maple_ar64_slot) & 7) ||
         t.thread_size > (1u << 16) || (t.thread_size & (HVI_PAGE_SIZE - 1)) ||
-        t.layout_base > 64 || t.layout_size > 64 || t.layout_text_size > 64 || t.layout_ro_size > 64)
+        t.layout_base > 64 || t.layout_size > 64 || t.layout_text_size > 64 || t.layout_ro_size > 64 ||
+        t.cred_suid > 4096 || t.cred_sgid > 4096 || t.cred_fsuid > 4096 || t.cred_fsgid > 4096 ||
+        t.cred_cap_permitted > 4096 || t.cred_cap_effective > 4096 || t.mod_init_layout > 8192)
         return HVI_E_FORMAT;
     *o = t;
     return HVI_OK;

@@ -11,6 +11,7 @@
 #include "../qemu/qemu_util.h"
 #include "harness.h"
 #include "hvi/alert.h"
+#include "hvi/cami.h"
 #include "hvi/linux.h"
 #include "hvi/linux_protect.h"
 #include "hvi/mem.h"
@@ -36,8 +37,10 @@ static void on_alert(const hvi_alert *a, void *user)
 static const char *const g_mods[] = {"syscall_table", "text_patch", "idt_entry", "lstar",
                                      "cr0_wp", "cred_root", "hide_module", "hide_process"};
 
-/* Build the corpus and the offsets; NULL or the reason to skip. */
-static const char *prepare(char *adds[9], char *offsets, size_t olen)
+/* Build the corpus and the support data (the YAML entries of cami/linux compiled with
+ * hvi_cami_build; the Linux layer selects the entry by the guest's banner); NULL or the reason
+ * to skip. */
+static const char *prepare(char *adds[9], void **support, size_t *support_len)
 {
     static char why[2200];
     char cmd[2048];
@@ -48,12 +51,11 @@ static const char *prepare(char *adds[9], char *offsets, size_t olen)
         snprintf(why, sizeof(why), "attack modules do not build (%s, status %d)", cmd, rc);
         return why;
     }
-    snprintf(offsets, olen, "%s/attacks/offsets.txt", HVI_BINARY_DIR);
-    snprintf(cmd, sizeof(cmd),
-             "test -s %s || %s/scripts/lix-offsets $(ls /boot/vmlinuz-*-amd64 | sort -V | tail -n 1) > %s",
-             offsets, HVI_SOURCE_DIR, offsets);
-    if (system(cmd) != 0) {
-        snprintf(why, sizeof(why), "scripts/lix-offsets failed (pahole/dwarves missing?)");
+    char dir[1024], msg[256] = "";
+    snprintf(dir, sizeof(dir), "%s/cami/linux", HVI_SOURCE_DIR);
+    const char *paths[1] = {dir};
+    if (hvi_cami_build(paths, 1, support, support_len, msg, sizeof(msg)) != HVI_OK) {
+        snprintf(why, sizeof(why), "cannot compile %s: %s", dir, msg);
         return why;
     }
     for (size_t i = 0; i < 8; i++) {
@@ -180,10 +182,12 @@ static void run_attacks(struct ctx *c)
 HVI_TEST(workload_clean_attacks_caught_detach_restores)
 {
     const char *why = qt_missing();
-    char *adds[9] = {0}, offsets[256];
+    char *adds[9] = {0};
+    void *support = NULL;
+    size_t support_len = 0;
     if (why)
         SKIP_CASE(why);
-    if ((why = prepare(adds, offsets, sizeof(offsets))) != NULL)
+    if ((why = prepare(adds, &support, &support_len)) != NULL)
         SKIP_CASE(why);
     struct ctx c;
     memset(&c, 0, sizeof(c));
@@ -195,8 +199,8 @@ HVI_TEST(workload_clean_attacks_caught_detach_restores)
     hvi_glue g;
     REQUIRE(hvi_qemu_open(c.vm, &c.q) == HVI_OK && hvi_qemu_glue(c.q, &g) == HVI_OK);
     REQUIRE(hvi_engine_new(&g, &c.e) == HVI_OK);
-    CHECK_OK(hvi_linux_set_offsets_file(c.e, offsets));
-    hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_LINUX};
+    hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = support,
+                          .support_len = support_len};
     st = hvi_new_guest(c.e, &p);
     if (st != HVI_OK)
         fprintf(stderr, "  attach: %s\n", hvi_last_error(c.e));
@@ -226,6 +230,7 @@ HVI_TEST(workload_clean_attacks_caught_detach_restores)
     hvi_qemu_vm_stop(c.vm);
     for (int i = 0; i < 9; i++)
         free(adds[i]);
+    free(support);
 }
 
 HVI_TEST_MAIN()
