@@ -1,3 +1,254 @@
+/* Functions located by the CAMI code patterns (wildcards, decoys), detours on them giving
+ * process events with the CAMI argument lists, and the protections: SSDT, HalDispatchTable, IDT
+ * and ntoskrnl code writes denied with alerts naming the object and the writer. */
 #include "harness.h"
 #include "win_fixture.h"
+
+#define DRV_RIP_INDEX 3 /* a driver after ntoskrnl.exe and hal.dll */
+
+static const hvi_windows_function *fn_named(const hvi_windows_function *f, size_t n,
+                                            const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(f[i].name, name))
+            return &f[i];
+    return NULL;
+}
+
+static void check_located(struct wf *f)
+{
+    hvi_windows_function *fn = NULL;
+    size_t n = 0;
+    REQUIRE(hvi_windows_list_functions(f->e, &fn, &n) == HVI_OK);
+    const hvi_windows_function *a = fn_named(fn, n, "PspInsertProcess");
+    const hvi_windows_function *b = fn_named(fn, n, "MmCleanProcessAddressSpace");
+    CHECK(a && b);
+    if (a && b) {
+        /* the real copy, not the near-miss decoy 0x100 bytes before it */
+        CHECK_EQ_U64(a->address, f->w.psp_insert_process);
+        CHECK_EQ_U64(b->address, f->w.mm_clean_process);
+        CHECK_EQ_U64(a->pattern, 0);
+    }
+    hvi_windows_free(fn);
+}
+
+HVI_TEST(patterns_locate_functions_in_every_corpus_x64_build)
+{
+    static const struct { uint32_t build; bool kpti; } b[] = {
+        {7600, false}, {7601, false}, {7601, true}, {7602, true}, {17763, true}};
+    for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++) {
+        struct wf f;
+        hvi_sim_win_config c = {.build = b[i].build, .kpti = b[i].kpti};
+        REQUIRE(wf_build(&f, &c) == HVI_OK);
+        REQUIRE(f.w.psp_insert_process != 0 && f.w.mm_clean_process != 0);
+        REQUIRE(wf_attach(&f, 0, true) == HVI_OK);
+        check_located(&f);
+        wf_free(&f);
+    }
+}
+
+/* Position of the first wildcard / literal item of the entry's first PspInsertProcess pattern. */
+static int item_index(const hvi_sim_win_config *c, bool wildcard)
+{
+    const hvi_cami_win_entry *ent = NULL;
+    if (hvi_cami_win_select(wf_cami(), c->build, c->kpti, true, &ent) != HVI_OK)
+        return -1;
+    const hvi_cami_win_function *fn =
+        hvi_cami_win_function_find(ent, hvi_cami_name_hash("PspInsertProcess"));
+    if (!fn || !fn->pattern_count)
+        return -1;
+    for (uint32_t i = 0; i < fn->patterns[0].len; i++)
+        if ((fn->patterns[0].items[i] == HVI_CAMI_WILDCARD) == wildcard)
+            return (int)i;
+    return -1;
+}
+
+HVI_TEST(wildcard_bytes_may_differ_literal_bytes_may_not)
+{
+    /* 7601's first PspInsertProcess pattern has wildcards (17763's first has none) */
+    hvi_sim_win_config c = {.build = 7601, .kpti = false};
+    int wi = item_index(&c, true), li = item_index(&c, false);
+    REQUIRE(wi >= 0 && li >= 0);
+    struct wf f;
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    uint8_t x = 0xA5;
+    REQUIRE(hvi_sim_win_poke(f.sim, &f.w, f.w.psp_insert_process + (uint64_t)wi, &x, 1) == HVI_OK);
+    REQUIRE(wf_attach(&f, 0, true) == HVI_OK);
+    check_located(&f);
+    wf_free(&f);
+
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    uint64_t fn = f.w.psp_insert_process;
+    uint8_t old = 0;
+    hvi_gpa gpa = 0;
+    REQUIRE(hvi_sim_translate(f.sim, f.w.cr3, HVI_PAGING_4LVL, fn + (uint64_t)li, &gpa) == HVI_OK);
+    REQUIRE(hvi_sim_phys_read(f.sim, gpa, &old, 1) == HVI_OK);
+    x = (uint8_t)~old;
+    REQUIRE(hvi_sim_win_poke(f.sim, &f.w, fn + (uint64_t)li, &x, 1) == HVI_OK);
+    REQUIRE(wf_attach(&f, 0, true) == HVI_OK);
+    hvi_windows_function *fns = NULL;
+    size_t n = 0;
+    REQUIRE(hvi_windows_list_functions(f.e, &fns, &n) == HVI_OK);
+    const hvi_windows_function *a = fn_named(fns, n, "PspInsertProcess");
+    /* another pattern of the entry may still match elsewhere, but never the broken copy */
+    CHECK(a && a->address != fn);
+    hvi_windows_free(fns);
+    wf_free(&f);
+}
+
+HVI_TEST(process_create_and_exit_events_from_detours)
+{
+    struct wf f;
+    hvi_sim_win_config c = {.build = 17763, .kpti = true, .processes = 4};
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    REQUIRE(wf_attach(&f, HVI_OPT_EVENT_PROCESS, true) == HVI_OK);
+    CHECK(hvi_sim_breakpoint_at(f.sim, f.w.psp_insert_process));
+    CHECK(hvi_sim_breakpoint_at(f.sim, f.w.mm_clean_process));
+    uint64_t ep = 0;
+    REQUIRE(hvi_sim_win_new_eprocess(f.sim, &f.w, "evil.exe", 0x999, f.w.pid[3], &ep) == HVI_OK);
+    /* PspInsertProcess(Eprocess, Parent, DesiredAccess, CreateFlags, DebugHandle...) */
+    uint64_t args[6] = {ep, f.w.eprocess[3], 0x1fffff, 0, 0x1234, 0};
+    hvi_event_reply rep;
+    CHECK_OK(hvi_sim_win_call(f.sim, &f.w, f.w.psp_insert_process, args, 6, &rep));
+    CHECK_EQ_U64(rep.action, HVI_ACTION_ALLOW);
+    REQUIRE(wf_count(&f, HVI_EVENT_PROCESS_CREATE) == 1);
+    const hvi_alert *a = wf_last(&f, HVI_EVENT_PROCESS_CREATE);
+    CHECK_EQ_U64(a->pid, 0x999);
+    CHECK_STR(a->comm, "evil.exe");
+    CHECK_EQ_U64(a->rip, f.w.psp_insert_process);
+    char want[64];
+    snprintf(want, sizeof(want), "ppid=%u parent=%s", f.w.pid[3], f.w.name[3]);
+    CHECK(strstr(a->detail, want) != NULL);
+
+    uint64_t one[1] = {ep};
+    CHECK_OK(hvi_sim_win_call(f.sim, &f.w, f.w.mm_clean_process, one, 1, &rep));
+    CHECK_OK(hvi_sim_win_call(f.sim, &f.w, f.w.mm_clean_process, one, 1, &rep));
+    CHECK_EQ_U64(wf_count(&f, HVI_EVENT_PROCESS_EXIT), 1); /* the second call is the same exit */
+    a = wf_last(&f, HVI_EVENT_PROCESS_EXIT);
+    CHECK(a && a->pid == 0x999);
+
+    /* a hostile first argument gives no event and no failure */
+    uint64_t bad[2] = {0x4141414141414141ull, 0};
+    CHECK_OK(hvi_sim_win_call(f.sim, &f.w, f.w.psp_insert_process, bad, 2, &rep));
+    CHECK_EQ_U64(wf_count(&f, HVI_EVENT_PROCESS_CREATE), 1);
+
+    /* switching the option off removes the detours */
+    CHECK_OK(hvi_options_set(f.e, 0));
+    CHECK(!hvi_sim_breakpoint_at(f.sim, f.w.psp_insert_process));
+    CHECK_OK(hvi_sim_win_call(f.sim, &f.w, f.w.psp_insert_process, args, 6, &rep));
+    CHECK_EQ_U64(wf_count(&f, HVI_EVENT_PROCESS_CREATE), 1);
+    wf_free(&f);
+}
+
+HVI_TEST(missing_patterns_leave_functions_unlocated)
+{
+    struct wf f;
+    hvi_sim_win_config c = {.build = 17763, .kpti = true, .flags = HVI_SIM_WIN_NO_PATTERNS};
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    CHECK_OK(wf_attach(&f, HVI_OPT_EVENT_PROCESS, true));
+    hvi_windows_function *fn = NULL;
+    size_t n = 0;
+    REQUIRE(hvi_windows_list_functions(f.e, &fn, &n) == HVI_OK);
+    for (size_t i = 0; i < n; i++) {
+        CHECK_EQ_U64(fn[i].address, 0);
+        CHECK(!fn[i].detoured);
+    }
+    CHECK_EQ_U64(hvi_sim_breakpoint_count(f.sim), 0);
+    hvi_windows_free(fn);
+    wf_free(&f);
+}
+
+static void check_denied(struct wf *f, uint64_t va, uint32_t len, const char *object)
+{
+    uint64_t before = 0, after = 0;
+    hvi_gpa gpa = 0;
+    REQUIRE(hvi_sim_translate(f->sim, f->w.cr3, HVI_PAGING_4LVL, va, &gpa) == HVI_OK);
+    REQUIRE(hvi_sim_phys_read(f->sim, gpa, &before, len) == HVI_OK);
+    uint64_t rip = f->w.drv_base[DRV_RIP_INDEX] + 0x1234;
+    int n0 = wf_count(f, HVI_ALERT_EPT_WRITE);
+    hvi_event_reply rep;
+    CHECK_OK(wf_write(f, va, 0xfffff80012345678ull, len, rip, &rep));
+    CHECK_EQ_U64(rep.action, HVI_ACTION_DENY);
+    REQUIRE(hvi_sim_phys_read(f->sim, gpa, &after, len) == HVI_OK);
+    CHECK_EQ_U64(after, before);
+    CHECK_EQ_U64(wf_count(f, HVI_ALERT_EPT_WRITE), n0 + 1);
+    const hvi_alert *a = wf_last(f, HVI_ALERT_EPT_WRITE);
+    REQUIRE(a != NULL);
+    CHECK_STR(a->object, object);
+    CHECK_EQ_U64(a->rip, rip);
+    CHECK_EQ_U64(a->gva, va);
+    CHECK_EQ_U64(a->action, HVI_ALERT_DENIED);
+    CHECK_STR(a->module, f->w.drv_name[DRV_RIP_INDEX]);
+    char sym[64];
+    snprintf(sym, sizeof(sym), "%s+0x1234", f->w.drv_name[DRV_RIP_INDEX]);
+    CHECK_STR(a->symbol, sym);
+}
+
+HVI_TEST(ssdt_and_hal_dispatch_writes_denied_with_alerts)
+{
+    struct wf f;
+    hvi_sim_win_config c = {.build = 17763, .kpti = true, .drivers = 4};
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    REQUIRE(wf_attach(&f, HVI_OPT_KM_SYSCALL_TABLE, true) == HVI_OK);
+    check_denied(&f, f.w.ssdt + 4 * 0x50, 4, "nt-ssdt");      /* an entry in the middle */
+    check_denied(&f, f.w.ssdt + 4 * (f.w.ssdt_count - 1), 4, "nt-ssdt"); /* the last one */
+    check_denied(&f, f.w.hal_dispatch + 8, 8, "hal-dispatch-table"); /* HalQuerySystemInformation */
+    /* the rest of .text is not covered by this option */
+    hvi_event_reply rep;
+    CHECK_OK(wf_write(&f, f.w.text + 0x800, 1, 4, f.w.text, &rep));
+    CHECK_EQ_U64(rep.action, HVI_ACTION_ALLOW);
+    /* switched off: allowed, EPT restored */
+    CHECK_OK(hvi_options_set(f.e, 0));
+    CHECK_OK(wf_write(&f, f.w.ssdt + 4 * 0x50, 7, 4, f.w.text, &rep));
+    CHECK_EQ_U64(rep.action, HVI_ACTION_ALLOW);
+    CHECK_EQ_U64(hvi_sim_restricted_frames(f.sim), 0);
+    wf_free(&f);
+}
+
+HVI_TEST(kernel_code_idt_writes_denied_data_allowed)
+{
+    struct wf f;
+    hvi_sim_win_config c = {.build = 7601, .kpti = false, .drivers = 4};
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    REQUIRE(wf_attach(&f, HVI_OPT_KM_TEXT | HVI_OPT_KM_IDT | HVI_OPT_KM_SYSCALL_TABLE, true) ==
+            HVI_OK);
+    check_denied(&f, f.w.lstar, 8, "nt-code:.text");            /* KiSystemCall64 */
+    check_denied(&f, f.w.psp_insert_process, 8, "nt-code:PAGE");
+    check_denied(&f, f.w.kernel_base + 0x8010, 4, "nt-ro:.rdata");
+    check_denied(&f, f.w.idt + 16 * 14, 8, "idt");               /* #PF gate */
+    /* SSDT bytes inside .text raise one alert, named for the table */
+    int n0 = f.nalerts;
+    check_denied(&f, f.w.ssdt, 4, "nt-ssdt");
+    CHECK_EQ_U64(f.nalerts, n0 + 1);
+    /* .data (writable section) is not protected */
+    hvi_event_reply rep;
+    CHECK_OK(wf_write(&f, f.w.kernel_base + 0x9000 + 0x300, 5, 8, f.w.text, &rep));
+    CHECK_EQ_U64(rep.action, HVI_ACTION_ALLOW);
+    /* log-only: reported, allowed */
+    CHECK_OK(hvi_options_set(f.e, HVI_OPT_KM_TEXT | HVI_OPT_LOG_ONLY));
+    CHECK_OK(wf_write(&f, f.w.lstar, 0x9090909090909090ull, 8, f.w.text, &rep));
+    CHECK_EQ_U64(rep.action, HVI_ACTION_ALLOW);
+    const hvi_alert *a = wf_last(&f, HVI_ALERT_EPT_WRITE);
+    CHECK(a && a->action == HVI_ALERT_LOGGED);
+    /* detach leaves nothing behind */
+    CHECK_OK(hvi_detach(f.e));
+    CHECK_EQ_U64(hvi_sim_restricted_frames(f.sim), 0);
+    CHECK_EQ_U64(hvi_sim_breakpoint_count(f.sim), 0);
+    wf_free(&f);
+}
+
+HVI_TEST(detach_removes_detours)
+{
+    struct wf f;
+    hvi_sim_win_config c = {.build = 17763, .kpti = true};
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    REQUIRE(wf_attach(&f, HVI_OPT_EVENT_PROCESS | HVI_OPT_ALL_PROTECTION, true) == HVI_OK);
+    CHECK_EQ_U64(hvi_sim_breakpoint_count(f.sim), 2);
+    CHECK(hvi_sim_restricted_frames(f.sim) > 0);
+    CHECK_OK(hvi_detach(f.e));
+    CHECK_EQ_U64(hvi_sim_breakpoint_count(f.sim), 0);
+    CHECK_EQ_U64(hvi_sim_restricted_frames(f.sim), 0);
+    wf_free(&f);
+}
+
 HVI_TEST_MAIN()
