@@ -241,6 +241,10 @@ static hvi_status next_stop(struct hvi_qemu *q, int64_t deadline, char *reply, s
     if (q->has_pending) {
         q->has_pending = false;
         snprintf(reply, len, "%s", q->pending);
+        const char *t = strstr(reply, "thread:");
+        int v = t ? hvi_qemu_vcpu_of(q, (uint32_t)strtoul(t + 7, NULL, 16)) : -1;
+        if (v >= 0)
+            q->last_vcpu = (uint32_t)v; /* the event is this vCPU's, whatever ran since */
         return HVI_OK;
     }
     hvi_status st;

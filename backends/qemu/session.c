@@ -17,6 +17,7 @@
 
 #define GiB (1ull << 30)
 #define STEP_TIMEOUT_MS 3000
+#define STEP_TRIES 8
 
 static int64_t s_now_ms(void)
 {
@@ -114,10 +115,31 @@ bool hvi_qemu_is_bp(const struct hvi_qemu *q, uint64_t gva)
     return false;
 }
 
-/* Step vCPU v once with any breakpoint at its RIP lifted. */
+/* Keep a stop reply for run() to deliver (one slot; a second one is dropped and said so). */
+static void stash(struct hvi_qemu *q, const char *reply)
+{
+    if (q->has_pending) {
+        snprintf(q->err, sizeof(q->err), "a second pending stop was dropped: %.200s", reply);
+        return;
+    }
+    snprintf(q->pending, sizeof(q->pending), "%s", reply);
+    q->has_pending = true;
+}
+
+/*
+ * Step vCPU v once with any breakpoint at its RIP lifted.
+ *
+ * In all-stop mode QEMU sends one stop reply per stop, naming one vCPU, even when several hit
+ * something at once; a debug request left over from such a stop makes the next resume stop
+ * again at once. So the reply to `vCont;s` may come before the stepped vCPU moved, and may
+ * name another vCPU. Hence: the step is repeated (up to STEP_TRIES) until v's RIP changed; a
+ * watchpoint stop of another vCPU met meanwhile is kept for run() (a breakpoint stop of
+ * another vCPU needs no keeping: that vCPU is still at the breakpoint and hits it again when
+ * continued). The reply of v's own (last) step goes to reply.
+ */
 hvi_status hvi_qemu_step_once(struct hvi_qemu *q, uint32_t v, char *reply, size_t len)
 {
-    uint64_t rip = 0;
+    uint64_t rip = 0, now = 0;
     hvi_status st = hvi_qemu_read_rip(q, v, &rip);
     if (st != HVI_OK)
         return st;
@@ -130,13 +152,39 @@ hvi_status hvi_qemu_step_once(struct hvi_qemu *q, uint32_t v, char *reply, size_
             return hvi_qemu_sfail(q, st, "lift breakpoint");
     }
     snprintf(cmd, sizeof(cmd), "vCont;s:%x", q->tid[v]);
-    st = hvi_rsp_send(q->rsp, cmd);
-    if (st == HVI_OK) {
+    for (int attempt = 0; attempt < STEP_TRIES; attempt++) {
+        if ((st = hvi_rsp_send(q->rsp, cmd)) != HVI_OK) {
+            hvi_qemu_sfail(q, st, "single-step");
+            break;
+        }
         q->running = true;
         st = hvi_qemu_wait_stop(q, STEP_TIMEOUT_MS, reply, len);
         if (st == HVI_E_TIMEOUT)
             hvi_qemu_sfail(q, st, "single-step did not complete");
+        if (st != HVI_OK)
+            break;
+        uint32_t tid = 0;
+        uint64_t w = 0;
+        bool hw = false, foreign;
+        (void)parse_stop(reply, &tid, &w, &hw); /* validated by wait_stop */
+        foreign = tid && tid != q->tid[v];
+        if (foreign) {
+            q->foreign_stops++;
+            if (hw)
+                stash(q, reply);
+        } else if (hw) {
+            break; /* v's instruction ran and hit a watchpoint */
+        }
+        if ((st = hvi_qemu_read_rip(q, v, &now)) != HVI_OK)
+            break;
+        if (now != rip) {
+            if (foreign) /* v moved: the reply to hand back is v's plain step */
+                snprintf(reply, len, "T05thread:%02x;", q->tid[v]);
+            break;
+        }
+        q->step_retries++; /* reported, but v did not move: step again */
     }
+    q->last_vcpu = v;
     if (st == HVI_OK && lifted) {
         snprintf(cmd, sizeof(cmd), "Z0,%llx,1", (unsigned long long)rip);
         if ((st = hvi_rsp_cmd(q->rsp, cmd, &r, NULL)) != HVI_OK)
@@ -158,9 +206,18 @@ hvi_status hvi_qemu_resume_all(struct hvi_qemu *q)
     if (st == HVI_OK && hvi_qemu_is_bp(q, rip)) {
         /* Step over with single-step. (Moving the breakpoint to the next instruction instead
          * was measured: no faster. QEMU 7.2 TCG apparently discards translated code on
-         * breakpoint insert/remove as it does on single-step toggles.) */
+         * breakpoint insert/remove as it does on single-step toggles.) Only the stopped vCPU
+         * steps (vCont;s:<id>): the others stay stopped, so none runs past the lifted
+         * breakpoint unseen. */
         char reply[512];
-        st = hvi_qemu_step_once(q, q->last_vcpu, reply, sizeof(reply));
+        uint32_t v = q->last_vcpu;
+        st = hvi_qemu_step_once(q, v, reply, sizeof(reply));
+        if (st == HVI_OK && strstr(reply, "watch:"))
+            stash(q, reply); /* the stepped instruction hit a watchpoint: deliver it */
+        if (st == HVI_OK && q->has_pending) {
+            q->last_vcpu = v;
+            return HVI_OK; /* stay stopped: run() delivers the pending stop first */
+        }
     }
     if (st != HVI_OK)
         return st;

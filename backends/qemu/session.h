@@ -35,6 +35,8 @@ struct hvi_qemu {
     bool has_pending;
     bool in_event;           /* hvi_qemu_run() is inside hvi_handle_event() */
     uint32_t pause_depth;    /* glue pause() calls not yet matched by resume() */
+    uint32_t step_retries;   /* steps QEMU reported before the vCPU moved (stepped again) */
+    uint32_t foreign_stops;  /* replies to a step that named another vCPU */
     char err[256];
 };
 
