@@ -1,0 +1,1020 @@
+/*
+ * hvi guest/linux — in-guest detours for frequent events (include/hvi/linux_indetour.h).
+ *
+ * Install: stubs (lix_indetour_ring.c) go into int3 padding of kernel text found by scanning
+ * _stext.._etext and handed to the slack allocator; the ring goes into the unused tail of .bss
+ * (between the last .bss symbol plus a margin and the 2 MiB-aligned .bss..decrypted, which is
+ * inside the kernel image reservation and never freed), checked zero, present, writable and NX
+ * through the page tables. With the guest paused, each function's ftrace NOP5 (decoded and
+ * compared byte for byte first) becomes `call stub`; QEMU/TCG keeps translated code, so a
+ * hypervisor breakpoint is set and cleared to make it drop it.
+ *
+ * Drain: the ring is read through the RAM mapping while the guest runs; events update the VMA
+ * view of followed processes: STORE adds the VMA to its mm's set, REMOVE/FREE drop it, ADJUST/
+ * PROTECT/EXPAND mark it touched; the entries of a touched process are then re-read (in-place
+ * changes of vm_start/vm_end/vm_flags need no event). Lost events, a brk (do_brk_flags inserts
+ * with mas_store_gfp, no vma_mas_store), exit_mmap, an exec (task->mm changed) or an
+ * inconsistent view make the engine re-walk that process's maple tree.
+ *
+ * Remove: the call sites get their NOPs back at once; stubs and ring only when no vCPU runs in
+ * a stub and no stack holds a pointer into one (lix_thread_safe), else HVI_E_BUSY.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/engine.h"
+#include "guest/linux/lix.h"
+#include "guest/linux/lix_indetour.h"
+#include "guest/linux/lix_protect.h"
+#include "hvi/cami.h"
+#include "hvi/decode.h"
+#include "hvi/linux_indetour.h"
+#include "hvi/mem.h"
+#include "hvi/protect.h"
+
+#define LIXD_NDET 8u
+#define LIXD_MAX_PROCS 16u
+#define LIXD_DEFAULT_RECORDS 8192u
+#define LIXD_MIN_RECORDS 64u
+#define LIXD_BSS_MARGIN (64u << 10) /* left free above the last .bss symbol (its size is unknown) */
+#define LIXD_SLACK_MIN_RUN 48u      /* int3 runs shorter than this are left alone */
+#define LIXD_SCAN_CHUNK (64u << 10)
+#define LIXD_DRAIN_BUDGET (1u << 20)
+#define LIXD_GRACE_NS 1000000000ull /* stale stack words accepted this long after the sites went */
+
+enum { PH_OFF, PH_ACTIVE, PH_SITES_OFF };
+
+static const uint8_t NOP5[5] = {0x0f, 0x1f, 0x44, 0x00, 0x00};
+static const uint8_t ENDBR64[4] = {0xf3, 0x0f, 0x1e, 0xfa};
+
+static const struct {
+    uint32_t id;
+    const char *func;
+    bool required;
+} g_targets[LIXD_NDET] = {
+    {HVI_LIXD_VMA_STORE, "vma_mas_store", true},
+    {HVI_LIXD_VMA_REMOVE, "vma_mas_remove", false},
+    {HVI_LIXD_VMA_FREE, "vm_area_free", true},
+    {HVI_LIXD_VMA_ADJUST, "__vma_adjust", false},
+    {HVI_LIXD_VMA_PROTECT, "mprotect_fixup", false},
+    {HVI_LIXD_VMA_EXPAND, "expand_downwards", false},
+    {HVI_LIXD_BRK, "do_brk_flags", false},
+    {HVI_LIXD_EXIT_MMAP, "exit_mmap", false},
+};
+
+const char *hvi_lixd_event_name(uint32_t id)
+{
+    static const char *const names[HVI_LIXD_EVENT_MAX] = {
+        "?", "vma-store", "vma-remove", "vma-free", "vma-adjust", "vma-protect", "vma-expand",
+        "brk", "exit-mmap"};
+    return id < HVI_LIXD_EVENT_MAX ? names[id] : "?";
+}
+
+struct lixd_detour {
+    uint32_t id;
+    const char *func;
+    uint64_t site;
+    uint8_t orig[5], patch[5];
+    uint64_t stub;
+    uint32_t stub_len;
+    uint8_t stub_bytes[LIXD_STUB_MAX];
+    uint8_t stub_orig[LIXD_STUB_MAX];
+};
+
+struct lixd_ent {
+    uint64_t vma, start, end, flags, pgoff, file;
+};
+
+struct lixd_proc {
+    int32_t pid;
+    uint64_t task, mm;
+    struct lixd_ent *v;
+    size_t n, cap;
+    bool dirty, need_walk;
+};
+
+struct lixd_state {
+    struct lix_kernel *k;
+    uint32_t vma_mm_off;
+    uint32_t current_task;
+    uint64_t ring_gva;
+    uint32_t ring_len;
+    uint8_t *ring_orig;
+    struct lixd_ring ring;
+    struct lixd_detour det[LIXD_NDET];
+    uint32_t ndet;
+    uint64_t stub_lo, stub_hi;
+    int phase;
+    uint64_t sites_off_ns;
+    hvi_linux_vma_event_cb cb;
+    void *cb_ctx;
+    struct lixd_proc procs[LIXD_MAX_PROCS];
+    uint32_t nprocs;
+    hvi_linux_indetour_stats stats;
+    bool registered;
+};
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+/* Make QEMU/TCG (and any backend caching translated code) see bytes written behind its back:
+ * a breakpoint change flushes its translation cache. Harmless elsewhere. */
+static void flush_code(hvi_engine *e, uint64_t gva)
+{
+    const hvi_glue *g = &e->glue;
+    if ((g->caps & HVI_CAP_BREAKPOINT) && g->set_breakpoint &&
+        g->set_breakpoint(g->ctx, gva, true) == HVI_OK)
+        g->set_breakpoint(g->ctx, gva, false);
+}
+
+static hvi_status pause_guest(hvi_engine *e)
+{
+    const hvi_glue *g = &e->glue;
+    if (!(g->caps & HVI_CAP_PAUSE) || !g->pause)
+        return HVI_OK; /* a backend that stops the guest for every call (simulator) */
+    return g->pause(g->ctx);
+}
+
+static void resume_guest(hvi_engine *e)
+{
+    const hvi_glue *g = &e->glue;
+    if ((g->caps & HVI_CAP_PAUSE) && g->resume)
+        g->resume(g->ctx);
+}
+
+/* vm_area_struct.vm_mm: CAMI Vma.MmOffset, or "vm_area_struct.vm_mm N" in the offsets file. */
+static hvi_status vma_mm_offset(hvi_engine *e, uint32_t *out)
+{
+    struct lix_kernel *k = lix_get(e);
+    hvi_cami *c = NULL;
+    char msg[128];
+    if (k && e->support && e->support_len &&
+        hvi_cami_open(e->support, e->support_len, &c, msg, sizeof(msg)) == HVI_OK) {
+        const hvi_cami_lix_entry *ce = NULL;
+        const char *pre = "Linux version ";
+        bool ok = !strncmp(k->banner, pre, strlen(pre)) &&
+                  hvi_cami_lix_select(c, k->banner + strlen(pre), &ce) == HVI_OK &&
+                  hvi_cami_lix_field_by_name(ce, "Vma", "MmOffset", out) == HVI_OK && *out < 4096;
+        hvi_cami_close(c);
+        if (ok)
+            return HVI_OK;
+    }
+    const char *path = lix_offsets_path(e);
+    FILE *f = path ? fopen(path, "r") : NULL;
+    char line[256];
+    hvi_status st = HVI_E_NOT_FOUND;
+    while (f && fgets(line, sizeof(line), f)) {
+        unsigned long v = 0;
+        if (sscanf(line, "vm_area_struct.vm_mm %lu", &v) == 1 && v < 4096) {
+            *out = (uint32_t)v;
+            st = HVI_OK;
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+    return st;
+}
+
+/* ---- the ring region ------------------------------------------------------------------------ */
+
+static hvi_status check_data_region(hvi_engine *e, uint64_t gva, uint32_t len, const char **why)
+{
+    uint8_t page[4096];
+    for (uint64_t a = gva; a < gva + len; a += 4096) {
+        hvi_translation t;
+        if (hvi_gva_translate(e, 0, a, &t) != HVI_OK) {
+            *why = "a page of the ring region is not mapped";
+            return HVI_E_NOT_PRESENT;
+        }
+        if (!t.writable || t.user || !t.nx) {
+            *why = "the ring region is not kernel read-write no-execute memory";
+            return HVI_E_DENIED;
+        }
+        uint32_t n = gva + len - a < 4096 ? (uint32_t)(gva + len - a) : 4096;
+        if (hvi_gva_read(e, 0, a, page, n) != HVI_OK) {
+            *why = "the ring region is unreadable";
+            return HVI_E_NOT_PRESENT;
+        }
+        for (uint32_t i = 0; i < n; i++)
+            if (page[i]) {
+                *why = "the ring region is not all zeros (in use)";
+                return HVI_E_EXISTS;
+            }
+    }
+    return HVI_OK;
+}
+
+static hvi_status find_ring(hvi_engine *e, struct lixd_state *s, const hvi_linux_indetour_opts *o)
+{
+    uint64_t lo = 0, hi = 0;
+    const char *why = "";
+    if (o && o->ring_gva) {
+        lo = o->ring_gva;
+        hi = o->ring_gva + o->ring_len;
+        if (hi <= lo || (lo & 63))
+            return hvi_fail(e, HVI_E_INVAL, "in-guest detours: bad ring region");
+    } else {
+        uint64_t dec = 0, sym = 0;
+        const char *name = NULL;
+        if (lix_kallsyms_lookup(&s->k->ks, "__start_bss_decrypted", &dec) != HVI_OK)
+            return hvi_fail(e, HVI_E_NOT_FOUND,
+                            "in-guest detours: no __start_bss_decrypted symbol: no known unused "
+                            ".bss tail for the ring (give one with opts.ring_gva)");
+        if (lix_kallsyms_find(&s->k->ks, dec - 1, &name, &sym) != HVI_OK || sym > (64u << 20))
+            return hvi_fail(e, HVI_E_NOT_FOUND, "in-guest detours: no symbol below .bss..decrypted");
+        uint64_t last = dec - 1 - sym; /* the last .bss object starts here; its size is unknown */
+        lo = (last + LIXD_BSS_MARGIN + 4095) & ~4095ull;
+        hi = dec;
+        if (lo >= hi)
+            return hvi_fail(e, HVI_E_LIMIT,
+                            "in-guest detours: the .bss tail after %s is too small (%llu bytes)",
+                            name ? name : "?", (unsigned long long)(dec - last));
+    }
+    uint32_t want = o && o->ring_records ? o->ring_records : LIXD_DEFAULT_RECORDS;
+    if (want & (want - 1) || want < LIXD_MIN_RECORDS || want > (1u << 20))
+        return hvi_fail(e, HVI_E_INVAL, "in-guest detours: ring_records must be a power of two "
+                                        "in [%u, 2^20]", LIXD_MIN_RECORDS);
+    while (want >= LIXD_MIN_RECORDS && LIXD_HDR_SIZE + (uint64_t)want * LIXD_REC_SIZE > hi - lo)
+        want >>= 1;
+    if (want < LIXD_MIN_RECORDS)
+        return hvi_fail(e, HVI_E_LIMIT, "in-guest detours: ring region of %llu bytes too small",
+                        (unsigned long long)(hi - lo));
+    s->ring_gva = lo;
+    s->ring_len = LIXD_HDR_SIZE + want * LIXD_REC_SIZE;
+    s->ring.nrec = want;
+    hvi_status st = check_data_region(e, s->ring_gva, s->ring_len, &why);
+    if (st != HVI_OK)
+        return hvi_fail(e, st, "in-guest detours: ring at 0x%llx (+%u): %s",
+                        (unsigned long long)s->ring_gva, s->ring_len, why);
+    s->ring_orig = calloc(1, s->ring_len); /* it was all zeros: that is what detach puts back */
+    return s->ring_orig ? HVI_OK : HVI_E_NOMEM;
+}
+
+/* ---- slack in kernel text -------------------------------------------------------------------- */
+
+static hvi_status find_slack(hvi_engine *e, struct lixd_state *s, uint32_t need)
+{
+    uint64_t a = 0, b = 0;
+    if (lix_kallsyms_lookup(&s->k->ks, "_stext", &a) != HVI_OK ||
+        lix_kallsyms_lookup(&s->k->ks, "_etext", &b) != HVI_OK || b <= a || b - a > (256u << 20))
+        return hvi_fail(e, HVI_E_NOT_FOUND, "in-guest detours: no _stext/_etext");
+    uint8_t *buf = malloc(LIXD_SCAN_CHUNK);
+    if (!buf)
+        return HVI_E_NOMEM;
+    uint64_t found = 0, run_start = 0;
+    uint32_t run = 0;
+    for (uint64_t p = a; p < b && found < need; p += LIXD_SCAN_CHUNK) {
+        uint32_t n = b - p < LIXD_SCAN_CHUNK ? (uint32_t)(b - p) : LIXD_SCAN_CHUNK;
+        if (hvi_gva_read(e, 0, p, buf, n) != HVI_OK) {
+            run = 0;
+            continue;
+        }
+        for (uint32_t i = 0; i <= n && found < need; i++) {
+            if (i < n && buf[i] == 0xcc) {
+                if (!run++)
+                    run_start = p + i;
+                continue;
+            }
+            if (i == n && p + n < b)
+                break; /* the run may go on in the next chunk */
+            if (run >= LIXD_SLACK_MIN_RUN) {
+                /* keep 16 bytes away from the code on both sides, 16-byte aligned */
+                uint64_t lo = (run_start + 16 + 15) & ~15ull, hi = run_start + run - 16;
+                hvi_translation t;
+                uint32_t len = (uint32_t)(hi - lo < (1u << 20) ? hi - lo : (1u << 20));
+                hvi_status ast = HVI_E_RANGE;
+                if (hi > lo + 32 && hvi_gva_translate(e, 0, lo, &t) == HVI_OK && !t.nx &&
+                    hvi_gva_translate(e, 0, hi - 1, &t) == HVI_OK && !t.nx)
+                    ast = hvi_slack_add_range(e, lo, len);
+                if (ast == HVI_OK || ast == HVI_E_EXISTS) /* EXISTS: added by an earlier start */
+                    found += len;
+            }
+            run = 0;
+        }
+    }
+    free(buf);
+    if (found < need)
+        return hvi_fail(e, HVI_E_LIMIT,
+                        "in-guest detours: only %llu bytes of int3 padding in kernel text, %u "
+                        "needed",
+                        (unsigned long long)found, need);
+    return HVI_OK;
+}
+
+/* ---- install / remove --------------------------------------------------------------------- */
+
+/* The patchable entry of `func`: its ftrace NOP5 (after ENDBR64 with IBT), verified by
+ * decoding. */
+static hvi_status entry_site(hvi_engine *e, struct lixd_state *s, const char *func, uint64_t *site,
+                             const char **why)
+{
+    uint64_t a = 0;
+    uint8_t b[16];
+    if (lix_kallsyms_lookup(&s->k->ks, func, &a) != HVI_OK) {
+        *why = "no such symbol";
+        return HVI_E_NOT_FOUND;
+    }
+    if (hvi_gva_read(e, 0, a, b, sizeof(b)) != HVI_OK) {
+        *why = "entry unreadable";
+        return HVI_E_NOT_PRESENT;
+    }
+    uint32_t skip = memcmp(b, ENDBR64, 4) ? 0 : 4;
+    hvi_insn insn;
+    if (hvi_decode_buffer(b + skip, sizeof(b) - skip, 64, a + skip, NULL, &insn) != HVI_OK ||
+        insn.len != 5 || memcmp(insn.bytes, NOP5, 5)) {
+        *why = "entry is not the 5-byte ftrace NOP (not traceable, or already patched)";
+        return HVI_E_UNSUPPORTED;
+    }
+    *site = a + skip;
+    return HVI_OK;
+}
+
+/* Every stub decodes into whole instructions ending with ret; int3. */
+static bool stub_decodes(const uint8_t *b, uint32_t len, uint64_t at)
+{
+    uint32_t off = 0;
+    while (off < len) {
+        hvi_insn insn;
+        if (hvi_decode_buffer(b + off, len - off, 64, at + off, NULL, &insn) != HVI_OK)
+            return false;
+        off += insn.len;
+    }
+    return off == len && len >= 2 && b[len - 2] == 0xc3;
+}
+
+static void write_all(hvi_engine *e, struct lixd_state *s, bool on)
+{
+    for (uint32_t i = 0; i < s->ndet; i++) {
+        struct lixd_detour *d = &s->det[i];
+        if (on) {
+            hvi_gva_write(e, 0, d->stub, d->stub_bytes, d->stub_len);
+            hvi_gva_write(e, 0, d->site, d->patch, 5);
+        } else {
+            hvi_gva_write(e, 0, d->site, d->orig, 5);
+        }
+    }
+}
+
+static void accept_all(hvi_engine *e, struct lixd_state *s, bool stubs)
+{
+    for (uint32_t i = 0; i < s->ndet; i++) {
+        lixp_accept(e, s->det[i].site, 5);
+        if (stubs)
+            lixp_accept(e, s->det[i].stub, s->det[i].stub_len);
+    }
+}
+
+static void procs_free(struct lixd_state *s)
+{
+    for (uint32_t i = 0; i < s->nprocs; i++)
+        free(s->procs[i].v);
+    s->nprocs = 0;
+}
+
+static void state_free(hvi_engine *e, void *ctx)
+{
+    struct lixd_state *s = ctx;
+    if (!s)
+        return;
+    procs_free(s);
+    free(s->ring_orig);
+    free(s);
+    if (e && e->lixd == s)
+        e->lixd = NULL;
+}
+
+/* Put the stubs' padding and the ring back (sites already restored). */
+static void remove_stubs(hvi_engine *e, struct lixd_state *s)
+{
+    if (pause_guest(e) != HVI_OK)
+        return;
+    for (uint32_t i = 0; i < s->ndet; i++) {
+        hvi_gva_write(e, 0, s->det[i].stub, s->det[i].stub_orig, s->det[i].stub_len);
+        hvi_slack_free(e, s->det[i].stub);
+    }
+    hvi_gva_write(e, 0, s->ring_gva, s->ring_orig, s->ring_len);
+    if (s->ndet)
+        flush_code(e, s->det[0].stub);
+    resume_guest(e);
+    accept_all(e, s, true);
+    s->ndet = 0;
+    s->phase = PH_OFF;
+}
+
+static hvi_status do_stop(hvi_engine *e, struct lixd_state *s)
+{
+    if (s->phase == PH_OFF)
+        return HVI_OK;
+    hvi_status st;
+    if (s->phase == PH_ACTIVE) {
+        (void)hvi_linux_indetour_drain(e, NULL); /* keep what the guest already recorded */
+        if ((st = pause_guest(e)) != HVI_OK)
+            return hvi_fail(e, st, "in-guest detours: cannot pause the guest");
+        write_all(e, s, false);
+        if (s->ndet)
+            flush_code(e, s->det[0].site);
+        resume_guest(e);
+        accept_all(e, s, false);
+        s->phase = PH_SITES_OFF;
+        s->sites_off_ns = hvi_now_ns();
+    }
+    /* no vCPU inside a stub, no return address or interrupted RIP into one on any stack */
+    struct lix_thrsafe_hit hit;
+    memset(&hit, 0, sizeof(hit));
+    st = pause_guest(e);
+    if (st == HVI_OK) {
+        st = lix_thread_safe(e, s->stub_lo, s->stub_hi, &hit);
+        resume_guest(e);
+    }
+    if (st == HVI_E_BUSY && !hit.on_cpu && hvi_now_ns() - s->sites_off_ns > LIXD_GRACE_NS) {
+        /* Only stack words, long after the last entry: interrupt frames of stubs that ran
+         * (the scan cannot tell stale words below a stack's top from live ones). */
+        hvi_log(e, HVI_LOG_INFO,
+                "in-guest detours: pid %d's stack holds 0x%llx in a stub %llu ms after the "
+                "sites were removed: stale, removing the stubs",
+                hit.pid, (unsigned long long)hit.value,
+                (unsigned long long)((hvi_now_ns() - s->sites_off_ns) / 1000000));
+        st = HVI_OK;
+    }
+    if (st == HVI_E_BUSY)
+        return HVI_E_BUSY;
+    if (st != HVI_OK)
+        return hvi_fail(e, st, "in-guest detours: thread-safeness check failed");
+    remove_stubs(e, s);
+    return HVI_OK;
+}
+
+static hvi_status on_detach(hvi_engine *e, void *ctx)
+{
+    return do_stop(e, ctx);
+}
+
+static void on_tick(hvi_engine *e, void *ctx)
+{
+    struct lixd_state *s = ctx;
+    if (s->phase == PH_ACTIVE && !e->detaching)
+        (void)hvi_linux_indetour_drain(e, NULL);
+}
+
+static hvi_status verify_current_task(hvi_engine *e, struct lixd_state *s)
+{
+    hvi_regs r;
+    memset(&r, 0, sizeof(r));
+    if (e->glue.get_regs(e->glue.ctx, 0, HVI_REGS_SEG | HVI_REGS_FSGS, &r) != HVI_OK ||
+        !(r.valid & HVI_REGS_FSGS)) {
+        hvi_log(e, HVI_LOG_WARN, "in-guest detours: GS base unavailable, current_task unverified");
+        return HVI_OK;
+    }
+    uint64_t gs = (r.seg[HVI_CS].selector & 3) ? r.kernel_gs_base : r.gs_base, task = 0;
+    struct lix_task t;
+    if (!lix_is_kptr(gs) || lix_read_u64(s->k, gs + s->current_task, &task) != HVI_OK ||
+        lix_task_read(s->k, task, &t) != HVI_OK || t.pid < 0)
+        return hvi_fail(e, HVI_E_FORMAT,
+                        "in-guest detours: gs:current_task (GS 0x%llx + 0x%x) is no task on vCPU 0",
+                        (unsigned long long)gs, s->current_task);
+    hvi_log(e, HVI_LOG_INFO, "in-guest detours: gs:current_task verified (vCPU 0 runs pid %d %s)",
+            t.pid, t.comm);
+    return HVI_OK;
+}
+
+hvi_status hvi_linux_indetour_start(hvi_engine *e, const hvi_linux_indetour_opts *opts)
+{
+    if (!e)
+        return HVI_E_INVAL;
+    if (e->lixd && e->lixd->phase == PH_ACTIVE)
+        return HVI_OK;
+    if (e->lixd && e->lixd->phase != PH_OFF)
+        return hvi_fail(e, HVI_E_BUSY, "in-guest detours: still being removed");
+    struct lix_kernel *k = lix_get(e);
+    if (!k || !k->have_offsets)
+        return hvi_fail(e, HVI_E_STATE, "in-guest detours: no Linux kernel with offsets");
+    struct lixd_state *s = e->lixd;
+    if (!s) {
+        if (!(s = calloc(1, sizeof(*s))))
+            return HVI_E_NOMEM;
+        hvi_status st = hvi_engine_on_free(e, state_free, s);
+        if (st != HVI_OK) {
+            free(s);
+            return hvi_fail(e, st, "in-guest detours: engine cleanup table full");
+        }
+        e->lixd = s;
+    }
+    free(s->ring_orig);
+    s->ring_orig = NULL;
+    memset(&s->ring, 0, sizeof(s->ring));
+    memset(&s->stats, 0, sizeof(s->stats));
+    s->ndet = 0;
+    s->k = k;
+    hvi_status st;
+    uint64_t ct = 0;
+    if (vma_mm_offset(e, &s->vma_mm_off) != HVI_OK)
+        return hvi_fail(e, HVI_E_NOT_FOUND, "in-guest detours: no vm_area_struct.vm_mm offset "
+                                            "(CAMI Vma.MmOffset)");
+    if (lix_kallsyms_lookup(&k->ks, "current_task", &ct) != HVI_OK || ct > 0x7fffffffu)
+        return hvi_fail(e, HVI_E_NOT_FOUND,
+                        "in-guest detours: no per-CPU current_task symbol (6.1 layout)");
+    s->current_task = (uint32_t)ct;
+    if ((st = verify_current_task(e, s)) != HVI_OK || (st = find_ring(e, s, opts)) != HVI_OK)
+        return st;
+    /* which functions can be patched */
+    uint32_t want = opts && opts->events ? opts->events : ~0u;
+    for (uint32_t i = 0; i < LIXD_NDET; i++) {
+        if (!(want & (1u << g_targets[i].id)))
+            continue;
+        const char *why = "";
+        struct lixd_detour *d = &s->det[s->ndet];
+        memset(d, 0, sizeof(*d));
+        st = entry_site(e, s, g_targets[i].func, &d->site, &why);
+        if (st != HVI_OK) {
+            if (g_targets[i].required && !(opts && opts->events))
+                return hvi_fail(e, st, "in-guest detours: %s: %s", g_targets[i].func, why);
+            hvi_log(e, HVI_LOG_WARN, "in-guest detours: %s skipped: %s", g_targets[i].func, why);
+            continue;
+        }
+        d->id = g_targets[i].id;
+        d->func = g_targets[i].func;
+        memcpy(d->orig, NOP5, 5);
+        s->ndet++;
+    }
+    if (!s->ndet)
+        return hvi_fail(e, HVI_E_UNSUPPORTED, "in-guest detours: no function could be patched");
+    if ((st = find_slack(e, s, s->ndet * LIXD_STUB_MAX)) != HVI_OK)
+        return st;
+    s->stub_lo = UINT64_MAX;
+    s->stub_hi = 0;
+    for (uint32_t i = 0; i < s->ndet; i++) {
+        struct lixd_detour *d = &s->det[i];
+        if ((st = hvi_slack_alloc(e, LIXD_STUB_MAX, 16, &d->stub)) != HVI_OK)
+            goto fail;
+        struct lixd_stub_params p = {.stub_va = d->stub, .head_va = s->ring_gva,
+                                     .records_va = s->ring_gva + LIXD_HDR_SIZE,
+                                     .mask = s->ring.nrec - 1, .event_id = d->id,
+                                     .current_task = s->current_task};
+        d->stub_len = (uint32_t)lixd_stub_emit(&p, d->stub_bytes, sizeof(d->stub_bytes));
+        if (!d->stub_len || !stub_decodes(d->stub_bytes, d->stub_len, d->stub) ||
+            !lixd_call_emit(d->site, d->stub, d->patch) ||
+            hvi_gva_read(e, 0, d->stub, d->stub_orig, d->stub_len) != HVI_OK) {
+            st = hvi_fail(e, HVI_E_INTERNAL, "in-guest detours: stub for %s not placeable",
+                          d->func);
+            goto fail;
+        }
+        for (uint32_t j = 0; j < d->stub_len; j++)
+            if (d->stub_orig[j] != 0xcc) {
+                st = hvi_fail(e, HVI_E_EXISTS, "in-guest detours: slack at 0x%llx is in use",
+                              (unsigned long long)d->stub);
+                goto fail;
+            }
+        if (d->stub < s->stub_lo)
+            s->stub_lo = d->stub;
+        if (d->stub + d->stub_len > s->stub_hi)
+            s->stub_hi = d->stub + d->stub_len;
+    }
+    if ((st = pause_guest(e)) != HVI_OK) {
+        st = hvi_fail(e, st, "in-guest detours: cannot pause the guest");
+        goto fail;
+    }
+    /* the entries must still be NOPs now that nothing runs */
+    for (uint32_t i = 0; i < s->ndet; i++) {
+        uint8_t now[5];
+        if (hvi_gva_read(e, 0, s->det[i].site, now, 5) != HVI_OK || memcmp(now, NOP5, 5)) {
+            resume_guest(e);
+            st = hvi_fail(e, HVI_E_STATE, "in-guest detours: %s changed under us",
+                          s->det[i].func);
+            goto fail;
+        }
+    }
+    write_all(e, s, true);
+    flush_code(e, s->det[0].site);
+    resume_guest(e);
+    accept_all(e, s, true);
+    s->phase = PH_ACTIVE;
+    s->stats.detours = s->ndet;
+    s->stats.ring_records = s->ring.nrec;
+    s->stats.ring_gva = s->ring_gva;
+    s->stats.stub_gva = s->stub_lo;
+    s->stats.stub_len = s->stub_hi - s->stub_lo;
+    if (!s->registered) {
+        if ((st = hvi_engine_add_timer(e, on_tick, s)) != HVI_OK ||
+            (st = hvi_engine_on_detach(e, on_detach, s)) != HVI_OK) {
+            (void)do_stop(e, s);
+            return hvi_fail(e, st, "in-guest detours: engine timer/detach table full");
+        }
+        s->registered = true;
+    }
+    hvi_log(e, HVI_LOG_INFO, "in-guest detours: %u functions, stubs at 0x%llx, ring of %u at 0x%llx",
+            s->ndet, (unsigned long long)s->stub_lo, s->ring.nrec,
+            (unsigned long long)s->ring_gva);
+    return HVI_OK;
+fail:
+    for (uint32_t i = 0; i < s->ndet; i++)
+        if (s->det[i].stub)
+            hvi_slack_free(e, s->det[i].stub);
+    s->ndet = 0;
+    return st;
+}
+
+hvi_status hvi_linux_indetour_stop(hvi_engine *e)
+{
+    if (!e)
+        return HVI_E_INVAL;
+    return e->lixd ? do_stop(e, e->lixd) : HVI_OK;
+}
+
+bool hvi_linux_indetour_active(hvi_engine *e)
+{
+    return e && e->lixd && e->lixd->phase == PH_ACTIVE;
+}
+
+hvi_status hvi_linux_indetour_set_callback(hvi_engine *e, hvi_linux_vma_event_cb cb, void *ctx)
+{
+    if (!e || !e->lixd)
+        return HVI_E_STATE;
+    e->lixd->cb = cb;
+    e->lixd->cb_ctx = ctx;
+    return HVI_OK;
+}
+
+hvi_status hvi_linux_indetour_stats_get(hvi_engine *e, hvi_linux_indetour_stats *out)
+{
+    if (!e || !out)
+        return HVI_E_INVAL;
+    if (!e->lixd)
+        return HVI_E_STATE;
+    struct lixd_state *s = e->lixd;
+    s->stats.lost = s->ring.lost;
+    s->stats.garbage = s->ring.garbage;
+    s->stats.resyncs = s->ring.resyncs;
+    s->stats.events = s->ring.consumed;
+    *out = s->stats;
+    return HVI_OK;
+}
+
+/* ---- the VMA view --------------------------------------------------------------------------- */
+
+static struct lixd_proc *proc_by_mm(struct lixd_state *s, uint64_t mm)
+{
+    for (uint32_t i = 0; mm && i < s->nprocs; i++)
+        if (s->procs[i].mm == mm)
+            return &s->procs[i];
+    return NULL;
+}
+
+static struct lixd_proc *proc_by_pid(struct lixd_state *s, int32_t pid)
+{
+    for (uint32_t i = 0; i < s->nprocs; i++)
+        if (s->procs[i].pid == pid)
+            return &s->procs[i];
+    return NULL;
+}
+
+static hvi_status ent_read(struct lixd_state *s, uint64_t vma, struct lixd_ent *x, uint64_t *mm)
+{
+    const struct lix_offsets *o = &s->k->off;
+    hvi_status st;
+    x->vma = vma;
+    if (!lix_is_kptr(vma))
+        return HVI_E_FORMAT;
+    if ((st = lix_read_u64(s->k, vma + o->vma_start, &x->start)) != HVI_OK ||
+        (st = lix_read_u64(s->k, vma + o->vma_end, &x->end)) != HVI_OK ||
+        (st = lix_read_u64(s->k, vma + o->vma_flags, &x->flags)) != HVI_OK ||
+        (st = lix_read_u64(s->k, vma + o->vma_pgoff, &x->pgoff)) != HVI_OK ||
+        (st = lix_read_u64(s->k, vma + o->vma_file, &x->file)) != HVI_OK ||
+        (st = lix_read_u64(s->k, vma + s->vma_mm_off, mm)) != HVI_OK)
+        return st;
+    return HVI_OK;
+}
+
+static hvi_status proc_add(struct lixd_proc *p, const struct lixd_ent *x)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (p->v[i].vma == x->vma) {
+            p->v[i] = *x;
+            return HVI_OK;
+        }
+    if (p->n >= LIX_MAX_VMAS)
+        return HVI_E_LIMIT;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 64;
+        struct lixd_ent *v = realloc(p->v, cap * sizeof(*v));
+        if (!v)
+            return HVI_E_NOMEM;
+        p->v = v;
+        p->cap = cap;
+    }
+    p->v[p->n++] = *x;
+    return HVI_OK;
+}
+
+static bool proc_del(struct lixd_proc *p, uint64_t vma)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (p->v[i].vma == vma) {
+            p->v[i] = p->v[--p->n];
+            return true;
+        }
+    return false;
+}
+
+static bool walk_cb(const struct lix_vma *v, void *ctx)
+{
+    struct lixd_proc *p = ctx;
+    struct lixd_ent x = {v->addr, v->start, v->end, v->flags, v->pgoff, v->file};
+    return proc_add(p, &x) == HVI_OK;
+}
+
+struct find_pid {
+    int32_t pid;
+    uint64_t task, mm;
+    bool found;
+};
+
+static bool find_pid_cb(const struct lix_task *t, void *ctx)
+{
+    struct find_pid *f = ctx;
+    if (t->pid != f->pid)
+        return true;
+    f->task = t->addr;
+    f->mm = t->mm;
+    f->found = true;
+    return false;
+}
+
+static hvi_status proc_walk(struct lixd_state *s, struct lixd_proc *p)
+{
+    p->n = 0;
+    p->dirty = p->need_walk = false;
+    if (!p->mm)
+        return HVI_OK;
+    hvi_status st = lix_vma_walk(s->k, p->mm, walk_cb, p);
+    if (st != HVI_OK)
+        p->n = 0;
+    return st;
+}
+
+static int ent_cmp(const void *a, const void *b)
+{
+    const struct lixd_ent *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Re-read every entry of a touched process; false when the view is inconsistent. */
+static bool proc_refresh(struct lixd_state *s, struct lixd_proc *p)
+{
+    for (size_t i = 0; i < p->n;) {
+        uint64_t mm = 0;
+        struct lixd_ent x;
+        if (ent_read(s, p->v[i].vma, &x, &mm) != HVI_OK)
+            return false;
+        if (mm != p->mm) { /* freed and reused (its free event is still in the ring) */
+            p->v[i] = p->v[--p->n];
+            continue;
+        }
+        p->v[i++] = x;
+    }
+    qsort(p->v, p->n, sizeof(*p->v), ent_cmp);
+    for (size_t i = 0; i < p->n; i++)
+        if (p->v[i].end <= p->v[i].start || (i && p->v[i].start < p->v[i - 1].end))
+            return false;
+    return true;
+}
+
+/* After events: exec (task->mm changed) and lost events need a walk, touched ones a refresh. */
+static void procs_update(hvi_engine *e, struct lixd_state *s)
+{
+    bool lost = s->ring.lost_since;
+    s->ring.lost_since = false;
+    for (uint32_t i = 0; i < s->nprocs; i++) {
+        struct lixd_proc *p = &s->procs[i];
+        struct lix_task t;
+        if (lix_task_read(s->k, p->task, &t) != HVI_OK || t.pid != p->pid) {
+            p->mm = 0; /* the process is gone */
+            p->n = 0;
+            continue;
+        }
+        if (t.mm != p->mm) {
+            p->mm = t.mm;
+            p->need_walk = true;
+        }
+        if (lost)
+            p->need_walk = true;
+        if (!p->need_walk && p->dirty) {
+            s->stats.refreshes++;
+            if (!proc_refresh(s, p)) {
+                hvi_log(e, HVI_LOG_DEBUG, "in-guest detours: pid %d view inconsistent, re-walk",
+                        p->pid);
+                p->need_walk = true;
+            }
+            p->dirty = false;
+        }
+        if (p->need_walk) {
+            s->stats.rewalks++;
+            if (proc_walk(s, p) == HVI_OK)
+                qsort(p->v, p->n, sizeof(*p->v), ent_cmp);
+        }
+    }
+}
+
+struct drain_ctx {
+    hvi_engine *e;
+    struct lixd_state *s;
+};
+
+static void on_record(const struct lixd_record *r, void *ctx)
+{
+    struct drain_ctx *d = ctx;
+    struct lixd_state *s = d->s;
+    hvi_linux_vma_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.seq = r->seq;
+    ev.id = (uint32_t)r->id;
+    ev.task = r->task;
+    memcpy(ev.args, r->args, sizeof(ev.args));
+    ev.pid = ev.tgid = -1;
+    struct lix_task t;
+    bool have_task = lix_task_read(s->k, r->task, &t) == HVI_OK;
+    if (have_task) {
+        ev.pid = t.pid;
+        ev.tgid = t.tgid;
+        memcpy(ev.comm, t.comm, sizeof(ev.comm));
+    }
+    switch (ev.id) {
+    case HVI_LIXD_VMA_PROTECT:
+        ev.vma = r->args[1];
+        break;
+    case HVI_LIXD_BRK:
+        ev.vma = r->args[1];
+        ev.mm = have_task ? t.mm : 0;
+        break;
+    case HVI_LIXD_EXIT_MMAP:
+        ev.mm = r->args[0];
+        break;
+    default:
+        ev.vma = r->args[0];
+        break;
+    }
+    struct lixd_ent x;
+    memset(&x, 0, sizeof(x));
+    uint64_t mm = 0;
+    bool have_vma = ev.vma && ent_read(s, ev.vma, &x, &mm) == HVI_OK;
+    if (have_vma && ev.id != HVI_LIXD_BRK) {
+        ev.mm = mm;
+        ev.start = x.start;
+        ev.end = x.end;
+        ev.flags = x.flags;
+    }
+    struct lixd_proc *p = proc_by_mm(s, ev.mm);
+    switch (ev.id) {
+    case HVI_LIXD_VMA_STORE:
+        if (p && have_vma) {
+            p->dirty = true;
+            if (proc_add(p, &x) != HVI_OK)
+                p->need_walk = true;
+        }
+        break;
+    case HVI_LIXD_VMA_REMOVE:
+    case HVI_LIXD_VMA_FREE:
+        for (uint32_t i = 0; i < s->nprocs; i++)
+            if (proc_del(&s->procs[i], ev.vma))
+                s->procs[i].dirty = true;
+        break;
+    case HVI_LIXD_BRK:
+    case HVI_LIXD_EXIT_MMAP:
+        if (p)
+            p->need_walk = true; /* brk inserts without vma_mas_store */
+        break;
+    default:
+        if (p)
+            p->dirty = true;
+        break;
+    }
+    if (s->cb)
+        s->cb(d->e, &ev, s->cb_ctx);
+}
+
+struct ring_rd {
+    hvi_engine *e;
+    uint64_t base;
+    uint32_t len;
+};
+
+static hvi_status ring_read(void *ctx, uint64_t off, void *buf, size_t len)
+{
+    struct ring_rd *r = ctx;
+    if (off > r->len || len > r->len - off)
+        return HVI_E_RANGE;
+    return hvi_gva_read(r->e, 0, r->base + off, buf, len);
+}
+
+/* The engine's own bytes must still be there (the guest or an attacker may write them). */
+static void check_own_bytes(hvi_engine *e, struct lixd_state *s)
+{
+    for (uint32_t i = 0; i < s->ndet; i++) {
+        struct lixd_detour *d = &s->det[i];
+        uint8_t now[LIXD_STUB_MAX], site[5];
+        if (hvi_gva_read(e, 0, d->stub, now, d->stub_len) != HVI_OK ||
+            hvi_gva_read(e, 0, d->site, site, 5) != HVI_OK)
+            continue;
+        if (!memcmp(now, d->stub_bytes, d->stub_len) && !memcmp(site, d->patch, 5))
+            continue;
+        s->stats.tamper++;
+        hvi_alert a;
+        hvi_alert_init(&a, HVI_ALERT_INTEGRITY, e->current_vcpu);
+        a.action = (e->options & HVI_OPT_LOG_ONLY) ? HVI_ALERT_LOGGED : HVI_ALERT_DENIED;
+        a.gva = memcmp(site, d->patch, 5) ? d->site : d->stub;
+        a.pid = -1;
+        hvi_strlcpy(a.object, "indetour", sizeof(a.object));
+        snprintf(a.detail, sizeof(a.detail), "in-guest detour of %s changed (%s)", d->func,
+                 memcmp(site, d->patch, 5) ? "call site" : "stub");
+        hvi_alert_emit(e, &a);
+        if (a.action == HVI_ALERT_DENIED && pause_guest(e) == HVI_OK) {
+            hvi_gva_write(e, 0, d->stub, d->stub_bytes, d->stub_len);
+            hvi_gva_write(e, 0, d->site, d->patch, 5);
+            flush_code(e, d->site);
+            resume_guest(e);
+        }
+    }
+}
+
+hvi_status hvi_linux_indetour_drain(hvi_engine *e, size_t *n)
+{
+    if (n)
+        *n = 0;
+    if (!e)
+        return HVI_E_INVAL;
+    struct lixd_state *s = e->lixd;
+    if (!s || s->phase != PH_ACTIVE)
+        return HVI_E_STATE;
+    uint64_t t0 = hvi_now_ns();
+    struct ring_rd rr = {e, s->ring_gva, s->ring_len};
+    struct drain_ctx dc = {e, s};
+    hvi_status st = HVI_OK;
+    size_t got = lixd_ring_drain(&s->ring, ring_read, &rr, HVI_LIXD_EVENT_MAX, LIXD_DRAIN_BUDGET,
+                                 on_record, &dc, &st);
+    procs_update(e, s);
+    check_own_bytes(e, s);
+    s->stats.drains++;
+    s->stats.last_drain_ns = hvi_now_ns() - t0;
+    if (n)
+        *n = got;
+    if (st != HVI_OK)
+        return hvi_fail(e, st, "in-guest detours: ring at 0x%llx unreadable",
+                        (unsigned long long)s->ring_gva);
+    return HVI_OK;
+}
+
+hvi_status hvi_linux_vma_follow(hvi_engine *e, int32_t pid)
+{
+    if (!e || pid <= 0)
+        return HVI_E_INVAL;
+    struct lixd_state *s = e->lixd;
+    if (!s || !s->k)
+        return hvi_fail(e, HVI_E_STATE, "vma follow: in-guest detours not started");
+    if (proc_by_pid(s, pid))
+        return HVI_OK;
+    if (s->nprocs == LIXD_MAX_PROCS)
+        return hvi_fail(e, HVI_E_LIMIT, "vma follow: at most %u processes", LIXD_MAX_PROCS);
+    struct find_pid f = {.pid = pid};
+    hvi_status st = lix_task_walk(s->k, false, find_pid_cb, &f);
+    if (st != HVI_OK)
+        return hvi_fail(e, st, "vma follow: task walk failed");
+    if (!f.found)
+        return hvi_fail(e, HVI_E_NOT_FOUND, "vma follow: no process %d", pid);
+    struct lixd_proc *p = &s->procs[s->nprocs];
+    memset(p, 0, sizeof(*p));
+    p->pid = pid;
+    p->task = f.task;
+    p->mm = f.mm;
+    if ((st = proc_walk(s, p)) != HVI_OK) {
+        free(p->v);
+        return hvi_fail(e, st, "vma follow: maple tree of pid %d unreadable", pid);
+    }
+    qsort(p->v, p->n, sizeof(*p->v), ent_cmp);
+    s->nprocs++;
+    return HVI_OK;
+}
+
+hvi_status hvi_linux_vma_view(hvi_engine *e, int32_t pid, hvi_linux_vma **out, size_t *count)
+{
+    if (!e || !out || !count)
+        return HVI_E_INVAL;
+    *out = NULL;
+    *count = 0;
+    struct lixd_proc *p = e->lixd ? proc_by_pid(e->lixd, pid) : NULL;
+    if (!p)
+        return hvi_fail(e, HVI_E_NOT_FOUND, "vma view: pid %d is not followed", pid);
+    hvi_linux_vma *v = calloc(p->n ? p->n : 1, sizeof(*v));
+    if (!v)
+        return HVI_E_NOMEM;
+    for (size_t i = 0; i < p->n; i++) {
+        v[i].start = p->v[i].start;
+        v[i].end = p->v[i].end;
+        v[i].flags = p->v[i].flags;
+        v[i].pgoff = p->v[i].pgoff;
+        if (p->v[i].file)
+            (void)lix_file_path(e->lixd->k, p->v[i].file, v[i].path, sizeof(v[i].path));
+    }
+    *out = v;
+    *count = p->n;
+    return HVI_OK;
+}

@@ -1,0 +1,81 @@
+/*
+ * hvi guest/linux — in-guest detours: the pure parts (stub generation, ring parsing), private to
+ * the layer and its unit tests. The engine side is lix_indetour.c.
+ *
+ * Ring layout in guest memory (all little-endian):
+ *   +0                head: u64, the next slot index to claim (the stubs `lock xadd` it)
+ *   +64 + 64 * i      record i (i = index & (nrec - 1)):
+ *       +0  seq   u64  index + 1 once committed; 0 while being written
+ *       +8  id    u64  event id (hvi_lixd_event)
+ *       +16 task  u64  gs:current_task at the call
+ *       +24 rdi, +32 rsi, +40 rdx, +48 rcx, +56 r8
+ */
+#ifndef HVI_GUEST_LIX_INDETOUR_H
+#define HVI_GUEST_LIX_INDETOUR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hvi/status.h"
+
+#define LIXD_HDR_SIZE 64u
+#define LIXD_REC_SIZE 64u
+#define LIXD_REC_SHIFT 6u
+#define LIXD_STUB_MAX 128u
+#define LIXD_MAX_STALL 32u /* drains a claimed-but-uncommitted record may block the ring */
+
+struct lixd_stub_params {
+    uint64_t stub_va;      /* where the stub will sit */
+    uint64_t head_va;      /* the ring head (u64) */
+    uint64_t records_va;   /* record 0 */
+    uint32_t mask;         /* records - 1, records a power of two */
+    uint32_t event_id;
+    uint32_t current_task; /* per-CPU offset of current_task (gs-relative), < 2^31 */
+};
+
+/*
+ * Emit the stub for one detoured function into buf (cap >= LIXD_STUB_MAX). The function's entry
+ * NOP5 becomes `call stub`, so the stub ends with `ret` back into the function (the NOP it
+ * replaced needs no re-execution). Saves and restores rax, rcx, rdx; writes the record as in
+ * the layout above. Returns the length, 0 when an address is out of rel32 reach or a
+ * parameter is invalid.
+ */
+size_t lixd_stub_emit(const struct lixd_stub_params *p, uint8_t *buf, size_t cap);
+
+/* `call rel32` from `site` to `target` (5 bytes); false when out of reach. */
+bool lixd_call_emit(uint64_t site, uint64_t target, uint8_t out[5]);
+
+/* ---- ring parser (hostile input: anything may be in the guest's ring) ---- */
+
+struct lixd_record {
+    uint64_t seq;
+    uint64_t id;
+    uint64_t task;
+    uint64_t args[5];
+};
+
+/* Reads [off, off+len) of the ring region (offset from the head); fails whole. */
+typedef hvi_status (*lixd_read_fn)(void *ctx, uint64_t off, void *buf, size_t len);
+typedef void (*lixd_rec_fn)(const struct lixd_record *r, void *ctx);
+
+struct lixd_ring {
+    uint32_t nrec;         /* power of two */
+    uint64_t tail;         /* next index to consume */
+    uint64_t lost, garbage, resyncs, consumed;
+    uint32_t stall;        /* consecutive drains blocked on the same uncommitted record */
+    bool lost_since;       /* set when anything was lost; the caller clears it after a rewalk */
+};
+
+/*
+ * Consume committed records from r->tail up to the head, at most `budget`, in order. A record
+ * whose seq is not index + 1 yet blocks (a writer is between its claim and its commit) for up to
+ * LIXD_MAX_STALL drains, then counts as lost; a seq from a later lap means it was overwritten
+ * (lost); a seq that changed while being read is torn (lost); an id >= id_max is garbage. A head
+ * behind the tail or more than nrec ahead resynchronises (lost). Returns the number of records
+ * passed to cb; a read failure stops the drain with *st set.
+ */
+size_t lixd_ring_drain(struct lixd_ring *r, lixd_read_fn rd, void *rctx, uint32_t id_max,
+                       size_t budget, lixd_rec_fn cb, void *cctx, hvi_status *st);
+
+#endif

@@ -1,0 +1,385 @@
+/*
+ * In-guest detours, the pure parts: the stub bytes (decoded by Zydis into exactly the expected
+ * instructions; then executed natively on the host, GS pointing at a fake per-CPU area, from
+ * two threads at once: every call leaves one committed, intact record) and the ring parser on
+ * hostile rings (head behind/far ahead, garbage ids, later laps, torn and never-committed
+ * records).
+ */
+#define _GNU_SOURCE
+#include <asm/prctl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "guest/linux/lix_indetour.h"
+#include "harness.h"
+#include "hvi/decode.h"
+
+static const char *const expected[] = {
+    "push rax",
+    "push rcx",
+    "push rdx",
+    "mov eax, 0x01",
+    "lock xadd [0x0000000000200000], rax",
+    "mov ecx, eax",
+    "and ecx, 0x3FF",
+    "shl rcx, 0x06",
+    "lea rdx, [0x0000000000200040]",
+    "add rcx, rdx",
+    "mov qword ptr [rcx], 0x00",
+    "mov qword ptr [rcx+0x08], 0x05",
+    "mov rdx, gs:[0x000000000001FB80]",
+    "mov [rcx+0x10], rdx",
+    "mov [rcx+0x18], rdi",
+    "mov [rcx+0x20], rsi",
+    "mov rdx, [rsp]",
+    "mov [rcx+0x28], rdx",
+    "mov rdx, [rsp+0x08]",
+    "mov [rcx+0x30], rdx",
+    "mov [rcx+0x38], r8",
+    "inc rax",
+    "mov [rcx], rax",
+    "pop rdx",
+    "pop rcx",
+    "pop rax",
+    "ret",
+    "int3",
+};
+
+/* Zydis's text may differ in case/spacing/width keywords: compare loosely. */
+static void norm(const char *in, char *out, size_t len)
+{
+    size_t o = 0;
+    for (; *in && o + 1 < len; in++) {
+        char c = *in;
+        if (c == ' ')
+            continue;
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c - 'A' + 'a');
+        out[o++] = c;
+    }
+    out[o] = 0;
+    /* drop "qwordptr" (width keyword) for the comparison */
+    char *q;
+    while ((q = strstr(out, "qwordptr")))
+        memmove(q, q + 8, strlen(q + 8) + 1);
+}
+
+/* The text may print hex immediates with or without leading zeros: compare numbers by value. */
+static bool text_eq(const char *a, const char *b)
+{
+    char x[96], y[96];
+    norm(a, x, sizeof(x));
+    norm(b, y, sizeof(y));
+    const char *p = x, *q = y;
+    while (*p && *q) {
+        if (p[0] == '0' && p[1] == 'x' && q[0] == '0' && q[1] == 'x') {
+            char *pe, *qe;
+            unsigned long long u = strtoull(p + 2, &pe, 16), v = strtoull(q + 2, &qe, 16);
+            if (u != v)
+                return false;
+            p = pe, q = qe;
+            continue;
+        }
+        if (*p++ != *q++)
+            return false;
+    }
+    return !*p && !*q;
+}
+
+HVI_TEST(stub_decodes_to_the_expected_instructions)
+{
+    struct lixd_stub_params p = {.stub_va = 0x100000, .head_va = 0x200000,
+                                 .records_va = 0x200040, .mask = 1023, .event_id = 5,
+                                 .current_task = 0x1fb80};
+    uint8_t b[LIXD_STUB_MAX];
+    size_t len = lixd_stub_emit(&p, b, sizeof(b));
+    REQUIRE(len > 0 && len <= LIXD_STUB_MAX);
+    size_t off = 0, i = 0;
+    while (off < len) {
+        hvi_insn insn;
+        REQUIRE(hvi_decode_buffer(b + off, len - off, 64, p.stub_va + off, NULL, &insn) == HVI_OK);
+        REQUIRE(i < sizeof(expected) / sizeof(expected[0]));
+        if (!text_eq(insn.text, expected[i]))
+            fprintf(stderr, "  insn %zu: got \"%s\", want \"%s\"\n", i, insn.text, expected[i]);
+        CHECK(text_eq(insn.text, expected[i]));
+        if (i == 4)
+            CHECK(insn.lock);
+        off += insn.len;
+        i++;
+    }
+    CHECK_EQ_U64(off, len);
+    CHECK_EQ_U64(i, sizeof(expected) / sizeof(expected[0]));
+}
+
+HVI_TEST(stub_and_call_refuse_bad_parameters)
+{
+    uint8_t b[LIXD_STUB_MAX], c[5];
+    struct lixd_stub_params p = {.stub_va = 0xffffffff81000000ull, .head_va = 0xffffffff84000000ull,
+                                 .records_va = 0xffffffff84000040ull, .mask = 63, .event_id = 1,
+                                 .current_task = 0x1fb80};
+    CHECK(lixd_stub_emit(&p, b, sizeof(b)) > 0);
+    CHECK(lixd_stub_emit(&p, b, LIXD_STUB_MAX - 1) == 0); /* buffer too small */
+    p.mask = 62;                                           /* not a power of two minus one */
+    CHECK(lixd_stub_emit(&p, b, sizeof(b)) == 0);
+    p.mask = 63;
+    p.head_va = 0xffff888000000000ull; /* the direct map: out of rel32 reach */
+    CHECK(lixd_stub_emit(&p, b, sizeof(b)) == 0);
+    p.head_va = 0xffffffff84000000ull;
+    p.current_task = 0x80000000u; /* sign-extended disp32 would go negative */
+    CHECK(lixd_stub_emit(&p, b, sizeof(b)) == 0);
+    CHECK(lixd_call_emit(0xffffffff81000000ull, 0xffffffff81001000ull, c));
+    CHECK(c[0] == 0xe8 && c[1] == 0xfb && c[2] == 0x0f && c[3] == 0 && c[4] == 0);
+    CHECK(!lixd_call_emit(0xffffffff81000000ull, 0xffff888000001000ull, c));
+}
+
+/* ---- native execution ------------------------------------------------------------------ */
+
+#define NREC 4096u
+#define PER_THREAD 1500u
+#define CUR_OFF 0x1fb80u
+
+struct native {
+    uint8_t *code;       /* stub, executable */
+    uint8_t *ring;       /* head + records */
+    void (*fn)(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);
+};
+
+static struct native g_nat;
+
+struct thr {
+    uint64_t task;
+    uint8_t *percpu;
+    int ok;
+};
+
+static void *thr_run(void *arg)
+{
+    struct thr *t = arg;
+    memcpy(t->percpu + CUR_OFF, &t->task, 8);
+    if (syscall(SYS_arch_prctl, ARCH_SET_GS, (unsigned long)t->percpu) != 0)
+        return NULL;
+    for (uint64_t i = 0; i < PER_THREAD; i++)
+        g_nat.fn(t->task ^ i, i, i * 3, ~i, t->task);
+    t->ok = 1;
+    return NULL;
+}
+
+HVI_TEST(stub_runs_natively_two_threads_every_call_one_intact_record)
+{
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+    /* code and ring in one mapping so rel32 reaches */
+    uint8_t *m = mmap(NULL, 1u << 20, PROT_READ | PROT_WRITE | PROT_EXEC,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        SKIP_CASE("no RWX anonymous mapping allowed here");
+    g_nat.code = m;
+    g_nat.ring = m + 4096;
+    struct lixd_stub_params p = {.stub_va = (uint64_t)(uintptr_t)m,
+                                 .head_va = (uint64_t)(uintptr_t)g_nat.ring,
+                                 .records_va = (uint64_t)(uintptr_t)g_nat.ring + LIXD_HDR_SIZE,
+                                 .mask = NREC - 1, .event_id = 3, .current_task = CUR_OFF};
+    size_t len = lixd_stub_emit(&p, m, LIXD_STUB_MAX);
+    REQUIRE(len > 0);
+    memcpy(&g_nat.fn, &m, sizeof(m));
+    static uint8_t percpu[2][CUR_OFF + 64];
+    struct thr t[2] = {{0x1111000000000000ull, percpu[0], 0}, {0x2222000000000000ull, percpu[1], 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        REQUIRE(pthread_create(&th[i], NULL, thr_run, &t[i]) == 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    if (!t[0].ok || !t[1].ok) {
+        munmap(m, 1u << 20);
+        SKIP_CASE("arch_prctl(ARCH_SET_GS) refused: cannot give the stub a GS base");
+    }
+    uint64_t head;
+    memcpy(&head, g_nat.ring, 8);
+    CHECK_EQ_U64(head, 2 * PER_THREAD);
+    /* each thread's calls appear once, in its own order, with its task and arguments */
+    uint64_t next[2] = {0, 0};
+    bool intact = true;
+    for (uint64_t i = 0; i < head; i++) {
+        struct lixd_record r;
+        memcpy(&r, g_nat.ring + LIXD_HDR_SIZE + i * LIXD_REC_SIZE, sizeof(r));
+        int w = r.task == t[0].task ? 0 : r.task == t[1].task ? 1 : -1;
+        if (r.seq != i + 1 || r.id != 3 || w < 0) {
+            intact = false;
+            break;
+        }
+        uint64_t k = next[w]++;
+        intact = intact && r.args[0] == (t[w].task ^ k) && r.args[1] == k && r.args[2] == k * 3 &&
+                 r.args[3] == ~k && r.args[4] == t[w].task;
+    }
+    CHECK(intact);
+    CHECK_EQ_U64(next[0], PER_THREAD);
+    CHECK_EQ_U64(next[1], PER_THREAD);
+    munmap(m, 1u << 20);
+#else
+    SKIP_CASE("not an x86-64 host");
+#endif
+}
+
+/* ---- the parser on hostile rings ------------------------------------------------------------ */
+
+struct fake {
+    uint8_t mem[LIXD_HDR_SIZE + 16 * LIXD_REC_SIZE];
+    int reads_until_tear; /* >0: after this many reads, bump the seq of the record being read */
+    uint64_t tear_off;
+    bool fail;
+};
+
+static hvi_status fake_read(void *ctx, uint64_t off, void *buf, size_t len)
+{
+    struct fake *f = ctx;
+    if (f->fail || off > sizeof(f->mem) || len > sizeof(f->mem) - off)
+        return HVI_E_RANGE;
+    memcpy(buf, f->mem + off, len);
+    if (f->reads_until_tear > 0 && --f->reads_until_tear == 0) {
+        uint64_t s;
+        memcpy(&s, f->mem + f->tear_off, 8);
+        s += 16;
+        memcpy(f->mem + f->tear_off, &s, 8);
+    }
+    return HVI_OK;
+}
+
+static void put_head(struct fake *f, uint64_t h)
+{
+    memcpy(f->mem, &h, 8);
+}
+
+static void put_rec(struct fake *f, uint64_t idx, uint64_t seq, uint64_t id)
+{
+    struct lixd_record r = {.seq = seq, .id = id, .task = 0xffff888000000000ull + idx};
+    r.args[0] = idx;
+    memcpy(f->mem + LIXD_HDR_SIZE + (idx & 15) * LIXD_REC_SIZE, &r, sizeof(r));
+}
+
+struct got {
+    uint64_t idx[64];
+    size_t n;
+};
+
+static void got_cb(const struct lixd_record *r, void *ctx)
+{
+    struct got *g = ctx;
+    if (g->n < 64)
+        g->idx[g->n++] = r->args[0];
+}
+
+HVI_TEST(ring_in_order_then_overflow_then_backwards)
+{
+    static struct fake f;
+    memset(&f, 0, sizeof(f));
+    struct lixd_ring r = {.nrec = 16};
+    struct got g = {.n = 0};
+    hvi_status st;
+    for (uint64_t i = 0; i < 5; i++)
+        put_rec(&f, i, i + 1, 1);
+    put_head(&f, 5);
+    CHECK_EQ_U64(lixd_ring_drain(&r, fake_read, &f, 9, 100, got_cb, &g, &st), 5);
+    CHECK_OK(st);
+    CHECK(g.n == 5 && g.idx[0] == 0 && g.idx[4] == 4);
+    CHECK(!r.lost_since);
+    /* head far beyond the ring: 40 more claimed, only the last 16 can still be there */
+    for (uint64_t i = 5; i < 45; i++)
+        put_rec(&f, i, i + 1, 2);
+    put_head(&f, 45);
+    g.n = 0;
+    CHECK_EQ_U64(lixd_ring_drain(&r, fake_read, &f, 9, 100, got_cb, &g, &st), 16);
+    CHECK_EQ_U64(r.lost, 24);
+    CHECK(r.lost_since && g.idx[0] == 29);
+    /* an absurd head (attacker): bounded work, tail resynchronised */
+    put_head(&f, UINT64_MAX - 3);
+    g.n = 0;
+    size_t n = lixd_ring_drain(&r, fake_read, &f, 9, 100, got_cb, &g, &st);
+    CHECK(n <= 16);
+    /* the head moved backwards: resync, nothing delivered */
+    uint64_t resyncs = r.resyncs;
+    put_head(&f, 3);
+    CHECK_EQ_U64(lixd_ring_drain(&r, fake_read, &f, 9, 100, got_cb, &g, &st), 0);
+    CHECK_EQ_U64(r.resyncs, resyncs + 1);
+    CHECK_EQ_U64(r.tail, 3);
+}
+
+HVI_TEST(ring_garbage_ids_later_laps_and_torn_records_are_not_delivered)
+{
+    static struct fake f;
+    memset(&f, 0, sizeof(f));
+    struct lixd_ring r = {.nrec = 16};
+    struct got g = {.n = 0};
+    hvi_status st;
+    put_rec(&f, 0, 1, 0);        /* id 0 */
+    put_rec(&f, 1, 2, 77);       /* id beyond the max */
+    put_rec(&f, 2, 3 + 16, 1);   /* a later lap wrote this slot */
+    put_rec(&f, 3, 4, 1);        /* fine */
+    put_rec(&f, 4, 5, 1);        /* torn while read (below) */
+    put_rec(&f, 5, 6, 1);        /* fine */
+    put_head(&f, 6);
+    f.reads_until_tear = 1 + 3 + 3 + 1 + 3 + 2; /* head, r0(3), r1(3), r2(1), r3(3), r4: 2nd read */
+    f.tear_off = LIXD_HDR_SIZE + 4 * LIXD_REC_SIZE;
+    CHECK_EQ_U64(lixd_ring_drain(&r, fake_read, &f, 9, 100, got_cb, &g, &st), 2);
+    CHECK(g.n == 2 && g.idx[0] == 3 && g.idx[1] == 5);
+    CHECK_EQ_U64(r.garbage, 2);
+    CHECK_EQ_U64(r.lost, 2);
+    CHECK(r.lost_since);
+    CHECK_EQ_U64(r.tail, 6);
+}
+
+HVI_TEST(ring_uncommitted_record_blocks_then_counts_as_lost)
+{
+    static struct fake f;
+    memset(&f, 0, sizeof(f));
+    struct lixd_ring r = {.nrec = 16};
+    struct got g = {.n = 0};
+    hvi_status st;
+    put_rec(&f, 0, 1, 1);
+    put_rec(&f, 1, 0, 0); /* claimed, being written */
+    put_rec(&f, 2, 3, 1);
+    put_head(&f, 3);
+    CHECK_EQ_U64(lixd_ring_drain(&r, fake_read, &f, 9, 100, got_cb, &g, &st), 1);
+    CHECK_EQ_U64(r.tail, 1);
+    /* the writer commits: the next drain gets both, in order */
+    put_rec(&f, 1, 2, 1);
+    CHECK_EQ_U64(lixd_ring_drain(&r, fake_read, &f, 9, 100, got_cb, &g, &st), 2);
+    CHECK(g.n == 3 && g.idx[1] == 1 && g.idx[2] == 2);
+    /* a record that never commits blocks only LIXD_MAX_STALL drains */
+    put_rec(&f, 3, 0, 0);
+    put_rec(&f, 4, 5, 1);
+    put_head(&f, 5);
+    size_t total = 0;
+    for (unsigned i = 0; i <= LIXD_MAX_STALL; i++)
+        total += lixd_ring_drain(&r, fake_read, &f, 9, 100, got_cb, &g, &st);
+    CHECK_EQ_U64(total, 1);
+    CHECK_EQ_U64(r.lost, 1);
+    CHECK_EQ_U64(r.tail, 5);
+}
+
+HVI_TEST(ring_read_failure_and_bad_arguments)
+{
+    static struct fake f;
+    memset(&f, 0, sizeof(f));
+    struct lixd_ring r = {.nrec = 16};
+    struct got g = {.n = 0};
+    hvi_status st = HVI_OK;
+    f.fail = true;
+    CHECK_EQ_U64(lixd_ring_drain(&r, fake_read, &f, 9, 100, got_cb, &g, &st), 0);
+    CHECK_STATUS(st, HVI_E_RANGE);
+    struct lixd_ring bad = {.nrec = 12};
+    CHECK_EQ_U64(lixd_ring_drain(&bad, fake_read, &f, 9, 100, got_cb, &g, &st), 0);
+    CHECK_STATUS(st, HVI_E_INVAL);
+    /* the budget bounds one drain */
+    f.fail = false;
+    for (uint64_t i = 0; i < 10; i++)
+        put_rec(&f, i, i + 1, 1);
+    put_head(&f, 10);
+    CHECK_EQ_U64(lixd_ring_drain(&r, fake_read, &f, 9, 4, got_cb, &g, &st), 4);
+    CHECK_EQ_U64(lixd_ring_drain(&r, fake_read, &f, 9, 100, got_cb, &g, &st), 6);
+}
+
+HVI_TEST_MAIN()
