@@ -86,7 +86,7 @@ static hvi_status attach(hvi_engine *e, const void *buf, size_t len, uint64_t op
     hvi_guest_params p;
     memset(&p, 0, sizeof(p));
     p.size = sizeof(p);
-    p.os_hint = HVI_OS_WINDOWS; /* no Linux activation on the fake guest */
+    p.os_hint = HVI_OS_UNKNOWN; /* the fake guest is neither Linux nor Windows: memory-only */
     p.support = buf;
     p.support_len = len;
     p.options = opts;
