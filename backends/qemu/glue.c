@@ -367,6 +367,39 @@ static hvi_status qemu_single_step(void *ctx, uint32_t vcpu, bool enable)
     return HVI_OK;
 }
 
+/* Rewrite code the engine changed in the RAM file through the gdbstub (`M`): QEMU's debug write
+ * path invalidates the translated blocks made from those bytes, a write to the file does not. */
+static hvi_status qemu_code_written(void *ctx, hvi_gva gva, const void *bytes, uint32_t len)
+{
+    struct hvi_qemu *q = ctx;
+    if (!bytes || !len || len > 4096)
+        return HVI_E_INVAL;
+    if (q->dead)
+        return HVI_E_CLOSED;
+    bool was_running = false;
+    hvi_status st = hvi_qemu_stop_now(q, &was_running);
+    const uint8_t *b = bytes;
+    char cmd[40 + 2 * 1024];
+    for (uint32_t off = 0; st == HVI_OK && off < len;) {
+        uint32_t n = len - off < 1024 ? len - off : 1024; /* QEMU's packet limit is 4 KiB */
+        int k = snprintf(cmd, sizeof(cmd), "M%llx,%x:", (unsigned long long)(gva + off), n);
+        for (uint32_t i = 0; i < n; i++)
+            k += snprintf(cmd + k, sizeof(cmd) - (size_t)k, "%02x", b[off + i]);
+        const char *r;
+        if ((st = hvi_rsp_cmd(q->rsp, cmd, &r, NULL)) == HVI_OK && strcmp(r, "OK"))
+            st = HVI_E_BACKEND;
+        off += n;
+    }
+    if (st != HVI_OK && st != HVI_E_BACKEND)
+        hvi_qemu_sfail(q, st, "write code (M)");
+    if (was_running) {
+        hvi_status rs = hvi_qemu_resume_all(q);
+        if (st == HVI_OK)
+            st = rs;
+    }
+    return st;
+}
+
 /* pause()/resume() nest. Inside an event the vCPUs stay stopped until the event loop resumes
  * them, whatever the engine does with pause/resume meanwhile. */
 static hvi_status qemu_pause(void *ctx)
@@ -415,5 +448,6 @@ hvi_status hvi_qemu_glue(hvi_qemu *q, hvi_glue *out)
     out->single_step = qemu_single_step;
     out->pause = qemu_pause;
     out->resume = qemu_resume;
+    out->code_written = qemu_code_written;
     return HVI_OK;
 }

@@ -177,6 +177,12 @@ typedef struct hvi_glue {
     /* The 16 bytes of vector register XMM`index` (0-15) of `vcpu`, little-endian. Lets the engine
      * know the value an SSE store writes (hvi_decode_write_value). HVI_CAP_VEC_REGS. */
     hvi_status (*get_vec_reg)(void *ctx, uint32_t vcpu, uint32_t index, uint8_t out[16]);
+    /* Optional (NULL: the backend caches no translated code). The engine changed guest code
+     * through map_gpa, behind the hypervisor's back: `bytes` (len <= 4096) now sit at the kernel
+     * linear address `gva`. A backend that caches translated guest code (QEMU/TCG does not see
+     * writes to its RAM file) writes them again through its own memory path so that the cache
+     * drops what it translated from the old bytes. */
+    hvi_status (*code_written)(void *ctx, hvi_gva gva, const void *bytes, uint32_t len);
 } hvi_glue;
 
 /*

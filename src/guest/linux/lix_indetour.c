@@ -6,8 +6,8 @@
  * (between the last .bss symbol plus a margin and the 2 MiB-aligned .bss..decrypted, which is
  * inside the kernel image reservation and never freed), checked zero, present, writable and NX
  * through the page tables. With the guest paused, each function's ftrace NOP5 (decoded and
- * compared byte for byte first) becomes `call stub`; QEMU/TCG keeps translated code, so a
- * hypervisor breakpoint is set and cleared to make it drop it.
+ * compared byte for byte first) becomes `call stub`; QEMU/TCG keeps translated code, so the
+ * glue's code_written() makes the backend drop it.
  *
  * Drain: the ring is read through the RAM mapping while the guest runs; events update the VMA
  * view of followed processes: STORE adds the VMA to its mm's set, REMOVE/FREE drop it, ADJUST/
@@ -19,6 +19,7 @@
  * Remove: the call sites get their NOPs back at once; stubs and ring only when no vCPU runs in
  * a stub and no stack holds a pointer into one (lix_thread_safe), else HVI_E_BUSY.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,14 +118,15 @@ struct lixd_state {
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-/* Make QEMU/TCG (and any backend caching translated code) see bytes written behind its back:
- * a breakpoint change flushes its translation cache. Harmless elsewhere. */
-static void flush_code(hvi_engine *e, uint64_t gva)
+/* Make a backend that caches translated code (QEMU/TCG: writes to its RAM file go unseen) drop
+ * what it translated from [gva, gva+len), which now holds `bytes`. */
+static void code_sync(hvi_engine *e, uint64_t gva, const void *bytes, uint32_t len)
 {
     const hvi_glue *g = &e->glue;
-    if ((g->caps & HVI_CAP_BREAKPOINT) && g->set_breakpoint &&
-        g->set_breakpoint(g->ctx, gva, true) == HVI_OK)
-        g->set_breakpoint(g->ctx, gva, false);
+    if (g->size >= offsetof(hvi_glue, code_written) + sizeof(g->code_written) && g->code_written &&
+        g->code_written(g->ctx, gva, bytes, len) != HVI_OK)
+        hvi_log(e, HVI_LOG_WARN, "in-guest detours: backend could not refresh code at 0x%llx",
+                (unsigned long long)gva);
 }
 
 static hvi_status pause_guest(hvi_engine *e)
@@ -349,9 +351,12 @@ static void write_all(hvi_engine *e, struct lixd_state *s, bool on)
         struct lixd_detour *d = &s->det[i];
         if (on) {
             hvi_gva_write(e, 0, d->stub, d->stub_bytes, d->stub_len);
+            code_sync(e, d->stub, d->stub_bytes, d->stub_len);
             hvi_gva_write(e, 0, d->site, d->patch, 5);
+            code_sync(e, d->site, d->patch, 5);
         } else {
             hvi_gva_write(e, 0, d->site, d->orig, 5);
+            code_sync(e, d->site, d->orig, 5);
         }
     }
 }
@@ -391,11 +396,10 @@ static void remove_stubs(hvi_engine *e, struct lixd_state *s)
         return;
     for (uint32_t i = 0; i < s->ndet; i++) {
         hvi_gva_write(e, 0, s->det[i].stub, s->det[i].stub_orig, s->det[i].stub_len);
+        code_sync(e, s->det[i].stub, s->det[i].stub_orig, s->det[i].stub_len);
         hvi_slack_free(e, s->det[i].stub);
     }
     hvi_gva_write(e, 0, s->ring_gva, s->ring_orig, s->ring_len);
-    if (s->ndet)
-        flush_code(e, s->det[0].stub);
     resume_guest(e);
     accept_all(e, s, true);
     s->ndet = 0;
@@ -412,8 +416,6 @@ static hvi_status do_stop(hvi_engine *e, struct lixd_state *s)
         if ((st = pause_guest(e)) != HVI_OK)
             return hvi_fail(e, st, "in-guest detours: cannot pause the guest");
         write_all(e, s, false);
-        if (s->ndet)
-            flush_code(e, s->det[0].site);
         resume_guest(e);
         accept_all(e, s, false);
         s->phase = PH_SITES_OFF;
@@ -585,7 +587,6 @@ hvi_status hvi_linux_indetour_start(hvi_engine *e, const hvi_linux_indetour_opts
         }
     }
     write_all(e, s, true);
-    flush_code(e, s->det[0].site);
     resume_guest(e);
     accept_all(e, s, true);
     s->phase = PH_ACTIVE;
@@ -929,8 +930,9 @@ static void check_own_bytes(hvi_engine *e, struct lixd_state *s)
         hvi_alert_emit(e, &a);
         if (a.action == HVI_ALERT_DENIED && pause_guest(e) == HVI_OK) {
             hvi_gva_write(e, 0, d->stub, d->stub_bytes, d->stub_len);
+            code_sync(e, d->stub, d->stub_bytes, d->stub_len);
             hvi_gva_write(e, 0, d->site, d->patch, 5);
-            flush_code(e, d->site);
+            code_sync(e, d->site, d->patch, 5);
             resume_guest(e);
         }
     }
