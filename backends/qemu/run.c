@@ -220,6 +220,8 @@ static bool make_event(struct hvi_qemu *q, const char *reply, bool stepping, hvi
     if (hvi_qemu_read_rip(q, ev->vcpu, &rip) == HVI_OK && hvi_qemu_is_bp(q, rip)) {
         ev->type = HVI_EV_BREAKPOINT;
         ev->gva = rip;
+        q->hit_valid[ev->vcpu] = true; /* step over it on resume */
+        q->hit_rip[ev->vcpu] = rip;
         return true;
     }
     return false;
@@ -233,18 +235,24 @@ static int stepping_vcpu(const struct hvi_qemu *q)
     return -1;
 }
 
+/* Hand out the stop kept for later; the event is that vCPU's, whatever ran since. */
+static void pop_pending(struct hvi_qemu *q, char *reply, size_t len)
+{
+    q->has_pending = false;
+    snprintf(reply, len, "%s", q->pending);
+    const char *t = strstr(reply, "thread:");
+    int v = t ? hvi_qemu_vcpu_of(q, (uint32_t)strtoul(t + 7, NULL, 16)) : -1;
+    if (v >= 0)
+        q->last_vcpu = (uint32_t)v;
+}
+
 /* Get the next stop: a pending one, a single step, or a stop while running until the deadline. */
 static hvi_status next_stop(struct hvi_qemu *q, int64_t deadline, char *reply, size_t len,
                             bool *stepping)
 {
     *stepping = false;
     if (q->has_pending) {
-        q->has_pending = false;
-        snprintf(reply, len, "%s", q->pending);
-        const char *t = strstr(reply, "thread:");
-        int v = t ? hvi_qemu_vcpu_of(q, (uint32_t)strtoul(t + 7, NULL, 16)) : -1;
-        if (v >= 0)
-            q->last_vcpu = (uint32_t)v; /* the event is this vCPU's, whatever ran since */
+        pop_pending(q, reply, len);
         return HVI_OK;
     }
     hvi_status st;
@@ -258,6 +266,10 @@ static hvi_status next_stop(struct hvi_qemu *q, int64_t deadline, char *reply, s
         }
         if ((st = hvi_qemu_resume_all(q)) != HVI_OK)
             return st;
+        if (q->has_pending) { /* the step-over met a stop to deliver first */
+            pop_pending(q, reply, len);
+            return HVI_OK;
+        }
     }
     int64_t left = deadline - r_now_ms();
     if (left <= 0)

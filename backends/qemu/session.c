@@ -185,6 +185,7 @@ hvi_status hvi_qemu_step_once(struct hvi_qemu *q, uint32_t v, char *reply, size_
         q->step_retries++; /* reported, but v did not move: step again */
     }
     q->last_vcpu = v;
+    q->hit_valid[v] = false;
     if (st == HVI_OK && lifted) {
         snprintf(cmd, sizeof(cmd), "Z0,%llx,1", (unsigned long long)rip);
         if ((st = hvi_rsp_cmd(q->rsp, cmd, &r, NULL)) != HVI_OK)
@@ -202,8 +203,10 @@ hvi_status hvi_qemu_resume_all(struct hvi_qemu *q)
     if (q->has_pending) /* an event is waiting to be delivered by run(): stay stopped */
         return HVI_OK;
     uint64_t rip = 0;
-    hvi_status st = hvi_qemu_read_rip(q, q->last_vcpu, &rip);
-    if (st == HVI_OK && hvi_qemu_is_bp(q, rip)) {
+    uint32_t lv = q->last_vcpu;
+    hvi_status st = HVI_OK;
+    if (q->hit_valid[lv] && (st = hvi_qemu_read_rip(q, lv, &rip)) == HVI_OK &&
+        hvi_qemu_is_bp(q, rip) && q->hit_rip[lv] == rip) {
         /* Step over with single-step. (Moving the breakpoint to the next instruction instead
          * was measured: no faster. QEMU 7.2 TCG apparently discards translated code on
          * breakpoint insert/remove as it does on single-step toggles.) Only the stopped vCPU
@@ -224,6 +227,7 @@ hvi_status hvi_qemu_resume_all(struct hvi_qemu *q)
     if ((st = hvi_rsp_send(q->rsp, "c")) != HVI_OK)
         return hvi_qemu_sfail(q, st, "continue");
     q->running = true;
+    memset(q->hit_valid, 0, sizeof(q->hit_valid));
     return HVI_OK;
 }
 

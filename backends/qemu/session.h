@@ -31,6 +31,11 @@ struct hvi_qemu {
     struct hvi_qemu_wp wp[HVI_QEMU_MAX_WATCHPOINTS];
     uint32_t nwp;
     bool step[HVI_QEMU_MAX_VCPUS];
+    /* A breakpoint event was delivered for vCPU v at hit_rip[v] and not yet stepped over: only
+     * then is a breakpoint at its RIP stepped over on resume; one not yet delivered is left for
+     * the vCPU to hit again (and be reported) when continued. */
+    bool hit_valid[HVI_QEMU_MAX_VCPUS];
+    uint64_t hit_rip[HVI_QEMU_MAX_VCPUS];
     char pending[512];       /* a stop reply read while pausing, delivered by run() */
     bool has_pending;
     bool in_event;           /* hvi_qemu_run() is inside hvi_handle_event() */

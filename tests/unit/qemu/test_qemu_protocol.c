@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,8 @@
 #include "hvi_qemu.h"
 #include "qmp.h"
 #include "rsp.h"
+#include "session.h"
+#include "core/engine.h"
 
 static void frame(char *out, size_t len, const char *payload)
 {
@@ -254,17 +257,61 @@ HVI_TEST(qmp_info_registers_parse)
 
 /* ---- a scripted fake gdbstub for the session ---- */
 
-enum fake_mode { FAKE_OK, FAKE_GARBAGE_STOP, FAKE_EXIT, FAKE_SILENT, FAKE_SHORT_G };
+enum fake_mode { FAKE_OK, FAKE_GARBAGE_STOP, FAKE_EXIT, FAKE_SILENT, FAKE_SHORT_G, FAKE_SMP };
 
 struct fake {
     int listen_fd;
     uint16_t port;
     enum fake_mode mode;
     pthread_t thread;
+    /* FAKE_SMP: two vCPUs (threads 1, 2), both stopped at a breakpoint at 0x1000 */
+    uint64_t rip[3];
+    unsigned sel, steps, conts;
 };
+
+/* FAKE_SMP, like QEMU's all-stop gdbstub after two vCPUs hit a breakpoint at once: the first
+ * step is answered at once, naming the other vCPU (with a watchpoint hit), before the stepped
+ * vCPU moved; `c` reports a vCPU still at 0x1000 (it hits the breakpoint again). */
+static const char *fake_smp(struct fake *f, const char *pkt, char *buf, size_t len)
+{
+    if (!strncmp(pkt, "Hg", 2)) {
+        f->sel = (unsigned)strtoul(pkt + 2, NULL, 16);
+        return f->sel == 1 || f->sel == 2 ? "OK" : "E01";
+    }
+    if (!strcmp(pkt, "p10")) {
+        hvi_rsp_put_hex_le(buf, f->rip[f->sel == 2 ? 2 : 1], 8);
+        return buf;
+    }
+    if (!strncmp(pkt, "vCont;s:", 8)) {
+        unsigned t = (unsigned)strtoul(pkt + 8, NULL, 16);
+        if (f->steps++ == 0) { /* (a stop selects the reported thread, as in QEMU) */
+            f->sel = t == 1 ? 2 : 1;
+            return t == 1 ? "T05thread:02;watch:2000;" : "T05thread:01;watch:2000;";
+        }
+        if (t == 1 || t == 2)
+            f->rip[t] += 5;
+        f->sel = t;
+        snprintf(buf, len, "T05thread:%02x;", t);
+        return buf;
+    }
+    if (!strcmp(pkt, "c")) {
+        f->conts++;
+        for (unsigned t = 1; t <= 2; t++)
+            if (f->rip[t] == 0x1000) {
+                f->sel = t;
+                snprintf(buf, len, "T05thread:%02x;", t);
+                return buf;
+            }
+        return NULL; /* both past the breakpoint: the guest runs on */
+    }
+    return NULL;
+}
 
 static const char *fake_reply(struct fake *f, const char *pkt, char *buf, size_t len)
 {
+    const char *smp = f->mode == FAKE_SMP ? fake_smp(f, pkt, buf, len) : NULL;
+    if (smp)
+        return smp;
     if (!strncmp(pkt, "qXfer:features:read:target.xml", 30))
         return "l<target><architecture>i386:x86-64</architecture></target>";
     if (!strcmp(pkt, "qfThreadInfo"))
@@ -294,6 +341,8 @@ static void *fake_main(void *p)
     int c = accept(f->listen_fd, NULL, NULL);
     if (c < 0)
         return NULL;
+    int one = 1; /* answer each packet at once (no Nagle delay between "+" and the reply) */
+    (void)setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     char fr[4096], buf[2048], in[8192];
     if (f->mode != FAKE_SILENT) {
         frame(fr, sizeof(fr), "T02thread:01;");
@@ -306,6 +355,13 @@ static void *fake_main(void *p)
             break;
         have += (size_t)n;
         in[have] = '\0';
+        char *brk;
+        while (f->mode != FAKE_SILENT && (brk = memchr(in, 0x03, have))) { /* interrupt */
+            memmove(brk, brk + 1, have - (size_t)(brk - in));
+            have--;
+            frame(fr, sizeof(fr), "T02thread:01;");
+            put(c, fr);
+        }
         char *s, *h;
         while ((s = strchr(in, '$')) && (h = strchr(s, '#')) && strlen(h) >= 3) {
             *h = '\0';
@@ -330,6 +386,9 @@ static bool fake_start(struct fake *f, enum fake_mode mode)
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t sl = sizeof(sa);
     f->mode = mode;
+    f->rip[1] = f->rip[2] = 0x1000;
+    f->sel = 1;
+    f->steps = f->conts = 0;
     f->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
     if (f->listen_fd < 0 || bind(f->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
         listen(f->listen_fd, 1) != 0 || getsockname(f->listen_fd, (struct sockaddr *)&sa, &sl) != 0)
@@ -419,6 +478,56 @@ HVI_TEST(session_silent_or_short_stub_fails_cleanly)
     fake_stop(&f);
     hvi_qemu_conn none = {.gdb_port = 1, .timeout_ms = 200}; /* nothing listens on port 1 */
     CHECK_STATUS(hvi_qemu_connect(&none, &q), HVI_E_CLOSED);
+}
+
+struct evlog {
+    uint32_t n;
+    hvi_event ev[8];
+};
+
+static hvi_status log_event(hvi_engine *e, const hvi_event *ev, hvi_event_reply *rep, void *ctx)
+{
+    struct evlog *l = ctx;
+    (void)e, (void)rep;
+    if (l->n < 8)
+        l->ev[l->n] = *ev;
+    l->n++;
+    return HVI_OK;
+}
+
+HVI_TEST(session_smp_early_step_reply_and_other_vcpu_stop)
+{
+    struct fake f;
+    REQUIRE(fake_start(&f, FAKE_SMP));
+    hvi_qemu_conn c = {.gdb_port = f.port, .timeout_ms = 500};
+    hvi_qemu *q = NULL;
+    hvi_glue g;
+    hvi_engine *e = NULL;
+    struct evlog l = {0};
+    CHECK_OK(hvi_qemu_connect(&c, &q));
+    REQUIRE(q);
+    CHECK_OK(hvi_qemu_glue(q, &g));
+    REQUIRE(hvi_engine_new(&g, &e) == HVI_OK);
+    REQUIRE(hvi_engine_add_handler(e, HVI_EV_BREAKPOINT, log_event, &l) == HVI_OK);
+    REQUIRE(hvi_engine_add_handler(e, HVI_EV_WATCHPOINT, log_event, &l) == HVI_OK);
+    CHECK_OK(g.set_breakpoint(q, 0x1000, true));
+    CHECK_OK(g.set_watchpoint(q, 0x2000, 8, HVI_WATCH_WRITE, true));
+    uint32_t n = 0;
+    CHECK_OK(hvi_qemu_run(q, e, 1500, 0, &n));
+    /* vCPU 0's hit once (its early-answered step repeated, not a second report), the other
+     * vCPU's watchpoint stop met during that step delivered on vCPU 1, then vCPU 1's hit. */
+    CHECK_EQ_U64(n, 3);
+    CHECK_EQ_U64(l.n, 3);
+    CHECK(l.ev[0].type == HVI_EV_BREAKPOINT && l.ev[0].vcpu == 0 && l.ev[0].gva == 0x1000);
+    CHECK(l.ev[1].type == HVI_EV_WATCHPOINT && l.ev[1].vcpu == 1 && l.ev[1].gva == 0x2000);
+    CHECK(l.ev[2].type == HVI_EV_BREAKPOINT && l.ev[2].vcpu == 1 && l.ev[2].gva == 0x1000);
+    CHECK_EQ_U64(q->step_retries, 1);
+    CHECK_EQ_U64(q->foreign_stops, 1);
+    CHECK_EQ_U64(f.rip[1], 0x1005);
+    CHECK_EQ_U64(f.rip[2], 0x1005);
+    hvi_engine_free(e);
+    CHECK_OK(hvi_qemu_close(q));
+    fake_stop(&f);
 }
 
 /* ---- test-guest management without booting ---- */
