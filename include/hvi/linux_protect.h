@@ -36,6 +36,8 @@ typedef struct hvi_linux_protect_stats {
     uint64_t bytes_compared;  /* in the last round */
     uint32_t regions;         /* shadowed memory regions */
     uint64_t last_check_ns;   /* duration of the last round */
+    uint32_t watches;         /* write hooks (watchpoints) placed on IDT gates */
+    uint64_t watch_hits;      /* writes caught by them (alerts with the writer's RIP) */
 } hvi_linux_protect_stats;
 hvi_status hvi_linux_protect_stats_get(hvi_engine *e, hvi_linux_protect_stats *out);
 

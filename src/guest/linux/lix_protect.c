@@ -27,8 +27,10 @@ static bool deny_mode(const hvi_engine *e)
 }
 
 struct mod_find {
+    const struct lix_kernel *k;
     uint64_t addr, base;
     char name[64];
+    bool init;
 };
 
 static bool mod_find_cb(const struct lix_module *m, void *ctx)
@@ -37,6 +39,20 @@ static bool mod_find_cb(const struct lix_module *m, void *ctx)
     if (f->addr >= m->core_base && f->addr - m->core_base < m->core_size) {
         hvi_strlcpy(f->name, m->name, sizeof(f->name));
         f->base = m->core_base;
+        return false;
+    }
+    /* the init layout (module_init code runs from there until the module is live) */
+    const struct lix_offsets *o = &f->k->off;
+    uint64_t base = 0;
+    uint32_t size = 0;
+    if (o->mod_init_layout &&
+        lix_read_u64(f->k, m->addr + o->mod_init_layout + o->layout_base, &base) == HVI_OK &&
+        lix_read_u32(f->k, m->addr + o->mod_init_layout + o->layout_size, &size) == HVI_OK &&
+        lix_is_kptr(base) && size && size <= LIXP_MAX_REGION_LEN && f->addr >= base &&
+        f->addr - base < size) {
+        hvi_strlcpy(f->name, m->name, sizeof(f->name));
+        f->base = base;
+        f->init = true;
         return false;
     }
     return true;
@@ -55,10 +71,11 @@ static void describe(const struct lix_kernel *k, uint64_t addr, char *sym, size_
             snprintf(sym, slen, "%s+0x%llx", name, (unsigned long long)off);
         return;
     }
-    struct mod_find f = {.addr = addr};
+    struct mod_find f = {.k = k, .addr = addr};
     if (lix_module_walk(k, mod_find_cb, &f) == HVI_OK && f.name[0]) {
         hvi_strlcpy(mod, f.name, mlen);
-        snprintf(sym, slen, "%s+0x%llx", f.name, (unsigned long long)(addr - f.base));
+        snprintf(sym, slen, "%s%s+0x%llx", f.name, f.init ? ".init" : "",
+                 (unsigned long long)(addr - f.base));
     }
 }
 
@@ -483,12 +500,15 @@ static void protect_tick(hvi_engine *e, void *ctx)
 }
 
 /* Only the LSTAR agent ever places something in the guest (2 bytes and a breakpoint, for the
- * time of one rdmsr): undo it if armed; then the checks stop. */
+ * time of one rdmsr): undo it if armed; remove the IDT write hooks (watchpoints, nothing in
+ * guest memory); then the checks stop. */
 static hvi_status protect_detach(hvi_engine *e, void *ctx)
 {
     struct lixp_state *s = ctx;
-    if (s)
+    if (s) {
         lixp_msr_detach(e, s);
+        lixp_watch_stop(e, s);
+    }
     return HVI_OK;
 }
 
@@ -516,6 +536,8 @@ hvi_status hvi_linux_protect_start(hvi_engine *e)
     e->lixp = s;
     add_kernel_regions(e, s);
     sync_modules(e, s);
+    lixp_watch_start(e, s);
+    s->stats.watches = s->nwatch;
     if ((st = hvi_engine_add_timer(e, protect_tick, s)) != HVI_OK ||
         (st = hvi_engine_on_detach(e, protect_detach, s)) != HVI_OK)
         return hvi_fail(e, st, "linux protect: engine timer/detach table full");

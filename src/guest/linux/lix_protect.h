@@ -40,6 +40,18 @@ struct lixp_cred {
     bool seen;
 };
 
+#define LIXP_MAX_WATCH 8u
+
+struct lixp_state;
+/* One write-hooked 8-byte piece of an IDT gate (lix_protect_watch.c). */
+struct lixp_watch {
+    struct lixp_state *s;
+    struct hvi_hook *hook;
+    uint64_t gva;           /* gate address through `via` */
+    uint32_t vec;
+    const char *name, *via;
+};
+
 struct lixp_state {
     struct lix_kernel *k;
     struct lixp_region regions[LIXP_MAX_REGIONS];
@@ -57,6 +69,8 @@ struct lixp_state {
     hvi_regs msr_saved;
     uint32_t msr_wait;
     bool msr_armed, msr_disabled;
+    struct lixp_watch watch[LIXP_MAX_WATCH];
+    uint32_t nwatch;
     hvi_linux_protect_stats stats;
     size_t found;           /* violations in the current round */
 };
@@ -68,6 +82,17 @@ void lixp_alert_writer(struct lixp_state *s, hvi_alert *a, uint64_t addr);
  * so the change is no alert and a later change by someone else still is. No-op when protection
  * is not running. */
 void lixp_accept(hvi_engine *e, uint64_t gva, uint32_t len);
+
+/* lix_protect_watch.c: write hooks (watchpoints) on IDT gates, writer attribution. */
+void lixp_watch_start(hvi_engine *e, struct lixp_state *s);
+void lixp_watch_stop(hvi_engine *e, struct lixp_state *s);
+/* Fill a->rip, symbol, module (the caller's when RIP is in a copy helper such as memcpy; *note
+ * then says so) and pid/comm of the task current on the vCPU of `regs`. */
+void lixp_writer(struct lixp_state *s, const hvi_regs *regs, uint64_t rip, hvi_alert *a,
+                 char *note, size_t nlen);
+/* The task running on a vCPU (per-CPU current_task through the GS base); pid -1 if unknown. */
+void lixp_current_task(const struct lixp_state *s, const hvi_regs *regs, int32_t *pid, char *comm,
+                       size_t clen);
 
 /* lix_protect_msr.c: LSTAR through a one-shot rdmsr agent. */
 void lixp_check_msr(hvi_engine *e, struct lixp_state *s);
