@@ -1,6 +1,7 @@
 /* hvi guest/linux — a process's VMAs through the 6.x maple tree (mm_struct.mm_mt).
  *
- * An encoded node pointer has bit 1 set and bits 0 clear ((p & 3) == 2, p > 4096); the node
+ * The root pointer has bit 1 set and bit 0 clear ((p & 3) == 2, p > 4096), child pointers in
+ * internal nodes have both clear (checked on the real 6.1 guest); the node
  * type is (p >> 3) & 0xf (1 maple_leaf_64, 2 maple_range_64, 3 maple_arange_64) and the node is
  * at p & ~0xff. range/leaf nodes hold 15 pivots then 16 slots, arange nodes 9 pivots then 10
  * slots (then gaps); counts and offsets come from lix_offsets (CAMI). Slot i covers [min_i, pivot_i] with min_0 = the node's min and
@@ -24,6 +25,10 @@ struct vwalk {
 };
 
 static bool is_node(uint64_t p) { return (p & 3) == 2 && p > 4096; }
+/* A child slot of an internal node holds the plain encoded node (bits 0-1 clear, bit 2 the
+ * "NULL below" hint); only ma_root carries the xa_mk_node tag 2. Both are accepted below the
+ * root (tests build children with the tag). */
+static bool is_child(uint64_t p) { return ((p & 3) == 2 || (p & 3) == 0) && p > 4096; }
 
 static hvi_status leaf_entry(struct vwalk *w, uint64_t vma, uint64_t lo, uint64_t hi)
 {
@@ -61,7 +66,8 @@ static hvi_status walk_node(struct vwalk *w, uint64_t enc, uint64_t min, uint64_
     uint32_t slots = ar ? o->maple_arange64_slots : o->maple_range64_slots;
     uint32_t pv = ar ? o->maple_ar64_pivot : o->maple_r64_pivot;
     uint32_t sl = ar ? o->maple_ar64_slot : o->maple_r64_slot;
-    if (!is_node(enc) || !lix_is_kptr(node) || type < MT_LEAF64 || type > MT_ARANGE64)
+    if (!(depth ? is_child(enc) : is_node(enc)) || !lix_is_kptr(node) || type < MT_LEAF64 ||
+        type > MT_ARANGE64)
         return HVI_E_FORMAT;
     /* lix_offsets_fill() checked these; a hand-made offsets struct is checked here */
     if (slots < 2 || o->maple_node_size > MT_NODE_MAX || ((pv | sl) & 7) ||
