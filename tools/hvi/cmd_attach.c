@@ -1,7 +1,8 @@
 /*
  * hvi attach — attach an engine to the running QEMU test guest and print what it sees:
  * vCPU registers, paging mode, IDT base and a translated kernel address (the first IDT
- * entry's handler). The guest runs on after detach.
+ * entry's handler); with --cami FILE also the Linux view (kernel version, process and module
+ * counts) through the Linux layer. The guest runs on after detach.
  */
 #define _GNU_SOURCE
 #include <inttypes.h>
@@ -13,6 +14,7 @@
 
 #ifdef HVI_HAVE_BACKEND_qemu
 #include "hvi/hvi.h"
+#include "hvi/linux.h"
 #include "hvi/mem.h"
 #include "hvi_qemu.h"
 
@@ -63,23 +65,67 @@ static int show_idt(hvi_engine *e, const hvi_regs *r)
     return 0;
 }
 
-static int attach_and_show(hvi_qemu *q)
+/* The Linux layer's view: kernel version, processes, modules. */
+static int show_linux(hvi_engine *e)
+{
+    hvi_linux_info info;
+    hvi_status st = hvi_linux_get_info(e, &info);
+    if (st != HVI_OK) {
+        printf("Linux: %s (%s)\n", hvi_last_error(e), hvi_strstatus(st));
+        return 1;
+    }
+    printf("kernel: Linux %s, _text 0x%" PRIx64 " (KASLR slide 0x%" PRIx64 "), %u kallsyms symbols\n",
+           info.release, info.image_start, info.slide, info.symbols);
+    int rc = 0;
+    hvi_linux_process *p = NULL;
+    size_t np = 0, kthreads = 0;
+    if ((st = hvi_linux_list_processes(e, false, &p, &np)) == HVI_OK) {
+        for (size_t i = 0; i < np; i++)
+            kthreads += p[i].kernel_thread;
+        printf("processes: %zu (%zu kernel threads, %zu user)\n", np, kthreads, np - kthreads);
+    } else {
+        printf("processes: %s (%s)\n", hvi_last_error(e), hvi_strstatus(st));
+        rc = 1;
+    }
+    hvi_linux_free(p);
+    hvi_linux_module *m = NULL;
+    size_t nm = 0;
+    if ((st = hvi_linux_list_modules(e, &m, &nm)) == HVI_OK) {
+        printf("modules: %zu%s", nm, nm ? " (" : "\n");
+        for (size_t i = 0; i < nm; i++)
+            printf("%s%s%s", m[i].name, i + 1 < nm ? " " : ")", i + 1 < nm ? "" : "\n");
+    } else {
+        printf("modules: %s (%s)\n", hvi_last_error(e), hvi_strstatus(st));
+        rc = 1;
+    }
+    hvi_linux_free(m);
+    return rc;
+}
+
+static int attach_and_show(hvi_qemu *q, const void *support, size_t support_len)
 {
     hvi_glue g;
     hvi_engine *e = NULL;
     hvi_status st = hvi_qemu_glue(q, &g);
     if (st == HVI_OK)
         st = hvi_engine_new(&g, &e);
-    hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_UNKNOWN};
+    hvi_guest_params p = {.size = sizeof(p), .os_hint = support ? HVI_OS_LINUX : HVI_OS_UNKNOWN,
+                          .support = support, .support_len = support_len};
     int rc = st == HVI_OK ? 0 : hvi_cli_fail("attach", st);
+    bool os_view = false, linux_failed = false;
     if (!rc && (st = hvi_new_guest(e, &p)) != HVI_OK) {
-        /* no OS support data yet: stay at memory level (paging context from vCPU 0) */
-        printf("OS layer: %s (%s); memory-level view only\n", hvi_last_error(e), hvi_strstatus(st));
+        /* no (usable) OS support data: stay at memory level (paging context from vCPU 0) */
+        printf("OS layer: %s (%s); memory-level view only%s\n", hvi_last_error(e),
+               hvi_strstatus(st),
+               support ? "" : " (--cami FILE enables the Linux view: kernel, processes, modules)");
         hvi_regs c;
         if (g.get_regs(q, 0, HVI_REGS_CR | HVI_REGS_EFER, &c) != HVI_OK ||
             hvi_mem_set_context(e, hvi_paging_mode_from_regs(c.cr0, c.cr4, c.efer),
                                 c.cr3 & 0x000ffffffffff000ull) != HVI_OK)
             rc = hvi_cli_fail("paging context", HVI_E_BACKEND);
+        linux_failed = support != NULL; /* the Linux view was asked for and is unavailable */
+    } else if (!rc) {
+        os_view = support != NULL;
     }
     uint32_t n = 0;
     if (!rc)
@@ -101,35 +147,52 @@ static int attach_and_show(hvi_qemu *q)
                hvi_mem_kernel_cr3(e));
         rc = show_idt(e, &r0);
     }
+    if (os_view && !rc)
+        rc = show_linux(e);
     hvi_engine_free(e);
-    return rc;
+    return rc ? rc : linux_failed ? 1 : 0;
 }
 
 static int cmd_attach(int argc, char **argv)
 {
-    const char *name = "default";
+    const char *name = "default", *cami = NULL;
     for (int i = 1; i < argc; i++) {
         if (hvi_cli_is_help(argv[i])) {
-            printf("usage: hvi attach [--name N]   (a VM started with `hvi vm start`)\n");
+            printf("usage: hvi attach [--name N] [--cami FILE]\n"
+                   "  attach to a VM started with `hvi vm start`, print registers, paging mode,\n"
+                   "  IDT and a translated kernel address, detach (the guest runs on).\n"
+                   "  --cami FILE  support data (`hvi cami build`): also the Linux view\n"
+                   "               (kernel version, process and module counts)\n");
             return 0;
         } else if (!strcmp(argv[i], "--name") && i + 1 < argc) {
             name = argv[++i];
+        } else if (!strcmp(argv[i], "--cami") && i + 1 < argc) {
+            cami = argv[++i];
         } else {
             fprintf(stderr, "hvi attach: bad argument %s\n", argv[i]);
             return 2;
         }
     }
+    void *support = NULL;
+    size_t support_len = 0;
+    hvi_status rs = cami ? hvi_cli_read_file(cami, &support, &support_len) : HVI_OK;
+    if (rs != HVI_OK)
+        return hvi_cli_fail(cami, rs);
     hvi_qemu_vm *vm = NULL;
     hvi_qemu *q = NULL;
     if (hvi_qemu_vm_find(NULL, name, &vm) != HVI_OK) {
+        free(support);
         fprintf(stderr, "hvi attach: %s (start one with `hvi vm start`)\n", hvi_qemu_vm_last_error());
         return 1;
     }
     hvi_status st = hvi_qemu_open(vm, &q);
     hvi_qemu_vm_release(vm);
-    if (st != HVI_OK)
+    if (st != HVI_OK) {
+        free(support);
         return hvi_cli_fail("connecting to QEMU", st);
-    int rc = attach_and_show(q);
+    }
+    int rc = attach_and_show(q, support, support_len);
+    free(support);
     st = hvi_qemu_close(q);
     if (st != HVI_OK)
         rc = hvi_cli_fail("detach", st);

@@ -3,16 +3,21 @@
  * workloads pinned to each CPU. Every hit must be reported exactly once, on the vCPU that
  * made it: the engine's count is compared with the number of calls the guest made (each
  * `sync` command is one sync(2) call, nothing else in the guest calls it), per vCPU.
+ * Then, on the same guest: after detach QMP says the guest runs, and the CLI's
+ * `hvi attach --cami` prints the Linux view matching the guest's own.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/engine.h"
 #include "qemu_util.h"
+#include "qmp.h"
 #include "session.h" /* diagnostic counters */
+#include "../support_util.h"
 
 #define SYNCS_PER_CPU 100
 
@@ -59,25 +64,48 @@ static bool log_has(const hvi_qemu_vm *vm, const char *needle)
     return found;
 }
 
-HVI_TEST(smp2_every_breakpoint_hit_reported_once_on_its_vcpu)
+static hvi_qemu_vm *vm;
+static const char *skip_why;
+
+static void stop_vm(void)
 {
-    const char *why = qt_missing();
-    if (why)
-        SKIP_CASE(why);
-    hvi_qemu_vm *vm = NULL;
-    hvi_qemu *q = NULL;
-    hvi_glue g;
+    hvi_qemu_vm_stop(vm);
+}
+
+static bool boot(void)
+{
+    if (vm)
+        return true;
+    if (skip_why || (skip_why = qt_missing()) != NULL)
+        return false;
     hvi_qemu_vm_opts o = {.smp = 2, .nokaslr = true, .boot_timeout_ms = 120000};
     hvi_status st = hvi_qemu_vm_start(&o, &vm);
-    if (st != HVI_OK)
+    if (st != HVI_OK) {
         fprintf(stderr, "  boot: %s\n", hvi_qemu_vm_last_error());
-    REQUIRE(st == HVI_OK);
+        return false;
+    }
+    atexit(stop_vm);
+    return true;
+}
+
+#define BOOT()                                                                                     \
+    do {                                                                                           \
+        if (!boot()) {                                                                             \
+            if (skip_why)                                                                          \
+                SKIP_CASE(skip_why);                                                               \
+            REQUIRE(!"guest boot failed");                                                         \
+        }                                                                                          \
+    } while (0)
+
+HVI_TEST(smp2_every_breakpoint_hit_reported_once_on_its_vcpu)
+{
+    BOOT();
+    hvi_qemu *q = NULL;
+    hvi_glue g;
+    hvi_status st;
     uint64_t sync_fn = 0;
     CHECK_OK(hvi_qemu_vm_kallsyms(vm, "__x64_sys_sync", &sync_fn));
-    if (sync_fn == 0 || hvi_qemu_open(vm, &q) != HVI_OK || hvi_qemu_glue(q, &g) != HVI_OK) {
-        hvi_qemu_vm_stop(vm);
-        REQUIRE(!"open failed");
-    }
+    REQUIRE(sync_fn != 0 && hvi_qemu_open(vm, &q) == HVI_OK && hvi_qemu_glue(q, &g) == HVI_OK);
     struct counts c = {.g = &g, .bp = sync_fn};
     hvi_engine *e = NULL;
     REQUIRE(hvi_engine_new(&g, &e) == HVI_OK);
@@ -118,11 +146,100 @@ HVI_TEST(smp2_every_breakpoint_hit_reported_once_on_its_vcpu)
     CHECK_OK(g.set_breakpoint(q, sync_fn, false));
     hvi_engine_free(e);
     CHECK_OK(hvi_qemu_close(q));
-    /* the guest survived and runs on */
+    /* the guest was not left paused, survived and runs on */
+    char qmp_path[700], status[64] = "";
+    hvi_qmp *qmp = NULL;
+    snprintf(qmp_path, sizeof(qmp_path), "%s/qmp.sock", hvi_qemu_vm_dir(vm));
+    CHECK_OK(hvi_qmp_connect(qmp_path, 5000, &qmp));
+    CHECK_OK(hvi_qmp_status(qmp, status, sizeof(status)));
+    CHECK(strcmp(status, "running") == 0);
+    hvi_qmp_close(qmp);
     CHECK_OK(hvi_qemu_vm_console(vm, "sync; echo alive-$((6*7))", NULL, 20000, &out));
     CHECK(out && strstr(out, "alive-42"));
     free(out);
-    hvi_qemu_vm_stop(vm);
+}
+
+static char *run_capture(const char *cmd, int *status)
+{
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf && n + 1 < cap) {
+        size_t got = fread(buf + n, 1, cap - 1 - n, p);
+        if (got == 0)
+            break;
+        n += got;
+    }
+    if (buf)
+        buf[n] = '\0';
+    *status = pclose(p);
+    return buf;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; s && *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+HVI_TEST(attach_cli_with_cami_prints_the_linux_view)
+{
+    BOOT();
+    void *sup = NULL;
+    size_t sup_len = 0;
+    const char *why = hvi_test_support_bin(&sup, &sup_len);
+    if (why)
+        SKIP_CASE(why);
+    char path[300], cmd[1500];
+    snprintf(path, sizeof(path), "%s/attach-support-%ld.bin", HVI_BINARY_DIR, (long)getpid());
+    FILE *f = fopen(path, "wb");
+    REQUIRE(f && fwrite(sup, 1, sup_len, f) == sup_len);
+    fclose(f);
+    free(sup);
+    char *out = NULL;
+    CHECK_OK(hvi_qemu_vm_console(vm, "uname -r; hvi-ps", NULL, 20000, &out));
+    char *ps = hvi_qemu_block(out, "ps");
+    int guest_procs = count_lines(ps);
+    char release[80] = "";
+    if (out)
+        sscanf(out, "%79s", release);
+    free(ps);
+    free(out);
+    const char *dir = hvi_qemu_vm_dir(vm), *name = strrchr(dir, '/');
+    REQUIRE(name);
+    /* the state root is the VM directory's parent */
+    snprintf(cmd, sizeof(cmd), "HVI_GUEST_WORK='%.*s' '%s/tools/hvi/hvi' attach --name '%s' --cami '%s'",
+             (int)(name - dir), dir, HVI_BINARY_DIR, name + 1, path);
+    int status = -1;
+    char *text = run_capture(cmd, &status);
+    unlink(path);
+    REQUIRE(text);
+    CHECK_EQ_U64(status, 0);
+    char want[128];
+    snprintf(want, sizeof(want), "kernel: Linux %s,", release);
+    CHECK(release[0] && strstr(text, want));
+    const char *pl = strstr(text, "processes: ");
+    int procs = pl ? atoi(pl + 11) : -1;
+    fprintf(stderr, "  hvi attach: %d processes; the guest's /proc: %d\n", procs, guest_procs);
+    /* the guest's listing ran a few short-lived processes of its own */
+    CHECK(procs > 10 && procs >= guest_procs - 4 && procs <= guest_procs + 4);
+    CHECK(strstr(text, "modules: 0"));
+    CHECK(strstr(text, "vCPU 1:"));
+    CHECK(strstr(text, "detached; the guest keeps running"));
+    free(text);
+    /* without --cami: the memory-level view, and a hint */
+    snprintf(cmd, sizeof(cmd), "HVI_GUEST_WORK='%.*s' '%s/tools/hvi/hvi' attach --name '%s'",
+             (int)(name - dir), dir, HVI_BINARY_DIR, name + 1);
+    text = run_capture(cmd, &status);
+    REQUIRE(text);
+    CHECK_EQ_U64(status, 0);
+    CHECK(strstr(text, "--cami FILE enables the Linux view") && !strstr(text, "kernel: Linux"));
+    CHECK(strstr(text, "paging: 4-level"));
+    free(text);
 }
 
 HVI_TEST_MAIN()
