@@ -18,7 +18,8 @@ static void perms(uint64_t f, char out[5])
 static int cmd_maps(int argc, char **argv)
 {
     struct linux_session s;
-    const char *usage = "hvi maps PID [--vm NAME] [--json] [--offsets FILE] [--cami FILE]";
+    const char *usage =
+        "hvi maps PID [--vm NAME | --dump FILE] [--json] [--offsets FILE] [--cami FILE]";
     int rc = linux_session_open(&s, argc, argv, usage);
     if (rc)
         return rc == LINUX_SESSION_HELP ? 0 : rc;

@@ -9,7 +9,8 @@ static int cmd_modules(int argc, char **argv)
 {
     struct linux_session s;
     int rc = linux_session_open(&s, argc, argv,
-                                "hvi modules [--vm NAME] [--json] [--offsets FILE] [--cami FILE]");
+                                "hvi modules [--vm NAME | --dump FILE] [--json] [--offsets FILE]"
+                                " [--cami FILE]");
     if (rc)
         return rc == LINUX_SESSION_HELP ? 0 : rc;
     hvi_linux_module *m = NULL;

@@ -28,7 +28,8 @@ static int cmd_ps(int argc, char **argv)
 {
     struct linux_session s;
     int rc = linux_session_open(
-        &s, argc, argv, "hvi ps [--vm NAME] [--json] [--threads] [--offsets FILE] [--cami FILE]");
+        &s, argc, argv, "hvi ps [--vm NAME | --dump FILE] [--json] [--threads] [--offsets FILE]"
+                                         " [--cami FILE]");
     if (rc)
         return rc == LINUX_SESSION_HELP ? 0 : rc;
     hvi_linux_process *p = NULL;

@@ -13,6 +13,9 @@
 #ifdef HVI_HAVE_BACKEND_qemu
 #include "hvi_qemu.h"
 #endif
+#ifdef HVI_HAVE_BACKEND_dump
+#include "hvi_dump.h"
+#endif
 
 void linux_json_str(const char *s)
 {
@@ -66,9 +69,36 @@ static int attach(struct linux_session *s, const char *name, const char *offsets
 }
 #endif
 
+#ifdef HVI_HAVE_BACKEND_dump
+/* The same view on a memory dump (backends/dump): nothing runs, nothing is paused. */
+static int attach_dump(struct linux_session *s, const char *path, const char *offsets,
+                       void *support, size_t support_len)
+{
+    hvi_dump *d = NULL;
+    hvi_glue glue;
+    hvi_status st = hvi_dump_open(path, &d);
+    if (st != HVI_OK) {
+        fprintf(stderr, "hvi: %s: %s\n", path, hvi_dump_last_error(NULL));
+        return 1;
+    }
+    s->dump = d;
+    if ((st = hvi_dump_glue(d, &glue)) != HVI_OK || (st = hvi_engine_new(&glue, &s->engine)))
+        return hvi_cli_fail("creating the engine", st);
+    if (offsets && (st = hvi_linux_set_offsets_file(s->engine, offsets)) != HVI_OK)
+        return hvi_cli_fail("offsets file", st);
+    hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = support,
+                          .support_len = support_len};
+    if (hvi_new_guest(s->engine, &p) != HVI_OK) {
+        fprintf(stderr, "hvi: %s\n", hvi_last_error(s->engine));
+        return 1;
+    }
+    return 0;
+}
+#endif
+
 int linux_session_open(struct linux_session *s, int argc, char **argv, const char *usage)
 {
-    const char *name = "default", *offsets = NULL, *cami = NULL;
+    const char *name = "default", *offsets = NULL, *cami = NULL, *dump = NULL;
     memset(s, 0, sizeof(*s));
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -81,6 +111,8 @@ int linux_session_open(struct linux_session *s, int argc, char **argv, const cha
             s->threads = true;
         } else if (i + 1 < argc && !strcmp(a, "--vm")) {
             name = argv[++i];
+        } else if (i + 1 < argc && !strcmp(a, "--dump")) {
+            dump = argv[++i];
         } else if (i + 1 < argc && !strcmp(a, "--offsets")) {
             offsets = argv[++i];
         } else if (i + 1 < argc && !strcmp(a, "--cami")) {
@@ -91,7 +123,7 @@ int linux_session_open(struct linux_session *s, int argc, char **argv, const cha
             return usage_fail(usage);
         }
     }
-#ifdef HVI_HAVE_BACKEND_qemu
+#if defined(HVI_HAVE_BACKEND_qemu) || defined(HVI_HAVE_BACKEND_dump)
     void *support = NULL;
     size_t support_len = 0;
     if (cami) {
@@ -111,14 +143,27 @@ int linux_session_open(struct linux_session *s, int argc, char **argv, const cha
             return hvi_cli_fail(cami, st);
         }
     }
-    int rc = attach(s, name, offsets, support, support_len);
+    int rc = 1;
+    if (dump) {
+#ifdef HVI_HAVE_BACKEND_dump
+        rc = attach_dump(s, dump, offsets, support, support_len);
+#else
+        fprintf(stderr, "hvi: this build has no dump backend\n");
+#endif
+    } else {
+#ifdef HVI_HAVE_BACKEND_qemu
+        rc = attach(s, name, offsets, support, support_len);
+#else
+        fprintf(stderr, "hvi: this build has no QEMU backend\n");
+#endif
+    }
     free(support);
     if (rc)
         linux_session_close(s);
     return rc;
 #else
-    (void)name, (void)offsets, (void)cami;
-    fprintf(stderr, "hvi: this build has no QEMU backend\n");
+    (void)name, (void)offsets, (void)cami, (void)dump;
+    fprintf(stderr, "hvi: this build has no QEMU or dump backend\n");
     return 1;
 #endif
 }
@@ -129,6 +174,9 @@ void linux_session_close(struct linux_session *s)
 #ifdef HVI_HAVE_BACKEND_qemu
     hvi_qemu_close(s->q);
     hvi_qemu_vm_release(s->vm);
+#endif
+#ifdef HVI_HAVE_BACKEND_dump
+    hvi_dump_close(s->dump);
 #endif
     memset(s, 0, sizeof(*s));
 }
