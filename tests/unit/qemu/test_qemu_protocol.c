@@ -257,7 +257,12 @@ HVI_TEST(qmp_info_registers_parse)
 
 /* ---- a scripted fake gdbstub for the session ---- */
 
-enum fake_mode { FAKE_OK, FAKE_GARBAGE_STOP, FAKE_EXIT, FAKE_SILENT, FAKE_SHORT_G, FAKE_SMP };
+enum fake_mode {
+    FAKE_OK, FAKE_GARBAGE_STOP, FAKE_EXIT, FAKE_SILENT, FAKE_SHORT_G, FAKE_SMP,
+    FAKE_CUT_G,    /* the reply to `g` stops half way and the socket closes */
+    FAKE_CUT_STOP, /* the stop reply after `c` stops half way and the socket closes */
+    FAKE_HEX_G     /* `g` answered with non-hex register text */
+};
 
 struct fake {
     int listen_fd;
@@ -320,12 +325,18 @@ static const char *fake_reply(struct fake *f, const char *pkt, char *buf, size_t
         return "l";
     if (!strncmp(pkt, "Hg", 2) || !strncmp(pkt, "Z", 1) || !strncmp(pkt, "z", 1) || !strcmp(pkt, "D;1"))
         return "OK";
+    if (!strcmp(pkt, "g") && f->mode == FAKE_CUT_G)
+        return "!$00000000000000000000"; /* '!': raw bytes, then close */
+    if (!strcmp(pkt, "c") && f->mode == FAKE_CUT_STOP)
+        return "!$T05thre";
     if (!strcmp(pkt, "g")) {
         size_t n = f->mode == FAKE_SHORT_G ? 100 : 608;
         for (size_t i = 0; i < 2 * n && i + 1 < len; i++)
             buf[i] = '0';
         buf[2 * n < len ? 2 * n : len - 1] = '\0';
         memcpy(buf + 2 * 16 * 8, "efbeadde00000000", 16); /* rip */
+        if (f->mode == FAKE_HEX_G)
+            memcpy(buf + 2 * 8 * 27, "zz", 2); /* cr0 */
         return buf;
     }
     if (!strcmp(pkt, "p10"))
@@ -367,6 +378,11 @@ static void *fake_main(void *p)
             *h = '\0';
             const char *rep = f->mode == FAKE_SILENT ? NULL : fake_reply(f, s + 1, buf, sizeof(buf));
             put(c, "+");
+            if (rep && rep[0] == '!') { /* cut the reply short: the peer went away */
+                put(c, rep + 1);
+                close(c);
+                return NULL;
+            }
             if (rep) {
                 frame(fr, sizeof(fr), rep);
                 put(c, fr);
@@ -478,6 +494,42 @@ HVI_TEST(session_silent_or_short_stub_fails_cleanly)
     fake_stop(&f);
     hvi_qemu_conn none = {.gdb_port = 1, .timeout_ms = 200}; /* nothing listens on port 1 */
     CHECK_STATUS(hvi_qemu_connect(&none, &q), HVI_E_CLOSED);
+}
+
+HVI_TEST(session_cut_or_garbage_replies_end_the_session)
+{
+    static const enum fake_mode modes[3] = {FAKE_CUT_G, FAKE_CUT_STOP, FAKE_HEX_G};
+    static const hvi_status want[3] = {HVI_E_CLOSED, HVI_E_CLOSED, HVI_E_FORMAT};
+    for (int i = 0; i < 3; i++) {
+        struct fake f;
+        REQUIRE(fake_start(&f, modes[i]));
+        hvi_qemu_conn c = {.gdb_port = f.port, .timeout_ms = 2000};
+        hvi_qemu *q = NULL;
+        hvi_glue g;
+        hvi_regs r;
+        CHECK_OK(hvi_qemu_connect(&c, &q));
+        REQUIRE(q);
+        CHECK_OK(hvi_qemu_glue(q, &g));
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        if (modes[i] == FAKE_CUT_STOP) {
+            uint32_t ev = 7;
+            CHECK_STATUS(hvi_qemu_run(q, NULL, 10000, 0, &ev), want[i]);
+            CHECK_EQ_U64(ev, 0);
+        } else {
+            CHECK_STATUS(g.get_regs(q, 0, HVI_REGS_GPR | HVI_REGS_CR, &r), want[i]);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        /* at once, not after a timeout (the cut ones), and the session is over */
+        if (want[i] == HVI_E_CLOSED)
+            CHECK(t1.tv_sec - t0.tv_sec < 2);
+        CHECK(strlen(hvi_qemu_last_error(q)) > 0);
+        CHECK_STATUS(g.get_regs(q, 0, HVI_REGS_GPR, &r), HVI_E_CLOSED);
+        CHECK_STATUS(g.set_breakpoint(q, 0x1000, true), HVI_E_CLOSED);
+        CHECK_STATUS(hvi_qemu_run(q, NULL, 100, 0, NULL), HVI_E_CLOSED);
+        hvi_qemu_close(q);
+        fake_stop(&f);
+    }
 }
 
 struct evlog {
