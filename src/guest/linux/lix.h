@@ -38,10 +38,14 @@
 typedef hvi_status (*lix_read_fn)(void *ctx, uint64_t gva, void *buf, size_t len);
 /* Read through another address space: `cr3` is a page-table base (physical). */
 typedef hvi_status (*lix_read_as_fn)(void *ctx, uint64_t cr3, uint64_t gva, void *buf, size_t len);
+/* In place: *page = the 4 KiB page holding gva (page-aligned gva), read-only, valid until the
+ * next call into the reader. HVI_E_NOT_PRESENT for an unmapped page. */
+typedef hvi_status (*lix_view_fn)(void *ctx, uint64_t gva, const uint8_t **page);
 struct lix_mem {
     lix_read_fn read;       /* must fail whole (no partial result) for an unmapped address */
     lix_read_as_fn read_as; /* optional: user memory of a process (command lines) */
     void *ctx;
+    lix_view_fn view;       /* optional: lets discovery scan the image without copying it */
 };
 
 /* A visited set for cycle detection in list walks (open addressing, bounded). */
@@ -97,44 +101,68 @@ hvi_status lix_offsets_fill(struct lix_offsets *o, lix_field_fn fn, void *ctx,
 /* ---- kallsyms ---------------------------------------------------------------------------- */
 struct lix_sym {
     uint64_t addr;
-    uint32_t name;  /* offset of the NUL-terminated name in lix_kallsyms.names */
+    uint32_t name;  /* offset of the NUL-terminated name in the table's names */
     char type;      /* 'T', 't', 'D', ... */
 };
+
+struct lix_ks_data; /* private to lix_kallsyms.c: the host copy of the tables, decoded parts */
 
 struct lix_kallsyms {
     /* where the tables were found (guest virtual addresses) */
     uint64_t num_syms_va, names_va, markers_va, token_table_va, token_index_va;
     uint64_t offsets_va, relative_base_va, relative_base;
-    /* decoded, sorted by address (as the kernel keeps them) */
-    struct lix_sym *syms;
-    uint32_t count;
-    char *names;
-    size_t names_len;
-    uint32_t *by_name; /* indexes into syms sorted by name, built after a few lookups */
-    uint32_t lookups;  /* linear lookups done so far */
+    uint64_t seqs_va;  /* kallsyms_seqs_of_names (symbol indexes in name order), 0 if unused */
+    uint32_t count;    /* kallsyms_num_syms */
+    struct lix_ks_data *d;
 };
-#define LIX_LINEAR_LOOKUPS 16u
+#define LIX_LINEAR_LOOKUPS 16u /* streaming name lookups before the by-name index is built */
 
-/* Locate and decode the 6.1 kallsyms tables inside image[0..len) (a host copy of the kernel
- * image mapped at `image_va`). HVI_E_NOT_FOUND / HVI_E_FORMAT / HVI_E_LIMIT; *why explains. */
+/* Locate the 6.1 kallsyms tables inside image[0..len) (a host copy of the kernel image mapped at
+ * `image_va`) and keep a copy of the tables only: no name is decoded yet, the caller may free
+ * the image. HVI_E_NOT_FOUND naming the table that is missing or inconsistent in *why,
+ * HVI_E_INVAL for no image, HVI_E_NOMEM. */
 hvi_status lix_kallsyms_parse(struct lix_kallsyms *ks, const uint8_t *image, size_t len,
                               uint64_t image_va, const char **why);
 /* The same, starting the token-table search at image offset `from` (a lix_kallsyms_probe hit). */
 hvi_status lix_kallsyms_parse_at(struct lix_kallsyms *ks, const uint8_t *image, size_t len,
                                  uint64_t image_va, size_t from, const char **why);
+/* The same on a window win[0..len) of an image mapped at win_va: the tables must lie in the
+ * window, kallsyms_relative_base in [image_va, image_va + image_len). */
+hvi_status lix_kallsyms_parse_window(struct lix_kallsyms *ks, const uint8_t *win, size_t len,
+                                     uint64_t win_va, size_t from, uint64_t image_va,
+                                     uint64_t image_len, const char **why);
 /* Is there a kallsyms token index in image[from..len)? *at receives its offset. */
 bool lix_kallsyms_probe(const uint8_t *image, size_t len, size_t from, size_t *at);
+/* Cheap pre-test for a scan: could p[0..32) be 16 consecutive entries of a token index (each
+ * step 2..64)? Every token index holds such a run at any 256-byte boundary inside it. */
+bool lix_kallsyms_index_hint(const uint8_t *p);
 void lix_kallsyms_free(struct lix_kallsyms *ks);
+/* Address of the lowest-index symbol named `name` (HVI_E_NOT_FOUND). Through
+ * kallsyms_seqs_of_names when the kernel has it (a binary search decoding ~17 names), else the
+ * first LIX_LINEAR_LOOKUPS lookups stream over the compressed names and later ones use a by-name
+ * index built over the full table; every path gives the same answer. */
 hvi_status lix_kallsyms_lookup(struct lix_kallsyms *ks, const char *name, uint64_t *addr);
-/* Symbol containing addr (the closest symbol at or below, within the image); *off = addr - sym. */
+/* Several names (at most 16) at once, streaming at most once: found[i] says whether names[i]
+ * exists, addrs[i] its address (0 when not). HVI_E_INVAL, HVI_E_NOMEM. */
+hvi_status lix_kallsyms_lookup_many(const struct lix_kallsyms *ks, const char *const *names,
+                                    size_t n, uint64_t *addrs, bool *found);
+/* Symbol containing addr (the closest symbol at or below, within the image); *off = addr - sym.
+ * Decodes the full table on first use. *name is borrowed until lix_kallsyms_free. */
 hvi_status lix_kallsyms_find(const struct lix_kallsyms *ks, uint64_t addr, const char **name,
                              uint64_t *off);
+/* The full table (count entries, sorted by address as the kernel keeps them) and the names its
+ * entries point into, decoded on first use; borrowed until lix_kallsyms_free. HVI_E_LIMIT when
+ * the names would decode to more than 64 MiB. */
+hvi_status lix_kallsyms_table(const struct lix_kallsyms *ks, const struct lix_sym **syms,
+                              const char **names);
+/* Has the full table been decoded? */
+bool lix_kallsyms_decoded(const struct lix_kallsyms *ks);
 
 /* ---- the discovered kernel --------------------------------------------------------------- */
 struct lix_kernel {
     struct lix_mem mem;
     uint64_t image_start;   /* _text (2 MiB aligned, KASLR slide applied) */
-    uint64_t image_end;     /* _end from kallsyms (else the end of the copied image) */
+    uint64_t image_end;     /* _end from kallsyms (else the end of the last mapped page scanned) */
     uint64_t slide;         /* image_start - 0xffffffff81000000 */
     char banner[256];       /* "Linux version 6.1.0-... (...) #1 SMP ..." */
     char release[64];       /* "6.1.0-56-amd64" */
@@ -150,7 +178,10 @@ struct lix_kernel {
 /*
  * lix_discover - find the kernel without prior knowledge. `entry` is a kernel code address:
  * LSTAR when the backend can read MSRs, else an IDT handler (lix_idt_handler()). Walks back to
- * the image start (bounded), copies the image, finds the banner and parses kallsyms.
+ * the image start (bounded), scans the image for the kallsyms token index (in place through
+ * mem->view when there is one), copies only the window around it to parse kallsyms, then takes
+ * the banner from linux_banner (else the first "Linux version" in the image), init_task,
+ * modules, _end and page_offset_base (its value) by name.
  * Fills *k (free with lix_kernel_free). *why receives a static explanation on failure.
  */
 hvi_status lix_discover(struct lix_kernel *k, const struct lix_mem *mem, uint64_t entry,

@@ -1,6 +1,11 @@
 /* hvi guest/linux — finding the kernel with no prior knowledge: a kernel code address (LSTAR or
  * an IDT handler) -> 2 MiB-aligned image start (the kernel high mapping has nothing mapped
- * below _text) -> a host copy of the mapped image -> the "Linux version" banner -> kallsyms. */
+ * below _text) -> the kallsyms token index, scanned for in place -> kallsyms parsed from a copy
+ * of the window around it -> the banner, init_task, modules, _end by name.
+ *
+ * The image is never copied whole: the scan reads 32 bytes every 256 (a token index is 512
+ * bytes long, so one of those probes always falls inside it) through the reader's view of guest
+ * RAM, and only a candidate that passes is confirmed on a small copy. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,8 +15,14 @@
 #define LIX_MAX_BACK 512u          /* 2 MiB steps walked back: 1 GiB, the kernel image limit */
 #define LIX_HOLE_PAGES 1024u       /* unmapped pages in a row that end the image (4 MiB) */
 #define LIX_TEXT_BASE 0xffffffff81000000ull
-#define LIX_CHUNK (2u << 20)
-#define LIX_AFTER_TOKENS (4u << 20)
+#define LIX_PROBE_STEP 256u
+#define LIX_TOKENS_BEFORE (18u << 10) /* a token table (256 tokens of <= 64 bytes) + padding */
+#define LIX_CANDIDATES 4u             /* token indexes tried before giving up */
+/* Windows around the token index parsed for the other tables: a small one first (94 000 symbols
+ * need 1.9 MB below the index), then the reach of the scan rules (markers within 8 MiB below
+ * the token table, num_syms within 16 MiB below the markers, offsets 4 bytes per symbol). */
+static const size_t win_below[2] = {2u << 20, (28u << 20) + (512u << 10)};
+static const size_t win_above[2] = {512u << 10, 4u << 20};
 
 /* The kernel half of a 57-bit (LA57) address space; with 4-level paging the part below
  * 0xffff800000000000 is non-canonical and fails to translate anyway. */
@@ -120,73 +131,183 @@ static bool page_mapped(const struct lix_mem *mem, uint64_t va)
     return mem->read(mem->ctx, va, &b, 1) == HVI_OK;
 }
 
-/* A host copy of the image, filled page by page (holes read as zero) only as far as needed. */
-struct image {
+/* Pages of the image through the reader: in place with a view, else copied into buf. */
+struct pager {
     const struct lix_mem *mem;
-    uint64_t start;
-    uint8_t *buf;
-    size_t next;   /* bytes copied (mapped or not) */
-    size_t len;    /* end of the last mapped page */
-    size_t hole;   /* unmapped pages in a row */
-    bool complete; /* the end of the image was reached */
+    uint64_t start;    /* image start */
+    size_t mapped_end; /* end (image offset) of the last mapped page seen */
+    uint8_t buf[HVI_PAGE_SIZE];
 };
 
-static void copy_upto(struct image *im, size_t upto)
+/* The page at image offset `off` (page-aligned), or NULL when it is not mapped. With a view, the
+ * pointer is valid until the next call. */
+static const uint8_t *page_at(struct pager *pg, size_t off)
 {
-    if (upto > LIX_MAX_IMAGE)
-        upto = LIX_MAX_IMAGE;
-    while (!im->complete && im->next < upto) {
-        uint8_t *dst = im->buf + im->next;
-        if (im->mem->read(im->mem->ctx, im->start + im->next, dst, HVI_PAGE_SIZE) == HVI_OK) {
-            im->len = im->next + HVI_PAGE_SIZE;
-            im->hole = 0;
-        } else {
-            memset(dst, 0, HVI_PAGE_SIZE);
-            im->hole++;
-        }
-        im->next += HVI_PAGE_SIZE;
-        if (im->hole >= LIX_HOLE_PAGES || im->next >= LIX_MAX_IMAGE)
-            im->complete = true;
+    const struct lix_mem *m = pg->mem;
+    const uint8_t *p = NULL;
+    hvi_status st = HVI_E_UNSUPPORTED;
+    if (m->view && (st = m->view(m->ctx, pg->start + off, &p)) == HVI_OK && p)
+        goto mapped;
+    if ((st == HVI_E_NOT_PRESENT || st == HVI_E_RANGE) ||
+        m->read(m->ctx, pg->start + off, pg->buf, HVI_PAGE_SIZE) != HVI_OK)
+        return NULL;
+    p = pg->buf;
+mapped:
+    if (off + HVI_PAGE_SIZE > pg->mapped_end)
+        pg->mapped_end = off + HVI_PAGE_SIZE;
+    return p;
+}
+
+/* Copy image bytes [off, off + len) (page-aligned) into dst, unmapped pages as zeros. */
+static void copy_pages(struct pager *pg, size_t off, uint8_t *dst, size_t len)
+{
+    for (size_t i = 0; i < len; i += HVI_PAGE_SIZE) {
+        const uint8_t *p = page_at(pg, off + i);
+        if (p)
+            memcpy(dst + i, p, HVI_PAGE_SIZE);
+        else
+            memset(dst + i, 0, HVI_PAGE_SIZE);
     }
 }
 
-/* Copy 2 MiB at a time until the kallsyms token index shows up, then enough beyond it for
- * tables placed after it (offsets: 4 bytes per symbol). *tok = its offset, or 0. */
-static void copy_for_kallsyms(struct image *im, size_t *tok)
+static size_t page_down(size_t v) { return v & ~(size_t)(HVI_PAGE_SIZE - 1); }
+static size_t page_up(size_t v) { return page_down(v + HVI_PAGE_SIZE - 1); }
+
+/* A probe hit at image offset q: is there a token index (with its table) starting within the
+ * 512 bytes up to q? Confirmed on a copy of the bytes around it; *at = its image offset. */
+static bool confirm_index(struct pager *pg, size_t q, size_t *at)
 {
-    size_t scanned = 0;
-    *tok = 0;
-    while (!im->complete) {
-        copy_upto(im, im->next + LIX_CHUNK);
-        size_t from = scanned > 1024 ? scanned - 1024 : 0;
-        if (lix_kallsyms_probe(im->buf, im->len, from, tok)) {
-            copy_upto(im, *tok + 512 + LIX_AFTER_TOKENS);
-            return;
-        }
-        scanned = im->len;
-    }
+    static const size_t reach = LIX_TOKENS_BEFORE + 512;
+    size_t lo = page_down(q > reach ? q - reach : 0), hi = page_up(q + 512);
+    uint8_t buf[LIX_TOKENS_BEFORE + 3 * HVI_PAGE_SIZE];
+    if (hi - lo > sizeof(buf))
+        return false;
+    copy_pages(pg, lo, buf, hi - lo);
+    size_t from = q > lo + 504 ? q - 504 - lo : 0, found = 0;
+    if (!lix_kallsyms_probe(buf, q + 512 - lo, from, &found))
+        return false;
+    *at = lo + found;
+    return true;
 }
 
-static bool find_banner(struct lix_kernel *k, const uint8_t *img, size_t len)
+/* The first token index at image offset >= from (0 when none): probes every LIX_PROBE_STEP
+ * bytes, up to LIX_MAX_IMAGE or LIX_HOLE_PAGES unmapped pages in a row. */
+static size_t scan_index(struct pager *pg, size_t from)
+{
+    uint32_t hole = 0;
+    for (size_t off = page_down(from); off < LIX_MAX_IMAGE && hole < LIX_HOLE_PAGES;
+         off += HVI_PAGE_SIZE) {
+        const uint8_t *p = page_at(pg, off);
+        if (!p) {
+            hole++;
+            continue;
+        }
+        hole = 0;
+        for (size_t q = 0; q < HVI_PAGE_SIZE; q += LIX_PROBE_STEP) {
+            size_t at = 0;
+            if (off + q < from || !lix_kallsyms_index_hint(p + q))
+                continue;
+            if (confirm_index(pg, off + q, &at) && at >= from)
+                return at;
+            if (!(p = page_at(pg, off))) /* the confirmation used the reader */
+                break;
+        }
+    }
+    return 0;
+}
+
+/* Parse kallsyms from copies of growing windows around the token index at image offset tok. */
+static hvi_status parse_near(struct pager *pg, struct lix_kallsyms *ks, size_t tok,
+                             const char **why)
+{
+    hvi_status st = HVI_E_NOT_FOUND;
+    size_t plo = SIZE_MAX, phi = 0;
+    for (int w = 0; w < 2; w++) {
+        size_t lo = page_down(tok > win_below[w] ? tok - win_below[w] : 0);
+        size_t hi = page_up(tok + 512 + win_above[w]);
+        if (hi > LIX_MAX_IMAGE)
+            hi = LIX_MAX_IMAGE;
+        if (lo == plo && hi == phi) /* the larger window is no larger here */
+            return st;
+        plo = lo, phi = hi;
+        uint8_t *buf = malloc(hi - lo);
+        if (!buf)
+            return HVI_E_NOMEM;
+        copy_pages(pg, lo, buf, hi - lo);
+        st = lix_kallsyms_parse_window(ks, buf, hi - lo, pg->start + lo, tok - lo, pg->start,
+                                       LIX_MAX_IMAGE, why);
+        free(buf);
+        if (st != HVI_E_NOT_FOUND)
+            return st;
+    }
+    return st;
+}
+
+static hvi_status find_kallsyms(struct pager *pg, struct lix_kallsyms *ks, const char **why)
+{
+    hvi_status st = HVI_E_NOT_FOUND;
+    *why = "kallsyms_token_table/kallsyms_token_index not found";
+    size_t from = 0;
+    for (uint32_t c = 0; c < LIX_CANDIDATES; c++) {
+        size_t tok = scan_index(pg, from);
+        if (!tok)
+            return st;
+        if ((st = parse_near(pg, ks, tok, why)) != HVI_E_NOT_FOUND)
+            return st;
+        from = tok + 8;
+    }
+    return st;
+}
+
+static bool take_banner(struct lix_kernel *k, const char *text)
+{
+    char banner[sizeof(k->banner)], release[sizeof(k->release)];
+    uint32_t version = 0;
+    size_t n = 0;
+    while (n + 1 < sizeof(banner) && text[n] >= 0x20 && text[n] < 0x7f)
+        n++;
+    memcpy(banner, text, n);
+    banner[n] = 0;
+    if (lix_parse_banner(banner, release, sizeof(release), &version) != HVI_OK)
+        return false;
+    memcpy(k->banner, banner, sizeof(banner));
+    memcpy(k->release, release, sizeof(release));
+    k->version = version;
+    return true;
+}
+
+/* Without linux_banner: the first "Linux version <digit>" in the image, two pages at a time
+ * (a banner may cross a page boundary). */
+static bool scan_banner(struct lix_kernel *k, struct pager *pg)
 {
     static const char pfx[] = "Linux version ";
-    const size_t pl = sizeof(pfx) - 1;
-    for (size_t i = 0; i + pl + 2 < len; i++) {
-        const uint8_t *p = memchr(img + i, 'L', len - i - pl - 1);
-        if (!p)
-            return false;
-        i = (size_t)(p - img);
-        if (memcmp(p, pfx, pl) != 0 || p[pl] < '0' || p[pl] > '9')
-            continue;
-        size_t n = 0;
-        while (n + 1 < sizeof(k->banner) && i + n < len && p[n] >= 0x20 && p[n] < 0x7f)
-            n++;
-        memcpy(k->banner, p, n);
-        k->banner[n] = 0;
-        if (lix_parse_banner(k->banner, k->release, sizeof(k->release), &k->version) == HVI_OK)
-            return true;
+    const size_t pl = sizeof(pfx) - 1, pz = HVI_PAGE_SIZE;
+    uint8_t *two = calloc(3, pz); /* two pages and a NUL guard page for take_banner */
+    if (!two)
+        return false;
+    bool found = false;
+    uint32_t hole = 0;
+    for (size_t off = 0; off <= LIX_MAX_IMAGE && hole <= LIX_HOLE_PAGES && !found; off += pz) {
+        memmove(two, two + pz, pz);
+        const uint8_t *p = off < LIX_MAX_IMAGE ? page_at(pg, off) : NULL;
+        if (p) {
+            memcpy(two + pz, p, pz);
+            hole = 0;
+        } else {
+            memset(two + pz, 0, pz);
+            hole++;
+        }
+        for (const uint8_t *c = two; off && !found && c < two + pz;) {
+            c = memchr(c, 'L', (size_t)(two + pz - c));
+            if (!c)
+                break;
+            found = !memcmp(c, pfx, pl) && c[pl] >= '0' && c[pl] <= '9' &&
+                    take_banner(k, (const char *)c);
+            c++;
+        }
     }
-    return false;
+    free(two);
+    return found;
 }
 
 /* Step down from the entry's 2 MiB boundary while the page just below is mapped; 0 if no gap
@@ -202,20 +323,44 @@ static uint64_t image_start(const struct lix_mem *mem, uint64_t entry)
     return 0;
 }
 
-/* The first banner in the image may be an early copy ("# SMP"): prefer linux_banner. */
-static void refresh_banner(struct lix_kernel *k)
+enum { N_TEXT, N_INIT_TASK, N_MODULES, N_BANNER, N_END, N_POB, N_COUNT };
+
+/* The symbols discovery needs, resolved in one go (at most one pass over the names). */
+static hvi_status resolve(struct lix_kernel *k, struct pager *pg, const char **why)
 {
-    uint64_t lb = 0;
-    char lbanner[sizeof(k->banner)], lrelease[sizeof(k->release)];
-    uint32_t version = 0;
-    if (lix_kallsyms_lookup(&k->ks, "linux_banner", &lb) == HVI_OK &&
-        lix_read_str(k, lb, lbanner, sizeof(lbanner)) == HVI_OK &&
-        lix_parse_banner(lbanner, lrelease, sizeof(lrelease), &version) == HVI_OK) {
-        lbanner[strcspn(lbanner, "\n")] = 0;
-        memcpy(k->banner, lbanner, sizeof(lbanner));
-        memcpy(k->release, lrelease, sizeof(lrelease));
-        k->version = version;
+    static const char *const names[N_COUNT] = {"_text",  "init_task", "modules",
+                                               "linux_banner", "_end", "page_offset_base"};
+    uint64_t a[N_COUNT];
+    bool found[N_COUNT];
+    hvi_status st = lix_kallsyms_lookup_many(&k->ks, names, N_COUNT, a, found);
+    if (st != HVI_OK) {
+        *why = "looking up symbols in kallsyms failed";
+        return st;
     }
+    if (found[N_TEXT] && a[N_TEXT] != k->image_start) {
+        *why = "kallsyms _text does not match the image start";
+        return HVI_E_FORMAT;
+    }
+    if (!found[N_INIT_TASK]) {
+        *why = "init_task is not in kallsyms";
+        return HVI_E_NOT_FOUND;
+    }
+    k->init_task = a[N_INIT_TASK];
+    k->modules = found[N_MODULES] ? a[N_MODULES] : 0;
+    char text[sizeof(k->banner)];
+    /* The first banner in the image may be an early copy ("# SMP"): linux_banner first. */
+    if (!(found[N_BANNER] && lix_read_str(k, a[N_BANNER], text, sizeof(text)) == HVI_OK &&
+          take_banner(k, text)) &&
+        !scan_banner(k, pg)) {
+        *why = "no \"Linux version\" banner in the kernel image";
+        return HVI_E_NOT_FOUND;
+    }
+    k->image_end = k->image_start + pg->mapped_end;
+    if (found[N_END] && a[N_END] > k->image_start && a[N_END] - k->image_start <= (1ull << 30))
+        k->image_end = a[N_END];
+    if (found[N_POB] && lix_read_u64(k, a[N_POB], &k->page_offset_base) != HVI_OK)
+        k->page_offset_base = 0;
+    return HVI_OK;
 }
 
 hvi_status lix_discover(struct lix_kernel *k, const struct lix_mem *mem, uint64_t entry,
@@ -238,46 +383,19 @@ hvi_status lix_discover(struct lix_kernel *k, const struct lix_mem *mem, uint64_
         *why = "no unmapped gap below the kernel image within 1 GiB";
         return HVI_E_LIMIT;
     }
-    struct image im = {.mem = mem, .start = start, .buf = malloc(LIX_MAX_IMAGE)};
-    if (!im.buf)
-        return HVI_E_NOMEM;
-    size_t tok = 0;
-    copy_for_kallsyms(&im, &tok);
     k->image_start = start;
     k->slide = start - LIX_TEXT_BASE;
-    bool banner = find_banner(k, im.buf, im.len);
-    if (!banner && !im.complete) {
-        copy_upto(&im, LIX_MAX_IMAGE);
-        banner = find_banner(k, im.buf, im.len);
-    }
-    k->image_end = start + im.len;
-    hvi_status st = HVI_E_NOT_FOUND;
-    if (!banner)
-        *why = "no \"Linux version\" banner in the kernel image";
-    else
-        st = lix_kallsyms_parse_at(&k->ks, im.buf, im.len, start, tok, why);
-    free(im.buf);
+    struct pager *pg = malloc(sizeof(*pg));
+    if (!pg)
+        return HVI_E_NOMEM;
+    pg->mem = mem, pg->start = start, pg->mapped_end = 0;
+    hvi_status st = find_kallsyms(pg, &k->ks, why);
+    if (st == HVI_OK)
+        st = resolve(k, pg, why);
+    free(pg);
     if (st != HVI_OK)
-        return st;
-    uint64_t text = 0;
-    if (lix_kallsyms_lookup(&k->ks, "_text", &text) == HVI_OK && text != start) {
-        *why = "kallsyms _text does not match the image start";
         lix_kernel_free(k);
-        return HVI_E_FORMAT;
-    }
-    if (lix_kallsyms_lookup(&k->ks, "init_task", &k->init_task) != HVI_OK) {
-        *why = "init_task is not in kallsyms";
-        lix_kernel_free(k);
-        return HVI_E_NOT_FOUND;
-    }
-    if (lix_kallsyms_lookup(&k->ks, "modules", &k->modules) != HVI_OK)
-        k->modules = 0;
-    refresh_banner(k);
-    uint64_t end = 0;
-    if (lix_kallsyms_lookup(&k->ks, "_end", &end) == HVI_OK && end > start &&
-        end - start <= (1ull << 30))
-        k->image_end = end;
-    return HVI_OK;
+    return st;
 }
 
 void lix_kernel_free(struct lix_kernel *k)

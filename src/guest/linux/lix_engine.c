@@ -24,9 +24,26 @@ static hvi_status eng_read_as(void *ctx, uint64_t cr3, uint64_t gva, void *buf, 
     return hvi_gva_read(ctx, cr3, gva, buf, len);
 }
 
+/* A kernel page in place: translated (translation cache) and found in the GPA cache. The
+ * reference is dropped at once: the frame stays mapped until the cache evicts it, which only a
+ * later access can do, so the pointer lives until the next call into the reader. */
+static hvi_status eng_view(void *ctx, uint64_t gva, const uint8_t **page)
+{
+    hvi_gpa gpa = 0;
+    void *p = NULL;
+    hvi_status st = hvi_gva_to_gpa(ctx, 0, gva & HVI_PAGE_MASK, &gpa);
+    if (st == HVI_OK)
+        st = hvi_gpa_cache_find_and_add(ctx, gpa, &p);
+    if (st != HVI_OK)
+        return st;
+    (void)hvi_gpa_cache_release(ctx, gpa);
+    *page = p;
+    return HVI_OK;
+}
+
 struct lix_mem lix_mem_from_engine(hvi_engine *e)
 {
-    struct lix_mem m = {.read = eng_read, .read_as = eng_read_as, .ctx = e};
+    struct lix_mem m = {.read = eng_read, .read_as = eng_read_as, .ctx = e, .view = eng_view};
     return m;
 }
 
@@ -117,9 +134,6 @@ hvi_status lix_activate(hvi_engine *e)
     if (st != HVI_OK)
         return hvi_fail(e, st, "no Linux kernel found from 0x%llx: %s",
                         (unsigned long long)entry, why);
-    uint64_t pob = 0;
-    if (lix_kallsyms_lookup(&k->ks, "page_offset_base", &pob) == HVI_OK)
-        (void)lix_read_u64(k, pob, &k->page_offset_base);
     hvi_strlcpy(e->guest.os_version, k->release, sizeof(e->guest.os_version));
     e->guest.os = HVI_OS_LINUX;
     e->lix->active = true;

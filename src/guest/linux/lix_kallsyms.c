@@ -6,7 +6,13 @@
  * strings), kallsyms_token_index (u16[256]); kallsyms_offsets (s32[num]) and
  * kallsyms_relative_base (u64) sit either just before num_syms or after token_index. No symbol
  * is known yet, so each table is recognised by its structure and cross-checked with the
- * others (docs/linux-guest.md). */
+ * others (docs/linux-guest.md).
+ *
+ * Parsing keeps a host copy of the tables only (about 2 MB for 94 000 symbols) and decodes
+ * nothing: a name lookup is a binary search through kallsyms_seqs_of_names (the symbol indexes
+ * in name order, 6.1 stable and later) decoding ~17 names, or, without that table, one stream
+ * over the compressed names that stops at the match. The full table (every name, by address)
+ * is decoded on the first address -> symbol query. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,7 +28,9 @@ struct ks_scan {
     size_t tok_index, tok_table; /* image offsets */
     size_t markers, nmarkers;
     size_t num_syms, names;
+    size_t seqs; /* kallsyms_seqs_of_names, or SIZE_MAX when the kernel has none */
     uint32_t count;
+    uint64_t base_lo, base_hi; /* kallsyms_relative_base must lie in the image: [lo, hi) */
 };
 
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
@@ -134,6 +142,7 @@ static bool markers_fit(struct ks_scan *s, size_t cand, uint32_t v)
     if (end != s->tok_table && end + seqs != s->tok_table)
         return false;
     s->nmarkers = n;
+    s->seqs = end == s->tok_table ? SIZE_MAX : end;
     return true;
 }
 
@@ -171,6 +180,26 @@ static bool find_names(struct ks_scan *s)
     return false;
 }
 
+#define KS_DUP_MAX 256u          /* symbols sharing one name, followed in seqs_of_names */
+#define KS_TEXT_MAX (64u << 20)  /* decoded names of the full table */
+#define KS_MANY_MAX 16u          /* names resolved by one stream */
+
+/* The host copy of the tables (offsets below are into blob) and what was decoded from it. */
+struct lix_ks_data {
+    uint8_t *blob;
+    size_t len;
+    size_t offsets, names, names_end, markers, seqs, tok_table;
+    uint32_t nmarkers;
+    bool abs_percpu;
+    uint16_t tok_off[256]; /* token t: blob + tok_table + tok_off[t], tok_len[t] bytes */
+    uint8_t tok_len[256];
+    /* the full table, decoded on first need */
+    struct lix_sym *syms;
+    char *text;        /* "Tname\0" per symbol; lix_sym.name points after the type */
+    uint32_t *by_name; /* without seqs_of_names: indexes sorted by name, then index */
+    uint32_t streams;  /* streaming lookups done */
+};
+
 static uint64_t sym_addr(const uint8_t *offs, uint32_t i, uint64_t base, bool abs_percpu)
 {
     int32_t o = (int32_t)rd32(offs + 4 * (size_t)i);
@@ -191,8 +220,10 @@ static bool addrs_sorted(const struct ks_scan *s, size_t offs, uint64_t base, bo
     return true;
 }
 
-/* Try both placements of offsets/relative_base and both address encodings. */
-static bool find_offsets(struct ks_scan *s, struct lix_kallsyms *ks, bool *abs_percpu)
+/* Try both placements of offsets/relative_base and both address encodings. *offs and *base
+ * receive the image offsets of the tables. */
+static bool find_offsets(struct ks_scan *s, struct lix_kallsyms *ks, bool *abs_percpu,
+                         size_t *offs, size_t *basep)
 {
     size_t bytes = ((size_t)s->count * 4 + 7) & ~(size_t)7;
     size_t cand_off[2], cand_base[2];
@@ -208,7 +239,7 @@ static bool find_offsets(struct ks_scan *s, struct lix_kallsyms *ks, bool *abs_p
     }
     for (int c = 0; c < n; c++) {
         uint64_t base = rd64(s->img + cand_base[c]);
-        if (base < s->va || base - s->va >= s->len)
+        if (base < s->base_lo || base >= s->base_hi)
             continue;
         for (int mode = 1; mode >= 0; mode--) {
             if (addrs_sorted(s, cand_off[c], base, mode)) {
@@ -216,6 +247,8 @@ static bool find_offsets(struct ks_scan *s, struct lix_kallsyms *ks, bool *abs_p
                 ks->relative_base_va = s->va + cand_base[c];
                 ks->relative_base = base;
                 *abs_percpu = mode;
+                *offs = cand_off[c];
+                *basep = cand_base[c];
                 return true;
             }
         }
@@ -223,44 +256,264 @@ static bool find_offsets(struct ks_scan *s, struct lix_kallsyms *ks, bool *abs_p
     return false;
 }
 
-static hvi_status decode_all(const struct ks_scan *s, struct lix_kallsyms *ks, bool abs_percpu)
+/* ---- decoding from the host copy ------------------------------------------------------------ */
+
+/* Expand the entry at blob offset *pos into out[KS_NAME_MAX + 1] (type character first,
+ * truncated at KS_NAME_MAX bytes, NUL-terminated) and move *pos past it. The entries were
+ * walked by names_check(); the bounds are checked again all the same. */
+static bool expand(const struct lix_ks_data *d, size_t *pos, char *out, size_t *outlen)
 {
-    size_t cap = (size_t)(s->markers - s->names) * 4 + 16;
-    ks->syms = calloc(s->count, sizeof(*ks->syms));
-    ks->names = malloc(cap);
-    if (!ks->syms || !ks->names)
-        return HVI_E_NOMEM;
-    const uint8_t *offs = s->img + (ks->offsets_va - s->va);
-    const char *tok[256];
-    size_t tlen[256];
-    for (unsigned t = 0; t < 256; t++) { /* table_matches() checked each is terminated */
-        tok[t] = (const char *)s->img + s->tok_table + rd16(s->img + s->tok_index + 2 * t);
-        tlen[t] = strlen(tok[t]);
+    size_t p = *pos;
+    if (p >= d->names_end)
+        return false;
+    size_t l = d->blob[p++];
+    if (l & 0x80) {
+        if (p >= d->names_end)
+            return false;
+        l = (l & 0x7f) | ((size_t)d->blob[p++] << 7);
     }
-    size_t pos = s->names, out = 0;
-    for (uint32_t i = 0; i < s->count; i++) {
-        size_t l = s->img[pos++];
-        if (l & 0x80)
-            l = (l & 0x7f) | ((size_t)s->img[pos++] << 7);
-        size_t start = out;
-        for (size_t t = 0; t < l; t++) {
-            uint8_t b = s->img[pos + t];
-            if (out + tlen[b] + 1 >= cap || out - start + tlen[b] > KS_NAME_MAX)
-                return HVI_E_LIMIT;
-            memcpy(ks->names + out, tok[b], tlen[b]);
-            out += tlen[b];
-        }
-        pos += l;
-        if (out == start)
-            return HVI_E_FORMAT;
-        ks->syms[i].type = ks->names[start];
-        ks->syms[i].name = (uint32_t)start + 1;
-        ks->syms[i].addr = sym_addr(offs, i, ks->relative_base, abs_percpu);
-        ks->names[out++] = 0;
+    if (l > d->names_end - p)
+        return false;
+    size_t n = 0;
+    for (size_t i = 0; i < l; i++) {
+        uint8_t t = d->blob[p + i];
+        size_t tl = d->tok_len[t];
+        if (tl > KS_NAME_MAX - n)
+            tl = KS_NAME_MAX - n;
+        memcpy(out + n, d->blob + d->tok_table + d->tok_off[t], tl);
+        n += tl;
     }
-    ks->count = s->count;
-    ks->names_len = out;
+    out[n] = 0;
+    *pos = p + l;
+    *outlen = n;
+    return true;
+}
+
+/* Expanded length of the entry at *pos without writing it; moves *pos past it. */
+static bool entry_len(const struct lix_ks_data *d, size_t *pos, size_t *outlen)
+{
+    size_t p = *pos;
+    if (p >= d->names_end)
+        return false;
+    size_t l = d->blob[p++];
+    if (l & 0x80) {
+        if (p >= d->names_end)
+            return false;
+        l = (l & 0x7f) | ((size_t)d->blob[p++] << 7);
+    }
+    if (l > d->names_end - p)
+        return false;
+    size_t n = 0;
+    for (size_t i = 0; i < l; i++)
+        n += d->tok_len[d->blob[p + i]];
+    *pos = p + l;
+    *outlen = n < KS_NAME_MAX ? n : KS_NAME_MAX;
+    return true;
+}
+
+/* Name of symbol i (type character first) through the markers: at most 255 entries skipped. */
+static bool name_of(const struct lix_ks_data *d, uint32_t i, char *out)
+{
+    if ((i >> 8) >= d->nmarkers)
+        return false;
+    size_t pos = d->names + rd32(d->blob + d->markers + 4 * (size_t)(i >> 8)), n = 0;
+    for (uint32_t k = 0; k < (i & 255); k++)
+        if (!entry_len(d, &pos, &n))
+            return false;
+    return expand(d, &pos, out, &n);
+}
+
+static uint32_t seq_at(const struct lix_ks_data *d, uint32_t k)
+{
+    const uint8_t *p = d->blob + d->seqs + 3 * (size_t)k;
+    return (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+}
+
+/* strcmp(name of symbol i without its type, name); 2 when the entry does not decode. */
+static int cmp_sym(const struct lix_ks_data *d, uint32_t i, const char *name)
+{
+    char buf[KS_NAME_MAX + 1];
+    if (!name_of(d, i, buf))
+        return 2;
+    int c = strcmp(buf + 1, name);
+    return c < 0 ? -1 : c > 0;
+}
+
+/* seqs_of_names must be a permutation of the symbols, and a sample of neighbours must be in
+ * name order; otherwise it is ignored (name lookups then stream). */
+static bool seqs_usable(const struct lix_ks_data *d, uint32_t count)
+{
+    uint8_t *seen = calloc((count + 7) / 8, 1);
+    if (!seen)
+        return false;
+    bool ok = true;
+    for (uint32_t k = 0; k < count && ok; k++) {
+        uint32_t v = seq_at(d, k);
+        ok = v < count && !(seen[v / 8] & (1u << (v % 8)));
+        if (ok)
+            seen[v / 8] |= (uint8_t)(1u << (v % 8));
+    }
+    free(seen);
+    char a[KS_NAME_MAX + 1], b[KS_NAME_MAX + 1];
+    for (uint32_t j = 0; ok && count > 1 && j < 64; j++) {
+        uint32_t k = (uint32_t)((uint64_t)j * (count - 1) / 64);
+        ok = name_of(d, seq_at(d, k), a) && name_of(d, seq_at(d, k + 1), b) &&
+             strcmp(a + 1, b + 1) <= 0;
+    }
+    return ok;
+}
+
+/* Lowest symbol index named `name` through seqs_of_names: HVI_E_LIMIT when the run of equal
+ * names is longer than KS_DUP_MAX (the caller then streams). */
+static hvi_status seqs_lookup(const struct lix_ks_data *d, uint32_t count, const char *name,
+                              uint32_t *idx)
+{
+    uint32_t lo = 0, hi = count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (cmp_sym(d, seq_at(d, mid), name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    uint32_t best = UINT32_MAX, k = lo;
+    for (; k < count && k - lo < KS_DUP_MAX && cmp_sym(d, seq_at(d, k), name) == 0; k++)
+        if (seq_at(d, k) < best)
+            best = seq_at(d, k);
+    if (k - lo == KS_DUP_MAX)
+        return HVI_E_LIMIT;
+    if (best == UINT32_MAX)
+        return HVI_E_NOT_FOUND;
+    *idx = best;
     return HVI_OK;
+}
+
+/* One pass over the compressed names resolving names[0..n) to their lowest index (UINT32_MAX
+ * when absent); stops once all are found. An entry is expanded only when its length fits. */
+static void stream_lookup(const struct lix_ks_data *d, uint32_t count, const char *const *names,
+                          size_t n, uint32_t *idx)
+{
+    size_t len[KS_MANY_MAX], left = 0;
+    for (size_t j = 0; j < n; j++) {
+        idx[j] = UINT32_MAX;
+        len[j] = strlen(names[j]) + 1; /* with the type character */
+        left += len[j] <= KS_NAME_MAX;
+    }
+    size_t pos = d->names;
+    char buf[KS_NAME_MAX + 1];
+    for (uint32_t i = 0; i < count && left; i++) {
+        size_t at = pos, l = 0;
+        if (!entry_len(d, &pos, &l))
+            return;
+        bool fits = false;
+        for (size_t j = 0; j < n && !fits; j++)
+            fits = idx[j] == UINT32_MAX && len[j] == l;
+        if (!fits || !expand(d, &at, buf, &l))
+            continue;
+        for (size_t j = 0; j < n; j++) {
+            if (idx[j] == UINT32_MAX && len[j] == l && !strcmp(buf + 1, names[j])) {
+                idx[j] = i;
+                left--;
+            }
+        }
+    }
+}
+
+/* Decode every name into the full table (by address, as the kernel keeps them). */
+static hvi_status build_table(const struct lix_kallsyms *ks)
+{
+    struct lix_ks_data *d = ks->d;
+    if (d->syms)
+        return HVI_OK;
+    size_t cap = (d->names_end - d->names) * 3 + KS_NAME_MAX + 1, out = 0;
+    struct lix_sym *syms = calloc(ks->count, sizeof(*syms));
+    char *text = malloc(cap);
+    hvi_status st = syms && text ? HVI_OK : HVI_E_NOMEM;
+    size_t pos = d->names;
+    const uint8_t *offs = d->blob + d->offsets;
+    for (uint32_t i = 0; i < ks->count && st == HVI_OK; i++) {
+        if (cap - out < KS_NAME_MAX + 1) {
+            char *t = cap * 2 <= KS_TEXT_MAX ? realloc(text, cap * 2) : NULL;
+            if (!t) {
+                st = cap * 2 <= KS_TEXT_MAX ? HVI_E_NOMEM : HVI_E_LIMIT;
+                break;
+            }
+            text = t, cap *= 2;
+        }
+        size_t n = 0;
+        if (!expand(d, &pos, text + out, &n) || n == 0) {
+            st = HVI_E_FORMAT;
+            break;
+        }
+        syms[i].type = text[out];
+        syms[i].name = (uint32_t)out + 1;
+        syms[i].addr = sym_addr(offs, i, ks->relative_base, d->abs_percpu);
+        out += n + 1;
+    }
+    if (st != HVI_OK) {
+        free(syms), free(text);
+        return st;
+    }
+    d->syms = syms, d->text = text;
+    return HVI_OK;
+}
+
+static const struct lix_ks_data *g_sort_d; /* qsort has no context argument in C11 */
+
+static int cmp_name(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    const struct lix_ks_data *d = g_sort_d;
+    int c = strcmp(d->text + d->syms[x].name, d->text + d->syms[y].name);
+    return c ? c : (x > y) - (x < y);
+}
+
+static hvi_status build_by_name(const struct lix_kallsyms *ks)
+{
+    struct lix_ks_data *d = ks->d;
+    hvi_status st = build_table(ks);
+    if (st != HVI_OK || d->by_name)
+        return st;
+    uint32_t *ix = malloc(sizeof(uint32_t) * ks->count);
+    if (!ix)
+        return HVI_E_NOMEM;
+    for (uint32_t i = 0; i < ks->count; i++)
+        ix[i] = i;
+    g_sort_d = d;
+    qsort(ix, ks->count, sizeof(uint32_t), cmp_name);
+    g_sort_d = NULL;
+    d->by_name = ix;
+    return HVI_OK;
+}
+
+/* Lowest index named `name` in the by-name index (sorted by name, then index). */
+static hvi_status by_name_lookup(const struct lix_ks_data *d, uint32_t count, const char *name,
+                                 uint32_t *idx)
+{
+    size_t lo = 0, hi = count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(d->text + d->syms[d->by_name[mid]].name, name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == count || strcmp(d->text + d->syms[d->by_name[lo]].name, name) != 0)
+        return HVI_E_NOT_FOUND;
+    *idx = d->by_name[lo];
+    return HVI_OK;
+}
+
+/* ---- public ---------------------------------------------------------------------------------- */
+
+bool lix_kallsyms_index_hint(const uint8_t *p)
+{
+    for (unsigned i = 1; i < 16; i++) {
+        unsigned a = rd16(p + 2 * (i - 1)), b = rd16(p + 2 * i);
+        if (b <= a || b - a < 2 || b - a > KS_MAX_TOKEN)
+            return false;
+    }
+    return rd16(p) <= 255 * KS_MAX_TOKEN;
 }
 
 bool lix_kallsyms_probe(const uint8_t *image, size_t len, size_t from, size_t *at)
@@ -278,125 +531,213 @@ hvi_status lix_kallsyms_parse(struct lix_kallsyms *ks, const uint8_t *image, siz
     return lix_kallsyms_parse_at(ks, image, len, image_va, 0, why);
 }
 
-hvi_status lix_kallsyms_parse_at(struct lix_kallsyms *ks, const uint8_t *image, size_t len,
-                                 uint64_t image_va, size_t from, const char **why)
+/* Keep a host copy of the tables [lo, hi) and set up decoding from it. */
+static hvi_status keep_tables(struct lix_kallsyms *ks, const struct ks_scan *s, size_t offs,
+                              size_t base, bool abs_percpu)
+{
+    size_t lo = offs < s->num_syms ? offs : s->num_syms;
+    size_t hi = s->tok_index + 512, oend = offs + 4 * (size_t)s->count;
+    if (base < lo)
+        lo = base;
+    if (oend > hi)
+        hi = oend;
+    if (base + 8 > hi)
+        hi = base + 8;
+    struct lix_ks_data *d = calloc(1, sizeof(*d));
+    if (!d || !(d->blob = malloc(hi - lo))) {
+        free(d);
+        return HVI_E_NOMEM;
+    }
+    memcpy(d->blob, s->img + lo, hi - lo);
+    d->len = hi - lo;
+    d->offsets = offs - lo;
+    d->names = s->names - lo;
+    d->markers = s->markers - lo;
+    d->names_end = d->markers;
+    d->nmarkers = (uint32_t)s->nmarkers;
+    d->tok_table = s->tok_table - lo;
+    d->seqs = s->seqs == SIZE_MAX ? SIZE_MAX : s->seqs - lo;
+    d->abs_percpu = abs_percpu;
+    for (unsigned t = 0; t < 256; t++) { /* table_matches() checked each: 1..64 bytes, ended */
+        d->tok_off[t] = rd16(s->img + s->tok_index + 2 * t);
+        d->tok_len[t] = (uint8_t)strlen((const char *)s->img + s->tok_table + d->tok_off[t]);
+    }
+    ks->d = d;
+    ks->count = s->count;
+    if (d->seqs != SIZE_MAX && !seqs_usable(d, s->count))
+        d->seqs = SIZE_MAX;
+    ks->seqs_va = d->seqs == SIZE_MAX ? 0 : s->va + s->seqs;
+    return HVI_OK;
+}
+
+static hvi_status parse(struct lix_kallsyms *ks, struct ks_scan *s, size_t from, const char **why)
 {
     const char *dummy;
     if (!why)
         why = &dummy;
-    if (!ks || !image || len < 4096) {
+    if (!ks || !s->img || s->len < 4096) {
         *why = "no image to scan";
         return HVI_E_INVAL;
     }
     memset(ks, 0, sizeof(*ks));
-    struct ks_scan s = {.img = image, .len = len, .va = image_va};
     bool abs_percpu = true;
-    if (!find_tokens(&s, from) && (from == 0 || !find_tokens(&s, 0))) {
+    size_t offs = 0, base = 0;
+    if (!find_tokens(s, from) && (from == 0 || !find_tokens(s, 0))) {
         *why = "kallsyms_token_table/kallsyms_token_index not found";
         return HVI_E_NOT_FOUND;
     }
-    if (!find_names(&s)) {
+    if (!find_names(s)) {
         *why = "kallsyms_markers/kallsyms_num_syms/kallsyms_names not found or inconsistent";
         return HVI_E_NOT_FOUND;
     }
-    if (!find_offsets(&s, ks, &abs_percpu)) {
+    if (!find_offsets(s, ks, &abs_percpu, &offs, &base)) {
         *why = "kallsyms_offsets/kallsyms_relative_base not found or not sorted";
         return HVI_E_NOT_FOUND;
     }
-    ks->num_syms_va = image_va + s.num_syms;
-    ks->names_va = image_va + s.names;
-    ks->markers_va = image_va + s.markers;
-    ks->token_table_va = image_va + s.tok_table;
-    ks->token_index_va = image_va + s.tok_index;
-    hvi_status st = decode_all(&s, ks, abs_percpu);
+    ks->num_syms_va = s->va + s->num_syms;
+    ks->names_va = s->va + s->names;
+    ks->markers_va = s->va + s->markers;
+    ks->token_table_va = s->va + s->tok_table;
+    ks->token_index_va = s->va + s->tok_index;
+    hvi_status st = keep_tables(ks, s, offs, base, abs_percpu);
     if (st != HVI_OK) {
-        *why = "kallsyms names do not decode";
+        *why = "out of memory for the kallsyms tables";
         lix_kallsyms_free(ks);
     }
     return st;
+}
+
+hvi_status lix_kallsyms_parse_at(struct lix_kallsyms *ks, const uint8_t *image, size_t len,
+                                 uint64_t image_va, size_t from, const char **why)
+{
+    struct ks_scan s = {.img = image, .len = len, .va = image_va, .base_lo = image_va,
+                        .base_hi = image_va + len};
+    return parse(ks, &s, from, why);
+}
+
+hvi_status lix_kallsyms_parse_window(struct lix_kallsyms *ks, const uint8_t *win, size_t len,
+                                     uint64_t win_va, size_t from, uint64_t image_va,
+                                     uint64_t image_len, const char **why)
+{
+    struct ks_scan s = {.img = win, .len = len, .va = win_va, .base_lo = image_va,
+                        .base_hi = image_va + image_len};
+    return parse(ks, &s, from, why);
 }
 
 void lix_kallsyms_free(struct lix_kallsyms *ks)
 {
     if (!ks)
         return;
-    free(ks->syms);
-    free(ks->names);
-    free(ks->by_name);
+    if (ks->d) {
+        free(ks->d->blob);
+        free(ks->d->syms);
+        free(ks->d->text);
+        free(ks->d->by_name);
+        free(ks->d);
+    }
     memset(ks, 0, sizeof(*ks));
 }
 
-static const struct lix_kallsyms *g_sort_ks; /* qsort has no context argument in C11 */
-
-static int cmp_name(const void *a, const void *b)
+hvi_status lix_kallsyms_lookup_many(const struct lix_kallsyms *ks, const char *const *names,
+                                    size_t n, uint64_t *addrs, bool *found)
 {
-    const struct lix_kallsyms *ks = g_sort_ks;
-    return strcmp(ks->names + ks->syms[*(const uint32_t *)a].name,
-                  ks->names + ks->syms[*(const uint32_t *)b].name);
+    if (!ks || !ks->d || !ks->count || !names || !addrs || !found || n > KS_MANY_MAX)
+        return HVI_E_INVAL;
+    struct lix_ks_data *d = ks->d;
+    const char *rest[KS_MANY_MAX];
+    size_t where[KS_MANY_MAX], nrest = 0;
+    uint32_t idx[KS_MANY_MAX];
+    for (size_t j = 0; j < n; j++) {
+        found[j] = false;
+        if (!names[j])
+            return HVI_E_INVAL;
+        hvi_status st = HVI_E_LIMIT;
+        if (d->seqs != SIZE_MAX)
+            st = seqs_lookup(d, ks->count, names[j], &idx[j]);
+        else if (d->by_name)
+            st = by_name_lookup(d, ks->count, names[j], &idx[j]);
+        if (st == HVI_E_LIMIT) {
+            rest[nrest] = names[j];
+            where[nrest++] = j;
+        } else {
+            found[j] = st == HVI_OK;
+        }
+    }
+    if (nrest && !d->by_name && d->streams < LIX_LINEAR_LOOKUPS) {
+        /* a few streams (discovery) are cheaper than decoding and sorting every name */
+        uint32_t got[KS_MANY_MAX];
+        d->streams++;
+        stream_lookup(d, ks->count, rest, nrest, got);
+        for (size_t r = 0; r < nrest; r++)
+            if ((found[where[r]] = got[r] != UINT32_MAX))
+                idx[where[r]] = got[r];
+    } else if (nrest) {
+        hvi_status st = build_by_name(ks);
+        if (st != HVI_OK)
+            return st;
+        for (size_t r = 0; r < nrest; r++)
+            found[where[r]] = by_name_lookup(d, ks->count, rest[r], &idx[where[r]]) == HVI_OK;
+    }
+    const uint8_t *offs = d->blob + d->offsets;
+    for (size_t j = 0; j < n; j++)
+        addrs[j] = found[j] ? sym_addr(offs, idx[j], ks->relative_base, d->abs_percpu) : 0;
+    return HVI_OK;
 }
 
 hvi_status lix_kallsyms_lookup(struct lix_kallsyms *ks, const char *name, uint64_t *addr)
 {
-    if (!ks || !name || !addr || !ks->count)
+    if (!ks || !name || !addr || !ks->count || !ks->d)
         return HVI_E_INVAL;
-    if (!ks->by_name && ks->lookups < LIX_LINEAR_LOOKUPS) {
-        /* the first few lookups (discovery) are cheaper than sorting 100k names */
-        ks->lookups++;
-        for (uint32_t i = 0; i < ks->count; i++) {
-            if (!strcmp(ks->names + ks->syms[i].name, name)) {
-                *addr = ks->syms[i].addr;
-                return HVI_OK;
-            }
-        }
+    bool found = false;
+    uint64_t a = 0;
+    hvi_status st = lix_kallsyms_lookup_many(ks, &name, 1, &a, &found);
+    if (st != HVI_OK)
+        return st;
+    if (!found)
         return HVI_E_NOT_FOUND;
-    }
-    if (!ks->by_name) {
-        uint32_t *ix = malloc(sizeof(uint32_t) * ks->count);
-        if (!ix)
-            return HVI_E_NOMEM;
-        for (uint32_t i = 0; i < ks->count; i++)
-            ix[i] = i;
-        g_sort_ks = ks;
-        qsort(ix, ks->count, sizeof(uint32_t), cmp_name);
-        g_sort_ks = NULL;
-        ks->by_name = ix;
-    }
-    size_t lo = 0, hi = ks->count;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(ks->names + ks->syms[ks->by_name[mid]].name, name);
-        if (c == 0) {
-            /* several local symbols may share a name: take the first in address order */
-            while (mid > 0 && !strcmp(ks->names + ks->syms[ks->by_name[mid - 1]].name, name))
-                mid--;
-            *addr = ks->syms[ks->by_name[mid]].addr;
-            return HVI_OK;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return HVI_E_NOT_FOUND;
+    *addr = a;
+    return HVI_OK;
+}
+
+hvi_status lix_kallsyms_table(const struct lix_kallsyms *ks, const struct lix_sym **syms,
+                              const char **names)
+{
+    if (!ks || !ks->d || !ks->count || !syms || !names)
+        return HVI_E_INVAL;
+    hvi_status st = build_table(ks);
+    if (st != HVI_OK)
+        return st;
+    *syms = ks->d->syms;
+    *names = ks->d->text;
+    return HVI_OK;
+}
+
+bool lix_kallsyms_decoded(const struct lix_kallsyms *ks)
+{
+    return ks && ks->d && ks->d->syms;
 }
 
 hvi_status lix_kallsyms_find(const struct lix_kallsyms *ks, uint64_t addr, const char **name,
                              uint64_t *off)
 {
-    if (!ks || !name || !off || !ks->count)
+    const struct lix_sym *syms = NULL;
+    const char *text = NULL;
+    if (!name || !off)
         return HVI_E_INVAL;
-    if (addr < ks->syms[0].addr || addr > ks->syms[ks->count - 1].addr + (1u << 20))
+    hvi_status st = lix_kallsyms_table(ks, &syms, &text);
+    if (st != HVI_OK)
+        return st;
+    if (addr < syms[0].addr || addr > syms[ks->count - 1].addr + (1u << 20))
         return HVI_E_NOT_FOUND;
     size_t lo = 0, hi = ks->count;
     while (hi - lo > 1) {
         size_t mid = lo + (hi - lo) / 2;
-        if (ks->syms[mid].addr <= addr)
+        if (syms[mid].addr <= addr)
             lo = mid;
         else
             hi = mid;
     }
-    /* prefer the last symbol at that address that is not an alias-less marker */
-    *name = ks->names + ks->syms[lo].name;
-    *off = addr - ks->syms[lo].addr;
+    *name = text + syms[lo].name;
+    *off = addr - syms[lo].addr;
     return HVI_OK;
 }

@@ -171,12 +171,15 @@ static void check_thread_safeness(hvi_engine *e)
 {
     uint64_t start = 0, end = 0;
     struct lix_kernel *k = lix_get(e);
+    const struct lix_sym *syms = NULL;
+    const char *names = NULL;
     REQUIRE(k && hvi_linux_find_symbol(e, "__schedule", &start) == HVI_OK);
+    REQUIRE(lix_kallsyms_table(&k->ks, &syms, &names) == HVI_OK);
     for (uint32_t i = 0; i + 1 < k->ks.count && !end; i++)
-        if (k->ks.syms[i].addr == start)
+        if (syms[i].addr == start)
             for (uint32_t j = i + 1; j < k->ks.count && !end; j++)
-                if (k->ks.syms[j].addr > start)
-                    end = k->ks.syms[j].addr;
+                if (syms[j].addr > start)
+                    end = syms[j].addr;
     REQUIRE(end > start && end - start < 0x10000);
     struct lix_thrsafe_hit hit;
     CHECK_STATUS(lix_thread_safe(e, start, end, &hit), HVI_E_BUSY);

@@ -86,7 +86,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint64_t a = 0;
         const char *n = NULL;
         (void)lix_kallsyms_lookup(&ks, "init_task", &a);
-        (void)lix_kallsyms_find(&ks, ks.syms[ks.count / 2].addr + 1, &n, &a);
+        const struct lix_sym *syms = NULL;
+        const char *names = NULL;
+        if (lix_kallsyms_table(&ks, &syms, &names) == HVI_OK)
+            (void)lix_kallsyms_find(&ks, syms[ks.count / 2].addr + 1, &n, &a);
         lix_kallsyms_free(&ks);
     }
     walks(data, size);

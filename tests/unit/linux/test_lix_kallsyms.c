@@ -27,7 +27,11 @@ HVI_TEST(kallsyms_found_and_resolved)
     CHECK_OK(lix_kallsyms_find(&ks, sym_addr(300) + 5, &name, &off));
     CHECK_STR(name, "fn_0300");
     CHECK_EQ_U64(off, 5);
-    CHECK(ks.syms[1].type == 'D' && ks.syms[3].type == 't');
+    const struct lix_sym *syms = NULL;
+    const char *names = NULL;
+    CHECK_OK(lix_kallsyms_table(&ks, &syms, &names));
+    CHECK(syms[1].type == 'D' && syms[3].type == 't');
+    CHECK_STR(names + syms[2].name, "modules");
     CHECK_STATUS(lix_kallsyms_find(&ks, IMG_VA - 1, &name, &off), HVI_E_NOT_FOUND);
     lix_kallsyms_free(&ks);
     free(img);
