@@ -64,6 +64,7 @@ struct lix_offsets {
     uint32_t task_tasks, task_pid, task_tgid, task_real_parent, task_mm, task_cred, task_comm;
     uint32_t task_thread_group, task_group_leader;
     uint32_t task_stack;            /* task_struct.stack (thread safeness) */
+    uint32_t task_real_cred;        /* optional (0 = unknown): task_struct.real_cred */
     uint32_t thread_size;           /* kernel stack size (x86-64: 16 KiB) */
     /* mm_struct and its maple tree */
     uint32_t mm_mt, mm_pgd, mm_arg_start, mm_arg_end, mm_exe_file;

@@ -72,6 +72,7 @@ static const struct {
     {"task_struct.thread_group", "TaskStruct", "ThreadGroupOffset"},
     {"task_struct.group_leader", "TaskStruct", "GroupLeader"},
     {"task_struct.stack", "TaskStruct", "StackOffset"},
+    {"task_struct.real_cred", "TaskStruct", "RealCredOffset"},
     {"kernel.thread_size", "Info", "ThreadSize"},
     {"mm_struct.mm_mt", "MmStruct", "MapleTree"},
     {"mm_struct.pgd", "MmStruct", "PgdOffset"},
@@ -137,7 +138,7 @@ static bool zero_means_absent(const char *name)
            !strcmp(name, "qstr.len") || !strcmp(name, "qstr.name") || !strcmp(name, "path.dentry") ||
            !strncmp(name, "cred.suid", 9) || !strncmp(name, "cred.sgid", 9) ||
            !strncmp(name, "cred.fs", 7) || !strncmp(name, "cred.cap_", 9) ||
-           !strcmp(name, "module.init_layout") ||
+           !strcmp(name, "module.init_layout") || !strcmp(name, "task_struct.real_cred") ||
            (!strncmp(name, "module_layout.", 14) && strcmp(name, "module_layout.base"));
 }
 

@@ -20,6 +20,7 @@ static const struct field fields[] = {
     F("task_struct.mm", task_mm), F("task_struct.cred", task_cred),
     F("task_struct.comm", task_comm), F("task_struct.thread_group", task_thread_group),
     OPT("task_struct.group_leader", task_group_leader), OPT("task_struct.stack", task_stack),
+    OPT("task_struct.real_cred", task_real_cred),
     OPT("kernel.thread_size", thread_size),
     F("mm_struct.mm_mt", mm_mt), F("mm_struct.pgd", mm_pgd),
     F("mm_struct.arg_start", mm_arg_start), F("mm_struct.arg_end", mm_arg_end),
@@ -87,7 +88,8 @@ hvi_status lix_offsets_fill(struct lix_offsets *o, lix_field_fn fn, void *ctx,
         t.thread_size > (1u << 16) || (t.thread_size & (HVI_PAGE_SIZE - 1)) ||
         t.layout_base > 64 || t.layout_size > 64 || t.layout_text_size > 64 || t.layout_ro_size > 64 ||
         t.cred_suid > 4096 || t.cred_sgid > 4096 || t.cred_fsuid > 4096 || t.cred_fsgid > 4096 ||
-        t.cred_cap_permitted > 4096 || t.cred_cap_effective > 4096 || t.mod_init_layout > 8192)
+        t.cred_cap_permitted > 4096 || t.cred_cap_effective > 4096 || t.mod_init_layout > 8192 ||
+        t.task_real_cred > 65536)
         return HVI_E_FORMAT;
     *o = t;
     return HVI_OK;

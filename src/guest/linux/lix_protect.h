@@ -34,9 +34,12 @@ struct lixp_region {
 };
 
 struct lixp_cred {
-    uint64_t task, cred;
-    uint32_t uid, gid, euid, egid;
-    int32_t pid;
+    uint64_t task, cred, real_cred;
+    uint32_t uid, gid, euid, egid, suid, sgid, fsuid, fsgid;
+    uint64_t cap_permitted, cap_effective;
+    uint64_t flagged;       /* cred pointer already reported as swapped */
+    int32_t pid, tgid;
+    bool user;              /* has an mm */
     bool seen;
 };
 
@@ -61,6 +64,8 @@ struct lixp_state {
     struct lixp_cred *creds;
     size_t ncreds, creds_cap;
     uint64_t module_kset;   /* &module_kset variable, 0 if unknown */
+    uint64_t init_cred;     /* &init_cred, 0 if unknown */
+    bool init_cred_looked;
     uint64_t reported_hidden[64];
     uint32_t nreported_hidden;
     uint8_t *buf;           /* compare buffer */

@@ -1,9 +1,12 @@
 /*
  * hvi guest/linux — protection by cross-checking views of guest state on the timer.
  *
- * Credentials: each task's cred pointer and ids are shadowed; ids that change while the cred
- * pointer stays the same were written in place (commit_creds always installs a new cred), so
- * that is an alert, and in deny mode the old ids are written back.
+ * Credentials: each task's cred pointer and its ids (uid/gid/euid/egid/suid/sgid/fsuid/fsgid)
+ * and capability sets (cap_permitted/cap_effective) are shadowed; a change while the cred
+ * pointer stays the same was written in place (commit_creds always installs a new cred), so
+ * that is an alert, and in deny mode the old values are written back. Pointer swaps outside
+ * commit_creds are flagged (logged only): a user task whose cred/real_cred is the kernel's
+ * init_cred, or whose real_cred changed to one another process (other tgid) is using.
  * Hidden processes: the tasks reachable through the parent->children lists (from init_task)
  * must all be on the init_task.tasks list (with their threads); one missing on two rounds in a
  * row is hidden. Hidden modules: every /sys/module kobject (module_kset) that belongs to a
@@ -36,54 +39,134 @@ struct cred_walk {
     struct lixp_state *s;
 };
 
-static void cred_alert(hvi_engine *e, struct lixp_state *s, const struct lix_task *t,
-                       const struct lixp_cred *old, bool denied)
+/* The compared part of a cred: ids always, the others when CAMI has their offsets. */
+static bool cred_read(const struct lix_kernel *k, uint64_t cred, struct lixp_cred *c)
 {
-    hvi_alert a;
-    hvi_alert_init(&a, HVI_ALERT_CREDS, e->current_vcpu);
-    a.action = denied ? HVI_ALERT_DENIED : HVI_ALERT_LOGGED;
-    a.gva = old->cred;
-    a.old_value = old->uid | (uint64_t)old->euid << 32;
-    a.new_value = t->uid | (uint64_t)t->euid << 32;
-    a.pid = t->pid;
-    hvi_strlcpy(a.comm, t->comm, sizeof(a.comm));
-    hvi_strlcpy(a.object, "cred", sizeof(a.object));
-    snprintf(a.detail, sizeof(a.detail),
-             "cred 0x%llx of pid %d changed in place: uid %u->%u euid %u->%u gid %u->%u egid "
-             "%u->%u; writer RIP unknown (timer check)",
-             (unsigned long long)old->cred, t->pid, old->uid, t->uid, old->euid, t->euid,
-             old->gid, t->gid, old->egid, t->egid);
-    hvi_alert_emit(e, &a);
+    const struct lix_offsets *o = &k->off;
+    c->suid = c->sgid = c->fsuid = c->fsgid = 0;
+    c->cap_permitted = c->cap_effective = 0;
+    return lix_read_u32(k, cred + o->cred_uid, &c->uid) == HVI_OK &&
+           lix_read_u32(k, cred + o->cred_gid, &c->gid) == HVI_OK &&
+           lix_read_u32(k, cred + o->cred_euid, &c->euid) == HVI_OK &&
+           lix_read_u32(k, cred + o->cred_egid, &c->egid) == HVI_OK &&
+           (!o->cred_suid || lix_read_u32(k, cred + o->cred_suid, &c->suid) == HVI_OK) &&
+           (!o->cred_sgid || lix_read_u32(k, cred + o->cred_sgid, &c->sgid) == HVI_OK) &&
+           (!o->cred_fsuid || lix_read_u32(k, cred + o->cred_fsuid, &c->fsuid) == HVI_OK) &&
+           (!o->cred_fsgid || lix_read_u32(k, cred + o->cred_fsgid, &c->fsgid) == HVI_OK) &&
+           (!o->cred_cap_permitted ||
+            lix_read_u64(k, cred + o->cred_cap_permitted, &c->cap_permitted) == HVI_OK) &&
+           (!o->cred_cap_effective ||
+            lix_read_u64(k, cred + o->cred_cap_effective, &c->cap_effective) == HVI_OK);
+}
+
+static bool cred_same(const struct lixp_cred *a, const struct lixp_cred *b)
+{
+    return a->uid == b->uid && a->gid == b->gid && a->euid == b->euid && a->egid == b->egid &&
+           a->suid == b->suid && a->sgid == b->sgid && a->fsuid == b->fsuid &&
+           a->fsgid == b->fsgid && a->cap_permitted == b->cap_permitted &&
+           a->cap_effective == b->cap_effective;
+}
+
+static void emit_cred(hvi_engine *e, struct lixp_state *s, hvi_alert *a, const char *d)
+{
+    hvi_strlcpy(a->object, "cred", sizeof(a->object));
+    hvi_strlcpy(a->detail, d, sizeof(a->detail));
+    hvi_alert_emit(e, a);
     s->stats.violations++;
     s->found++;
 }
 
-static bool restore_ids(hvi_engine *e, const struct lix_kernel *k, const struct lixp_cred *c)
+static void cred_alert(hvi_engine *e, struct lixp_state *s, const struct lix_task *t,
+                       const struct lixp_cred *old, const struct lixp_cred *now, bool denied)
+{
+    hvi_alert a;
+    char d[512];
+    hvi_alert_init(&a, HVI_ALERT_CREDS, e->current_vcpu);
+    a.action = denied ? HVI_ALERT_DENIED : HVI_ALERT_LOGGED;
+    a.gva = old->cred;
+    a.old_value = old->uid | (uint64_t)old->euid << 32;
+    a.new_value = now->uid | (uint64_t)now->euid << 32;
+    a.pid = t->pid;
+    hvi_strlcpy(a.comm, t->comm, sizeof(a.comm));
+    snprintf(d, sizeof(d),
+             "cred 0x%llx of pid %d changed in place: uid %u->%u euid %u->%u suid %u->%u fsuid "
+             "%u->%u gid %u->%u egid %u->%u cap_eff 0x%llx->0x%llx cap_perm 0x%llx->0x%llx; "
+             "writer RIP unknown (timer check)",
+             (unsigned long long)old->cred, t->pid, old->uid, now->uid, old->euid, now->euid,
+             old->suid, now->suid, old->fsuid, now->fsuid, old->gid, now->gid, old->egid,
+             now->egid, (unsigned long long)old->cap_effective,
+             (unsigned long long)now->cap_effective, (unsigned long long)old->cap_permitted,
+             (unsigned long long)now->cap_permitted);
+    emit_cred(e, s, &a, d);
+}
+
+static void swap_alert(hvi_engine *e, struct lixp_state *s, const struct lixp_cred *c,
+                       const char *comm, uint64_t cred, const char *what)
+{
+    hvi_alert a;
+    char d[512];
+    hvi_alert_init(&a, HVI_ALERT_CREDS, e->current_vcpu);
+    a.action = HVI_ALERT_LOGGED; /* no deny: the old cred's references are unknown */
+    a.gva = c->task;
+    a.new_value = cred;
+    a.pid = c->pid;
+    hvi_strlcpy(a.comm, comm, sizeof(a.comm));
+    snprintf(d, sizeof(d),
+             "cred pointer of pid %d (%s) is 0x%llx, %s (commit_creds always installs a new "
+             "cred); uid %u euid %u cap_eff 0x%llx; writer RIP unknown (timer check)",
+             c->pid, comm, (unsigned long long)cred, what, c->uid, c->euid,
+             (unsigned long long)c->cap_effective);
+    emit_cred(e, s, &a, d);
+}
+
+static bool restore_cred(hvi_engine *e, const struct lix_kernel *k, const struct lixp_cred *c)
 {
     const struct lix_offsets *o = &k->off;
-    return hvi_gva_write(e, 0, c->cred + o->cred_uid, &c->uid, 4) == HVI_OK &&
-           hvi_gva_write(e, 0, c->cred + o->cred_gid, &c->gid, 4) == HVI_OK &&
-           hvi_gva_write(e, 0, c->cred + o->cred_euid, &c->euid, 4) == HVI_OK &&
-           hvi_gva_write(e, 0, c->cred + o->cred_egid, &c->egid, 4) == HVI_OK;
+    const struct {
+        uint32_t off, len;
+        const void *v;
+    } f[] = {{o->cred_uid, 4, &c->uid},     {o->cred_gid, 4, &c->gid},
+             {o->cred_euid, 4, &c->euid},   {o->cred_egid, 4, &c->egid},
+             {o->cred_suid, 4, &c->suid},   {o->cred_sgid, 4, &c->sgid},
+             {o->cred_fsuid, 4, &c->fsuid}, {o->cred_fsgid, 4, &c->fsgid},
+             {o->cred_cap_permitted, 8, &c->cap_permitted},
+             {o->cred_cap_effective, 8, &c->cap_effective}};
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+        if ((f[i].off || i < 4) && hvi_gva_write(e, 0, c->cred + f[i].off, f[i].v, f[i].len) != HVI_OK)
+            return false;
+    return true;
 }
 
 static bool cred_cb(const struct lix_task *t, void *ctx)
 {
     struct cred_walk *w = ctx;
     struct lixp_state *s = w->s;
-    uint64_t cred = 0;
-    if (lix_read_u64(s->k, t->addr + s->k->off.task_cred, &cred) != HVI_OK || !lix_is_kptr(cred))
+    const struct lix_offsets *o = &s->k->off;
+    struct lixp_cred now = {.task = t->addr, .pid = t->pid, .tgid = t->tgid,
+                            .user = t->mm != 0, .seen = true};
+    if (lix_read_u64(s->k, t->addr + o->task_cred, &now.cred) != HVI_OK ||
+        !lix_is_kptr(now.cred) || !cred_read(s->k, now.cred, &now))
         return true;
+    if (!o->task_real_cred ||
+        lix_read_u64(s->k, t->addr + o->task_real_cred, &now.real_cred) != HVI_OK)
+        now.real_cred = now.cred;
     struct lixp_cred *c = cred_find(s, t->addr);
-    if (c && c->cred == cred && c->pid == t->pid &&
-        (c->uid != t->uid || c->gid != t->gid || c->euid != t->euid || c->egid != t->egid)) {
-        bool denied = !(w->e->options & HVI_OPT_LOG_ONLY) && restore_ids(w->e, s->k, c);
-        cred_alert(w->e, s, t, c, denied);
+    if (c && c->cred == now.cred && c->pid == t->pid && !cred_same(c, &now)) {
+        bool denied = !(w->e->options & HVI_OPT_LOG_ONLY) && restore_cred(w->e, s->k, c);
+        cred_alert(w->e, s, t, c, &now, denied);
         if (denied) {
             s->stats.restored++;
             c->seen = true;
             return true;
         }
+    }
+    now.flagged = c ? c->flagged : 0;
+    /* a user task on the kernel's own init_cred: only the idle tasks and the very first
+     * kernel threads run on it; every exec/fork/setuid path installs a new cred */
+    if (s->init_cred && now.user && (now.cred == s->init_cred || now.real_cred == s->init_cred) &&
+        now.flagged != s->init_cred) {
+        swap_alert(w->e, s, &now, t->comm, s->init_cred, "the kernel's init_cred");
+        now.flagged = s->init_cred;
     }
     if (!c) {
         if (s->ncreds == s->creds_cap) {
@@ -98,24 +181,79 @@ static bool cred_cb(const struct lix_task *t, void *ctx)
         }
         c = &s->creds[s->ncreds++];
     }
-    *c = (struct lixp_cred){.task = t->addr, .cred = cred, .uid = t->uid, .gid = t->gid,
-                            .euid = t->euid, .egid = t->egid, .pid = t->pid, .seen = true};
+    *c = now;
     return true;
+}
+
+static int by_real_cred(const void *a, const void *b)
+{
+    const struct lixp_cred *x = a, *y = b;
+    return x->real_cred < y->real_cred ? -1 : x->real_cred > y->real_cred;
+}
+
+/* Another process's cred: real_cred is shared only by the threads of one process (copy_creds
+ * with CLONE_THREAD); commit_creds installs a fresh one. A task whose real_cred changed since
+ * the last round to one another process (other tgid) uses was given that cred by a swap. */
+static void check_shared(hvi_engine *e, struct lixp_state *s, const struct lixp_cred *prev,
+                         size_t nprev)
+{
+    struct lixp_cred *v = malloc(s->ncreds * sizeof(*v) + 1);
+    if (!v)
+        return;
+    memcpy(v, s->creds, s->ncreds * sizeof(*v));
+    qsort(v, s->ncreds, sizeof(*v), by_real_cred);
+    for (size_t i = 0; i + 1 < s->ncreds; i++) {
+        if (v[i].real_cred != v[i + 1].real_cred || v[i].tgid == v[i + 1].tgid)
+            continue;
+        for (size_t j = i; j <= i + 1; j++) {
+            const struct lixp_cred *p = NULL;
+            for (size_t q = 0; q < nprev && !p; q++)
+                if (prev[q].task == v[j].task)
+                    p = &prev[q];
+            struct lixp_cred *c = cred_find(s, v[j].task);
+            if (!p || p->real_cred == v[j].real_cred || !c || c->flagged == v[j].real_cred)
+                continue; /* unchanged (the other one moved), or new this round, or reported */
+            char comm[17] = "";
+            struct lix_task t;
+            if (lix_task_read(s->k, v[j].task, &t) == HVI_OK)
+                hvi_strlcpy(comm, t.comm, sizeof(comm));
+            char what[96];
+            snprintf(what, sizeof(what), "the cred of pid %d (another process)",
+                     v[j == i ? i + 1 : i].pid);
+            swap_alert(e, s, c, comm, v[j].real_cred, what);
+            c->flagged = v[j].real_cred;
+        }
+    }
+    free(v);
 }
 
 void lixp_check_creds(hvi_engine *e, struct lixp_state *s)
 {
+    if (!s->init_cred_looked) {
+        s->init_cred_looked = true;
+        if (lix_kallsyms_lookup(&s->k->ks, "init_cred", &s->init_cred) != HVI_OK)
+            s->init_cred = 0;
+    }
+    struct lixp_cred *prev = s->ncreds ? malloc(s->ncreds * sizeof(*prev)) : NULL;
+    size_t nprev = prev ? s->ncreds : 0;
+    if (prev)
+        memcpy(prev, s->creds, nprev * sizeof(*prev));
     for (size_t i = 0; i < s->ncreds; i++)
         s->creds[i].seen = false;
     struct cred_walk w = {e, s};
-    if (lix_task_walk(s->k, true, cred_cb, &w) != HVI_OK)
+    if (lix_task_walk(s->k, true, cred_cb, &w) != HVI_OK) {
+        free(prev);
         return;
+    }
     for (size_t i = 0; i < s->ncreds;) { /* forget exited tasks */
         if (!s->creds[i].seen)
             s->creds[i] = s->creds[--s->ncreds];
         else
             i++;
     }
+    if (s->k->off.task_real_cred)
+        check_shared(e, s, prev, nprev);
+    free(prev);
 }
 
 /* ---- hidden modules ------------------------------------------------------------------------ */

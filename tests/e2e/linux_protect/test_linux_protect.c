@@ -45,13 +45,15 @@ static void on_alert(const hvi_alert *a, void *user)
     pthread_mutex_unlock(&s->mu);
 }
 
-static const char *const g_mods[] = {"syscall_table", "text_patch", "idt_entry", "lstar",
-                                     "cr0_wp", "cred_root", "hide_module", "hide_process"};
+static const char *const g_mods[] = {"syscall_table", "text_patch", "idt_entry",
+                                     "lstar",         "cr0_wp",     "cred_root",
+                                     "hide_module",   "hide_process", "cred_swap"};
+#define NMODS (sizeof(g_mods) / sizeof(g_mods[0]))
 
 /* Build the corpus and the support data (the YAML entries of cami/linux compiled with
  * hvi_cami_build; the Linux layer selects the entry by the guest's banner); NULL or the reason
  * to skip. */
-static const char *prepare(char *adds[9], void **support, size_t *support_len)
+static const char *prepare(char *adds[NMODS + 1], void **support, size_t *support_len)
 {
     static char why[2200];
     char cmd[2048];
@@ -69,14 +71,14 @@ static const char *prepare(char *adds[9], void **support, size_t *support_len)
         snprintf(why, sizeof(why), "cannot compile %s: %s", dir, msg);
         return why;
     }
-    for (size_t i = 0; i < 8; i++) {
+    for (size_t i = 0; i < NMODS; i++) {
         adds[i] = malloc(512);
         if (!adds[i])
             return "out of memory";
         snprintf(adds[i], 512, "%s/attacks/hvi_%s.ko:/modules/hvi_%s.ko", HVI_BINARY_DIR,
                  g_mods[i], g_mods[i]);
     }
-    adds[8] = NULL;
+    adds[NMODS] = NULL;
     return NULL;
 }
 
@@ -145,13 +147,15 @@ static void ticks(struct ctx *c, int n)
         usleep(10000);
 }
 
-static bool has_alert(struct seen *s, uint32_t type, const char *object_prefix)
+static bool has_alert_detail(struct seen *s, uint32_t type, const char *object_prefix,
+                             const char *detail)
 {
     bool found = false;
     pthread_mutex_lock(&s->mu);
     for (size_t i = 0; i < s->n && !found; i++)
         found = s->a[i].type == type &&
-                !strncmp(s->a[i].object, object_prefix, strlen(object_prefix));
+                !strncmp(s->a[i].object, object_prefix, strlen(object_prefix)) &&
+                (!detail || strstr(s->a[i].detail, detail));
     pthread_mutex_unlock(&s->mu);
     return found;
 }
@@ -183,30 +187,38 @@ struct attack {
     const char *undo;     /* command after the check, or NULL */
     const char *writer;   /* module the alert must name as writer (write hooks), or NULL */
     int gate;             /* IDT vector whose gate must be unchanged afterwards, or -1 */
+    const char *detail;   /* text the expected alert's detail must contain, or NULL */
 };
 
 static const struct attack g_attacks[] = {
     {"insmod /modules/hvi_text_patch.ko", HVI_ALERT_INTEGRITY, "kernel-text",
-     "rmmod hvi_text_patch", NULL, -1},
+     "rmmod hvi_text_patch", NULL, -1, NULL},
     {"insmod /modules/hvi_syscall_table.ko", HVI_ALERT_INTEGRITY, "sys_call_table",
-     "rmmod hvi_syscall_table", NULL, -1},
+     "rmmod hvi_syscall_table", NULL, -1, NULL},
     /* an unused vector: caught by the timer check (writer unknown), restored */
     {"insmod /modules/hvi_idt_entry.ko", HVI_ALERT_INTEGRITY, "idt", "rmmod hvi_idt_entry",
-     NULL, 0xee},
+     NULL, 0xee, NULL},
     /* int 0x80, one of the write-hooked gates: caught at the write with the writer's RIP,
      * module and process; never left in memory */
     {"insmod /modules/hvi_idt_entry.ko vec=0x80", HVI_ALERT_INTEGRITY, "idt",
-     "rmmod hvi_idt_entry", "hvi_idt_entry", 0x80},
-    {"insmod /modules/hvi_cr0_wp.ko", HVI_ALERT_CR, "cr0.wp", "rmmod hvi_cr0_wp", NULL, -1},
+     "rmmod hvi_idt_entry", "hvi_idt_entry", 0x80, NULL},
+    {"insmod /modules/hvi_cr0_wp.ko", HVI_ALERT_CR, "cr0.wp", "rmmod hvi_cr0_wp", NULL, -1, NULL},
     /* read by the one-shot rdmsr agent every 4 ticks */
-    {"insmod /modules/hvi_lstar.ko", HVI_ALERT_MSR, "lstar", "rmmod hvi_lstar", NULL, -1},
+    {"insmod /modules/hvi_lstar.ko", HVI_ALERT_MSR, "lstar", "rmmod hvi_lstar", NULL, -1, NULL},
     {"echo 'u:x:1000:1000::/tmp:/bin/sh' >> /etc/passwd; chmod 755 / /bin /tmp; "
      "(su -s /bin/sh u -c 'exec sleep 300' &); sleep 2",
-     0, NULL, NULL, NULL, -1},
-    {"insmod /modules/hvi_cred_root.ko pid=$(pidof sleep)", HVI_ALERT_CREDS, "cred", NULL, NULL, -1},
+     0, NULL, NULL, NULL, -1, NULL},
+    {"insmod /modules/hvi_cred_root.ko pid=$(pidof sleep)", HVI_ALERT_CREDS, "cred", NULL, NULL, -1,
+     "uid 1000->0"},
+    /* capabilities raised in place (ids untouched): compared and restored too */
+    {"insmod /modules/hvi_cred_swap.ko mode=1 pid=$(pidof sleep)", HVI_ALERT_CREDS, "cred",
+     "rmmod hvi_cred_swap", NULL, -1, "cap_eff 0x0->0x1ffffffffff"},
+    /* cred pointer swapped to init_cred outside commit_creds: flagged (logged) */
+    {"insmod /modules/hvi_cred_swap.ko pid=$(pidof sleep)", HVI_ALERT_CREDS, "cred", NULL, NULL,
+     -1, "init_cred"},
     {"sleep 400 & insmod /modules/hvi_hide_process.ko pid=$!", HVI_ALERT_HIDDEN_PROCESS,
-     "task-list", NULL, NULL, -1},
-    {"insmod /modules/hvi_hide_module.ko", HVI_ALERT_HIDDEN_MODULE, "module-list", NULL, NULL, -1},
+     "task-list", NULL, NULL, -1, NULL},
+    {"insmod /modules/hvi_hide_module.ko", HVI_ALERT_HIDDEN_MODULE, "module-list", NULL, NULL, -1, NULL},
 };
 
 static bool read_gate(hvi_engine *e, int vec, uint8_t out[16])
@@ -246,14 +258,16 @@ static void run_attacks(struct ctx *c)
         runner_start(c);
         CHECK_OK(sh(c, a->run));
         /* big regions are checked a slice per tick: allow one full round of them */
-        for (int t = 0; t < 16 && !(a->object && has_alert(&c->seen, a->type, a->object)); t++)
+        for (int t = 0;
+             t < 16 && !(a->object && has_alert_detail(&c->seen, a->type, a->object, a->detail));
+             t++)
             ticks(c, 1);
         ticks(c, 1);
         runner_stop(c); /* the checks below read guest memory through the engine */
         if (a->object) {
             fprintf(stderr, "  attack '%s': %zu alert(s)\n", a->run, c->seen.n);
             CHECK(c->seen.n >= 1 && c->seen.a[0].type == a->type);
-            CHECK(has_alert(&c->seen, a->type, a->object));
+            CHECK(has_alert_detail(&c->seen, a->type, a->object, a->detail));
         }
         if (a->writer)
             check_writer(&c->seen, a);
@@ -278,7 +292,7 @@ static void run_attacks(struct ctx *c)
 HVI_TEST(workload_clean_attacks_caught_detach_restores)
 {
     const char *why = qt_missing();
-    char *adds[9] = {0};
+    char *adds[NMODS + 1] = {0};
     void *support = NULL;
     size_t support_len = 0;
     if (why)
@@ -328,7 +342,7 @@ HVI_TEST(workload_clean_attacks_caught_detach_restores)
     hvi_engine_free(c.e);
     hvi_qemu_close(c.q);
     hvi_qemu_vm_stop(c.vm);
-    for (int i = 0; i < 9; i++)
+    for (size_t i = 0; i < NMODS + 1; i++)
         free(adds[i]);
     free(support);
 }
