@@ -1,6 +1,7 @@
 #include "synth_kernel.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 
@@ -17,19 +18,35 @@ static void sym_name(unsigned i, char *out, size_t len)
         snprintf(out, len, "Dinit_task");
     else if (i == 2)
         snprintf(out, len, "Dmodules");
+    else if (i == SYM_DUP_A || i == SYM_DUP_B)
+        snprintf(out, len, "tdup_name");
     else
         snprintf(out, len, "tfn_%04u", i);
 }
 
 uint64_t sym_addr(unsigned i) { return IMG_VA + (i == 0 ? 0 : 0x1000 + 16ull * i); }
 
-/* Build the image; returns the token_index offset (for corrupting tests). */
+static char g_names[NSYMS][32];
+
+/* Name order of kallsyms_seqs_of_names: the name without its type, then the address (index). */
+static int cmp_seq(const void *a, const void *b)
+{
+    unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+    int c = strcmp(g_names[x] + 1, g_names[y] + 1);
+    return c ? c : (x > y) - (x < y);
+}
+
 size_t build_image(uint8_t *img)
+{
+    return build_image_opts(img, KS_AT, false);
+}
+
+size_t build_image_opts(uint8_t *img, size_t ks_at, bool seqs)
 {
     memset(img, 0, IMG_LEN);
     memcpy(img + 0x2000, "Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org) #1 SMP",
            68);
-    size_t p = KS_AT;
+    size_t p = ks_at;
     for (unsigned i = 0; i < NSYMS; i++) /* offsets (absolute percpu encoding) */
         put32(img + p + 4 * i, (uint32_t)(-(int64_t)(sym_addr(i) - IMG_VA + 1)));
     p = al8(p + 4 * NSYMS);
@@ -52,6 +69,20 @@ size_t build_image(uint8_t *img)
     for (unsigned i = 0; i < (NSYMS + 255) / 256; i++)
         put32(img + p + 4 * i, markers[i]);
     p = al8(p + 4 * ((NSYMS + 255) / 256));
+    if (seqs) { /* 6.1 stable: kallsyms_seqs_of_names, 3 bytes big-endian per symbol */
+        unsigned order[NSYMS];
+        for (unsigned i = 0; i < NSYMS; i++) {
+            sym_name(i, g_names[i], sizeof(g_names[i]));
+            order[i] = i;
+        }
+        qsort(order, NSYMS, sizeof(order[0]), cmp_seq);
+        for (unsigned i = 0; i < NSYMS; i++) {
+            img[p + 3 * i] = (uint8_t)(order[i] >> 16);
+            img[p + 3 * i + 1] = (uint8_t)(order[i] >> 8);
+            img[p + 3 * i + 2] = (uint8_t)order[i];
+        }
+        p = al8(p + 3 * NSYMS);
+    }
     size_t table = p;
     uint16_t index[256];
     for (unsigned t = 0; t < 256; t++) {

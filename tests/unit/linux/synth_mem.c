@@ -87,3 +87,21 @@ struct lix_mem synth_reader(struct synth_mem *m)
     struct lix_mem r = {.read = synth_read, .read_as = NULL, .ctx = m};
     return r;
 }
+
+hvi_status synth_view(void *ctx, uint64_t gva, const uint8_t **page)
+{
+    struct synth_mem *m = ctx;
+    const uint8_t *p = find(m, gva);
+    m->views++;
+    if (!p)
+        return HVI_E_NOT_PRESENT;
+    *page = p;
+    return HVI_OK;
+}
+
+struct lix_mem synth_reader_view(struct synth_mem *m)
+{
+    struct lix_mem r = synth_reader(m);
+    r.view = synth_view;
+    return r;
+}

@@ -11,7 +11,7 @@ struct synth_mem {
     uint64_t *va;
     uint8_t **page;
     size_t count, cap;
-    uint64_t reads;
+    uint64_t reads, views;
 };
 
 void synth_init(struct synth_mem *m);
@@ -25,5 +25,8 @@ void synth_w32(struct synth_mem *m, uint64_t va, uint32_t v);
 /* The reader for struct lix_mem (HVI_E_NOT_PRESENT outside mapped pages). */
 hvi_status synth_read(void *ctx, uint64_t gva, void *buf, size_t len);
 struct lix_mem synth_reader(struct synth_mem *m);
+/* In place (lix_mem.view): the page's own storage. */
+hvi_status synth_view(void *ctx, uint64_t gva, const uint8_t **page);
+struct lix_mem synth_reader_view(struct synth_mem *m);
 
 #endif

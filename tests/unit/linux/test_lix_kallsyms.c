@@ -80,6 +80,113 @@ HVI_TEST(garbage_kallsyms_is_refused)
     free(img);
 }
 
+/* The names of the lazy-lookup tests, with the answer from a linear search of the decoded
+ * table (the lowest index of each name). */
+static const char *const g_lookups[] = {"_text",   "init_task", "modules", "dup_name",
+                                        "fn_0003", "fn_0255",   "fn_0256", "fn_0257",
+                                        "fn_0512", "fn_0599",   "fn_0600", "fn_"};
+#define NLOOKUPS (sizeof(g_lookups) / sizeof(g_lookups[0]))
+
+static void expected(const struct lix_kallsyms *ks, hvi_status *st, uint64_t *addr)
+{
+    const struct lix_sym *syms = NULL;
+    const char *names = NULL;
+    REQUIRE(lix_kallsyms_table(ks, &syms, &names) == HVI_OK);
+    for (size_t j = 0; j < NLOOKUPS; j++) {
+        st[j] = HVI_E_NOT_FOUND, addr[j] = 0;
+        for (uint32_t i = 0; i < ks->count && st[j] != HVI_OK; i++)
+            if (!strcmp(names + syms[i].name, g_lookups[j]))
+                st[j] = HVI_OK, addr[j] = syms[i].addr;
+    }
+}
+
+static void lookups(struct lix_kallsyms *ks, hvi_status *st, uint64_t *addr)
+{
+    for (size_t j = 0; j < NLOOKUPS; j++) {
+        addr[j] = 0;
+        st[j] = lix_kallsyms_lookup(ks, g_lookups[j], &addr[j]);
+    }
+}
+
+static void same(const hvi_status *st_a, const uint64_t *a, const hvi_status *st_b,
+                 const uint64_t *b)
+{
+    for (size_t j = 0; j < NLOOKUPS; j++) {
+        CHECK_EQ_U64((uint64_t)(int64_t)st_a[j], (uint64_t)(int64_t)st_b[j]);
+        CHECK_EQ_U64(a[j], b[j]);
+    }
+}
+
+/* Name lookups need no decoded table: through seqs_of_names, or by streaming (then, after
+ * LIX_LINEAR_LOOKUPS of them, through a by-name index). Every path answers as a linear search of
+ * the decoded table does, before and after that table exists. */
+HVI_TEST(lazy_lookups_match_the_decoded_table)
+{
+    uint8_t *img = malloc(IMG_LEN);
+    REQUIRE(img);
+    for (int seqs = 0; seqs < 2; seqs++) {
+        build_image_opts(img, KS_AT, seqs);
+        struct lix_kallsyms ks;
+        const char *why = NULL;
+        CHECK_OK(lix_kallsyms_parse(&ks, img, IMG_LEN, IMG_VA, &why));
+        CHECK((ks.seqs_va != 0) == (seqs != 0));
+        hvi_status st_before[NLOOKUPS], st_after[NLOOKUPS], st_want[NLOOKUPS];
+        uint64_t before[NLOOKUPS], after[NLOOKUPS], want[NLOOKUPS];
+        lookups(&ks, st_before, before);
+        CHECK(!lix_kallsyms_decoded(&ks)); /* nothing decoded for name lookups */
+        CHECK_EQ_U64(before[3], sym_addr(SYM_DUP_A));
+        uint64_t many[6];
+        bool found[6];
+        CHECK_OK(lix_kallsyms_lookup_many(&ks, g_lookups + 6, 6, many, found));
+        for (size_t j = 0; j < 6; j++)
+            CHECK(found[j] == (st_before[6 + j] == HVI_OK) && many[j] == before[6 + j]);
+        expected(&ks, st_want, want);
+        CHECK(lix_kallsyms_decoded(&ks));
+        same(st_before, before, st_want, want);
+        for (int round = 0; round < 3; round++) { /* past LIX_LINEAR_LOOKUPS: the by-name index */
+            lookups(&ks, st_after, after);
+            same(st_after, after, st_want, want);
+        }
+        lix_kallsyms_free(&ks);
+    }
+    free(img);
+}
+
+/* A seqs_of_names that is not a permutation, or whose neighbours are out of name order, is not
+ * used; lookups still answer right (by streaming). */
+HVI_TEST(bad_seqs_of_names_is_ignored)
+{
+    uint8_t *img = malloc(IMG_LEN);
+    REQUIRE(img);
+    build_image_opts(img, KS_AT, true);
+    struct lix_kallsyms ks;
+    const char *why = NULL;
+    CHECK_OK(lix_kallsyms_parse(&ks, img, IMG_LEN, IMG_VA, &why));
+    REQUIRE(ks.seqs_va);
+    size_t seqs = (size_t)(ks.seqs_va - IMG_VA);
+    lix_kallsyms_free(&ks);
+    for (int bad = 0; bad < 2; bad++) {
+        build_image_opts(img, KS_AT, true);
+        if (bad == 0) {
+            memcpy(img + seqs + 3, img + seqs, 3); /* a duplicate index */
+        } else {
+            uint8_t t[3]; /* the first two names swapped */
+            memcpy(t, img + seqs, 3);
+            memcpy(img + seqs, img + seqs + 3, 3);
+            memcpy(img + seqs + 3, t, 3);
+        }
+        CHECK_OK(lix_kallsyms_parse(&ks, img, IMG_LEN, IMG_VA, &why));
+        CHECK_EQ_U64(ks.seqs_va, 0);
+        hvi_status st[NLOOKUPS], st_want[NLOOKUPS];
+        uint64_t a[NLOOKUPS], want[NLOOKUPS];
+        lookups(&ks, st, a);
+        expected(&ks, st_want, want);
+        same(st, a, st_want, want);
+        lix_kallsyms_free(&ks);
+    }
+    free(img);
+}
+
 static void idt_gate(struct synth_mem *m, uint64_t idt, unsigned vec, uint64_t h)
 {
     uint8_t g[16] = {0};
@@ -119,6 +226,65 @@ HVI_TEST(discover_from_idt_with_slide)
     synth_write(&m, IMG_VA + 0x2000, "Linux versioX", 13);
     CHECK_STATUS(lix_discover(&k, &r, h, &why), HVI_E_NOT_FOUND);
     CHECK(why && strstr(why, "banner"));
+    synth_free(&m);
+    free(img);
+}
+
+/* Discovery probes every 256 bytes for the token index: it is found wherever the tables sit
+ * (every 8-aligned shift), in place through a view as through copies, and discovery decodes no
+ * name table. */
+HVI_TEST(discovery_finds_kallsyms_at_any_alignment_in_place_or_copied)
+{
+    uint8_t *img = malloc(IMG_LEN);
+    REQUIRE(img);
+    for (size_t shift = 0; shift < 512; shift += 8) { /* every position of the index mod 512 */
+        for (int view = 0; view < 2; view++) {
+            size_t idx = build_image_opts(img, KS_AT + shift, (shift / 8 + (size_t)view) % 2);
+            struct synth_mem m;
+            synth_init(&m);
+            synth_write(&m, IMG_VA, img, IMG_LEN);
+            struct lix_mem r = view ? synth_reader_view(&m) : synth_reader(&m);
+            struct lix_kernel k;
+            const char *why = NULL;
+            CHECK_OK(lix_discover(&k, &r, IMG_VA + 0x1a30, &why));
+            CHECK_EQ_U64(k.ks.token_index_va, IMG_VA + idx);
+            CHECK_EQ_U64(k.init_task, sym_addr(1));
+            CHECK_EQ_U64(k.modules, sym_addr(2));
+            CHECK_STR(k.release, "6.1.0-56-amd64");
+            CHECK(!lix_kallsyms_decoded(&k.ks));
+            CHECK(view ? m.views > 0 : m.views == 0);
+            lix_kernel_free(&k);
+            synth_free(&m);
+        }
+    }
+    free(img);
+}
+
+/* Garbage where kallsyms should be: discovery fails with a message naming the table. */
+HVI_TEST(garbage_kallsyms_through_discovery_is_a_clear_error)
+{
+    uint8_t *img = malloc(IMG_LEN);
+    REQUIRE(img);
+    uint32_t x = 777;
+    for (size_t i = 0; i < IMG_LEN; i++) {
+        x = x * 1103515245u + 12345u;
+        img[i] = (uint8_t)(x >> 16);
+    }
+    struct synth_mem m;
+    synth_init(&m);
+    synth_write(&m, IMG_VA, img, IMG_LEN);
+    struct lix_mem r = synth_reader_view(&m);
+    struct lix_kernel k;
+    const char *why = NULL;
+    CHECK_STATUS(lix_discover(&k, &r, IMG_VA + 0x1a30, &why), HVI_E_NOT_FOUND);
+    CHECK(why && strstr(why, "kallsyms_token"));
+    /* a real token table and index, but markers and names that do not agree */
+    build_image(img);
+    for (size_t p = KS_AT; p < KS_AT + 0x1800; p++)
+        img[p] = (uint8_t)(p * 7);
+    synth_write(&m, IMG_VA, img, IMG_LEN);
+    CHECK_STATUS(lix_discover(&k, &r, IMG_VA + 0x1a30, &why), HVI_E_NOT_FOUND);
+    CHECK(why && strstr(why, "kallsyms_markers"));
     synth_free(&m);
     free(img);
 }
