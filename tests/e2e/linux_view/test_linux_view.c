@@ -188,6 +188,37 @@ static void check_thread_safeness(hvi_engine *e)
             hit.on_cpu ? (int)hit.vcpu : hit.pid, hit.comm);
 }
 
+/* The lazy kallsyms of the real kernel: attaching and `ps` decode no name table; a lookup
+ * through kallsyms_seqs_of_names answers as the decoded table does (the lowest index of a name). */
+static void check_lazy_symbols(hvi_engine *e, bool after_ps)
+{
+    struct lix_kernel *k = lix_get(e);
+    REQUIRE(k);
+    if (after_ps) {
+        CHECK(!lix_kallsyms_decoded(&k->ks));
+        CHECK(k->ks.seqs_va != 0); /* Debian's 6.1 has kallsyms_seqs_of_names */
+        return;
+    }
+    const struct lix_sym *syms = NULL;
+    const char *names = NULL;
+    REQUIRE(lix_kallsyms_table(&k->ks, &syms, &names) == HVI_OK);
+    uint32_t checked = 0, step = k->ks.count / 150 + 1;
+    for (uint32_t i = 0; i < k->ks.count; i += step) {
+        const char *n = names + syms[i].name;
+        uint32_t first = 0;
+        while (strcmp(names + syms[first].name, n) != 0)
+            first++;
+        uint64_t a = 0;
+        CHECK_OK(lix_kallsyms_lookup(&k->ks, n, &a));
+        CHECK_EQ_U64(a, syms[first].addr);
+        checked++;
+    }
+    uint64_t a = 0;
+    CHECK_STATUS(lix_kallsyms_lookup(&k->ks, "no_such_symbol_hvi", &a), HVI_E_NOT_FOUND);
+    fprintf(stderr, "  kallsyms: %u names looked up through seqs_of_names = decoded table\n",
+            checked);
+}
+
 static void run_view(bool cpu_max, uint32_t smp)
 {
     const char *why = qt_missing();
@@ -241,9 +272,11 @@ static void run_view(bool cpu_max, uint32_t smp)
             CHECK_OK(hvi_linux_find_symbol(e, "init_task", &a));
             CHECK_EQ_U64(a, init_task);
             compare_ps(e, ps);
+            check_lazy_symbols(e, true);
             compare_modules(e, mods);
             compare_maps(e, maps);
             check_thread_safeness(e);
+            check_lazy_symbols(e, false);
         }
     } else {
         CHECK(!"console views or attach failed");
