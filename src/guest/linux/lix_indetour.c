@@ -816,10 +816,29 @@ static void procs_update(hvi_engine *e, struct lixd_state *s)
     }
 }
 
+#define LIXD_TASK_CACHE 8u
+
+struct task_info {
+    uint64_t task;
+    struct lix_task t;
+    bool ok;
+};
+
 struct drain_ctx {
     hvi_engine *e;
     struct lixd_state *s;
+    struct task_info cache[LIXD_TASK_CACHE]; /* one drain: most events come from few tasks */
 };
+
+static const struct task_info *task_info(struct drain_ctx *d, uint64_t task)
+{
+    struct task_info *c = &d->cache[(task >> 6) % LIXD_TASK_CACHE];
+    if (c->task != task || !task) {
+        c->task = task;
+        c->ok = lix_task_read(d->s->k, task, &c->t) == HVI_OK;
+    }
+    return c;
+}
 
 static void on_record(const struct lixd_record *r, void *ctx)
 {
@@ -832,12 +851,12 @@ static void on_record(const struct lixd_record *r, void *ctx)
     ev.task = r->task;
     memcpy(ev.args, r->args, sizeof(ev.args));
     ev.pid = ev.tgid = -1;
-    struct lix_task t;
-    bool have_task = lix_task_read(s->k, r->task, &t) == HVI_OK;
+    const struct task_info *ti = task_info(d, r->task);
+    bool have_task = ti->ok;
     if (have_task) {
-        ev.pid = t.pid;
-        ev.tgid = t.tgid;
-        memcpy(ev.comm, t.comm, sizeof(ev.comm));
+        ev.pid = ti->t.pid;
+        ev.tgid = ti->t.tgid;
+        memcpy(ev.comm, ti->t.comm, sizeof(ev.comm));
     }
     switch (ev.id) {
     case HVI_LIXD_VMA_PROTECT:
@@ -845,7 +864,7 @@ static void on_record(const struct lixd_record *r, void *ctx)
         break;
     case HVI_LIXD_BRK:
         ev.vma = r->args[1];
-        ev.mm = have_task ? t.mm : 0;
+        ev.mm = have_task ? ti->t.mm : 0;
         break;
     case HVI_LIXD_EXIT_MMAP:
         ev.mm = r->args[0];
@@ -949,7 +968,10 @@ hvi_status hvi_linux_indetour_drain(hvi_engine *e, size_t *n)
         return HVI_E_STATE;
     uint64_t t0 = hvi_now_ns();
     struct ring_rd rr = {e, s->ring_gva, s->ring_len};
-    struct drain_ctx dc = {e, s};
+    struct drain_ctx dc;
+    memset(&dc, 0, sizeof(dc));
+    dc.e = e;
+    dc.s = s;
     hvi_status st = HVI_OK;
     size_t got = lixd_ring_drain(&s->ring, ring_read, &rr, HVI_LIXD_EVENT_MAX, LIXD_DRAIN_BUDGET,
                                  on_record, &dc, &st);

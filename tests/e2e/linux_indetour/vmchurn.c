@@ -5,11 +5,14 @@
  * pages, mprotect 4 of them read-only (a split), munmap 4 others (another split), keep every
  * 8th mapping (plus a read-only mapping of /bin/busybox every 16th) and unmap the rest; then
  * writes /tmp/vmchurn-TAG.done and sleeps until killed, so its memory map holds still.
- * ITER 0: exit at once (an exec+exit for loops).
+ * ITER 0: exit at once (an exec+exit for loops). TAG "-": no waiting, exit after the churn
+ * (benchmark loops).
  */
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -22,9 +25,12 @@ int main(int argc, char **argv)
         return 0;
     snprintf(go, sizeof(go), "/tmp/vmchurn-%s.go", tag);
     snprintf(done, sizeof(done), "/tmp/vmchurn-%s.done", tag);
-    printf("VMCHURN pid %d\n", (int)getpid());
-    fflush(stdout);
-    while (access(go, F_OK) != 0)
+    bool wait = strcmp(tag, "-") != 0;
+    if (wait) {
+        printf("VMCHURN pid %d\n", (int)getpid());
+        fflush(stdout);
+    }
+    while (wait && access(go, F_OK) != 0)
         usleep(20000);
     long pg = sysconf(_SC_PAGESIZE);
     int fd = open("/bin/busybox", O_RDONLY);
@@ -40,6 +46,8 @@ int main(int argc, char **argv)
         if (fd >= 0 && i % 16 == 0)
             (void)mmap(NULL, 2 * pg, PROT_READ, MAP_PRIVATE, fd, 0);
     }
+    if (!wait)
+        return 0;
     int d = open(done, O_CREAT | O_WRONLY, 0644);
     if (d >= 0)
         close(d);
