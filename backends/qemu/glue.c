@@ -434,12 +434,14 @@ hvi_status hvi_qemu_glue(hvi_qemu *q, hvi_glue *out)
     out->version = HVI_GLUE_VERSION;
     out->size = sizeof(*out);
     out->caps = HVI_CAP_REGS_WRITE | HVI_CAP_BREAKPOINT | HVI_CAP_WATCHPOINT | HVI_CAP_SINGLE_STEP |
-                HVI_CAP_PAUSE | (q->ram ? HVI_CAP_PHYS_MAP : 0) | (q->qmp ? HVI_CAP_DTR : 0);
+                HVI_CAP_PAUSE | (q->ram ? HVI_CAP_PHYS_MAP : 0) | (q->qmp ? HVI_CAP_DTR : 0) |
+                (q->msr_on ? HVI_CAP_MSR_READ : 0);
     out->ctx = q;
     out->name = "qemu";
     out->vcpu_count = qemu_vcpu_count;
     out->get_regs = qemu_get_regs;
     out->set_regs = qemu_set_regs;
+    out->get_msr = q->msr_on ? hvi_qemu_get_msr : NULL;
     out->max_gpfn = qemu_max_gpfn;
     out->map_gpa = qemu_map_gpa;
     out->unmap_gpa = qemu_unmap_gpa;

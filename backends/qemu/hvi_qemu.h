@@ -101,6 +101,12 @@ hvi_status hvi_qemu_connect(const hvi_qemu_conn *conn, hvi_qemu **out);
 hvi_status hvi_qemu_open(hvi_qemu_vm *vm, hvi_qemu **out);
 /* The glue table (ctx = q). */
 hvi_status hvi_qemu_glue(hvi_qemu *q, hvi_glue *out);
+/* Opt-in MSR reads (call before hvi_qemu_glue: the glue then has HVI_CAP_MSR_READ and get_msr).
+ * Each read at a new stop takes a device-state snapshot through QMP (a migration to a file with
+ * x-ignore-shared, tens of ms with the vCPUs stopped), checked against the gdbstub registers.
+ * MSRs: SYSENTER_CS/ESP/EIP, EFER, STAR, LSTAR, CSTAR, FMASK, KERNEL_GS_BASE. Needs QMP, QEMU
+ * 7.2's cpu section layout (else HVI_E_UNSUPPORTED) and a guest without block devices. */
+hvi_status hvi_qemu_set_msr_read(hvi_qemu *q, bool on);
 /* Remove breakpoints/watchpoints, detach (D;1), make sure the VM runs, free. Accepts NULL. */
 hvi_status hvi_qemu_close(hvi_qemu *q);
 /* Why the session ended / last failure ("" if none). */

@@ -183,7 +183,8 @@ hvi_status hvi_qemu_close(hvi_qemu *q)
     if (q->qmp) { /* belt and braces: the VM must run after detach */
         char status[64];
         if (hvi_qmp_status(q->qmp, status, sizeof(status)) == HVI_OK &&
-            (!strcmp(status, "debug") || !strcmp(status, "paused")))
+            (!strcmp(status, "debug") || !strcmp(status, "paused") ||
+             !strcmp(status, "postmigrate")))
             (void)hvi_qmp_exec(q->qmp, "cont", NULL, NULL);
     }
     free_session(q);

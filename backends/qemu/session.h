@@ -9,6 +9,8 @@
 #include "qmp.h"
 #include "rsp.h"
 
+#define HVI_QEMU_NMSR 9 /* MSRs in the device-state snapshot (msr.c) */
+
 struct hvi_qemu_wp {
     uint64_t gva;
     uint32_t len, kind;
@@ -42,6 +44,13 @@ struct hvi_qemu {
     uint32_t pause_depth;    /* glue pause() calls not yet matched by resume() */
     uint32_t step_retries;   /* steps QEMU reported before the vCPU moved (stepped again) */
     uint32_t foreign_stops;  /* replies to a step that named another vCPU */
+    uint64_t stops;          /* stop replies seen: a snapshot belongs to one stop */
+    /* MSR reads from a device-state snapshot (msr.c) */
+    bool msr_on, msr_ready, msr_valid;
+    uint64_t msr_stop;       /* `stops` when the snapshot was taken */
+    uint32_t msr_verified;   /* vCPUs whose section matched their gdbstub registers */
+    uint64_t msr[HVI_QEMU_MAX_VCPUS][HVI_QEMU_NMSR];
+    uint64_t msr_check[HVI_QEMU_MAX_VCPUS][6];
     char err[256];
 };
 
@@ -60,5 +69,10 @@ int hvi_qemu_vcpu_of(const struct hvi_qemu *q, uint32_t tid);
 bool hvi_qemu_is_bp(const struct hvi_qemu *q, uint64_t gva);
 /* Step vCPU v once (a breakpoint at its RIP lifted meanwhile); the stop reply goes to reply. */
 hvi_status hvi_qemu_step_once(struct hvi_qemu *q, uint32_t v, char *reply, size_t len);
+/* glue get_msr (msr.c) */
+hvi_status hvi_qemu_get_msr(void *ctx, uint32_t vcpu, uint32_t msr, uint64_t *out);
+/* The fields of CPU `index`'s section in a migration stream, or NULL (absent or ambiguous). */
+const uint8_t *hvi_qemu_snapshot_cpu(const uint8_t *buf, size_t len, uint32_t index,
+                                     uint32_t *version);
 
 #endif

@@ -159,6 +159,59 @@ HVI_TEST(smp2_every_breakpoint_hit_reported_once_on_its_vcpu)
     free(out);
 }
 
+HVI_TEST(msr_read_from_a_device_state_snapshot)
+{
+    BOOT();
+    uint64_t entry = 0, sysenter = 0;
+    CHECK_OK(hvi_qemu_vm_kallsyms(vm, "entry_SYSCALL_64", &entry));
+    CHECK_OK(hvi_qemu_vm_kallsyms(vm, "entry_SYSENTER_compat", &sysenter));
+    hvi_qemu *q = NULL;
+    hvi_glue g;
+    REQUIRE(hvi_qemu_open(vm, &q) == HVI_OK);
+    CHECK_OK(hvi_qemu_glue(q, &g));
+    CHECK(!(g.caps & HVI_CAP_MSR_READ) && !g.get_msr); /* opt-in */
+    CHECK_OK(hvi_qemu_set_msr_read(q, true));
+    CHECK_OK(hvi_qemu_glue(q, &g));
+    CHECK((g.caps & HVI_CAP_MSR_READ) && g.get_msr);
+    int64_t t0 = ms_now();
+    for (uint32_t v = 0; v < 2; v++) {
+        uint64_t lstar = 0, eip = 0, efer = 0, kgs = 0;
+        CHECK_OK(g.get_msr(q, v, HVI_MSR_LSTAR, &lstar));
+        CHECK_OK(g.get_msr(q, v, HVI_MSR_SYSENTER_EIP, &eip));
+        CHECK_OK(g.get_msr(q, v, HVI_MSR_EFER, &efer));
+        CHECK_OK(g.get_msr(q, v, HVI_MSR_KERNEL_GS_BASE, &kgs));
+        CHECK_EQ_U64(lstar, entry);
+        CHECK_EQ_U64(eip, sysenter);
+        CHECK(efer & (1u << 10)); /* LMA */
+        (void)kgs;
+    }
+    fprintf(stderr, "  LSTAR of both vCPUs (one snapshot, paused): %lld ms\n",
+            (long long)(ms_now() - t0));
+    uint64_t x;
+    CHECK_STATUS(g.get_msr(q, 0, 0x1b /* APIC base: not in the snapshot */, &x), HVI_E_UNSUPPORTED);
+    /* while running: stop, snapshot, continue */
+    CHECK_OK(g.resume(q));
+    t0 = ms_now();
+    uint64_t lstar = 0;
+    CHECK_OK(g.get_msr(q, 1, HVI_MSR_LSTAR, &lstar));
+    CHECK_EQ_U64(lstar, entry);
+    fprintf(stderr, "  LSTAR with the guest running (stop, snapshot, continue): %lld ms\n",
+            (long long)(ms_now() - t0));
+    CHECK(hvi_qemu_running(q));
+    char *out = NULL;
+    CHECK_OK(hvi_qemu_vm_console(vm, "echo msr-ok-$((40+2))", NULL, 20000, &out));
+    CHECK(out && strstr(out, "msr-ok-42"));
+    free(out);
+    CHECK_OK(hvi_qemu_close(q));
+    char qmp_path[700], status[64] = "";
+    hvi_qmp *qmp = NULL;
+    snprintf(qmp_path, sizeof(qmp_path), "%s/qmp.sock", hvi_qemu_vm_dir(vm));
+    CHECK_OK(hvi_qmp_connect(qmp_path, 5000, &qmp));
+    CHECK_OK(hvi_qmp_status(qmp, status, sizeof(status)));
+    CHECK_STR(status, "running");
+    hvi_qmp_close(qmp);
+}
+
 static char *run_capture(const char *cmd, int *status)
 {
     FILE *p = popen(cmd, "r");

@@ -582,6 +582,43 @@ HVI_TEST(session_smp_early_step_reply_and_other_vcpu_stop)
     fake_stop(&f);
 }
 
+HVI_TEST(snapshot_cpu_section_search)
+{
+    static uint8_t buf[4096];
+    memset(buf, 0x55, sizeof(buf));
+    /* a full section header for CPU 1, version 12, at 100; fields follow at 117 */
+    const uint8_t hdr[17] = {0x04, 0, 0, 0, 9, 3, 'c', 'p', 'u', 0, 0, 0, 1, 0, 0, 0, 12};
+    memcpy(buf + 100, hdr, sizeof(hdr));
+    uint32_t ver = 0;
+    CHECK(hvi_qemu_snapshot_cpu(buf, sizeof(buf), 1, &ver) == buf + 117);
+    CHECK_EQ_U64(ver, 12);
+    CHECK(hvi_qemu_snapshot_cpu(buf, sizeof(buf), 0, &ver) == NULL); /* no CPU 0 */
+    CHECK(hvi_qemu_snapshot_cpu(buf, 117 + 100, 1, &ver) == NULL);  /* fields cut short */
+    CHECK(hvi_qemu_snapshot_cpu(buf, 10, 1, &ver) == NULL);
+    CHECK(hvi_qemu_snapshot_cpu(buf, 0, 1, &ver) == NULL);
+    memcpy(buf + 2000, hdr, sizeof(hdr)); /* twice: ambiguous, refused */
+    CHECK(hvi_qemu_snapshot_cpu(buf, sizeof(buf), 1, &ver) == NULL);
+}
+
+HVI_TEST(msr_read_is_opt_in_and_needs_qmp)
+{
+    struct fake f;
+    REQUIRE(fake_start(&f, FAKE_OK));
+    hvi_qemu_conn c = {.gdb_port = f.port, .timeout_ms = 500};
+    hvi_qemu *q = NULL;
+    hvi_glue g;
+    uint64_t v;
+    CHECK_OK(hvi_qemu_connect(&c, &q));
+    REQUIRE(q);
+    CHECK_OK(hvi_qemu_glue(q, &g));
+    CHECK(!(g.caps & HVI_CAP_MSR_READ) && g.get_msr == NULL);
+    CHECK_STATUS(hvi_qemu_set_msr_read(q, true), HVI_E_UNSUPPORTED); /* no QMP */
+    CHECK_STATUS(hvi_qemu_get_msr(q, 0, HVI_MSR_LSTAR, &v), HVI_E_UNSUPPORTED);
+    CHECK_STATUS(hvi_qemu_get_msr(q, 9, HVI_MSR_LSTAR, &v), HVI_E_INVAL);
+    CHECK_OK(hvi_qemu_close(q));
+    fake_stop(&f);
+}
+
 /* ---- test-guest management without booting ---- */
 
 HVI_TEST(vm_start_missing_kernel_is_a_clear_error)
