@@ -100,6 +100,9 @@ hvi_status win_read_process(hvi_engine *e, uint64_t eprocess, hvi_windows_proces
 hvi_status win_find_process_head(hvi_engine *e, uint64_t *head);
 hvi_status win_walk_processes(hvi_engine *e, win_proc_cb cb, void *ctx);
 hvi_status win_walk_modules(hvi_engine *e, win_mod_cb cb, void *ctx);
+/* The driver whose [DllBase, DllBase+SizeOfImage) holds va (BaseDllName read for it only);
+ * HVI_E_NOT_FOUND when none. */
+hvi_status win_module_at(hvi_engine *e, uint64_t va, hvi_windows_module *out);
 /* UNICODE_STRING at va -> UTF-8 (at most 255 characters). */
 hvi_status win_read_ustr(hvi_engine *e, uint64_t va, char *out, size_t out_len, bool *truncated);
 

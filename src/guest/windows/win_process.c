@@ -137,7 +137,48 @@ hvi_status win_read_ustr(hvi_engine *e, uint64_t va, char *out, size_t out_len, 
     return st;
 }
 
+/* Walk with names (list) or without (owner lookups: only DllBase/SizeOfImage per entry). */
+static hvi_status walk_modules(hvi_engine *e, bool names, win_mod_cb cb, void *ctx);
+
 hvi_status win_walk_modules(hvi_engine *e, win_mod_cb cb, void *ctx)
+{
+    return walk_modules(e, true, cb, ctx);
+}
+
+struct mod_at {
+    uint64_t va;
+    hvi_windows_module m;
+    bool hit;
+};
+
+static bool mod_at_cb(const hvi_windows_module *m, void *ctx)
+{
+    struct mod_at *a = ctx;
+    if (a->va >= m->base && a->va - m->base < m->size) {
+        a->m = *m;
+        a->hit = true;
+        return false;
+    }
+    return true;
+}
+
+hvi_status win_module_at(hvi_engine *e, uint64_t va, hvi_windows_module *out)
+{
+    struct mod_at a = {.va = va};
+    hvi_status st = walk_modules(e, false, mod_at_cb, &a);
+    if (st != HVI_OK)
+        return st;
+    if (!a.hit)
+        return HVI_E_NOT_FOUND;
+    const struct win_offsets *o = &e->win->off;
+    *out = a.m;
+    if (win_read_ustr(e, a.m.entry + o->m_basename, out->name, sizeof(out->name),
+                      &out->truncated) != HVI_OK)
+        out->name[0] = 0;
+    return HVI_OK;
+}
+
+static hvi_status walk_modules(hvi_engine *e, bool names, win_mod_cb cb, void *ctx)
 {
     struct win_state *w = win_get(e);
     if (!w || !w->active)
@@ -162,9 +203,11 @@ hvi_status win_walk_modules(hvi_engine *e, win_mod_cb cb, void *ctx)
                             (unsigned long long)next);
         m.size = size;
         /* names are informative: an unreadable or hostile one leaves the field empty */
-        if (win_read_ustr(e, next + o->m_basename, m.name, sizeof(m.name), &m.truncated) != HVI_OK)
+        if (names &&
+            win_read_ustr(e, next + o->m_basename, m.name, sizeof(m.name), &m.truncated) != HVI_OK)
             m.name[0] = 0;
-        if (win_read_ustr(e, next + o->m_fullname, m.path, sizeof(m.path), &m.truncated) != HVI_OK)
+        if (names &&
+            win_read_ustr(e, next + o->m_fullname, m.path, sizeof(m.path), &m.truncated) != HVI_OK)
             m.path[0] = 0;
         if (!cb(&m, ctx))
             return HVI_OK;

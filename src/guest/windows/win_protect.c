@@ -12,31 +12,14 @@
 
 #define HAL_DISPATCH_PROTECTED 0x40u /* Version + the first 7 pointers (HalQuerySystemInformation...) */
 
-struct owner_find {
-    uint64_t rip;
-    hvi_windows_module found;
-    bool hit;
-};
-
-static bool find_owner(const hvi_windows_module *m, void *ctx)
-{
-    struct owner_find *f = ctx;
-    if (f->rip >= m->base && f->rip - m->base < m->size) {
-        f->found = *m;
-        f->hit = true;
-        return false;
-    }
-    return true;
-}
-
 static void owner(hvi_engine *e, hvi_alert *a, void *ctx)
 {
     (void)ctx;
-    struct owner_find f = {.rip = a->rip};
-    if (win_walk_modules(e, find_owner, &f) == HVI_OK && f.hit) {
-        hvi_strlcpy(a->module, f.found.name[0] ? f.found.name : "?", sizeof(a->module));
-        snprintf(a->symbol, sizeof(a->symbol), "%.60s+0x%llx", f.found.name,
-                 (unsigned long long)(a->rip - f.found.base));
+    hvi_windows_module m;
+    if (win_module_at(e, a->rip, &m) == HVI_OK) {
+        hvi_strlcpy(a->module, m.name[0] ? m.name : "?", sizeof(a->module));
+        snprintf(a->symbol, sizeof(a->symbol), "%.60s+0x%llx", m.name[0] ? m.name : "?",
+                 (unsigned long long)(a->rip - m.base));
     } else {
         hvi_strlcpy(a->module, "unknown", sizeof(a->module));
     }
