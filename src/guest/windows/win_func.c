@@ -153,7 +153,8 @@ static hvi_status detour_arg(hvi_engine *e, const struct win_located *l, const h
 }
 
 static void process_event(hvi_engine *e, uint32_t type, uint32_t vcpu, uint64_t rip,
-                          const hvi_windows_process *p, const hvi_windows_process *parent)
+                          const hvi_windows_process *p, const hvi_windows_process *parent,
+                          const char *extra)
 {
     hvi_alert a;
     hvi_alert_init(&a, type, vcpu);
@@ -162,9 +163,9 @@ static void process_event(hvi_engine *e, uint32_t type, uint32_t vcpu, uint64_t 
     hvi_strlcpy(a.comm, p->name, sizeof(a.comm));
     hvi_strlcpy(a.object, "process", sizeof(a.object));
     hvi_strlcpy(a.module, "ntoskrnl.exe", sizeof(a.module));
-    snprintf(a.detail, sizeof(a.detail), "eprocess=0x%llx ppid=%u parent=%s cr3=0x%llx",
+    snprintf(a.detail, sizeof(a.detail), "eprocess=0x%llx ppid=%u parent=%s cr3=0x%llx%s",
              (unsigned long long)p->eprocess, parent ? parent->pid : p->ppid,
-             parent ? parent->name : "?", (unsigned long long)p->cr3);
+             parent ? parent->name : "?", (unsigned long long)p->cr3, extra ? extra : "");
     hvi_alert_emit(e, &a);
 }
 
@@ -186,7 +187,13 @@ static bool on_insert_process(hvi_engine *e, hvi_hook *hook, uint32_t vcpu, hvi_
     }
     bool have_parent = detour_arg(e, l, regs, 1, &parent_ep) == HVI_OK && win_is_kptr(parent_ep) &&
                        win_read_process(e, parent_ep, &parent) == HVI_OK;
-    process_event(e, HVI_EVENT_PROCESS_CREATE, vcpu, regs->rip, &p, have_parent ? &parent : NULL);
+    /* the third CAMI argument (a stack slot whose number differs between builds) */
+    char extra[48] = "";
+    uint64_t debug = 0;
+    if (detour_arg(e, l, regs, 2, &debug) == HVI_OK)
+        snprintf(extra, sizeof(extra), " debug_handle=0x%llx", (unsigned long long)debug);
+    process_event(e, HVI_EVENT_PROCESS_CREATE, vcpu, regs->rip, &p, have_parent ? &parent : NULL,
+                  extra);
     return false;
 }
 
@@ -207,7 +214,7 @@ static bool on_clean_process(hvi_engine *e, hvi_hook *hook, uint32_t vcpu, hvi_r
         if (w->exited[i] == ep)
             return false;
     w->exited[w->exited_next++ % WIN_EXITED_RING] = ep;
-    process_event(e, HVI_EVENT_PROCESS_EXIT, vcpu, regs->rip, &p, NULL);
+    process_event(e, HVI_EVENT_PROCESS_EXIT, vcpu, regs->rip, &p, NULL, NULL);
     return false;
 }
 

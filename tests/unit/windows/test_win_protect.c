@@ -2,6 +2,7 @@
  * process events with the CAMI argument lists, and the protections: SSDT, HalDispatchTable, IDT
  * and ntoskrnl code writes denied with alerts naming the object and the writer. */
 #include "harness.h"
+#include "hvi/hook.h"
 #include "win_fixture.h"
 
 #define DRV_RIP_INDEX 3 /* a driver after ntoskrnl.exe and hal.dll */
@@ -248,6 +249,95 @@ HVI_TEST(detach_removes_detours)
     CHECK_OK(hvi_detach(f.e));
     CHECK_EQ_U64(hvi_sim_breakpoint_count(f.sim), 0);
     CHECK_EQ_U64(hvi_sim_restricted_frames(f.sim), 0);
+    wf_free(&f);
+}
+
+/* The CAMI argument lists differ per build: the debug handle is stack slot 5 on 17763 and 6 on
+ * 7600-7602 ([RSP + 8 N] at entry). The detour must read the slot its entry names. */
+static void check_stack_arg(uint32_t build, bool kpti, uint64_t want)
+{
+    struct wf f;
+    hvi_sim_win_config c = {.build = build, .kpti = kpti, .processes = 2};
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    REQUIRE(wf_attach(&f, HVI_OPT_EVENT_PROCESS, true) == HVI_OK);
+    uint64_t ep = 0;
+    REQUIRE(hvi_sim_win_new_eprocess(f.sim, &f.w, "child.exe", 0x777, f.w.pid[1], &ep) == HVI_OK);
+    uint64_t args[6] = {ep, f.w.eprocess[1], 0x1fffff, 0, 0x5555, 0x6666};
+    hvi_event_reply rep;
+    CHECK_OK(hvi_sim_win_call(f.sim, &f.w, f.w.psp_insert_process, args, 6, &rep));
+    const hvi_alert *a = wf_last(&f, HVI_EVENT_PROCESS_CREATE);
+    REQUIRE(a != NULL);
+    char s[40];
+    snprintf(s, sizeof(s), "debug_handle=0x%llx", (unsigned long long)want);
+    CHECK(strstr(a->detail, s) != NULL);
+    if (!strstr(a->detail, s))
+        fprintf(stderr, "  build %u: %s\n", build, a->detail);
+    wf_free(&f);
+}
+
+HVI_TEST(detour_arguments_follow_the_cami_list_of_the_build)
+{
+    check_stack_arg(17763, true, 0x5555); /* DET_ARG_STACK5: the 5th argument */
+    check_stack_arg(7601, false, 0x6666); /* DET_ARG_STACK6: the 6th argument */
+}
+
+HVI_TEST(writer_outside_every_driver_is_unknown)
+{
+    struct wf f;
+    hvi_sim_win_config c = {.build = 17763, .kpti = true, .drivers = 1};
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    REQUIRE(wf_attach(&f, HVI_OPT_KM_SYSCALL_TABLE, true) == HVI_OK);
+    hvi_event_reply rep;
+    /* shellcode in pool memory */
+    CHECK_OK(wf_write(&f, f.w.ssdt, 0x41414141, 4, 0xffffa08000000100ull, &rep));
+    CHECK_EQ_U64(rep.action, HVI_ACTION_DENY);
+    const hvi_alert *a = wf_last(&f, HVI_ALERT_EPT_WRITE);
+    REQUIRE(a != NULL);
+    CHECK_STR(a->module, "unknown");
+    CHECK_STR(a->symbol, "");
+    /* ntoskrnl writing its own table is named too (no exception: still denied) */
+    CHECK_OK(wf_write(&f, f.w.ssdt, 0x41414141, 4, f.w.text + 0x10, &rep));
+    a = wf_last(&f, HVI_ALERT_EPT_WRITE);
+    CHECK(a && !strcmp(a->module, "ntoskrnl.exe") && !strcmp(a->symbol, "ntoskrnl.exe+0x1010"));
+    wf_free(&f);
+}
+
+/* A QEMU-like backend (no EPT, 4 watchpoints): detours still work, the large protections are
+ * refused whole and leave nothing behind. */
+HVI_TEST(qemu_like_backend_detours_work_protections_refused_cleanly)
+{
+    struct wf f;
+    hvi_sim_win_config c = {.build = 17763, .kpti = true, .processes = 1};
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    hvi_sim_set_caps(f.sim, HVI_SIM_CAPS_QEMU_LIKE);
+    CHECK_OK(wf_attach(&f, HVI_OPT_EVENT_PROCESS | HVI_OPT_KM_SYSCALL_TABLE | HVI_OPT_KM_TEXT, true));
+    CHECK_EQ_U64(hvi_sim_watchpoint_count(f.sim), 0);
+    CHECK_EQ_U64(hvi_hook_count(f.e), 2); /* the two detours only */
+    uint64_t ep = 0;
+    REQUIRE(hvi_sim_win_new_eprocess(f.sim, &f.w, "q.exe", 0x42, 4, &ep) == HVI_OK);
+    uint64_t args[2] = {ep, f.w.eprocess[0]};
+    hvi_event_reply rep;
+    CHECK_OK(hvi_sim_win_call(f.sim, &f.w, f.w.psp_insert_process, args, 2, &rep));
+    CHECK_EQ_U64(wf_count(&f, HVI_EVENT_PROCESS_CREATE), 1);
+    wf_free(&f);
+}
+
+/* The backend refuses an EPT change half way: the option is placed whole or not at all. */
+HVI_TEST(glue_failure_while_protecting_leaves_nothing)
+{
+    struct wf f;
+    hvi_sim_win_config c = {.build = 17763, .kpti = true};
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    REQUIRE(wf_attach(&f, 0, true) == HVI_OK);
+    REQUIRE(hvi_sim_fail_call(f.sim, HVI_SIM_CALL_SET_EPT, 3, HVI_E_BACKEND) == HVI_OK);
+    (void)hvi_options_set(f.e, HVI_OPT_KM_TEXT);
+    REQUIRE(hvi_sim_fail_call(f.sim, HVI_SIM_CALL_SET_EPT, 0, HVI_OK) == HVI_OK);
+    (void)hvi_hook_sync(f.e);
+    CHECK_EQ_U64(hvi_sim_restricted_frames(f.sim), 0);
+    /* and placing it again once the backend behaves works */
+    CHECK_OK(hvi_options_set(f.e, 0));
+    CHECK_OK(hvi_options_set(f.e, HVI_OPT_KM_TEXT));
+    CHECK(hvi_sim_restricted_frames(f.sim) > 0);
     wf_free(&f);
 }
 
