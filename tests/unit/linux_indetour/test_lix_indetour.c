@@ -18,6 +18,8 @@
 #include "guest/linux/lix_indetour.h"
 #include "harness.h"
 #include "hvi/decode.h"
+#include "hvi/linux_indetour.h"
+#include "hvi_sim.h"
 
 static const char *const expected[] = {
     "push rax",
@@ -380,6 +382,36 @@ HVI_TEST(ring_read_failure_and_bad_arguments)
     put_head(&f, 10);
     CHECK_EQ_U64(lixd_ring_drain(&r, fake_read, &f, 9, 4, got_cb, &g, &st), 4);
     CHECK_EQ_U64(lixd_ring_drain(&r, fake_read, &f, 9, 100, got_cb, &g, &st), 6);
+}
+
+/* The API on a simulated guest that is not Linux: clear states, nothing written. */
+HVI_TEST(api_refuses_cleanly_without_a_linux_kernel)
+{
+    hvi_sim_config cfg = {.ram_size = 1u << 20};
+    hvi_sim *sim = NULL;
+    hvi_glue g;
+    hvi_engine *e = NULL;
+    REQUIRE(hvi_sim_new(&cfg, &sim) == HVI_OK && hvi_sim_glue(sim, &g) == HVI_OK &&
+            hvi_engine_new(&g, &e) == HVI_OK);
+    CHECK_STATUS(hvi_linux_indetour_start(e, NULL), HVI_E_STATE);
+    CHECK(!hvi_linux_indetour_active(e));
+    size_t n = 7;
+    CHECK_STATUS(hvi_linux_indetour_drain(e, &n), HVI_E_STATE);
+    CHECK_EQ_U64(n, 0);
+    CHECK_STATUS(hvi_linux_vma_follow(e, 1), HVI_E_STATE);
+    CHECK_STATUS(hvi_linux_vma_follow(e, 0), HVI_E_INVAL);
+    hvi_linux_vma *v = NULL;
+    size_t c = 0;
+    CHECK_STATUS(hvi_linux_vma_view(e, 1, &v, &c), HVI_E_NOT_FOUND);
+    CHECK(v == NULL && c == 0);
+    hvi_linux_indetour_stats st;
+    CHECK_STATUS(hvi_linux_indetour_stats_get(e, &st), HVI_E_STATE);
+    CHECK_OK(hvi_linux_indetour_stop(e));
+    CHECK_STATUS(hvi_linux_indetour_start(NULL, NULL), HVI_E_INVAL);
+    CHECK(strcmp(hvi_lixd_event_name(HVI_LIXD_VMA_STORE), "vma-store") == 0);
+    CHECK(strcmp(hvi_lixd_event_name(1000), "?") == 0);
+    hvi_engine_free(e);
+    hvi_sim_free(sim);
 }
 
 HVI_TEST_MAIN()
