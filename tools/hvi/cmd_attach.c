@@ -102,6 +102,26 @@ static int show_linux(hvi_engine *e)
     return rc;
 }
 
+static void print_msrs(const hvi_glue *g, uint32_t vcpu)
+{
+    static const struct {
+        uint32_t id;
+        const char *name;
+    } m[] = {{HVI_MSR_LSTAR, "lstar"}, {HVI_MSR_STAR, "star"}, {HVI_MSR_CSTAR, "cstar"},
+             {HVI_MSR_FMASK, "fmask"}, {HVI_MSR_SYSENTER_EIP, "sysenter_eip"},
+             {HVI_MSR_KERNEL_GS_BASE, "kernel_gs_base"}};
+    printf(" ");
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+        uint64_t v = 0;
+        hvi_status st = g->get_msr(g->ctx, vcpu, m[i].id, &v);
+        if (st == HVI_OK)
+            printf(" %s %" PRIx64, m[i].name, v);
+        else
+            printf(" %s: %s", m[i].name, hvi_strstatus(st));
+    }
+    printf("\n");
+}
+
 static int attach_and_show(hvi_qemu *q, const void *support, size_t support_len)
 {
     hvi_glue g;
@@ -139,6 +159,8 @@ static int attach_and_show(hvi_qemu *q, const void *support, size_t support_len)
             break;
         }
         print_regs(v, &r);
+        if (g.caps & HVI_CAP_MSR_READ)
+            print_msrs(&g, v);
         if (v == 0)
             r0 = r;
     }
@@ -156,16 +178,22 @@ static int attach_and_show(hvi_qemu *q, const void *support, size_t support_len)
 static int cmd_attach(int argc, char **argv)
 {
     const char *name = "default", *cami = NULL;
+    bool msr = false;
     for (int i = 1; i < argc; i++) {
         if (hvi_cli_is_help(argv[i])) {
-            printf("usage: hvi attach [--name N] [--cami FILE]\n"
+            printf("usage: hvi attach [--name N] [--cami FILE] [--msr]\n"
                    "  attach to a VM started with `hvi vm start`, print registers, paging mode,\n"
                    "  IDT and a translated kernel address, detach (the guest runs on).\n"
                    "  --cami FILE  support data (`hvi cami build`): also the Linux view\n"
-                   "               (kernel version, process and module counts)\n");
+                   "               (kernel version, process and module counts)\n"
+                   "  --msr        also read LSTAR, STAR, SYSENTER_EIP... from a QEMU device-state\n"
+                   "               snapshot (QMP migrate to a file, guest RAM not copied; ~30-100 ms\n"
+                   "               paused; QEMU 7.2 layout; guests without block devices)\n");
             return 0;
         } else if (!strcmp(argv[i], "--name") && i + 1 < argc) {
             name = argv[++i];
+        } else if (!strcmp(argv[i], "--msr")) {
+            msr = true;
         } else if (!strcmp(argv[i], "--cami") && i + 1 < argc) {
             cami = argv[++i];
         } else {
@@ -191,6 +219,8 @@ static int cmd_attach(int argc, char **argv)
         free(support);
         return hvi_cli_fail("connecting to QEMU", st);
     }
+    if (msr && (st = hvi_qemu_set_msr_read(q, true)) != HVI_OK)
+        printf("MSR read: %s (needs QMP)\n", hvi_strstatus(st));
     int rc = attach_and_show(q, support, support_len);
     free(support);
     st = hvi_qemu_close(q);
