@@ -77,6 +77,7 @@ typedef struct hvi_linux_indetour_stats {
     uint64_t last_drain_ns;
     uint64_t tamper;         /* stub or call-site bytes found changed (restored) */
     uint32_t detours;        /* functions patched */
+    bool task_verified;      /* gs:current_task was checked to be a task on vCPU 0 at start */
     uint32_t ring_records;
     uint64_t ring_gva;       /* where the ring is */
     uint64_t stub_gva, stub_len; /* first stub and the span of all stubs */

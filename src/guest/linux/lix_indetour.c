@@ -477,6 +477,7 @@ static hvi_status verify_current_task(hvi_engine *e, struct lixd_state *s)
                         (unsigned long long)gs, s->current_task);
     hvi_log(e, HVI_LOG_INFO, "in-guest detours: gs:current_task verified (vCPU 0 runs pid %d %s)",
             t.pid, t.comm);
+    s->stats.task_verified = true;
     return HVI_OK;
 }
 
@@ -508,6 +509,8 @@ hvi_status hvi_linux_indetour_start(hvi_engine *e, const hvi_linux_indetour_opts
     memset(&s->stats, 0, sizeof(s->stats));
     s->ndet = 0;
     s->k = k;
+    for (uint32_t i = 0; i < s->nprocs; i++)
+        s->procs[i].need_walk = true; /* changes while no detour was in place went unseen */
     hvi_status st;
     uint64_t ct = 0;
     if (vma_mm_offset(e, &s->vma_mm_off) != HVI_OK)

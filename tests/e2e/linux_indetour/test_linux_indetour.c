@@ -218,6 +218,7 @@ HVI_TEST(vma_view_from_in_guest_detours_matches_proc)
             (unsigned long long)s0.stub_gva, (unsigned long long)s0.stub_len, s0.ring_records,
             (unsigned long long)s0.ring_gva);
     CHECK(s0.detours >= 6);
+    CHECK(s0.task_verified);
     CHECK_OK(hvi_linux_indetour_set_callback(e, count_cb, &c));
     CHECK_OK(hvi_linux_vma_follow(e, pid_a));
     CHECK_OK(g.resume(q));
