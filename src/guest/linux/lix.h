@@ -39,8 +39,11 @@ typedef hvi_status (*lix_read_fn)(void *ctx, uint64_t gva, void *buf, size_t len
 /* Read through another address space: `cr3` is a page-table base (physical). */
 typedef hvi_status (*lix_read_as_fn)(void *ctx, uint64_t cr3, uint64_t gva, void *buf, size_t len);
 /* In place: *page = the 4 KiB page holding gva (page-aligned gva), read-only, valid until the
- * next call into the reader. HVI_E_NOT_PRESENT for an unmapped page. */
-typedef hvi_status (*lix_view_fn)(void *ctx, uint64_t gva, const uint8_t **page);
+ * next call into the reader; *flags = LIX_VIEW_* of its mapping. HVI_E_NOT_PRESENT for an
+ * unmapped page. */
+typedef hvi_status (*lix_view_fn)(void *ctx, uint64_t gva, const uint8_t **page, uint32_t *flags);
+#define LIX_VIEW_EXEC 1u  /* executable (NX clear) */
+#define LIX_VIEW_LARGE 2u /* mapped by a 2 MiB or larger page: the flags hold for the aligned 2 MiB */
 struct lix_mem {
     lix_read_fn read;       /* must fail whole (no partial result) for an unmapped address */
     lix_read_as_fn read_as; /* optional: user memory of a process (command lines) */

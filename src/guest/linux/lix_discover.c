@@ -3,9 +3,11 @@
  * below _text) -> the kallsyms token index, scanned for in place -> kallsyms parsed from a copy
  * of the window around it -> the banner, init_task, modules, _end by name.
  *
- * The image is never copied whole: the scan reads 32 bytes every 256 (a token index is 512
+ * The image is never copied whole: the scan reads 32 bytes every 480 (a token index is 512
  * bytes long, so one of those probes always falls inside it) through the reader's view of guest
- * RAM, and only a candidate that passes is confirmed on a small copy. */
+ * RAM, and only a candidate that passes is confirmed on a small copy. The tables are read-only
+ * data: executable pages (kernel text, two thirds of what lies before them) are scanned last,
+ * only when the others hold no token index. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,7 +17,8 @@
 #define LIX_MAX_BACK 512u          /* 2 MiB steps walked back: 1 GiB, the kernel image limit */
 #define LIX_HOLE_PAGES 1024u       /* unmapped pages in a row that end the image (4 MiB) */
 #define LIX_TEXT_BASE 0xffffffff81000000ull
-#define LIX_PROBE_STEP 256u
+#define LIX_PROBE_STEP 480u /* index length 512 - probe length 32; also < 4096 - last probe */
+#define LIX_PROBE_LAST (HVI_PAGE_SIZE - 32u)
 #define LIX_TOKENS_BEFORE (18u << 10) /* a token table (256 tokens of <= 64 bytes) + padding */
 #define LIX_CANDIDATES 4u             /* token indexes tried before giving up */
 /* Windows around the token index parsed for the other tables: a small one first (94 000 symbols
@@ -134,8 +137,9 @@ static bool page_mapped(const struct lix_mem *mem, uint64_t va)
 /* Pages of the image through the reader: in place with a view, else copied into buf. */
 struct pager {
     const struct lix_mem *mem;
-    uint64_t start;    /* image start */
+    uint64_t start;    /* image start (2 MiB aligned) */
     size_t mapped_end; /* end (image offset) of the last mapped page seen */
+    uint32_t flags;    /* LIX_VIEW_* of the last page returned (0 without a view) */
     uint8_t buf[HVI_PAGE_SIZE];
 };
 
@@ -146,8 +150,10 @@ static const uint8_t *page_at(struct pager *pg, size_t off)
     const struct lix_mem *m = pg->mem;
     const uint8_t *p = NULL;
     hvi_status st = HVI_E_UNSUPPORTED;
-    if (m->view && (st = m->view(m->ctx, pg->start + off, &p)) == HVI_OK && p)
+    pg->flags = 0;
+    if (m->view && (st = m->view(m->ctx, pg->start + off, &p, &pg->flags)) == HVI_OK && p)
         goto mapped;
+    pg->flags = 0;
     if ((st == HVI_E_NOT_PRESENT || st == HVI_E_RANGE) ||
         m->read(m->ctx, pg->start + off, pg->buf, HVI_PAGE_SIZE) != HVI_OK)
         return NULL;
@@ -190,9 +196,10 @@ static bool confirm_index(struct pager *pg, size_t q, size_t *at)
     return true;
 }
 
-/* The first token index at image offset >= from (0 when none): probes every LIX_PROBE_STEP
- * bytes, up to LIX_MAX_IMAGE or LIX_HOLE_PAGES unmapped pages in a row. */
-static size_t scan_index(struct pager *pg, size_t from)
+/* The first token index at image offset >= from (0 when none), in the pages that are not
+ * executable (exec == false) or only in those that are: probes every LIX_PROBE_STEP bytes, up
+ * to LIX_MAX_IMAGE or LIX_HOLE_PAGES unmapped pages in a row. */
+static size_t scan_index(struct pager *pg, size_t from, bool exec)
 {
     uint32_t hole = 0;
     for (size_t off = page_down(from); off < LIX_MAX_IMAGE && hole < LIX_HOLE_PAGES;
@@ -203,7 +210,12 @@ static size_t scan_index(struct pager *pg, size_t from)
             continue;
         }
         hole = 0;
-        for (size_t q = 0; q < HVI_PAGE_SIZE; q += LIX_PROBE_STEP) {
+        if (!!(pg->flags & LIX_VIEW_EXEC) != exec) {
+            if (pg->flags & LIX_VIEW_LARGE) /* the rest of this 2 MiB page alike */
+                off = ((off >> 21) + 1) * (2u << 20) - HVI_PAGE_SIZE;
+            continue;
+        }
+        for (size_t q = 0; q <= LIX_PROBE_LAST; q += LIX_PROBE_STEP) {
             size_t at = 0;
             if (off + q < from || !lix_kallsyms_index_hint(p + q))
                 continue;
@@ -247,14 +259,18 @@ static hvi_status find_kallsyms(struct pager *pg, struct lix_kallsyms *ks, const
 {
     hvi_status st = HVI_E_NOT_FOUND;
     *why = "kallsyms_token_table/kallsyms_token_index not found";
-    size_t from = 0;
-    for (uint32_t c = 0; c < LIX_CANDIDATES; c++) {
-        size_t tok = scan_index(pg, from);
-        if (!tok)
-            return st;
-        if ((st = parse_near(pg, ks, tok, why)) != HVI_E_NOT_FOUND)
-            return st;
-        from = tok + 8;
+    uint32_t tried = 0;
+    for (int exec = 0; exec < 2 && tried < LIX_CANDIDATES; exec++) {
+        if (exec && !pg->mem->view) /* without a view every page was scanned */
+            break;
+        for (size_t from = 0; tried < LIX_CANDIDATES; tried++) {
+            size_t tok = scan_index(pg, from, exec);
+            if (!tok)
+                break;
+            if ((st = parse_near(pg, ks, tok, why)) != HVI_E_NOT_FOUND)
+                return st;
+            from = tok + 8;
+        }
     }
     return st;
 }

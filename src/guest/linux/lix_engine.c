@@ -24,20 +24,21 @@ static hvi_status eng_read_as(void *ctx, uint64_t cr3, uint64_t gva, void *buf, 
     return hvi_gva_read(ctx, cr3, gva, buf, len);
 }
 
-/* A kernel page in place: translated (translation cache) and found in the GPA cache. The
+/* A kernel page in place: a full walk (for NX and the page size), then the GPA cache. The
  * reference is dropped at once: the frame stays mapped until the cache evicts it, which only a
  * later access can do, so the pointer lives until the next call into the reader. */
-static hvi_status eng_view(void *ctx, uint64_t gva, const uint8_t **page)
+static hvi_status eng_view(void *ctx, uint64_t gva, const uint8_t **page, uint32_t *flags)
 {
-    hvi_gpa gpa = 0;
+    hvi_translation t;
     void *p = NULL;
-    hvi_status st = hvi_gva_to_gpa(ctx, 0, gva & HVI_PAGE_MASK, &gpa);
+    hvi_status st = hvi_gva_translate(ctx, 0, gva & HVI_PAGE_MASK, &t);
     if (st == HVI_OK)
-        st = hvi_gpa_cache_find_and_add(ctx, gpa, &p);
+        st = hvi_gpa_cache_find_and_add(ctx, t.gpa, &p);
     if (st != HVI_OK)
         return st;
-    (void)hvi_gpa_cache_release(ctx, gpa);
+    (void)hvi_gpa_cache_release(ctx, t.gpa);
     *page = p;
+    *flags = (t.nx ? 0 : LIX_VIEW_EXEC) | (t.page_size >= (2u << 20) ? LIX_VIEW_LARGE : 0);
     return HVI_OK;
 }
 

@@ -88,7 +88,7 @@ struct lix_mem synth_reader(struct synth_mem *m)
     return r;
 }
 
-hvi_status synth_view(void *ctx, uint64_t gva, const uint8_t **page)
+hvi_status synth_view(void *ctx, uint64_t gva, const uint8_t **page, uint32_t *flags)
 {
     struct synth_mem *m = ctx;
     const uint8_t *p = find(m, gva);
@@ -96,6 +96,7 @@ hvi_status synth_view(void *ctx, uint64_t gva, const uint8_t **page)
     if (!p)
         return HVI_E_NOT_PRESENT;
     *page = p;
+    *flags = gva >= m->exec_lo && gva < m->exec_hi ? LIX_VIEW_EXEC | m->exec_large : 0;
     return HVI_OK;
 }
 

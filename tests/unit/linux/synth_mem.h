@@ -12,6 +12,8 @@ struct synth_mem {
     uint8_t **page;
     size_t count, cap;
     uint64_t reads, views;
+    uint64_t exec_lo, exec_hi; /* the view reports [exec_lo, exec_hi) executable */
+    uint32_t exec_large;       /* ... with LIX_VIEW_LARGE when set to it */
 };
 
 void synth_init(struct synth_mem *m);
@@ -26,7 +28,7 @@ void synth_w32(struct synth_mem *m, uint64_t va, uint32_t v);
 hvi_status synth_read(void *ctx, uint64_t gva, void *buf, size_t len);
 struct lix_mem synth_reader(struct synth_mem *m);
 /* In place (lix_mem.view): the page's own storage. */
-hvi_status synth_view(void *ctx, uint64_t gva, const uint8_t **page);
+hvi_status synth_view(void *ctx, uint64_t gva, const uint8_t **page, uint32_t *flags);
 struct lix_mem synth_reader_view(struct synth_mem *m);
 
 #endif

@@ -230,16 +230,17 @@ HVI_TEST(discover_from_idt_with_slide)
     free(img);
 }
 
-/* Discovery probes every 256 bytes for the token index: it is found wherever the tables sit
- * (every 8-aligned shift), in place through a view as through copies, and discovery decodes no
- * name table. */
+/* Discovery probes every 480 bytes for the token index: it is found wherever the tables sit
+ * (every 8-aligned position in a page), in place through a view as through copies, and
+ * discovery decodes no name table. */
 HVI_TEST(discovery_finds_kallsyms_at_any_alignment_in_place_or_copied)
 {
     uint8_t *img = malloc(IMG_LEN);
     REQUIRE(img);
-    for (size_t shift = 0; shift < 512; shift += 8) { /* every position of the index mod 512 */
-        for (int view = 0; view < 2; view++) {
-            size_t idx = build_image_opts(img, KS_AT + shift, (shift / 8 + (size_t)view) % 2);
+    for (size_t shift = 0; shift < HVI_PAGE_SIZE; shift += 8) {
+        {
+            int view = (int)(shift / 8) % 2;
+            size_t idx = build_image_opts(img, KS_AT + shift, (shift / 16) % 2);
             struct synth_mem m;
             synth_init(&m);
             synth_write(&m, IMG_VA, img, IMG_LEN);
@@ -257,6 +258,44 @@ HVI_TEST(discovery_finds_kallsyms_at_any_alignment_in_place_or_copied)
             synth_free(&m);
         }
     }
+    free(img);
+}
+
+/* Executable pages are scanned last: a token table and index copied into the text (a decoy with
+ * no other table) costs a failed parse when every page is data, none when the text is marked
+ * executable; tables that are themselves in executable pages are still found. */
+HVI_TEST(discovery_scans_executable_pages_last)
+{
+    uint8_t *img = malloc(IMG_LEN);
+    REQUIRE(img);
+    size_t idx = build_image(img);
+    struct lix_kallsyms ks;
+    const char *why = NULL;
+    REQUIRE(lix_kallsyms_parse(&ks, img, IMG_LEN, IMG_VA, &why) == HVI_OK);
+    size_t table = (size_t)(ks.token_table_va - IMG_VA);
+    lix_kallsyms_free(&ks);
+    memcpy(img + 0x4000, img + table, idx + 512 - table);
+    uint64_t views[3] = {0, 0, 0};
+    for (int c = 0; c < 3; c++) {
+        struct synth_mem m;
+        synth_init(&m);
+        synth_write(&m, IMG_VA, img, IMG_LEN);
+        if (c == 1) { /* the text below the tables, 4 KiB pages */
+            m.exec_lo = IMG_VA, m.exec_hi = IMG_VA + KS_AT;
+        } else if (c == 2) { /* the whole image in one large executable page */
+            m.exec_lo = IMG_VA, m.exec_hi = IMG_VA + (2u << 20);
+            m.exec_large = LIX_VIEW_LARGE;
+        }
+        struct lix_mem r = synth_reader_view(&m);
+        struct lix_kernel k;
+        CHECK_OK(lix_discover(&k, &r, IMG_VA + 0x1a30, &why));
+        CHECK_EQ_U64(k.ks.token_index_va, IMG_VA + idx);
+        CHECK_EQ_U64(k.init_task, sym_addr(1));
+        views[c] = m.views;
+        lix_kernel_free(&k);
+        synth_free(&m);
+    }
+    CHECK(views[1] * 2 < views[0]); /* the decoy in the text was never parsed */
     free(img);
 }
 
