@@ -13,17 +13,17 @@
 #define PEB_VA 0x000000e0c0000000ull
 
 /* image layout (RVAs) */
-#define RVA_TEXT 0x1000u   /* 3 pages */
-#define RVA_KVAS 0x4000u   /* 1 page, kpti only */
-#define RVA_PAGE 0x5000u   /* 3 pages */
-#define RVA_RDATA 0x8000u  /* 1 page */
-#define RVA_DATA 0x9000u   /* 1 page */
+#define RVA_TEXT 0x1000u  /* 3 pages */
+#define RVA_KVAS 0x4000u  /* 1 page, kpti only */
+#define RVA_PAGE 0x5000u  /* 3 pages */
+#define RVA_RDATA 0x8000u /* 1 page */
+#define RVA_DATA 0x9000u  /* 1 page */
 #define IMAGE_SIZE 0xA000u
 #define OFF_SYSCALL 0x100u /* KiSystemCall64 in .text */
 #define OFF_REPEAT 0x200u  /* KiSystemServiceRepeat */
 #define OFF_RETADDR 0x300u
 #define OFF_ISR 0x400u
-#define OFF_KIST 0x1000u   /* KiServiceTable in .text */
+#define OFF_KIST 0x1000u /* KiServiceTable in .text */
 #define SSDT_COUNT 0x1c0u
 /* .data variables */
 #define D_BUILD 0x0u
@@ -37,9 +37,18 @@
 #define PTE_W HVI_SIM_PTE_W
 #define PTE_NX HVI_SIM_PTE_NX
 
-static void put16(uint8_t *b, uint32_t off, uint16_t v) { memcpy(b + off, &v, 2); }
-static void put32(uint8_t *b, uint32_t off, uint32_t v) { memcpy(b + off, &v, 4); }
-static void put64(uint8_t *b, uint32_t off, uint64_t v) { memcpy(b + off, &v, 8); }
+static void put16(uint8_t *b, uint32_t off, uint16_t v)
+{
+    memcpy(b + off, &v, 2);
+}
+static void put32(uint8_t *b, uint32_t off, uint32_t v)
+{
+    memcpy(b + off, &v, 4);
+}
+static void put64(uint8_t *b, uint32_t off, uint64_t v)
+{
+    memcpy(b + off, &v, 8);
+}
 
 hvi_status hvi_sim_win_poke(hvi_sim *sim, const hvi_sim_win *w, uint64_t va, const void *data,
                             size_t len)
@@ -65,7 +74,8 @@ static hvi_status map_pages(hvi_sim *sim, uint64_t cr3, uint64_t va, uint32_t pa
     hvi_gpa gpa = 0;
     hvi_status st = hvi_sim_alloc_frames(sim, pages, 4096, &gpa);
     for (uint32_t i = 0; st == HVI_OK && i < pages; i++)
-        st = hvi_sim_map(sim, cr3, HVI_PAGING_4LVL, va + i * 4096ull, gpa + i * 4096ull, 4096, flags);
+        st = hvi_sim_map(sim, cr3, HVI_PAGING_4LVL, va + i * 4096ull, gpa + i * 4096ull, 4096,
+                         flags);
     return st;
 }
 
@@ -93,22 +103,22 @@ static void pe_headers(uint8_t *h, const struct sec_def *secs, uint32_t nsec, ui
     put32(h, 0x3c, 0x100);
     uint32_t nt = 0x100;
     put32(h, nt, 0x00004550);
-    put16(h, nt + 4, 0x8664);               /* Machine */
+    put16(h, nt + 4, 0x8664); /* Machine */
     put16(h, nt + 6, (uint16_t)nsec);
-    put32(h, nt + 8, 0x5b9c8d2a);           /* TimeDateStamp */
-    put16(h, nt + 20, 0xf0);                /* SizeOfOptionalHeader */
-    put16(h, nt + 22, 0x22);                /* EXECUTABLE_IMAGE | LARGE_ADDRESS_AWARE */
+    put32(h, nt + 8, 0x5b9c8d2a); /* TimeDateStamp */
+    put16(h, nt + 20, 0xf0);      /* SizeOfOptionalHeader */
+    put16(h, nt + 22, 0x22);      /* EXECUTABLE_IMAGE | LARGE_ADDRESS_AWARE */
     uint32_t oh = nt + 24;
     put16(h, oh, 0x20b);
-    put32(h, oh + 16, RVA_TEXT);            /* AddressOfEntryPoint */
-    put64(h, oh + 24, 0x140000000ull);      /* ImageBase (preferred) */
+    put32(h, oh + 16, RVA_TEXT);       /* AddressOfEntryPoint */
+    put64(h, oh + 24, 0x140000000ull); /* ImageBase (preferred) */
     put32(h, oh + 32, 0x1000);
     put32(h, oh + 36, 0x200);
-    put16(h, oh + 40, 10);                  /* OS version 10.0 */
+    put16(h, oh + 40, 10); /* OS version 10.0 */
     put32(h, oh + 56, IMAGE_SIZE);
     put32(h, oh + 60, 0x1000);
-    put16(h, oh + 68, 1);                   /* Subsystem native */
-    put32(h, oh + 108, 16);                 /* NumberOfRvaAndSizes */
+    put16(h, oh + 68, 1);   /* Subsystem native */
+    put32(h, oh + 108, 16); /* NumberOfRvaAndSizes */
     put32(h, oh + 112, exp_rva);
     put32(h, oh + 116, exp_size);
     uint32_t st = oh + 0xf0;
@@ -126,7 +136,10 @@ static void pe_headers(uint8_t *h, const struct sec_def *secs, uint32_t nsec, ui
 /* Export directory at .rdata+0 with sorted names; returns its size. */
 static uint32_t exports(uint8_t *rd, uint32_t base_rva)
 {
-    static const struct { const char *n; uint32_t rva; } ex[] = {
+    static const struct {
+        const char *n;
+        uint32_t rva;
+    } ex[] = {
         {"HalDispatchTable", RVA_DATA + D_HAL},
         {"KeBugCheckEx", RVA_TEXT + OFF_ISR + 0x40},
         {"NtBuildNumber", RVA_DATA + D_BUILD},
@@ -204,7 +217,7 @@ static hvi_status add_driver(hvi_sim *sim, hvi_sim_win *w, const char *name, con
     memcpy(full, dir, dl);
     memcpy(full + dl, name, nl + 1);
     put64(e, w->off_ldr_base, base);
-    put64(e, w->off_ldr_base + 8, base + 0x1000);   /* EntryPoint */
+    put64(e, w->off_ldr_base + 8, base + 0x1000); /* EntryPoint */
     put32(e, w->off_ldr_size, size);
     put16(e, w->off_ldr_fullname, (uint16_t)(2 * strlen(full)));
     put16(e, w->off_ldr_fullname + 2, (uint16_t)(2 * strlen(full) + 2));
@@ -224,8 +237,8 @@ static hvi_status add_driver(hvi_sim *sim, hvi_sim_win *w, const char *name, con
 }
 
 /* Link `nodes` (LIST_ENTRY addresses) behind `head`, in order. */
-static hvi_status link_list(hvi_sim *sim, const hvi_sim_win *w, uint64_t head, const uint64_t *nodes,
-                            uint32_t n)
+static hvi_status link_list(hvi_sim *sim, const hvi_sim_win *w, uint64_t head,
+                            const uint64_t *nodes, uint32_t n)
 {
     hvi_status st = HVI_OK;
     for (uint32_t i = 0; st == HVI_OK && i <= n; i++) {
@@ -293,18 +306,19 @@ static hvi_status offsets(const hvi_cami_win_entry *c, hvi_sim_win *w)
     w->off_ldr_size = s ? s : 0x40;
     w->off_ldr_fullname = n ? n : 0x48;
     w->off_ldr_basename = w->off_ldr_fullname + 0x10;
-    uint32_t hi[] = {w->off_list + 16, w->off_id + 8, w->off_ppid + 8, w->off_name + 15,
-                     w->off_cr3 + 8, w->off_peb + 8, w->off_flags + 4};
+    uint32_t hi[] = {w->off_list + 16, w->off_id + 8,  w->off_ppid + 8, w->off_name + 15,
+                     w->off_cr3 + 8,   w->off_peb + 8, w->off_flags + 4};
     for (size_t i = 0; i < sizeof(hi) / sizeof(hi[0]); i++)
         if (hi[i] > 4096)
             return HVI_E_FORMAT;
     return w->off_list && w->off_id && w->off_name ? HVI_OK : HVI_E_FORMAT;
 }
 
-static const char *const proc_names[] = {"smss.exe", "csrss.exe", "wininit.exe", "services.exe",
-                                         "lsass.exe", "svchost.exe", "winlogon.exe", "explorer.exe"};
-static const char *const drv_names[] = {"kd.dll", "CI.dll", "ndis.sys", "tcpip.sys", "disk.sys",
-                                        "ntfs.sys", "volmgr.sys", "acpi.sys"};
+static const char *const proc_names[] = {"smss.exe",     "csrss.exe",   "wininit.exe",
+                                         "services.exe", "lsass.exe",   "svchost.exe",
+                                         "winlogon.exe", "explorer.exe"};
+static const char *const drv_names[] = {"kd.dll",   "CI.dll",   "ndis.sys",   "tcpip.sys",
+                                        "disk.sys", "ntfs.sys", "volmgr.sys", "acpi.sys"};
 
 static void text_section(uint8_t *t, uint64_t text_va, uint64_t sdt, uint64_t shadow)
 {
@@ -365,9 +379,9 @@ static hvi_status build_image(hvi_sim *sim, const hvi_cami_win_entry *ent,
         return st;
     w->lstar = w->text + OFF_SYSCALL;
     if (cfg->kpti) {
-        static const uint8_t shadow[] = {0x0f, 0x01, 0xf8, 0x65, 0x48, 0x89, 0x24, 0x25, 0x10,
-                                         0x90, 0x00, 0x00, 0x65, 0x48, 0x8b, 0x24, 0x25, 0x00,
-                                         0x90, 0x00, 0x00, 0x0f, 0x20, 0xdc};
+        static const uint8_t shadow[] = {0x0f, 0x01, 0xf8, 0x65, 0x48, 0x89, 0x24, 0x25,
+                                         0x10, 0x90, 0x00, 0x00, 0x65, 0x48, 0x8b, 0x24,
+                                         0x25, 0x00, 0x90, 0x00, 0x00, 0x0f, 0x20, 0xdc};
         memset(buf, 0xcc, 0x1000);
         memcpy(buf, shadow, sizeof(shadow));
         w->lstar = KBASE + RVA_KVAS;
@@ -412,7 +426,9 @@ static hvi_status build_lists(hvi_sim *sim, const hvi_sim_win_config *cfg, hvi_s
     hvi_status st = HVI_OK;
     for (uint32_t i = 0; st == HVI_OK && i <= cfg->processes; i++) {
         char name[16];
-        uint32_t pid = i == 0 ? 4 : 0x100 + 4 * i, ppid = i == 0 ? 0 : i == 1 ? 4 : 0x100 + 4 * (i / 2);
+        uint32_t pid = i == 0 ? 4 : 0x100 + 4 * i, ppid = i == 0   ? 0
+                                                          : i == 1 ? 4
+                                                                   : 0x100 + 4 * (i / 2);
         if (i == 0)
             memcpy(name, "System", 7);
         else if (i <= 8)
@@ -499,7 +515,8 @@ hvi_status hvi_sim_win_build(hvi_sim *sim, const hvi_cami *cami, const hvi_sim_w
         return st;
     memset(out, 0, sizeof(*out));
     out->pool_next = POOL_VA;
-    if ((st = offsets(ent, out)) != HVI_OK || (st = hvi_sim_pt_new(sim, HVI_PAGING_4LVL, &out->cr3)) != HVI_OK)
+    if ((st = offsets(ent, out)) != HVI_OK ||
+        (st = hvi_sim_pt_new(sim, HVI_PAGING_4LVL, &out->cr3)) != HVI_OK)
         return st;
     static uint8_t buf[0x3000]; /* not thread-safe, as the simulator */
     if ((st = build_image(sim, ent, cfg, out, buf)) != HVI_OK ||

@@ -67,13 +67,17 @@ static int setup(struct env *v, uint64_t opts, unsigned long *alerts, double *at
     hvi_sim_config sc = {.ram_size = 32u << 20, .vcpus = 1};
     hvi_sim_win_config c = {.build = 17763, .kpti = true, .processes = 32, .drivers = 32};
     hvi_glue g;
-    if (hvi_sim_new(&sc, &v->sim) != HVI_OK || hvi_sim_win_build(v->sim, v->cami, &c, &v->w) != HVI_OK ||
+    if (hvi_sim_new(&sc, &v->sim) != HVI_OK ||
+        hvi_sim_win_build(v->sim, v->cami, &c, &v->w) != HVI_OK ||
         hvi_sim_glue(v->sim, &g) != HVI_OK || hvi_engine_new(&g, &v->e) != HVI_OK)
         return -1;
     hvi_set_alert_callback(v->e, on_alert, alerts);
     hvi_sim_attach(v->sim, v->e);
-    hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_WINDOWS, .options = opts,
-                          .support = v->support, .support_len = v->len};
+    hvi_guest_params p = {.size = sizeof(p),
+                          .os_hint = HVI_OS_WINDOWS,
+                          .options = opts,
+                          .support = v->support,
+                          .support_len = v->len};
     double t0 = now_us();
     hvi_status st = hvi_new_guest(v->e, &p);
     if (attach_us)
@@ -196,8 +200,8 @@ int main(int argc, char **argv)
         teardown(&v);
     }
     double a = median(attach), lo = median(locate), ir = median(imgread), p = median(lp),
-           m = median(lm), b = median(bare), d = median(det), cb = median(callb),
-           dn = median(deny), al = median(allow);
+           m = median(lm), b = median(bare), d = median(det), cb = median(callb), dn = median(deny),
+           al = median(allow);
     FILE *f = fopen(json, "w");
     if (!f)
         return 1;

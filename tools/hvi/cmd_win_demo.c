@@ -128,17 +128,16 @@ static void scenario(struct demo *d)
     uint64_t ep = 0;
     uint32_t parent = d->w.nproc > 1 ? d->w.nproc - 1 : 0;
     printf("simulated: the kernel inserts a new process notepad.exe (PspInsertProcess)\n");
-    if (d->w.psp_insert_process &&
-        hvi_sim_win_new_eprocess(d->sim, &d->w, "notepad.exe", 0x1f40, d->w.pid[parent], &ep) ==
-            HVI_OK) {
+    if (d->w.psp_insert_process && hvi_sim_win_new_eprocess(d->sim, &d->w, "notepad.exe", 0x1f40,
+                                                            d->w.pid[parent], &ep) == HVI_OK) {
         uint64_t args[6] = {ep, d->w.eprocess[parent], 0x1fffff, 0, 0, 0};
         hvi_event_reply rep;
         (void)hvi_sim_win_call(d->sim, &d->w, d->w.psp_insert_process, args, 6, &rep);
     }
     uint32_t drv = d->w.ndrv > 2 ? 2 : d->w.ndrv - 1;
     uint64_t rip = d->w.drv_base[drv] + 0x1a2b, target = d->w.ssdt + 4 * 0x3a;
-    printf("simulated: %s (rip 0x%llx) writes KiServiceTable[0x3a] at 0x%llx\n",
-           d->w.drv_name[drv], (unsigned long long)rip, (unsigned long long)target);
+    printf("simulated: %s (rip 0x%llx) writes KiServiceTable[0x3a] at 0x%llx\n", d->w.drv_name[drv],
+           (unsigned long long)rip, (unsigned long long)target);
     uint32_t before = 0, after = 0, value = 0x0badc0de;
     hvi_gpa gpa = 0;
     (void)hvi_sim_translate(d->sim, d->w.cr3, HVI_PAGING_4LVL, target, &gpa);
@@ -180,9 +179,11 @@ static int run(struct demo *d, const void *support, size_t support_len,
         return hvi_cli_fail("engine", st);
     hvi_set_alert_callback(d->e, on_alert, d);
     hvi_sim_attach(d->sim, d->e);
-    hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_WINDOWS,
+    hvi_guest_params p = {.size = sizeof(p),
+                          .os_hint = HVI_OS_WINDOWS,
                           .options = HVI_OPT_ALL_PROTECTION | HVI_OPT_EVENT_PROCESS,
-                          .support = support, .support_len = support_len};
+                          .support = support,
+                          .support_len = support_len};
     if ((st = hvi_new_guest(d->e, &p)) != HVI_OK) {
         fprintf(stderr, "hvi win-demo: %s: %s\n", hvi_strstatus(st), hvi_last_error(d->e));
         return 1;
@@ -222,7 +223,8 @@ static int cmd_win_demo(int argc, char **argv)
                    (!strcmp(argv[i + 1], "on") || !strcmp(argv[i + 1], "off"))) {
             cfg.kpti = !strcmp(argv[++i], "on");
         } else if (i + 1 < argc && hvi_cli_parse_u64(argv[i + 1], &v) &&
-                   (!strcmp(a, "--build") || !strcmp(a, "--processes") || !strcmp(a, "--drivers"))) {
+                   (!strcmp(a, "--build") || !strcmp(a, "--processes") ||
+                    !strcmp(a, "--drivers"))) {
             i++;
             if (!strcmp(a, "--build") && v <= 0xffff)
                 cfg.build = (uint32_t)v;
@@ -265,4 +267,5 @@ static int cmd_win_demo(int argc, char **argv)
 }
 #endif
 
-HVI_COMMAND("win-demo", cmd_win_demo, "simulated Windows x64 guest: build, processes, drivers, SSDT alert")
+HVI_COMMAND("win-demo", cmd_win_demo,
+            "simulated Windows x64 guest: build, processes, drivers, SSDT alert")

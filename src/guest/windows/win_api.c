@@ -54,8 +54,14 @@ static bool grow_push(struct grow *g, const void *item)
     return true;
 }
 
-static bool push_proc(const hvi_windows_process *p, void *ctx) { return grow_push(ctx, p); }
-static bool push_mod(const hvi_windows_module *m, void *ctx) { return grow_push(ctx, m); }
+static bool push_proc(const hvi_windows_process *p, void *ctx)
+{
+    return grow_push(ctx, p);
+}
+static bool push_mod(const hvi_windows_module *m, void *ctx)
+{
+    return grow_push(ctx, m);
+}
 
 static hvi_status finish(hvi_status st, struct grow *g, void **out, size_t *count)
 {
@@ -134,4 +140,7 @@ hvi_status hvi_windows_find_export(hvi_engine *e, const char *name, uint64_t *ad
     return win_export(e, name, addr);
 }
 
-void hvi_windows_free(void *array) { free(array); }
+void hvi_windows_free(void *array)
+{
+    free(array);
+}

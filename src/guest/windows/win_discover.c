@@ -75,7 +75,8 @@ hvi_status win_find_ntoskrnl(hvi_engine *e, uint64_t entry, uint64_t *base, stru
         if (msg[0])
             snprintf(last, sizeof(last), "MZ at 0x%llx rejected: %s", (unsigned long long)va, msg);
     }
-    snprintf(why, why_len, "no 64-bit PE image holding 0x%llx with an NtBuildNumber export within "
+    snprintf(why, why_len,
+             "no 64-bit PE image holding 0x%llx with an NtBuildNumber export within "
              "%u pages below it (%u MZ candidates, %u absent pages)%s%s",
              (unsigned long long)entry, WIN_SCAN_PAGES, images, absent, last[0] ? "; " : "", last);
     return HVI_E_NOT_FOUND;

@@ -135,7 +135,8 @@ static hvi_status load_offsets(hvi_engine *e, struct win_state *w)
     o->m_basename = o->m_fullname + 0x10;
     if (!o->p_list || !o->p_id || !o->p_name)
         return hvi_fail(e, HVI_E_FORMAT,
-                        "CAMI entry for Windows build %u lacks Process.ListEntry/Id/Name", w->build);
+                        "CAMI entry for Windows build %u lacks Process.ListEntry/Id/Name",
+                        w->build);
     return HVI_OK;
 }
 

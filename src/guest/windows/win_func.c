@@ -10,9 +10,13 @@
 #include "core/engine.h"
 #include "guest/windows/win.h"
 
-static const char *const fn_names[WIN_FN_COUNT] = {"PspInsertProcess", "MmCleanProcessAddressSpace"};
+static const char *const fn_names[WIN_FN_COUNT] = {"PspInsertProcess",
+                                                   "MmCleanProcessAddressSpace"};
 
-const char *win_fn_name(enum win_fn f) { return (unsigned)f < WIN_FN_COUNT ? fn_names[f] : "?"; }
+const char *win_fn_name(enum win_fn f)
+{
+    return (unsigned)f < WIN_FN_COUNT ? fn_names[f] : "?";
+}
 
 /* Section bytes read once per search; absent pages read as zero. */
 struct scan_cache {
@@ -135,8 +139,8 @@ hvi_status win_locate_functions(hvi_engine *e)
 static hvi_status detour_arg(hvi_engine *e, const struct win_located *l, const hvi_regs *r,
                              uint32_t i, uint64_t *out)
 {
-    const hvi_cami_pattern *p = l->fn && l->pattern < l->fn->pattern_count
-                                    ? &l->fn->patterns[l->pattern] : NULL;
+    const hvi_cami_pattern *p =
+        l->fn && l->pattern < l->fn->pattern_count ? &l->fn->patterns[l->pattern] : NULL;
     const uint32_t *args = p && p->ext_arg_count ? p->ext_args : l->fn ? l->fn->args : NULL;
     uint32_t n = p && p->ext_arg_count ? p->ext_arg_count : l->fn ? l->fn->arg_count : 0;
     if (!args || i >= n)

@@ -68,8 +68,10 @@ hvi_status win_find_process_head(hvi_engine *e, uint64_t *head)
         uint64_t next = 0;
         hvi_status st = list_next(e, node, &next);
         if (st != HVI_OK)
-            return hvi_fail(e, st, "process list broken at 0x%llx (%s) while looking for "
-                            "PsActiveProcessHead", (unsigned long long)node, hvi_strstatus(st));
+            return hvi_fail(e, st,
+                            "process list broken at 0x%llx (%s) while looking for "
+                            "PsActiveProcessHead",
+                            (unsigned long long)node, hvi_strstatus(st));
         if (next - w->base < w->pe.size_of_image) {
             *head = next;
             return HVI_OK;
@@ -78,7 +80,8 @@ hvi_status win_find_process_head(hvi_engine *e, uint64_t *head)
             break;
         node = next;
     }
-    return hvi_fail(e, HVI_E_FORMAT, "no node of the System process's list lies in ntoskrnl: "
+    return hvi_fail(e, HVI_E_FORMAT,
+                    "no node of the System process's list lies in ntoskrnl: "
                     "PsActiveProcessHead not found");
 }
 

@@ -10,7 +10,8 @@
 #include "core/engine.h"
 #include "guest/windows/win.h"
 
-#define HAL_DISPATCH_PROTECTED 0x40u /* Version + the first 7 pointers (HalQuerySystemInformation...) */
+#define HAL_DISPATCH_PROTECTED                                                                     \
+    0x40u /* Version + the first 7 pointers (HalQuerySystemInformation...) */
 
 static void owner(hvi_engine *e, hvi_alert *a, void *ctx)
 {
@@ -112,7 +113,8 @@ hvi_status win_find_ssdt(hvi_engine *e)
         }
         free(b);
     }
-    return hvi_fail(e, HVI_E_NOT_FOUND, "no KiSystemServiceRepeat pattern leads to a plausible "
+    return hvi_fail(e, HVI_E_NOT_FOUND,
+                    "no KiSystemServiceRepeat pattern leads to a plausible "
                     "KeServiceDescriptorTable");
 }
 
@@ -122,7 +124,8 @@ static hvi_status protect_image(hvi_engine *e, struct win_state *w, uint32_t *ab
     for (uint32_t i = 0; i < w->pe.nsec; i++) {
         const struct win_pe_section *s = &w->pe.sec[i];
         uint32_t c = s->characteristics;
-        if ((c & (WIN_SCN_MEM_WRITE | WIN_SCN_DISCARDABLE)) || !(c & (WIN_SCN_MEM_EXECUTE | WIN_SCN_MEM_READ)))
+        if ((c & (WIN_SCN_MEM_WRITE | WIN_SCN_DISCARDABLE)) ||
+            !(c & (WIN_SCN_MEM_EXECUTE | WIN_SCN_MEM_READ)))
             continue;
         char obj[32];
         snprintf(obj, sizeof(obj), "%s:%s", (c & WIN_SCN_MEM_EXECUTE) ? "nt-code" : "nt-ro",
@@ -131,10 +134,13 @@ static hvi_status protect_image(hvi_engine *e, struct win_state *w, uint32_t *ab
         uint64_t ts = w->ssdt, te = w->ssdt + (uint64_t)w->ssdt_count * 4;
         hvi_status st;
         if (w->ssdt && ts < hi && te > lo) {
-            if ((ts > lo && (st = protect_range(e, w, obj, lo, ts - lo, HVI_OPT_KM_TEXT, absent)) != HVI_OK) ||
-                (te < hi && (st = protect_range(e, w, obj, te, hi - te, HVI_OPT_KM_TEXT, absent)) != HVI_OK))
+            if ((ts > lo &&
+                 (st = protect_range(e, w, obj, lo, ts - lo, HVI_OPT_KM_TEXT, absent)) != HVI_OK) ||
+                (te < hi &&
+                 (st = protect_range(e, w, obj, te, hi - te, HVI_OPT_KM_TEXT, absent)) != HVI_OK))
                 return st;
-        } else if ((st = protect_range(e, w, obj, lo, hi - lo, HVI_OPT_KM_TEXT, absent)) != HVI_OK) {
+        } else if ((st = protect_range(e, w, obj, lo, hi - lo, HVI_OPT_KM_TEXT, absent)) !=
+                   HVI_OK) {
             return st;
         }
     }
@@ -150,7 +156,8 @@ static hvi_status protect_idts(hvi_engine *e, struct win_state *w)
     for (uint32_t v = 0; v < vcpus && v < 64; v++) {
         hvi_regs r;
         memset(&r, 0, sizeof(r));
-        if (e->glue.get_regs(e->glue.ctx, v, HVI_REGS_DTR, &r) != HVI_OK || !(r.valid & HVI_REGS_DTR))
+        if (e->glue.get_regs(e->glue.ctx, v, HVI_REGS_DTR, &r) != HVI_OK ||
+            !(r.valid & HVI_REGS_DTR))
             return hvi_fail(e, HVI_E_BACKEND, "reading the IDTR of vCPU %u failed", v);
         bool dup = false;
         for (uint32_t i = 0; i < nseen; i++)
@@ -159,8 +166,8 @@ static hvi_status protect_idts(hvi_engine *e, struct win_state *w)
             continue;
         seen[nseen++] = r.idtr_base;
         uint32_t len = (uint32_t)r.idtr_limit + 1u;
-        hvi_status st = protect_range(e, w, "idt", r.idtr_base, len > 4096 ? 4096 : len,
-                                      HVI_OPT_KM_IDT, NULL);
+        hvi_status st =
+            protect_range(e, w, "idt", r.idtr_base, len > 4096 ? 4096 : len, HVI_OPT_KM_IDT, NULL);
         if (st != HVI_OK)
             return st;
     }

@@ -27,8 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const char *const names[] = {"NtBuildNumber", "PsLoadedModuleList", "Alpha", "Beta",
-                                        "Gamma", "", "ZwClose"};
+    static const char *const names[] = {
+        "NtBuildNumber", "PsLoadedModuleList", "Alpha", "Beta", "Gamma", "", "ZwClose"};
     uint8_t hdr[WIN_PE_HDR_PAGE];
     memset(hdr, 0, sizeof(hdr));
     memcpy(hdr, data, size < sizeof(hdr) ? size : sizeof(hdr));

@@ -38,7 +38,9 @@ HVI_TEST(win_demo_default_build)
     static char out[32768];
     CHECK_EQ_U64(run("win-demo --cami " CAMI_BIN, out, sizeof(out)), 0);
     CHECK(strstr(out, "not a real Windows") != NULL);
-    CHECK(strstr(out, "detected: build 17763, x64, kpti on; CAMI entry \"Windows 10 RS5 x64 kpti\"") != NULL);
+    CHECK(strstr(out,
+                 "detected: build 17763, x64, kpti on; CAMI entry \"Windows 10 RS5 x64 kpti\"") !=
+          NULL);
     CHECK(strstr(out, "KiServiceTable 0x") != NULL && strstr(out, "(448 entries)") != NULL);
     CHECK(strstr(out, "PspInsertProcess") != NULL && strstr(out, "detoured") != NULL);
     CHECK(strstr(out, "NOT FOUND") == NULL);
@@ -58,8 +60,10 @@ HVI_TEST(win_demo_json_and_other_build)
     if (!have_cami())
         SKIP_CASE("reference CAMI file missing: " CAMI_BIN);
     static char out[32768];
-    CHECK_EQ_U64(run("win-demo --json --build 7601 --kpti off --processes 2 --drivers 1 --cami "
-                     CAMI_BIN, out, sizeof(out)), 0);
+    CHECK_EQ_U64(
+        run("win-demo --json --build 7601 --kpti off --processes 2 --drivers 1 --cami " CAMI_BIN,
+            out, sizeof(out)),
+        0);
     CHECK(strstr(out, "detected: build 7601, x64, kpti off") != NULL);
     CHECK(strstr(out, "processes (3,") != NULL && strstr(out, "drivers (3,") != NULL);
     CHECK(strstr(out, "\"type\":\"ept-write\"") != NULL);

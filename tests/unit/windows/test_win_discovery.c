@@ -45,8 +45,8 @@ HVI_TEST(discovery_from_lstar_build_17763_kpti)
 HVI_TEST(discovery_from_idt_build_7601_no_kpti)
 {
     struct wf f;
-    hvi_sim_win_config c = {.build = 7601, .kpti = false, .processes = 2, .drivers = 1,
-                            .flags = HVI_SIM_WIN_NO_LSTAR};
+    hvi_sim_win_config c = {
+        .build = 7601, .kpti = false, .processes = 2, .drivers = 1, .flags = HVI_SIM_WIN_NO_LSTAR};
     REQUIRE(wf_build(&f, &c) == HVI_OK);
     CHECK_OK(wf_attach(&f, OPTS, true));
     check_info(&f, 7601, false);
@@ -116,8 +116,8 @@ HVI_TEST(unknown_os_hint_finds_windows)
     hvi_sim_attach(f.sim, f.e);
     size_t len = 0;
     const void *buf = wf_support(&len);
-    hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_UNKNOWN, .support = buf,
-                          .support_len = len};
+    hvi_guest_params p = {
+        .size = sizeof(p), .os_hint = HVI_OS_UNKNOWN, .support = buf, .support_len = len};
     CHECK_OK(hvi_new_guest(f.e, &p));
     check_info(&f, 17763, true);
     wf_free(&f);

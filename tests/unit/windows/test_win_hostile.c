@@ -21,8 +21,14 @@ static hvi_status img_read(void *ctx, uint32_t rva, void *buf, size_t len)
     return HVI_OK;
 }
 
-static void p16(uint8_t *b, uint32_t o, uint16_t v) { memcpy(b + o, &v, 2); }
-static void p32(uint8_t *b, uint32_t o, uint32_t v) { memcpy(b + o, &v, 4); }
+static void p16(uint8_t *b, uint32_t o, uint16_t v)
+{
+    memcpy(b + o, &v, 2);
+}
+static void p32(uint8_t *b, uint32_t o, uint32_t v)
+{
+    memcpy(b + o, &v, 4);
+}
 
 #define NT 0x80u
 #define OH (NT + 24u)
@@ -51,8 +57,8 @@ static void mk_pe(struct img *m)
     memcpy(b + SEC + 40, ".rdata", 6);
     p32(b, SEC + 48, 0x1000), p32(b, SEC + 52, 0x2000), p32(b, SEC + 76, 0x40000040);
     uint8_t *e = b + EXP;
-    p32(e, 12, EXP + 0x100);          /* Name */
-    p32(e, 20, 3), p32(e, 24, 3);     /* functions, names */
+    p32(e, 12, EXP + 0x100);      /* Name */
+    p32(e, 20, 3), p32(e, 24, 3); /* functions, names */
     p32(e, 28, EXP + 0x40), p32(e, 32, EXP + 0x50), p32(e, 36, EXP + 0x60);
     p32(e, 0x40, 0x1010), p32(e, 0x44, EXP + 0x180), p32(e, 0x48, 0x1030);
     p32(e, 0x50, EXP + 0x120), p32(e, 0x54, EXP + 0x130), p32(e, 0x58, EXP + 0x140);
@@ -142,11 +148,11 @@ HVI_TEST(pe_hostile_export_entries)
     REQUIRE(parse(&m, &pe, msg) == HVI_OK);
     CHECK(win_pe_export(&pe, img_read, &m, "Beta", &rva) != HVI_OK);
     mk_pe(&m);
-    p16(m.b, EXP + 0x64, 9);            /* ordinal past the function table */
+    p16(m.b, EXP + 0x64, 9); /* ordinal past the function table */
     REQUIRE(parse(&m, &pe, msg) == HVI_OK);
     CHECK_STATUS(win_pe_export(&pe, img_read, &m, "Gamma", &rva), HVI_E_FORMAT);
     mk_pe(&m);
-    p32(m.b, EXP + 0x48, 0x90000000u);  /* function RVA outside */
+    p32(m.b, EXP + 0x48, 0x90000000u); /* function RVA outside */
     REQUIRE(parse(&m, &pe, msg) == HVI_OK);
     CHECK_STATUS(win_pe_export(&pe, img_read, &m, "Gamma", &rva), HVI_E_FORMAT);
     mk_pe(&m);
@@ -182,8 +188,8 @@ HVI_TEST(process_list_cycle_is_caught_by_back_links)
     struct wf f;
     REQUIRE(attach(&f, 5, 0) == HVI_OK);
     uint64_t n1 = f.w.eprocess[1] + f.w.off_list, n3 = f.w.eprocess[3] + f.w.off_list;
-    poke64(&f, n3, n1);      /* node3 -> node1 ... */
-    poke64(&f, n1 + 8, n3);  /* ... node1 can point back to one predecessor only */
+    poke64(&f, n3, n1);     /* node3 -> node1 ... */
+    poke64(&f, n1 + 8, n3); /* ... node1 can point back to one predecessor only */
     size_t n = 0;
     CHECK_STATUS(list_procs(&f, &n), HVI_E_FORMAT);
     CHECK(strstr(hvi_last_error(f.e), "bad link") != NULL);
@@ -227,13 +233,13 @@ HVI_TEST(process_list_bad_links)
     CHECK_STATUS(list_procs(&f, &n), HVI_E_FORMAT);
     poke64(&f, n2, 0xffffa0800ff00000ull); /* kernel, but not mapped */
     CHECK_STATUS(list_procs(&f, &n), HVI_E_NOT_PRESENT);
-    poke64(&f, n2, next + 1);              /* misaligned */
+    poke64(&f, n2, next + 1); /* misaligned */
     CHECK_STATUS(list_procs(&f, &n), HVI_E_FORMAT);
     poke64(&f, n2, next);
     poke64(&f, next + 8, f.w.eprocess[1]); /* back link does not point back */
     CHECK_STATUS(list_procs(&f, &n), HVI_E_FORMAT);
     CHECK(hvi_last_error(f.e)[0] != 0);
-    poke64(&f, next + 8, n2);              /* repaired: the walk works again */
+    poke64(&f, next + 8, n2); /* repaired: the walk works again */
     CHECK_OK(list_procs(&f, &n));
     CHECK_EQ_U64(n, 5);
     wf_free(&f);

@@ -35,8 +35,10 @@ static void check_located(struct wf *f)
 
 HVI_TEST(patterns_locate_functions_in_every_corpus_x64_build)
 {
-    static const struct { uint32_t build; bool kpti; } b[] = {
-        {7600, false}, {7601, false}, {7601, true}, {7602, true}, {17763, true}};
+    static const struct {
+        uint32_t build;
+        bool kpti;
+    } b[] = {{7600, false}, {7601, false}, {7601, true}, {7602, true}, {17763, true}};
     for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++) {
         struct wf f;
         hvi_sim_win_config c = {.build = b[i].build, .kpti = b[i].kpti};
@@ -191,7 +193,7 @@ HVI_TEST(ssdt_and_hal_dispatch_writes_denied_with_alerts)
     hvi_sim_win_config c = {.build = 17763, .kpti = true, .drivers = 4};
     REQUIRE(wf_build(&f, &c) == HVI_OK);
     REQUIRE(wf_attach(&f, HVI_OPT_KM_SYSCALL_TABLE, true) == HVI_OK);
-    check_denied(&f, f.w.ssdt + 4 * 0x50, 4, "nt-ssdt");      /* an entry in the middle */
+    check_denied(&f, f.w.ssdt + 4 * 0x50, 4, "nt-ssdt"); /* an entry in the middle */
     check_denied(&f, f.w.ssdt + 4 * (f.w.ssdt_count - 1), 4, "nt-ssdt"); /* the last one */
     check_denied(&f, f.w.hal_dispatch + 8, 8, "hal-dispatch-table"); /* HalQuerySystemInformation */
     /* the rest of .text is not covered by this option */
@@ -213,10 +215,10 @@ HVI_TEST(kernel_code_idt_writes_denied_data_allowed)
     REQUIRE(wf_build(&f, &c) == HVI_OK);
     REQUIRE(wf_attach(&f, HVI_OPT_KM_TEXT | HVI_OPT_KM_IDT | HVI_OPT_KM_SYSCALL_TABLE, true) ==
             HVI_OK);
-    check_denied(&f, f.w.lstar, 8, "nt-code:.text");            /* KiSystemCall64 */
+    check_denied(&f, f.w.lstar, 8, "nt-code:.text"); /* KiSystemCall64 */
     check_denied(&f, f.w.psp_insert_process, 8, "nt-code:PAGE");
     check_denied(&f, f.w.kernel_base + 0x8010, 4, "nt-ro:.rdata");
-    check_denied(&f, f.w.idt + 16 * 14, 8, "idt");               /* #PF gate */
+    check_denied(&f, f.w.idt + 16 * 14, 8, "idt"); /* #PF gate */
     /* SSDT bytes inside .text raise one alert, named for the table */
     int n0 = f.nalerts;
     check_denied(&f, f.w.ssdt, 4, "nt-ssdt");
@@ -310,7 +312,8 @@ HVI_TEST(qemu_like_backend_detours_work_protections_refused_cleanly)
     hvi_sim_win_config c = {.build = 17763, .kpti = true, .processes = 1};
     REQUIRE(wf_build(&f, &c) == HVI_OK);
     hvi_sim_set_caps(f.sim, HVI_SIM_CAPS_QEMU_LIKE);
-    CHECK_OK(wf_attach(&f, HVI_OPT_EVENT_PROCESS | HVI_OPT_KM_SYSCALL_TABLE | HVI_OPT_KM_TEXT, true));
+    CHECK_OK(
+        wf_attach(&f, HVI_OPT_EVENT_PROCESS | HVI_OPT_KM_SYSCALL_TABLE | HVI_OPT_KM_TEXT, true));
     CHECK_EQ_U64(hvi_sim_watchpoint_count(f.sim), 0);
     CHECK_EQ_U64(hvi_hook_count(f.e), 2); /* the two detours only */
     uint64_t ep = 0;

@@ -71,8 +71,11 @@ hvi_status wf_attach(struct wf *f, uint64_t options, bool support)
     hvi_sim_attach(f->sim, f->e);
     size_t len = 0;
     const void *buf = wf_support(&len);
-    hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_WINDOWS, .options = options,
-                          .support = support ? buf : NULL, .support_len = support ? len : 0};
+    hvi_guest_params p = {.size = sizeof(p),
+                          .os_hint = HVI_OS_WINDOWS,
+                          .options = options,
+                          .support = support ? buf : NULL,
+                          .support_len = support ? len : 0};
     return hvi_new_guest(f->e, &p);
 }
 
