@@ -57,6 +57,7 @@ typedef struct hvi_linux_events_stats {
     uint64_t blocked;         /* execs refused */
     uint64_t bad;             /* hits whose arguments could not be decoded (hostile/garbage) */
     uint64_t reseeds;         /* list walks (start, option re-enabled) */
+    uint64_t stepless;        /* hits resumed past the function's no-op prefix (no step-over) */
     uint32_t detours;         /* breakpoints placed now */
     uint32_t processes, modules; /* sizes of the lists */
 } hvi_linux_events_stats;

@@ -26,6 +26,9 @@ struct lixe_slot {
     uint64_t addr;   /* resolved function, 0 when none */
     char fn[64];
     bool from_cami;  /* the name is in the selected CAMI entry's hooks list */
+    uint8_t skip;    /* bytes of leading no-op instructions (endbr64, the ftrace nop) */
+    uint8_t nops[16];
+    int ev;
 };
 
 struct lixe_state {
@@ -86,6 +89,49 @@ static hvi_status current_task(hvi_engine *e, struct lixe_state *s, const hvi_re
     if (!s->have_current || !(regs->valid & HVI_REGS_FSGS))
         return HVI_E_UNSUPPORTED;
     return lixe_current(lix_get(e), regs->gs_base, s->pcpu_current, task);
+}
+
+/*
+ * Resume without a step-over: when the function starts with no-op instructions (endbr64, the
+ * 5-byte nop that ftrace leaves at __fentry__ call sites) that are still there, move RIP past
+ * them. The backend then simply continues (regs_changed), which on QEMU avoids the single-step
+ * and breakpoint toggling that make TCG drop its translated code (docs/linux-guest.md, Events).
+ * Returns the detour callback's "registers changed" answer.
+ */
+static bool resume_past_nops(hvi_engine *e, struct lixe_state *s, struct lixe_slot *sl,
+                             hvi_regs *regs)
+{
+    uint8_t now[16];
+    if (!sl->skip || regs->rip != sl->addr || !(e->glue.caps & HVI_CAP_REGS_WRITE) ||
+        lix_read(lix_get(e), sl->addr, now, sl->skip) != HVI_OK || memcmp(now, sl->nops, sl->skip))
+        return false; /* the code changed (ftrace on): ordinary step-over */
+    regs->rip = sl->addr + sl->skip;
+    s->st.stepless++;
+    return true;
+}
+
+/* Length of the no-op prefix of code[0..len): endbr64, nopl 0(%rax,%rax,1) (5 and 6 bytes), nop. */
+static uint8_t nop_prefix(const uint8_t *code, size_t len)
+{
+    static const struct {
+        uint8_t n;
+        uint8_t b[6];
+    } known[] = {{4, {0xf3, 0x0f, 0x1e, 0xfa}},
+                 {5, {0x0f, 0x1f, 0x44, 0x00, 0x00}},
+                 {6, {0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00}},
+                 {2, {0x66, 0x90}},
+                 {1, {0x90}}};
+    size_t pos = 0;
+    for (bool more = true; more;) {
+        more = false;
+        for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+            if (pos + known[i].n <= len && !memcmp(code + pos, known[i].b, known[i].n)) {
+                pos += known[i].n;
+                more = true;
+                break;
+            }
+    }
+    return (uint8_t)pos;
 }
 
 /* ---- detour callbacks ---- */
@@ -260,6 +306,19 @@ static bool on_munload(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *regs
 
 static const hvi_detour_cb g_cb[EV_N] = {on_create, on_exec, on_task_exit, on_mload, on_munload};
 
+/* Every detour: the event's handler, then (unless it already set the registers, e.g. an early
+ * return) a resume past the function's no-op prefix instead of a step-over. */
+static bool on_hit(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *regs, void *ctx)
+{
+    struct lixe_slot *sl = ctx;
+    struct lixe_state *s = state_of(e);
+    if (!s || !sl || sl->ev < 0 || sl->ev >= EV_N)
+        return false;
+    if (g_cb[sl->ev](e, h, vcpu, regs, s))
+        return true;
+    return resume_past_nops(e, s, sl, regs);
+}
+
 /* ---- seeding ---- */
 
 struct seed {
@@ -344,7 +403,7 @@ static hvi_status sync_detours(hvi_engine *e, struct lixe_state *s, uint64_t old
         struct lixe_slot *sl = &s->slot[ev];
         bool want = s->started && sl->addr && (e->options & slot_opts(ev)) != 0;
         if (want && !sl->hook) {
-            hvi_status st = hvi_detour_add(e, sl->addr, g_cb[ev], s, &sl->hook);
+            hvi_status st = hvi_detour_add(e, sl->addr, on_hit, sl, &sl->hook);
             if (st != HVI_OK) {
                 sl->hook = NULL;
                 if (first == HVI_OK)
@@ -543,10 +602,16 @@ static void resolve(hvi_engine *e, struct lixe_state *s)
     }
     if (!s->have_current) /* exec and exit need the current task */
         s->slot[EV_EXEC].addr = s->slot[EV_EXIT].addr = 0;
+    for (int ev = 0; ev < EV_N; ev++) {
+        struct lixe_slot *sl = &s->slot[ev];
+        sl->ev = ev;
+        if (sl->addr && lix_read(k, sl->addr, sl->nops, sizeof(sl->nops)) == HVI_OK)
+            sl->skip = nop_prefix(sl->nops, sizeof(sl->nops));
+    }
     for (int ev = 0; ev < EV_N; ev++)
-        hvi_log(e, HVI_LOG_INFO, "linux events: %s -> %s%s", g_what[ev],
+        hvi_log(e, HVI_LOG_INFO, "linux events: %s -> %s%s (%u no-op bytes)", g_what[ev],
                 s->slot[ev].addr ? s->slot[ev].fn : "(none)",
-                s->slot[ev].from_cami ? " (CAMI hooks list)" : "");
+                s->slot[ev].from_cami ? " (CAMI hooks list)" : "", s->slot[ev].skip);
 }
 
 /* ---- public API ---- */
