@@ -189,6 +189,10 @@ static bool on_insert_process(hvi_engine *e, hvi_hook *hook, uint32_t vcpu, hvi_
                 (unsigned long long)ep);
         return false;
     }
+    /* a new process may reuse a freed EPROCESS: forget it among the exited ones */
+    for (uint32_t i = 0; i < WIN_EXITED_RING; i++)
+        if (w->exited[i] == ep)
+            w->exited[i] = 0;
     bool have_parent = detour_arg(e, l, regs, 1, &parent_ep) == HVI_OK && win_is_kptr(parent_ep) &&
                        win_read_process(e, parent_ep, &parent) == HVI_OK;
     /* the third CAMI argument (a stack slot whose number differs between builds) */

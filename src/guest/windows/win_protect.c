@@ -10,6 +10,7 @@
 #include "core/engine.h"
 #include "guest/windows/win.h"
 
+#define WIN_SDT_SIZE 0x20u /* KSERVICE_TABLE_DESCRIPTOR: Base, Count, Limit, Number */
 #define HAL_DISPATCH_PROTECTED                                                                     \
     0x40u /* Version + the first 7 pointers (HalQuerySystemInformation...) */
 
@@ -185,6 +186,15 @@ static hvi_status place(hvi_engine *e, struct win_state *w, uint64_t bit)
         if (st == HVI_OK && w->hal_dispatch)
             st = protect_range(e, w, "hal-dispatch-table", w->hal_dispatch, HAL_DISPATCH_PROTECTED,
                                bit, NULL);
+    } else if (bit == HVI_OPT_INTEGRITY) {
+        /* the descriptor lives in .data among hot variables: hashed on the timer, not hooked */
+        if (!w->sdt)
+            return hvi_fail(e, HVI_E_NOT_FOUND, "KeServiceDescriptorTable was not found");
+        hvi_protect_desc d = {.object = "nt-sdt-descriptor", .owner = owner};
+        hvi_protect *p = NULL;
+        st = hvi_protect_integrity(e, &d, 0, w->sdt, WIN_SDT_SIZE, &p);
+        if (st == HVI_OK)
+            st = push(e, w, p, bit);
     } else if (bit == HVI_OPT_KM_IDT) {
         st = protect_idts(e, w);
     } else if (bit == HVI_OPT_KM_TEXT) {
@@ -213,7 +223,8 @@ hvi_status win_protect_apply(hvi_engine *e, uint64_t opts)
     struct win_state *w = win_get(e);
     if (!w || !w->active)
         return HVI_E_STATE;
-    static const uint64_t bits[] = {HVI_OPT_KM_SYSCALL_TABLE, HVI_OPT_KM_IDT, HVI_OPT_KM_TEXT};
+    static const uint64_t bits[] = {HVI_OPT_KM_SYSCALL_TABLE, HVI_OPT_KM_IDT, HVI_OPT_KM_TEXT,
+                                    HVI_OPT_INTEGRITY};
     hvi_status worst = HVI_OK;
     for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++) {
         bool want = (opts & bits[i]) != 0, have = (w->applied & bits[i]) != 0;

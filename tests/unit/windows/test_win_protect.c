@@ -344,4 +344,49 @@ HVI_TEST(glue_failure_while_protecting_leaves_nothing)
     wf_free(&f);
 }
 
+HVI_TEST(service_descriptor_integrity_restored_on_the_timer)
+{
+    struct wf f;
+    hvi_sim_win_config c = {.build = 17763, .kpti = true};
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    REQUIRE(wf_attach(&f, HVI_OPT_INTEGRITY, true) == HVI_OK);
+    CHECK_OK(hvi_sim_tick(f.sim));
+    CHECK_EQ_U64(wf_count(&f, HVI_ALERT_INTEGRITY), 0);
+    /* a rootkit points ServiceTableBase at its own table (no EPT hook on .data) */
+    uint64_t evil = 0xffffa08000400080ull; /* differs from the first byte on */
+    REQUIRE(hvi_sim_win_poke(f.sim, &f.w, f.w.sdt, &evil, 8) == HVI_OK);
+    CHECK_OK(hvi_sim_tick(f.sim));
+    REQUIRE(wf_count(&f, HVI_ALERT_INTEGRITY) == 1);
+    const hvi_alert *a = wf_last(&f, HVI_ALERT_INTEGRITY);
+    CHECK_STR(a->object, "nt-sdt-descriptor");
+    CHECK_EQ_U64(a->new_value, evil);
+    CHECK_EQ_U64(a->old_value, f.w.ssdt);
+    CHECK(strstr(a->detail, "region=nt-sdt-descriptor") != NULL);
+    uint64_t now = 0;
+    hvi_gpa gpa = 0;
+    REQUIRE(hvi_sim_translate(f.sim, f.w.cr3, HVI_PAGING_4LVL, f.w.sdt, &gpa) == HVI_OK);
+    REQUIRE(hvi_sim_phys_read(f.sim, gpa, &now, 8) == HVI_OK);
+    CHECK_EQ_U64(now, f.w.ssdt); /* written back */
+    wf_free(&f);
+}
+
+HVI_TEST(reused_eprocess_exits_are_reported_again)
+{
+    struct wf f;
+    hvi_sim_win_config c = {.build = 17763, .kpti = true, .processes = 1};
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    REQUIRE(wf_attach(&f, HVI_OPT_EVENT_PROCESS, true) == HVI_OK);
+    uint64_t ep = 0;
+    REQUIRE(hvi_sim_win_new_eprocess(f.sim, &f.w, "a.exe", 0x50, 4, &ep) == HVI_OK);
+    uint64_t args[2] = {ep, f.w.eprocess[0]}, one[1] = {ep};
+    hvi_event_reply rep;
+    CHECK_OK(hvi_sim_win_call(f.sim, &f.w, f.w.psp_insert_process, args, 2, &rep));
+    CHECK_OK(hvi_sim_win_call(f.sim, &f.w, f.w.mm_clean_process, one, 1, &rep));
+    CHECK_OK(hvi_sim_win_call(f.sim, &f.w, f.w.psp_insert_process, args, 2, &rep));
+    CHECK_OK(hvi_sim_win_call(f.sim, &f.w, f.w.mm_clean_process, one, 1, &rep));
+    CHECK_EQ_U64(wf_count(&f, HVI_EVENT_PROCESS_CREATE), 2);
+    CHECK_EQ_U64(wf_count(&f, HVI_EVENT_PROCESS_EXIT), 2);
+    wf_free(&f);
+}
+
 HVI_TEST_MAIN()
