@@ -195,6 +195,13 @@ static hvi_status place(hvi_engine *e, struct win_state *w, uint64_t bit)
         st = hvi_protect_integrity(e, &d, 0, w->sdt, WIN_SDT_SIZE, &p);
         if (st == HVI_OK)
             st = push(e, w, p, bit);
+    } else if (bit == HVI_OPT_KM_MSR) {
+        /* the syscall entry: a changed LSTAR bypasses KiSystemCall64 (every bit counts) */
+        hvi_protect_desc d = {.object = "lstar", .owner = owner};
+        hvi_protect *p = NULL;
+        st = hvi_protect_register(e, &d, HVI_EXIT_MSR, HVI_MSR_LSTAR, ~(uint64_t)0, &p);
+        if (st == HVI_OK)
+            st = push(e, w, p, bit);
     } else if (bit == HVI_OPT_KM_IDT) {
         st = protect_idts(e, w);
     } else if (bit == HVI_OPT_KM_TEXT) {
@@ -224,7 +231,7 @@ hvi_status win_protect_apply(hvi_engine *e, uint64_t opts)
     if (!w || !w->active)
         return HVI_E_STATE;
     static const uint64_t bits[] = {HVI_OPT_KM_SYSCALL_TABLE, HVI_OPT_KM_IDT, HVI_OPT_KM_TEXT,
-                                    HVI_OPT_INTEGRITY};
+                                    HVI_OPT_INTEGRITY, HVI_OPT_KM_MSR};
     hvi_status worst = HVI_OK;
     for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++) {
         bool want = (opts & bits[i]) != 0, have = (w->applied & bits[i]) != 0;

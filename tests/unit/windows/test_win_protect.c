@@ -389,4 +389,26 @@ HVI_TEST(reused_eprocess_exits_are_reported_again)
     wf_free(&f);
 }
 
+HVI_TEST(lstar_write_denied)
+{
+    struct wf f;
+    hvi_sim_win_config c = {.build = 7601, .kpti = true};
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    REQUIRE(wf_attach(&f, HVI_OPT_KM_MSR, true) == HVI_OK);
+    CHECK(hvi_sim_exit_enabled(f.sim, HVI_EXIT_MSR, HVI_MSR_LSTAR));
+    hvi_event_reply rep;
+    CHECK_OK(hvi_sim_msr_write(f.sim, 0, HVI_MSR_LSTAR, 0xffffa08000400000ull, &rep));
+    CHECK_EQ_U64(rep.action, HVI_ACTION_DENY);
+    uint64_t now = 0;
+    CHECK_OK(hvi_sim_get_msr(f.sim, 0, HVI_MSR_LSTAR, &now));
+    CHECK_EQ_U64(now, f.w.lstar);
+    const hvi_alert *a = wf_last(&f, HVI_ALERT_MSR);
+    REQUIRE(a != NULL);
+    CHECK_STR(a->object, "lstar");
+    CHECK_EQ_U64(a->new_value, 0xffffa08000400000ull);
+    CHECK_OK(hvi_options_set(f.e, 0));
+    CHECK(!hvi_sim_exit_enabled(f.sim, HVI_EXIT_MSR, HVI_MSR_LSTAR));
+    wf_free(&f);
+}
+
 HVI_TEST_MAIN()
