@@ -130,9 +130,11 @@ hvi_status lix_kallsyms_parse(struct lix_kallsyms *ks, const uint8_t *image, siz
 /* The same, starting the token-table search at image offset `from` (a lix_kallsyms_probe hit). */
 hvi_status lix_kallsyms_parse_at(struct lix_kallsyms *ks, const uint8_t *image, size_t len,
                                  uint64_t image_va, size_t from, const char **why);
-/* The same on a window win[0..len) of an image mapped at win_va: the tables must lie in the
- * window, kallsyms_relative_base in [image_va, image_va + image_len). */
-hvi_status lix_kallsyms_parse_window(struct lix_kallsyms *ks, const uint8_t *win, size_t len,
+/* The same on a malloc'd window (*win)[0..len) of an image mapped at win_va: the tables must lie
+ * in the window, kallsyms_relative_base in [image_va, image_va + image_len). On HVI_OK the
+ * buffer is taken over (it becomes the tables' copy) and *win is set to NULL; on failure it
+ * stays the caller's. */
+hvi_status lix_kallsyms_parse_window(struct lix_kallsyms *ks, uint8_t **win, size_t len,
                                      uint64_t win_va, size_t from, uint64_t image_va,
                                      uint64_t image_len, const char **why);
 /* Is there a kallsyms token index in image[from..len)? *at receives its offset. */

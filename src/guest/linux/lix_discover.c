@@ -21,11 +21,13 @@
 #define LIX_PROBE_LAST (HVI_PAGE_SIZE - 32u)
 #define LIX_TOKENS_BEFORE (18u << 10) /* a token table (256 tokens of <= 64 bytes) + padding */
 #define LIX_CANDIDATES 4u             /* token indexes tried before giving up */
-/* Windows around the token index parsed for the other tables: a small one first (94 000 symbols
- * need 1.9 MB below the index), then the reach of the scan rules (markers within 8 MiB below
+/* Windows around the token index parsed for the other tables: small ones first (94 000 symbols
+ * need 1.9 MB below the index on 6.1; kernels that place kallsyms_offsets after the index need
+ * 4 bytes per symbol above it), then the reach of the scan rules (markers within 8 MiB below
  * the token table, num_syms within 16 MiB below the markers, offsets 4 bytes per symbol). */
-static const size_t win_below[2] = {2u << 20, (28u << 20) + (512u << 10)};
-static const size_t win_above[2] = {512u << 10, 4u << 20};
+#define LIX_WINDOWS 3
+static const size_t win_below[LIX_WINDOWS] = {2u << 20, 2u << 20, (28u << 20) + (512u << 10)};
+static const size_t win_above[LIX_WINDOWS] = {0, 1u << 20, 4u << 20};
 
 /* The kernel half of a 57-bit (LA57) address space; with 4-level paging the part below
  * 0xffff800000000000 is non-canonical and fails to translate anyway. */
@@ -234,21 +236,21 @@ static hvi_status parse_near(struct pager *pg, struct lix_kallsyms *ks, size_t t
 {
     hvi_status st = HVI_E_NOT_FOUND;
     size_t plo = SIZE_MAX, phi = 0;
-    for (int w = 0; w < 2; w++) {
+    for (int w = 0; w < LIX_WINDOWS; w++) {
         size_t lo = page_down(tok > win_below[w] ? tok - win_below[w] : 0);
         size_t hi = page_up(tok + 512 + win_above[w]);
         if (hi > LIX_MAX_IMAGE)
             hi = LIX_MAX_IMAGE;
-        if (lo == plo && hi == phi) /* the larger window is no larger here */
-            return st;
+        if (lo == plo && hi == phi) /* no larger here than the last one */
+            continue;
         plo = lo, phi = hi;
         uint8_t *buf = malloc(hi - lo);
         if (!buf)
             return HVI_E_NOMEM;
         copy_pages(pg, lo, buf, hi - lo);
-        st = lix_kallsyms_parse_window(ks, buf, hi - lo, pg->start + lo, tok - lo, pg->start,
+        st = lix_kallsyms_parse_window(ks, &buf, hi - lo, pg->start + lo, tok - lo, pg->start,
                                        LIX_MAX_IMAGE, why);
-        free(buf);
+        free(buf); /* NULL when the tables took it over */
         if (st != HVI_E_NOT_FOUND)
             return st;
     }

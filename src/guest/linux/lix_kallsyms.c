@@ -31,6 +31,7 @@ struct ks_scan {
     size_t seqs; /* kallsyms_seqs_of_names, or SIZE_MAX when the kernel has none */
     uint32_t count;
     uint64_t base_lo, base_hi; /* kallsyms_relative_base must lie in the image: [lo, hi) */
+    uint8_t *own;              /* img when it is a malloc'd buffer the tables may take over */
 };
 
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
@@ -544,11 +545,22 @@ static hvi_status keep_tables(struct lix_kallsyms *ks, const struct ks_scan *s, 
     if (base + 8 > hi)
         hi = base + 8;
     struct lix_ks_data *d = calloc(1, sizeof(*d));
-    if (!d || !(d->blob = malloc(hi - lo))) {
+    if (!d || (!s->own && !(d->blob = malloc(hi - lo)))) {
         free(d);
         return HVI_E_NOMEM;
     }
-    memcpy(d->blob, s->img + lo, hi - lo);
+    for (unsigned t = 0; t < 256; t++) { /* table_matches() checked each: 1..64 bytes, ended */
+        d->tok_off[t] = rd16(s->img + s->tok_index + 2 * t);
+        d->tok_len[t] = (uint8_t)strlen((const char *)s->img + s->tok_table + d->tok_off[t]);
+    }
+    if (s->own) { /* keep the tables at the start of the caller's buffer, give back the rest */
+        memmove(s->own, s->own + lo, hi - lo);
+        d->blob = realloc(s->own, hi - lo);
+        if (!d->blob)
+            d->blob = s->own;
+    } else {
+        memcpy(d->blob, s->img + lo, hi - lo);
+    }
     d->len = hi - lo;
     d->offsets = offs - lo;
     d->names = s->names - lo;
@@ -558,10 +570,6 @@ static hvi_status keep_tables(struct lix_kallsyms *ks, const struct ks_scan *s, 
     d->tok_table = s->tok_table - lo;
     d->seqs = s->seqs == SIZE_MAX ? SIZE_MAX : s->seqs - lo;
     d->abs_percpu = abs_percpu;
-    for (unsigned t = 0; t < 256; t++) { /* table_matches() checked each: 1..64 bytes, ended */
-        d->tok_off[t] = rd16(s->img + s->tok_index + 2 * t);
-        d->tok_len[t] = (uint8_t)strlen((const char *)s->img + s->tok_table + d->tok_off[t]);
-    }
     ks->d = d;
     ks->count = s->count;
     if (d->seqs != SIZE_MAX && !seqs_usable(d, s->count))
@@ -615,13 +623,16 @@ hvi_status lix_kallsyms_parse_at(struct lix_kallsyms *ks, const uint8_t *image, 
     return parse(ks, &s, from, why);
 }
 
-hvi_status lix_kallsyms_parse_window(struct lix_kallsyms *ks, const uint8_t *win, size_t len,
+hvi_status lix_kallsyms_parse_window(struct lix_kallsyms *ks, uint8_t **win, size_t len,
                                      uint64_t win_va, size_t from, uint64_t image_va,
                                      uint64_t image_len, const char **why)
 {
-    struct ks_scan s = {.img = win, .len = len, .va = win_va, .base_lo = image_va,
-                        .base_hi = image_va + image_len};
-    return parse(ks, &s, from, why);
+    struct ks_scan s = {.img = win ? *win : NULL, .len = len, .va = win_va, .base_lo = image_va,
+                        .base_hi = image_va + image_len, .own = win ? *win : NULL};
+    hvi_status st = parse(ks, &s, from, why);
+    if (st == HVI_OK)
+        *win = NULL; /* taken over by the tables */
+    return st;
 }
 
 void lix_kallsyms_free(struct lix_kallsyms *ks)
