@@ -1,6 +1,6 @@
 /*
  * hvi — in-guest detours for frequent Linux events (VMA insert/remove/protect/adjust/expand,
- * brk, exit_mmap), src/guest/linux/lix_indetour.c.
+ * brk, exit_mmap, new tasks), src/guest/linux/lix_indetour.c.
  *
  * A hypervisor breakpoint costs about 2 ms per event on QEMU/TCG: far too slow for memory-map
  * changes. Instead the engine places small stubs in kernel-text slack (int3 padding) and turns
@@ -39,7 +39,8 @@ enum hvi_lixd_event {
     HVI_LIXD_VMA_EXPAND = 6, /* expand_downwards(vma, address) */
     HVI_LIXD_BRK = 7,        /* do_brk_flags(mas, vma, addr, len, flags): current's mm */
     HVI_LIXD_EXIT_MMAP = 8,  /* exit_mmap(mm) */
-    HVI_LIXD_EVENT_MAX = 9,
+    HVI_LIXD_FORK = 9,       /* wake_up_new_task(p): a new task starts (fork storms) */
+    HVI_LIXD_EVENT_MAX = 10,
 };
 const char *hvi_lixd_event_name(uint32_t id);
 
@@ -59,6 +60,7 @@ typedef struct hvi_linux_vma_event {
     int32_t pid, tgid;       /* of that task (-1 if unreadable) */
     char comm[17];
     uint64_t vma, mm;        /* the VMA the event is about (0 if none) and its mm */
+    int32_t child_pid, child_tgid; /* HVI_LIXD_FORK: the new task (-1 if unreadable) */
     uint64_t start, end, flags;
     uint64_t args[5];        /* rdi, rsi, rdx, rcx, r8 */
 } hvi_linux_vma_event;

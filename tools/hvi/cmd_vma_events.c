@@ -48,12 +48,19 @@ static void print_event(hvi_engine *e, const hvi_linux_vma_event *ev, void *ctx)
         printf("{\"seq\":%llu,\"event\":\"%s\",\"pid\":%d,\"comm\":", (unsigned long long)ev->seq,
                hvi_lixd_event_name(ev->id), ev->pid);
         linux_json_str(ev->comm);
-        printf(",\"vma\":\"0x%llx\",\"mm\":\"0x%llx\",\"start\":\"0x%llx\",\"end\":\"0x%llx\","
-               "\"flags\":\"0x%llx\"}\n",
+        printf(",\"child_pid\":%d,\"vma\":\"0x%llx\",\"mm\":\"0x%llx\",\"start\":\"0x%llx\","
+               "\"end\":\"0x%llx\",\"flags\":\"0x%llx\"}\n",
+               ev->child_pid,
                (unsigned long long)ev->vma, (unsigned long long)ev->mm,
                (unsigned long long)ev->start, (unsigned long long)ev->end,
                (unsigned long long)ev->flags);
     } else {
+        if (ev->id == HVI_LIXD_FORK) {
+            printf("%8llu %-11s pid %-6d %-16s new task pid %d tgid %d\n",
+                   (unsigned long long)ev->seq, hvi_lixd_event_name(ev->id), ev->pid, ev->comm,
+                   ev->child_pid, ev->child_tgid);
+            return;
+        }
         printf("%8llu %-11s pid %-6d %-16s vma 0x%llx %llx-%llx flags 0x%llx\n",
                (unsigned long long)ev->seq, hvi_lixd_event_name(ev->id), ev->pid, ev->comm,
                (unsigned long long)ev->vma, (unsigned long long)ev->start,

@@ -34,7 +34,7 @@
 #include "hvi/mem.h"
 #include "hvi/protect.h"
 
-#define LIXD_NDET 8u
+#define LIXD_NDET 9u
 #define LIXD_MAX_PROCS 16u
 #define LIXD_DEFAULT_RECORDS 8192u
 #define LIXD_MIN_RECORDS 64u
@@ -62,13 +62,14 @@ static const struct {
     {HVI_LIXD_VMA_EXPAND, "expand_downwards", false},
     {HVI_LIXD_BRK, "do_brk_flags", false},
     {HVI_LIXD_EXIT_MMAP, "exit_mmap", false},
+    {HVI_LIXD_FORK, "wake_up_new_task", false},
 };
 
 const char *hvi_lixd_event_name(uint32_t id)
 {
     static const char *const names[HVI_LIXD_EVENT_MAX] = {
         "?", "vma-store", "vma-remove", "vma-free", "vma-adjust", "vma-protect", "vma-expand",
-        "brk", "exit-mmap"};
+        "brk", "exit-mmap", "fork"};
     return id < HVI_LIXD_EVENT_MAX ? names[id] : "?";
 }
 
@@ -556,6 +557,9 @@ hvi_status hvi_linux_indetour_start(hvi_engine *e, const hvi_linux_indetour_opts
                                      .records_va = s->ring_gva + LIXD_HDR_SIZE,
                                      .mask = s->ring.nrec - 1, .event_id = d->id,
                                      .current_task = s->current_task};
+        /* the new task may be gone by the drain: its pid and tgid (adjacent s32) at the call */
+        if (d->id == HVI_LIXD_FORK && k->off.task_tgid == k->off.task_pid + 4)
+            p.arg0_load = k->off.task_pid;
         d->stub_len = (uint32_t)lixd_stub_emit(&p, d->stub_bytes, sizeof(d->stub_bytes));
         if (!d->stub_len || !stub_decodes(d->stub_bytes, d->stub_len, d->stub) ||
             !lixd_call_emit(d->site, d->stub, d->patch) ||
@@ -853,7 +857,7 @@ static void on_record(const struct lixd_record *r, void *ctx)
     ev.id = (uint32_t)r->id;
     ev.task = r->task;
     memcpy(ev.args, r->args, sizeof(ev.args));
-    ev.pid = ev.tgid = -1;
+    ev.pid = ev.tgid = ev.child_pid = ev.child_tgid = -1;
     const struct task_info *ti = task_info(d, r->task);
     bool have_task = ti->ok;
     if (have_task) {
@@ -871,6 +875,12 @@ static void on_record(const struct lixd_record *r, void *ctx)
         break;
     case HVI_LIXD_EXIT_MMAP:
         ev.mm = r->args[0];
+        break;
+    case HVI_LIXD_FORK:
+        if (s->k->off.task_tgid == s->k->off.task_pid + 4) { /* loaded by the stub */
+            ev.child_pid = (int32_t)(uint32_t)r->args[4];
+            ev.child_tgid = (int32_t)(uint32_t)(r->args[4] >> 32);
+        }
         break;
     default:
         ev.vma = r->args[0];
@@ -906,6 +916,8 @@ static void on_record(const struct lixd_record *r, void *ctx)
         if (p)
             p->need_walk = true; /* brk inserts without vma_mas_store */
         break;
+    case HVI_LIXD_FORK:
+        break; /* no VMA: reported through the callback */
     default:
         if (p)
             p->dirty = true;

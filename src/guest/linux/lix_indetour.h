@@ -8,7 +8,7 @@
  *       +0  seq   u64  index + 1 once committed; 0 while being written
  *       +8  id    u64  event id (hvi_lixd_event)
  *       +16 task  u64  gs:current_task at the call
- *       +24 rdi, +32 rsi, +40 rdx, +48 rcx, +56 r8
+ *       +24 rdi, +32 rsi, +40 rdx, +48 rcx, +56 r8 (or the qword at [rdi + arg0_load])
  */
 #ifndef HVI_GUEST_LIX_INDETOUR_H
 #define HVI_GUEST_LIX_INDETOUR_H
@@ -32,6 +32,8 @@ struct lixd_stub_params {
     uint32_t mask;         /* records - 1, records a power of two */
     uint32_t event_id;
     uint32_t current_task; /* per-CPU offset of current_task (gs-relative), < 2^31 */
+    uint32_t arg0_load;    /* non-zero: the r8 slot gets the qword at [rdi + arg0_load] instead
+                              (read at the call: e.g. a new task's pid/tgid), < 2^31 */
 };
 
 /*

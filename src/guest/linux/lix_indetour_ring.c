@@ -54,7 +54,8 @@ bool lixd_call_emit(uint64_t site, uint64_t target, uint8_t out[5])
 size_t lixd_stub_emit(const struct lixd_stub_params *p, uint8_t *buf, size_t cap)
 {
     if (!p || !buf || cap < LIXD_STUB_MAX || ((uint64_t)p->mask + 1) & p->mask ||
-        p->mask > (1u << 24) - 1 || p->current_task > 0x7fffffffu || p->event_id > 0x7fffffffu)
+        p->mask > (1u << 24) - 1 || p->current_task > 0x7fffffffu || p->event_id > 0x7fffffffu ||
+        p->arg0_load > 0x7fffffffu)
         return 0;
     struct emit m = {.buf = buf, .cap = cap};
     const uint64_t at = p->stub_va;
@@ -87,13 +88,25 @@ size_t lixd_stub_emit(const struct lixd_stub_params *p, uint8_t *buf, size_t cap
         0x48, 0x89, 0x51, 0x28,       /* mov [rcx+0x28], rdx */
         0x48, 0x8b, 0x54, 0x24, 0x08, /* mov rdx, [rsp+8]      saved rcx */
         0x48, 0x89, 0x51, 0x30,       /* mov [rcx+0x30], rdx */
-        0x4c, 0x89, 0x41, 0x38,       /* mov [rcx+0x38], r8 */
+    };
+    put(&m, body, sizeof(body));
+    if (p->arg0_load) {
+        static const uint8_t load[] = {0x48, 0x8b, 0x97}; /* mov rdx, [rdi+disp32] */
+        static const uint8_t st8[] = {0x48, 0x89, 0x51, 0x38}; /* mov [rcx+0x38], rdx */
+        put(&m, load, sizeof(load));
+        put32(&m, p->arg0_load);
+        put(&m, st8, sizeof(st8));
+    } else {
+        static const uint8_t r8[] = {0x4c, 0x89, 0x41, 0x38}; /* mov [rcx+0x38], r8 */
+        put(&m, r8, sizeof(r8));
+    }
+    static const uint8_t tail[] = {
         0x48, 0xff, 0xc0,             /* inc rax               seq = index + 1 */
         0x48, 0x89, 0x01,             /* mov [rcx], rax        commit */
         0x5a, 0x59, 0x58,             /* pop rdx; pop rcx; pop rax */
         0xc3, 0xcc,                   /* ret; int3 (no straight-line speculation past it) */
     };
-    put(&m, body, sizeof(body));
+    put(&m, tail, sizeof(tail));
     return m.bad ? 0 : m.len;
 }
 

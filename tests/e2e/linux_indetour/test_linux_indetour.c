@@ -55,7 +55,7 @@ static uint64_t fnv(hvi_engine *e, uint64_t gva, uint64_t len)
 
 struct counts {
     int32_t pid;
-    uint64_t store, protect, free_, other, total;
+    uint64_t store, protect, free_, other, total, forks;
 };
 
 static void count_cb(hvi_engine *e, const hvi_linux_vma_event *ev, void *ctx)
@@ -63,6 +63,8 @@ static void count_cb(hvi_engine *e, const hvi_linux_vma_event *ev, void *ctx)
     struct counts *c = ctx;
     (void)e;
     c->total++;
+    if (ev->id == HVI_LIXD_FORK && ev->child_pid > 0 && ev->child_tgid > 0)
+        c->forks++; /* the console's shell forks for every command */
     if (ev->tgid != c->pid)
         return;
     if (ev->id == HVI_LIXD_VMA_STORE)
@@ -236,6 +238,8 @@ HVI_TEST(vma_view_from_in_guest_detours_matches_proc)
             (unsigned long long)s1.refreshes, (unsigned long long)s1.rewalks,
             s1.last_drain_ns / 1e6);
     CHECK(c.store >= ITER && c.protect >= ITER && c.free_ >= ITER / 2);
+    fprintf(stderr, "  fork events with the new task's pid: %llu\n", (unsigned long long)c.forks);
+    CHECK(c.forks >= 1);
     CHECK_EQ_U64(s1.lost, 0);
     CHECK_EQ_U64(s1.rewalks, 0); /* the view came from the events */
     CHECK(s1.refreshes > 0);

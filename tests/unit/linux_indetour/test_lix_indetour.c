@@ -118,6 +118,35 @@ HVI_TEST(stub_decodes_to_the_expected_instructions)
     CHECK_EQ_U64(i, sizeof(expected) / sizeof(expected[0]));
 }
 
+/* With arg0_load the r8 slot gets a qword loaded through the first argument. */
+HVI_TEST(stub_with_arg0_load_decodes_and_loads_through_rdi)
+{
+    struct lixd_stub_params p = {.stub_va = 0x100000, .head_va = 0x200000,
+                                 .records_va = 0x200040, .mask = 1023, .event_id = 9,
+                                 .current_task = 0x1fb80, .arg0_load = 0x970};
+    uint8_t b[LIXD_STUB_MAX];
+    size_t len = lixd_stub_emit(&p, b, sizeof(b));
+    REQUIRE(len > 0);
+    size_t off = 0, i = 0;
+    bool seen_load = false, seen_r8 = false;
+    while (off < len) {
+        hvi_insn insn;
+        REQUIRE(hvi_decode_buffer(b + off, len - off, 64, p.stub_va + off, NULL, &insn) == HVI_OK);
+        seen_load |= text_eq(insn.text, "mov rdx, [rdi+0x970]");
+        seen_r8 |= text_eq(insn.text, "mov [rcx+0x38], r8");
+        if (i == 20)
+            CHECK(text_eq(insn.text, "mov rdx, [rdi+0x970]"));
+        if (i == 21)
+            CHECK(text_eq(insn.text, "mov [rcx+0x38], rdx"));
+        off += insn.len;
+        i++;
+    }
+    CHECK(seen_load && !seen_r8);
+    CHECK_EQ_U64(i, sizeof(expected) / sizeof(expected[0]) + 1);
+    p.arg0_load = 0x80000000u;
+    CHECK(lixd_stub_emit(&p, b, sizeof(b)) == 0);
+}
+
 HVI_TEST(stub_and_call_refuse_bad_parameters)
 {
     uint8_t b[LIXD_STUB_MAX], c[5];
@@ -171,6 +200,19 @@ static void *thr_run(void *arg)
     return NULL;
 }
 
+static uint64_t g_task_arg;
+
+static void *thr_one(void *arg)
+{
+    struct thr *t = arg;
+    memcpy(t->percpu + CUR_OFF, &t->task, 8);
+    if (syscall(SYS_arch_prctl, ARCH_SET_GS, (unsigned long)t->percpu) != 0)
+        return NULL;
+    g_nat.fn(g_task_arg, 1, 2, 3, 0xdead);
+    t->ok = 1;
+    return NULL;
+}
+
 HVI_TEST(stub_runs_natively_two_threads_every_call_one_intact_record)
 {
 #if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
@@ -220,6 +262,23 @@ HVI_TEST(stub_runs_natively_two_threads_every_call_one_intact_record)
     CHECK(intact);
     CHECK_EQ_U64(next[0], PER_THREAD);
     CHECK_EQ_U64(next[1], PER_THREAD);
+    /* a stub with arg0_load stores the qword at [rdi + off] (a new task's pid/tgid) */
+    p.stub_va = (uint64_t)(uintptr_t)(m + 1024);
+    p.event_id = 9;
+    p.arg0_load = 8;
+    REQUIRE(lixd_stub_emit(&p, m + 1024, LIXD_STUB_MAX) > 0);
+    uint8_t *s2 = m + 1024;
+    memcpy(&g_nat.fn, &s2, sizeof(s2));
+    static uint64_t fake_task[4] = {0, 0x0000007b0000007bull, 0, 0};
+    g_task_arg = (uint64_t)(uintptr_t)fake_task;
+    pthread_t t2;
+    struct thr one = {0x3333000000000000ull, percpu[0], 0};
+    REQUIRE(pthread_create(&t2, NULL, thr_one, &one) == 0);
+    pthread_join(t2, NULL);
+    struct lixd_record r2;
+    memcpy(&r2, g_nat.ring + LIXD_HDR_SIZE + (head & (NREC - 1)) * LIXD_REC_SIZE, sizeof(r2));
+    CHECK(one.ok && r2.seq == head + 1 && r2.id == 9 && r2.task == one.task &&
+          r2.args[0] == g_task_arg && r2.args[4] == fake_task[1]);
     munmap(m, 1u << 20);
 #else
     SKIP_CASE("not an x86-64 host");
