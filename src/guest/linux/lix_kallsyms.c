@@ -188,6 +188,7 @@ static bool find_names(struct ks_scan *s)
 /* The host copy of the tables (offsets below are into blob) and what was decoded from it. */
 struct lix_ks_data {
     uint8_t *blob;
+    uint8_t *own; /* the buffer blob lies in when it was taken over, else NULL */
     size_t len;
     size_t offsets, names, names_end, markers, seqs, tok_table;
     uint32_t nmarkers;
@@ -553,11 +554,9 @@ static hvi_status keep_tables(struct lix_kallsyms *ks, const struct ks_scan *s, 
         d->tok_off[t] = rd16(s->img + s->tok_index + 2 * t);
         d->tok_len[t] = (uint8_t)strlen((const char *)s->img + s->tok_table + d->tok_off[t]);
     }
-    if (s->own) { /* keep the tables at the start of the caller's buffer, give back the rest */
-        memmove(s->own, s->own + lo, hi - lo);
-        d->blob = realloc(s->own, hi - lo);
-        if (!d->blob)
-            d->blob = s->own;
+    if (s->own) { /* the caller's buffer, as it is: moving 2 MB costs more than the slack */
+        d->own = s->own;
+        d->blob = s->own + lo;
     } else {
         memcpy(d->blob, s->img + lo, hi - lo);
     }
@@ -640,7 +639,7 @@ void lix_kallsyms_free(struct lix_kallsyms *ks)
     if (!ks)
         return;
     if (ks->d) {
-        free(ks->d->blob);
+        free(ks->d->own ? ks->d->own : ks->d->blob);
         free(ks->d->syms);
         free(ks->d->text);
         free(ks->d->by_name);

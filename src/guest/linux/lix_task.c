@@ -1,6 +1,7 @@
 /* hvi guest/linux — processes and threads from init_task: the `tasks` list (one entry per
  * thread-group leader) and each leader's `thread_group` ring. Every list step checks
- * next->prev == current and the visited set; walks are bounded by LIX_MAX_TASKS. */
+ * next->prev == current and the visited set; walks are bounded by LIX_MAX_TASKS. The fields of
+ * one object (task, cred, dentry, mm) are read together when they lie close. */
 #include <string.h>
 
 #include "guest/linux/lix.h"
@@ -10,6 +11,41 @@ static hvi_status need_offsets(const struct lix_kernel *k)
     if (!k || !k->mem.read)
         return HVI_E_INVAL;
     return k->have_offsets ? HVI_OK : HVI_E_STATE;
+}
+
+#define SPAN_MAX 4096u /* fields read together when their span is at most this long */
+
+struct field {
+    uint32_t off, len;
+    void *out;
+};
+
+/* The fields of the object at `base`: one read of their span when it is short (each translation
+ * costs a page walk), else, or when the span touches a page the fields do not, one read each. */
+static hvi_status read_fields(const struct lix_kernel *k, uint64_t base, const struct field *f,
+                              size_t n)
+{
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (f[i].off < lo)
+            lo = f[i].off;
+        if ((uint64_t)f[i].off + f[i].len > hi)
+            hi = (uint64_t)f[i].off + f[i].len;
+    }
+    if (n && hi - lo <= SPAN_MAX) {
+        uint8_t buf[SPAN_MAX];
+        if (lix_read(k, base + lo, buf, (size_t)(hi - lo)) == HVI_OK) {
+            for (size_t i = 0; i < n; i++)
+                memcpy(f[i].out, buf + (f[i].off - lo), f[i].len);
+            return HVI_OK;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        hvi_status st = lix_read(k, base + f[i].off, f[i].out, f[i].len);
+        if (st != HVI_OK)
+            return st;
+    }
+    return HVI_OK;
 }
 
 hvi_status lix_task_read(const struct lix_kernel *k, uint64_t task, struct lix_task *out)
@@ -22,12 +58,10 @@ hvi_status lix_task_read(const struct lix_kernel *k, uint64_t task, struct lix_t
     memset(&t, 0, sizeof(t));
     t.addr = task;
     uint64_t parent = 0, cred = 0;
-    if ((st = lix_read(k, task + o->task_pid, &t.pid, 4)) != HVI_OK ||
-        (st = lix_read(k, task + o->task_tgid, &t.tgid, 4)) != HVI_OK ||
-        (st = lix_read(k, task + o->task_comm, t.comm, 16)) != HVI_OK ||
-        (st = lix_read_u64(k, task + o->task_mm, &t.mm)) != HVI_OK ||
-        (st = lix_read_u64(k, task + o->task_real_parent, &parent)) != HVI_OK ||
-        (st = lix_read_u64(k, task + o->task_cred, &cred)) != HVI_OK)
+    const struct field tf[] = {{o->task_pid, 4, &t.pid},          {o->task_tgid, 4, &t.tgid},
+                               {o->task_comm, 16, t.comm},        {o->task_mm, 8, &t.mm},
+                               {o->task_real_parent, 8, &parent}, {o->task_cred, 8, &cred}};
+    if ((st = read_fields(k, task, tf, sizeof(tf) / sizeof(tf[0]))) != HVI_OK)
         return st;
     t.comm[16] = 0;
     if (t.mm && !lix_is_kptr(t.mm))
@@ -36,12 +70,12 @@ hvi_status lix_task_read(const struct lix_kernel *k, uint64_t task, struct lix_t
     if (parent && lix_read(k, parent + o->task_tgid, &t.ppid, 4) != HVI_OK)
         t.ppid = -1;
     if (cred && lix_is_kptr(cred)) {
-        uint32_t ids[4];
-        uint32_t offs[4] = {o->cred_uid, o->cred_gid, o->cred_euid, o->cred_egid};
-        for (int i = 0; i < 4; i++)
-            if ((st = lix_read_u32(k, cred + offs[i], &ids[i])) != HVI_OK)
-                return st;
-        t.uid = ids[0], t.gid = ids[1], t.euid = ids[2], t.egid = ids[3];
+        const struct field cf[] = {{o->cred_uid, 4, &t.uid},
+                                   {o->cred_gid, 4, &t.gid},
+                                   {o->cred_euid, 4, &t.euid},
+                                   {o->cred_egid, 4, &t.egid}};
+        if ((st = read_fields(k, cred, cf, sizeof(cf) / sizeof(cf[0]))) != HVI_OK)
+            return st;
     } else {
         return HVI_E_FORMAT;
     }
@@ -153,9 +187,10 @@ hvi_status lix_file_path(const struct lix_kernel *k, uint64_t file, char *out, s
         uint32_t nlen = 0;
         if (!lix_is_kptr(d))
             return HVI_E_FORMAT;
-        if ((st = lix_read_u64(k, d + o->dentry_parent, &parent)) != HVI_OK ||
-            (st = lix_read_u32(k, d + o->dentry_name + o->qstr_len, &nlen)) != HVI_OK ||
-            (st = lix_read_u64(k, d + o->dentry_name + o->qstr_name, &name)) != HVI_OK)
+        const struct field df[] = {{o->dentry_parent, 8, &parent},
+                                   {o->dentry_name + o->qstr_len, 4, &nlen},
+                                   {o->dentry_name + o->qstr_name, 8, &name}};
+        if ((st = read_fields(k, d, df, sizeof(df) / sizeof(df[0]))) != HVI_OK)
             return st;
         if (parent == d)
             break; /* the root of this mount */
@@ -210,9 +245,10 @@ hvi_status lix_task_cmdline(const struct lix_kernel *k, const struct lix_task *t
         return HVI_E_UNSUPPORTED;
     uint64_t a = 0, b = 0, pgd = 0;
     hvi_status st;
-    if ((st = lix_read_u64(k, t->mm + k->off.mm_arg_start, &a)) != HVI_OK ||
-        (st = lix_read_u64(k, t->mm + k->off.mm_arg_end, &b)) != HVI_OK ||
-        (st = lix_read_u64(k, t->mm + k->off.mm_pgd, &pgd)) != HVI_OK)
+    const struct field mf[] = {{k->off.mm_arg_start, 8, &a},
+                               {k->off.mm_arg_end, 8, &b},
+                               {k->off.mm_pgd, 8, &pgd}};
+    if ((st = read_fields(k, t->mm, mf, sizeof(mf) / sizeof(mf[0]))) != HVI_OK)
         return st;
     if (b <= a || pgd < k->page_offset_base)
         return b == a ? HVI_OK : HVI_E_FORMAT;

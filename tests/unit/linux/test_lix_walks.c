@@ -200,6 +200,35 @@ HVI_TEST(exe_path_from_dentries)
     synth_free(&m);
 }
 
+/* A task's fields are read with one read (and its cred's with one more) when they lie in mapped
+ * pages; when the span between them crosses a page that is not mapped, field by field, with the
+ * same result. */
+HVI_TEST(task_fields_read_together_or_one_by_one)
+{
+    struct synth_mem m;
+    struct lix_kernel k;
+    synth_init(&m);
+    kernel_init(&k, &m);
+    make_tasks(&m, &k.off, 2);
+    struct lix_task t;
+    uint64_t r0 = m.reads;
+    CHECK_OK(lix_task_read(&k, task_at(2), &t));
+    CHECK_EQ_U64(m.reads - r0, 3); /* task fields, the parent's tgid, the cred */
+    CHECK(t.pid == 2 && t.tgid == 2 && t.ppid == 1 && t.uid == 1002 && t.euid == 2002);
+    CHECK_STR(t.comm, "proc2");
+    /* comm moved to the next page, with an unmapped page in between */
+    struct lix_offsets far = k.off;
+    far.task_comm = 0x2010;
+    k.off = far;
+    synth_write(&m, task_at(2) + 0x2010, "far-comm", 9);
+    r0 = m.reads;
+    CHECK_OK(lix_task_read(&k, task_at(2), &t));
+    CHECK(m.reads - r0 > 3);
+    CHECK(t.pid == 2 && t.ppid == 1 && t.uid == 1002);
+    CHECK_STR(t.comm, "far-comm");
+    synth_free(&m);
+}
+
 struct mods {
     int n;
     char names[8][57];
