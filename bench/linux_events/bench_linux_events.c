@@ -1,0 +1,194 @@
+/*
+ * bench: what Linux events by detours cost the guest. A fork/exec loop (`/bin/true` N times,
+ * each a fork, an exec and an exit) is typed on the guest console and timed from the host until
+ * its end marker, in the same run and alternating:
+ *   off   — no detours (events stopped),
+ *   exec  — only the begin_new_exec detour (what exec blocking needs; HVI_OPT_BLOCK_EXEC),
+ *   on    — process events (wake_up_new_task, begin_new_exec, do_exit) and module events.
+ * A second thread serves the breakpoints (hvi_qemu_run) in every configuration. Reports medians,
+ * ratios against `off`, and the cost per detour hit ((on - off) / hits). JSON to argv[1].
+ * Exit 77 (with the reason) when no guest can be booted.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hvi/cami.h"
+#include "hvi/linux.h"
+#include "hvi/linux_events.h"
+#include "hvi_qemu.h"
+
+#define ITERS 20
+#define REPS 3
+
+static double ms_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(double), cmp_d);
+    return v[n / 2];
+}
+
+struct runner {
+    hvi_qemu *q;
+    hvi_engine *e;
+    pthread_t th;
+    atomic_bool stop;
+    hvi_status failed;
+};
+
+static void *run_loop(void *p)
+{
+    struct runner *r = p;
+    while (!atomic_load(&r->stop)) {
+        uint32_t n = 0;
+        hvi_status st = hvi_qemu_run(r->q, r->e, 200, 0, &n);
+        if (st != HVI_OK && st != HVI_E_TIMEOUT) {
+            r->failed = st;
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void runner_start(struct runner *r)
+{
+    atomic_store(&r->stop, false);
+    if (pthread_create(&r->th, NULL, run_loop, r) != 0)
+        abort();
+}
+
+static void runner_stop(struct runner *r)
+{
+    atomic_store(&r->stop, true);
+    pthread_join(r->th, NULL);
+}
+
+/* Configure the engine (event loop stopped), then time one loop. */
+static double timed_loop(hvi_qemu_vm *vm, struct runner *r, uint64_t opts, uint64_t *hits)
+{
+    hvi_linux_events_stats a, b;
+    runner_stop(r);
+    hvi_options_set(r->e, opts);
+    if (opts)
+        hvi_linux_events_start(r->e);
+    else
+        hvi_linux_events_stop(r->e);
+    hvi_linux_events_stats_get(r->e, &a);
+    runner_start(r);
+    char cmd[160], *out = NULL;
+    snprintf(cmd, sizeof(cmd), "i=0; while [ $i -lt %d ]; do /bin/true; i=$((i+1)); done", ITERS);
+    double t0 = ms_now();
+    hvi_status st = hvi_qemu_vm_console(vm, cmd, NULL, 120000, &out);
+    double t = ms_now() - t0;
+    free(out);
+    runner_stop(r);
+    hvi_linux_events_stats_get(r->e, &b);
+    *hits = b.events - a.events;
+    runner_start(r);
+    return st == HVI_OK ? t : -1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *json = argc > 1 ? argv[1] : "bench_linux_events.json";
+    char msg[256];
+    void *support = NULL;
+    size_t support_len = 0;
+    const char *paths[] = {HVI_SOURCE_DIR "/cami/linux"};
+    if (hvi_cami_build(paths, 1, &support, &support_len, msg, sizeof(msg)) != HVI_OK) {
+        fprintf(stderr, "bench_linux_events: building CAMI support from cami/linux: %s\n", msg);
+        return 1;
+    }
+    if (access("/usr/bin/qemu-system-x86_64", X_OK) != 0) {
+        fprintf(stderr, "skipped: needs qemu-system-x86_64\n");
+        return 77;
+    }
+    hvi_qemu_vm_opts o = {.boot_timeout_ms = 120000};
+    hvi_qemu_vm *vm = NULL;
+    if (hvi_qemu_vm_start(&o, &vm) != HVI_OK) {
+        fprintf(stderr, "skipped: guest boot failed: %s\n", hvi_qemu_vm_last_error());
+        return 77;
+    }
+    hvi_qemu *q = NULL;
+    hvi_glue g;
+    hvi_engine *e = NULL;
+    int rc = 1;
+    if (hvi_qemu_open(vm, &q) != HVI_OK || hvi_qemu_glue(q, &g) != HVI_OK ||
+        hvi_engine_new(&g, &e) != HVI_OK) {
+        fprintf(stderr, "bench_linux_events: session failed\n");
+        goto out;
+    }
+    hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = support,
+                          .support_len = support_len};
+    if (hvi_new_guest(e, &p) != HVI_OK) {
+        fprintf(stderr, "bench_linux_events: attach: %s\n", hvi_last_error(e));
+        goto out;
+    }
+    struct runner r = {.q = q, .e = e};
+    runner_start(&r);
+    const uint64_t cfg[3] = {0, HVI_OPT_BLOCK_EXEC,
+                             HVI_OPT_EVENT_PROCESS | HVI_OPT_EVENT_MODULE};
+    const char *name[3] = {"off", "exec", "on"};
+    double t[3][REPS];
+    uint64_t hits[3] = {0, 0, 0};
+    uint64_t h = 0;
+    timed_loop(vm, &r, 0, &h); /* warm-up: page cache, translated code */
+    for (int rep = 0; rep < REPS; rep++)
+        for (int c = 0; c < 3; c++) {
+            t[c][rep] = timed_loop(vm, &r, cfg[c], &h);
+            hits[c] += h;
+            fprintf(stderr, "  rep %d %-4s %8.1f ms, %llu detour hits\n", rep, name[c], t[c][rep],
+                    (unsigned long long)h);
+            if (t[c][rep] < 0)
+                goto stop;
+        }
+    double m[3];
+    for (int c = 0; c < 3; c++)
+        m[c] = median(t[c], REPS);
+    double hits_on = (double)hits[2] / REPS, hits_exec = (double)hits[1] / REPS;
+    FILE *f = fopen(json, "w");
+    if (!f)
+        goto stop;
+    fprintf(f,
+            "{\"bench\":\"linux_events\",\"loop\":\"%d x fork+exec /bin/true on the console\","
+            "\"reps\":%d,\"off_ms\":%.1f,\"exec_only_ms\":%.1f,\"on_ms\":%.1f,"
+            "\"ratio_exec_only_vs_off\":%.3f,\"ratio_on_vs_off\":%.3f,"
+            "\"hits_on_per_loop\":%.1f,\"hits_exec_only_per_loop\":%.1f,"
+            "\"ms_per_hit_on\":%.3f,\"ms_per_hit_exec_only\":%.3f,"
+            "\"ms_per_iteration_off\":%.3f,\"ms_per_iteration_on\":%.3f}\n",
+            ITERS, REPS, m[0], m[1], m[2], m[1] / m[0], m[2] / m[0], hits_on, hits_exec,
+            hits_on > 0 ? (m[2] - m[0]) / hits_on : 0, hits_exec > 0 ? (m[1] - m[0]) / hits_exec : 0,
+            m[0] / ITERS, m[2] / ITERS);
+    fclose(f);
+    fprintf(stderr,
+            "bench_linux_events: off %.1f ms, exec-only %.1f ms (x%.2f), on %.1f ms (x%.2f) for %d "
+            "fork/exec; %.1f hits/loop on, %.2f ms per hit\n",
+            m[0], m[1], m[1] / m[0], m[2], m[2] / m[0], ITERS, hits_on,
+            hits_on > 0 ? (m[2] - m[0]) / hits_on : 0);
+    rc = 0;
+stop:
+    runner_stop(&r);
+out:
+    hvi_engine_free(e);
+    hvi_qemu_close(q);
+    hvi_qemu_vm_stop(vm);
+    free(support);
+    return rc;
+}
