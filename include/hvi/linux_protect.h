@@ -3,8 +3,10 @@
  *
  * hvi_linux_protect_start() takes shadows of the protected kernel objects and registers a timer
  * check; which checks run is decided at every tick from the engine options (HVI_OPT_KM_TEXT,
- * _IDT, _SYSCALL_TABLE, _VDSO, _MODULES, _CR, HVI_OPT_CREDS, and HVI_OPT_INTEGRITY for the
- * cross-view hidden module/process checks), so each can be switched at run time. A violation is
+ * _IDT, _SYSCALL_TABLE, _VDSO, _MODULES, _CR, _MSR, _UNPACK, HVI_OPT_CREDS, and
+ * HVI_OPT_INTEGRITY for the cross-view hidden module/process checks), so each can be switched at
+ * run time. With _IDT on at start, a few IDT gates also get write hooks (watchpoints on QEMU)
+ * whose alerts name the writer (RIP, symbol, module, process). A violation is
  * an alert; without HVI_OPT_LOG_ONLY the changed memory is restored from the shadow (deny).
  * docs/linux-protection.md says which mechanism catches what and the limits.
  */
@@ -38,6 +40,7 @@ typedef struct hvi_linux_protect_stats {
     uint64_t last_check_ns;   /* duration of the last round */
     uint32_t watches;         /* write hooks (watchpoints) placed on IDT gates */
     uint64_t watch_hits;      /* writes caught by them (alerts with the writer's RIP) */
+    uint32_t unpack_pages;    /* vmalloc/module-area pages tracked by the unpacker check */
 } hvi_linux_protect_stats;
 hvi_status hvi_linux_protect_stats_get(hvi_engine *e, hvi_linux_protect_stats *out);
 

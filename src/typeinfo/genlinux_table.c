@@ -223,6 +223,14 @@ const struct gl_field hvi_gl_fields[] = {
     /* Ungrouped: struct path */
     O("Ungrouped", "PathMntOffset", "path", "mnt"),
     O("Ungrouped", "PathDentryOffset", "path", "dentry"),
+    /* Ungrouped: who allocated a vmalloc range (vmap_area_list -> vmap_area.vm -> vm_struct) */
+    O("Ungrouped", "VmapAreaStartOffset", "vmap_area", "va_start"),
+    O("Ungrouped", "VmapAreaEndOffset", "vmap_area", "va_end"),
+    O("Ungrouped", "VmapAreaListOffset", "vmap_area", "list"),
+    O("Ungrouped", "VmapAreaVmOffset", "vmap_area", "vm"),
+    O("Ungrouped", "VmStructAddrOffset", "vm_struct", "addr"),
+    O("Ungrouped", "VmStructSizeOffset", "vm_struct", "size"),
+    O("Ungrouped", "VmStructCallerOffset", "vm_struct", "caller"),
 };
 
 const size_t hvi_gl_field_count = sizeof(hvi_gl_fields) / sizeof(hvi_gl_fields[0]);

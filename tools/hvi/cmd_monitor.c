@@ -23,8 +23,8 @@
     "  --cami: support data (a compiled CAMI file, or YAML sources such as cami/linux); the\n"   \
     "          entry is selected by the guest's version banner\n"                               \
     "  --offsets: developer option, a scripts/lix-offsets file instead of CAMI\n"                \
-    "  LIST: comma-separated of text,idt,syscalls,vdso,modules,cr,msr,creds,hidden,all\n"        \
-    "        (default all)"
+    "  LIST: comma-separated of text,idt,syscalls,vdso,modules,cr,msr,creds,hidden,unpacker,\n"  \
+    "        all (default all)"
 
 #define MONITOR_EVENTS_USAGE                                                                       \
     "  --events: also report process create/exec/exit and module load/unload (JSON lines)\n"    \
@@ -53,7 +53,7 @@ static const struct {
     {"syscalls", HVI_OPT_KM_SYSCALL_TABLE}, {"vdso", HVI_OPT_KM_VDSO},
     {"modules", HVI_OPT_KM_MODULES}, {"cr", HVI_OPT_KM_CR},
     {"creds", HVI_OPT_CREDS},        {"hidden", HVI_OPT_INTEGRITY},
-    {"msr", HVI_OPT_KM_MSR},
+    {"msr", HVI_OPT_KM_MSR},         {"unpacker", HVI_OPT_KM_UNPACK},
     {"all", HVI_OPT_ALL_PROTECTION},
 };
 

@@ -458,6 +458,7 @@ static void state_free(hvi_engine *e, void *ctx)
     for (uint32_t i = 0; i < s->nregions; i++)
         free(s->regions[i].shadow);
     lixp_views_free(s);
+    lixp_unpack_free(s);
     free(s->buf);
     free(s);
     if (e && e->lixp == s)
@@ -483,6 +484,8 @@ size_t hvi_linux_protect_check(hvi_engine *e)
         lixp_check_msr(e, s);
     if (o & HVI_OPT_CREDS)
         lixp_check_creds(e, s);
+    if (o & HVI_OPT_KM_UNPACK)
+        lixp_check_unpack(e, s);
     if (o & HVI_OPT_INTEGRITY) {
         lixp_check_hidden_modules(e, s);
         lixp_check_hidden_tasks(e, s);

@@ -74,6 +74,8 @@ struct lixp_state {
     hvi_regs msr_saved;
     uint32_t msr_wait;
     bool msr_armed, msr_disabled;
+    struct lixp_unpack *unpack; /* lix_protect_unpack.c */
+    bool unpack_failed;
     struct lixp_watch watch[LIXP_MAX_WATCH];
     uint32_t nwatch;
     hvi_linux_protect_stats stats;
@@ -98,6 +100,10 @@ void lixp_writer(struct lixp_state *s, const hvi_regs *regs, uint64_t rip, hvi_a
 /* The task running on a vCPU (per-CPU current_task through the GS base); pid -1 if unknown. */
 void lixp_current_task(const struct lixp_state *s, const hvi_regs *regs, int32_t *pid, char *comm,
                        size_t clen);
+
+/* lix_protect_unpack.c: executable kernel pages that are no module's text (page tables). */
+void lixp_check_unpack(hvi_engine *e, struct lixp_state *s);
+void lixp_unpack_free(struct lixp_state *s);
 
 /* lix_protect_msr.c: LSTAR through a one-shot rdmsr agent. */
 void lixp_check_msr(hvi_engine *e, struct lixp_state *s);
