@@ -124,8 +124,8 @@ hvi_status hvi_dump_open_raw(const char *path, uint32_t vcpus, hvi_dump **out)
         return HVI_E_NOMEM;
     d->format = HVI_DUMP_RAW;
     hvi_status st = map_file(d, path);
-    if (st == HVI_OK && (!(d->seg = calloc(2, sizeof(*d->seg))) ||
-                         !(d->cpu = calloc(vcpus, sizeof(*d->cpu)))))
+    if (st == HVI_OK &&
+        (!(d->seg = calloc(2, sizeof(*d->seg))) || !(d->cpu = calloc(vcpus, sizeof(*d->cpu)))))
         st = HVI_E_NOMEM;
     if (st == HVI_OK) {
         d->ncpu = vcpus;
@@ -178,9 +178,13 @@ hvi_status hvi_dump_get_info(const hvi_dump *d, hvi_dump_info *out)
 {
     if (!d || !out)
         return HVI_E_INVAL;
-    *out = (hvi_dump_info){.format = d->format, .vcpus = d->ncpu, .qemu_notes = d->nqemu,
-                           .segments = d->nseg, .mem_bytes = d->mem_bytes,
-                           .max_gpa = d->max_gpa, .file_bytes = d->size};
+    *out = (hvi_dump_info){.format = d->format,
+                           .vcpus = d->ncpu,
+                           .qemu_notes = d->nqemu,
+                           .segments = d->nseg,
+                           .mem_bytes = d->mem_bytes,
+                           .max_gpa = d->max_gpa,
+                           .file_bytes = d->size};
     return HVI_OK;
 }
 
@@ -204,9 +208,8 @@ static hvi_status g_get_regs(void *ctx, uint32_t vcpu, uint32_t want, hvi_regs *
         return HVI_E_INVAL;
     const hvi_regs *r = &d->cpu[vcpu].regs;
     if (want & ~r->valid)
-        return hvi_dump_fail(d, HVI_E_UNSUPPORTED,
-                             "vCPU %u: the dump has no register parts 0x%x", vcpu,
-                             want & ~r->valid);
+        return hvi_dump_fail(d, HVI_E_UNSUPPORTED, "vCPU %u: the dump has no register parts 0x%x",
+                             vcpu, want & ~r->valid);
     *out = *r;
     return HVI_OK;
 }

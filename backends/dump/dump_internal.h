@@ -20,15 +20,15 @@ struct dump_cpu {
 
 struct hvi_dump {
     hvi_dump_format format;
-    uint8_t *base;  /* the whole file */
+    uint8_t *base; /* the whole file */
     size_t size;
-    bool mapped;    /* base is an mmap (else malloc'd by hvi_dump_open_buffer) */
+    bool mapped; /* base is an mmap (else malloc'd by hvi_dump_open_buffer) */
     struct dump_seg *seg;
     uint32_t nseg;
     struct dump_cpu *cpu;
     uint32_t ncpu, nqemu;
     uint64_t mem_bytes, max_gpa;
-    void **bounce;  /* pages assembled from several ranges, handed out by map_gpa */
+    void **bounce; /* pages assembled from several ranges, handed out by map_gpa */
     size_t nbounce, cap_bounce;
     char err[256];
 };

@@ -33,8 +33,8 @@
 #define SHDR_SIZE 64u
 #define PRSTATUS_REG_OFF 112u
 #define PRSTATUS_SIZE 336u
-#define QEMU_STATE_MIN 432u  /* version 1 without kernel_gs_base */
-#define QEMU_STATE_KGS 440u  /* with kernel_gs_base */
+#define QEMU_STATE_MIN 432u /* version 1 without kernel_gs_base */
+#define QEMU_STATE_KGS 440u /* with kernel_gs_base */
 
 hvi_status hvi_dump_fail(struct hvi_dump *d, hvi_status st, const char *fmt, ...)
 {
@@ -110,10 +110,10 @@ static void parse_prstatus(const uint8_t *desc, hvi_regs *r)
 {
     /* pr_reg order -> hardware GPR index */
     static const uint8_t gpr_at[16] = {
-        [HVI_R15] = 0, [HVI_R14] = 1, [HVI_R13] = 2, [HVI_R12] = 3, [HVI_RBP] = 4,
-        [HVI_RBX] = 5, [HVI_R11] = 6, [HVI_R10] = 7, [HVI_R9] = 8,  [HVI_R8] = 9,
-        [HVI_RAX] = 10, [HVI_RCX] = 11, [HVI_RDX] = 12, [HVI_RSI] = 13, [HVI_RDI] = 14,
-        [HVI_RSP] = 19,
+        [HVI_R15] = 0,  [HVI_R14] = 1,  [HVI_R13] = 2,  [HVI_R12] = 3,
+        [HVI_RBP] = 4,  [HVI_RBX] = 5,  [HVI_R11] = 6,  [HVI_R10] = 7,
+        [HVI_R9] = 8,   [HVI_R8] = 9,   [HVI_RAX] = 10, [HVI_RCX] = 11,
+        [HVI_RDX] = 12, [HVI_RSI] = 13, [HVI_RDI] = 14, [HVI_RSP] = 19,
     };
     const uint8_t *reg = desc + PRSTATUS_REG_OFF;
     memset(r, 0, sizeof(*r));
@@ -208,7 +208,8 @@ static hvi_status parse_one_note(struct hvi_dump *d, struct note_list *l, uint32
     struct note_cpu *c = NULL;
     hvi_status st;
     bool core = namesz == 5 && !memcmp(name, "CORE", 5);
-    bool qemu = (namesz == 5 && !memcmp(name, "QEMU", 5)) || (namesz == 4 && !memcmp(name, "QEMU", 4));
+    bool qemu =
+        (namesz == 5 && !memcmp(name, "QEMU", 5)) || (namesz == 4 && !memcmp(name, "QEMU", 4));
     if (core && type == NT_PRSTATUS) {
         if (descsz < PRSTATUS_SIZE)
             return hvi_dump_fail(d, HVI_E_FORMAT, "NT_PRSTATUS note of %u bytes (< %u)", descsz,
@@ -226,8 +227,8 @@ static hvi_status parse_one_note(struct hvi_dump *d, struct note_list *l, uint32
             return hvi_dump_fail(d, HVI_E_FORMAT, "QEMU note version %u (only 1 is known)",
                                  version);
         if (size < QEMU_STATE_MIN || size > descsz)
-            return hvi_dump_fail(d, HVI_E_FORMAT, "QEMU note state size %u (note holds %u)",
-                                 size, descsz);
+            return hvi_dump_fail(d, HVI_E_FORMAT, "QEMU note state size %u (note holds %u)", size,
+                                 descsz);
         if ((st = note_slot(d, l, l->nqemu, &c)) != HVI_OK)
             return st;
         l->nqemu++;
@@ -243,7 +244,8 @@ static hvi_status parse_notes(struct hvi_dump *d, struct note_list *l, uint64_t 
     uint64_t pos = 0;
     while (len - pos >= 12) {
         uint32_t namesz = rd32(p + pos), descsz = rd32(p + pos + 4), type = rd32(p + pos + 8);
-        uint64_t name_pad = ((uint64_t)namesz + 3) & ~3ull, desc_pad = ((uint64_t)descsz + 3) & ~3ull;
+        uint64_t name_pad = ((uint64_t)namesz + 3) & ~3ull,
+                 desc_pad = ((uint64_t)descsz + 3) & ~3ull;
         uint64_t left = len - pos - 12;
         if (name_pad > left || desc_pad > left - name_pad)
             return hvi_dump_fail(d, HVI_E_FORMAT,
@@ -295,7 +297,10 @@ static hvi_status read_header(struct hvi_dump *d, uint64_t *phoff, uint32_t *phn
                               uint32_t *phentsize)
 {
     const uint8_t *h = d->base;
-    if (d->size < EHDR_SIZE || memcmp(h, "\x7f" "ELF", 4) != 0)
+    if (d->size < EHDR_SIZE || memcmp(h,
+                                      "\x7f"
+                                      "ELF",
+                                      4) != 0)
         return hvi_dump_fail(d, HVI_E_FORMAT, "not an ELF file");
     if (h[4] != 2 || h[5] != 1)
         return hvi_dump_fail(d, HVI_E_FORMAT, "not a 64-bit little-endian ELF file");

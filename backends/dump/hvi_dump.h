@@ -70,11 +70,11 @@ hvi_status hvi_dump_set_regs(hvi_dump *d, uint32_t vcpu, const hvi_regs *regs);
 /* Facts about an open dump. */
 typedef struct hvi_dump_info {
     hvi_dump_format format;
-    uint32_t vcpus;            /* vCPUs with state (ELF: number of NT_PRSTATUS/QEMU notes) */
-    uint32_t qemu_notes;       /* "QEMU" notes found (CR, DTR, segment bases come from them) */
-    uint32_t segments;         /* memory ranges (PT_LOAD with file bytes; raw: 1 or 2) */
-    uint64_t mem_bytes;        /* bytes of guest memory in the dump */
-    uint64_t max_gpa;          /* highest GPA + 1 */
+    uint32_t vcpus;      /* vCPUs with state (ELF: number of NT_PRSTATUS/QEMU notes) */
+    uint32_t qemu_notes; /* "QEMU" notes found (CR, DTR, segment bases come from them) */
+    uint32_t segments;   /* memory ranges (PT_LOAD with file bytes; raw: 1 or 2) */
+    uint64_t mem_bytes;  /* bytes of guest memory in the dump */
+    uint64_t max_gpa;    /* highest GPA + 1 */
     uint64_t file_bytes;
 } hvi_dump_info;
 hvi_status hvi_dump_get_info(const hvi_dump *d, hvi_dump_info *out);

@@ -17,7 +17,8 @@ const char *hvi_qemu_vm_dump_error(void)
     return dump_err;
 }
 
-static hvi_status dump_fail(hvi_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static hvi_status dump_fail(hvi_status st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static hvi_status dump_fail(hvi_status st, const char *fmt, ...)
 {
     va_list ap;
@@ -40,7 +41,8 @@ static hvi_status make_args(const char *path, char *out, size_t len)
             return dump_fail(HVI_E_IO, "getcwd: %s", strerror(errno));
         snprintf(abs, sizeof(abs), "%s/%s", cwd, path);
     }
-    size_t o = (size_t)snprintf(out, len, "{\"paging\":false,\"detach\":false,\"protocol\":\"file:");
+    size_t o =
+        (size_t)snprintf(out, len, "{\"paging\":false,\"detach\":false,\"protocol\":\"file:");
     for (const char *c = abs; *c; c++) {
         if ((unsigned char)*c < 0x20)
             return dump_fail(HVI_E_INVAL, "control character in the dump path");
@@ -78,8 +80,8 @@ hvi_status hvi_qemu_vm_dump(hvi_qemu_vm *vm, const char *path, int timeout_ms)
     if ((st = hvi_qmp_status(q, before, sizeof(before))) != HVI_OK) {
         dump_fail(st, "query-status: %s", hvi_strstatus(st));
     } else if ((st = hvi_qmp_exec(q, "dump-guest-memory", args, NULL)) != HVI_OK) {
-        dump_fail(st, "dump-guest-memory: %s", st == HVI_E_BACKEND ? hvi_qmp_error(q)
-                                                                    : hvi_strstatus(st));
+        dump_fail(st, "dump-guest-memory: %s",
+                  st == HVI_E_BACKEND ? hvi_qmp_error(q) : hvi_strstatus(st));
     }
     /* whatever happened: a guest that ran before runs after */
     if (!strcmp(before, "running") && hvi_qmp_status(q, after, sizeof(after)) == HVI_OK &&

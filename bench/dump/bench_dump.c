@@ -48,8 +48,8 @@ static double attach_list(const hvi_glue *g, const void *support, size_t len, si
     hvi_engine *e = NULL;
     hvi_linux_process *ps = NULL;
     double t0 = ms_now(), t = -1;
-    hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = support,
-                          .support_len = len};
+    hvi_guest_params p = {
+        .size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = support, .support_len = len};
     if (hvi_engine_new(g, &e) == HVI_OK && hvi_new_guest(e, &p) == HVI_OK &&
         hvi_linux_list_processes(e, false, &ps, nproc) == HVI_OK)
         t = ms_now() - t0;
@@ -100,8 +100,8 @@ int main(int argc, char **argv)
         return 77;
     }
     char *out = NULL;
-    hvi_qemu_vm_console(vm, "i=0; while [ $i -lt 100 ]; do sleep 100000 & i=$((i+1)); done",
-                        NULL, 60000, &out);
+    hvi_qemu_vm_console(vm, "i=0; while [ $i -lt 100 ]; do sleep 100000 & i=$((i+1)); done", NULL,
+                        60000, &out);
     free(out);
     snprintf(dump, sizeof(dump), "%s/bench.elf", hvi_qemu_vm_dir(vm));
     int rc = 1;

@@ -44,7 +44,7 @@ static int cmd_hidden(int argc, char **argv)
     if (st == HVI_OK)
         st = hvi_linux_protect_start(s.engine); /* first round: the cross-view checks */
     if (st == HVI_OK)
-        st = hvi_timer_tick(s.engine);          /* delivers the alerts (each reported once) */
+        st = hvi_timer_tick(s.engine); /* delivers the alerts (each reported once) */
     if (st != HVI_OK) {
         fprintf(stderr, "hvi hidden: %s\n", hvi_last_error(s.engine));
         linux_session_close(&s);
@@ -56,4 +56,5 @@ static int cmd_hidden(int argc, char **argv)
     return 0;
 }
 
-HVI_COMMAND("hidden", cmd_hidden, "processes and modules hidden from the kernel's lists (cross-view)")
+HVI_COMMAND("hidden", cmd_hidden,
+            "processes and modules hidden from the kernel's lists (cross-view)")

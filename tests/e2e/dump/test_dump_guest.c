@@ -7,6 +7,9 @@
  * compares: same kernel, same modules (name, base, size), same processes (pid, tgid, ppid,
  * uid, task address, comm, exe, cmdline) apart from kernel workers that may come and go in the
  * second between the two snapshots, same VMAs of pid 1. Also `hvi ps --dump` from the CLI.
+ * Before all this two attack modules of tests/e2e/attacks hide a `sleep` from the task list and
+ * themselves from the modules list; the second case finds both in the dump with the
+ * cross-view checks (hvi_linux_protect_start with HVI_OPT_INTEGRITY only: nothing written).
  */
 #define _GNU_SOURCE
 #include <glob.h>
@@ -18,7 +21,9 @@
 
 #include "../qemu/qemu_util.h"
 #include "../support_util.h"
+#include "hvi/alert.h"
 #include "hvi/linux.h"
+#include "hvi/linux_protect.h"
 #include "hvi_dump.h"
 #include "hvi_qemu.h"
 #include "hvi_qemu_dump.h"
@@ -38,6 +43,37 @@ struct view {
 static void *g_support;
 static size_t g_support_len;
 
+/* Shared by the two cases: the guest and its dump stay for the second one. */
+static hvi_qemu_vm *g_vm;
+static char g_dump[512];
+static bool g_dumped;
+static const char *g_no_attacks; /* why the attack modules are not there, or NULL */
+static int g_hidden_pid = -1;
+
+static void cleanup(void)
+{
+    if (g_dump[0])
+        unlink(g_dump);
+    hvi_qemu_vm_stop(g_vm);
+    g_vm = NULL;
+    free(g_support);
+    g_support = NULL;
+}
+
+/* The attack modules (tests/e2e/attacks/build.sh into the build tree); NULL or why not. */
+static const char *build_attacks(void)
+{
+    static char why[1200];
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "'%s/tests/e2e/attacks/build.sh' '%s/attacks' >/dev/null",
+             HVI_SOURCE_DIR, HVI_BINARY_DIR);
+    int rc = system(cmd);
+    if (rc == 0)
+        return NULL;
+    snprintf(why, sizeof(why), "attack modules do not build (%s: status %d)", cmd, rc);
+    return why;
+}
+
 static double now_ms(void)
 {
     struct timespec ts;
@@ -56,7 +92,9 @@ static hvi_status take_view(const hvi_glue *g, struct view *out)
     if (st != HVI_OK)
         return st;
     double t0 = now_ms();
-    hvi_guest_params gp = {.size = sizeof(gp), .os_hint = HVI_OS_LINUX, .support = g_support,
+    hvi_guest_params gp = {.size = sizeof(gp),
+                           .os_hint = HVI_OS_LINUX,
+                           .support = g_support,
                            .support_len = g_support_len};
     st = hvi_new_guest(e, &gp);
     out->attach_ms = now_ms() - t0;
@@ -192,23 +230,43 @@ HVI_TEST(dump_view_equals_live_view)
     glob_t gl;
     if (glob("/lib/modules/*-amd64/kernel/lib/crc7.ko", 0, NULL, &gl) != 0 || gl.gl_pathc == 0)
         SKIP_CASE("no /lib/modules/*-amd64/kernel/lib/crc7.ko to load in the guest");
-    char dir[400], add0[512], add1[512];
+    char dir[400], add[4][512];
     snprintf(dir, sizeof(dir), "%s", gl.gl_pathv[gl.gl_pathc - 1]);
     globfree(&gl);
     dir[strlen(dir) - strlen("/crc7.ko")] = 0;
-    snprintf(add0, sizeof(add0), "%s/crc7.ko:/modules/crc7.ko", dir);
-    snprintf(add1, sizeof(add1), "%s/crc8.ko:/modules/crc8.ko", dir);
-    const char *adds[] = {add0, add1, NULL};
+    snprintf(add[0], sizeof(add[0]), "%s/crc7.ko:/modules/crc7.ko", dir);
+    snprintf(add[1], sizeof(add[1]), "%s/crc8.ko:/modules/crc8.ko", dir);
+    g_no_attacks = build_attacks();
+    for (int i = 0; i < 2; i++)
+        snprintf(add[2 + i], sizeof(add[2 + i]),
+                 "%s/attacks/hvi_hide_%s.ko:/modules/hvi_hide_%s.ko", HVI_BINARY_DIR,
+                 i ? "module" : "process", i ? "module" : "process");
+    /* without attack modules the list ends after crc7 and crc8 */
+    const char *adds[] = {add[0], add[1], g_no_attacks ? NULL : add[2], add[3], NULL};
     hvi_qemu_vm_opts o = {.add = adds, .insmod = "crc7,crc8", .boot_timeout_ms = 120000};
-    hvi_qemu_vm *vm = NULL;
+    atexit(cleanup);
     double t0 = now_ms();
-    hvi_status st = hvi_qemu_vm_start(&o, &vm);
+    hvi_status st = hvi_qemu_vm_start(&o, &g_vm);
     if (st != HVI_OK)
         fprintf(stderr, "  boot: %s\n", hvi_qemu_vm_last_error());
     REQUIRE(st == HVI_OK);
+    hvi_qemu_vm *vm = g_vm;
     fprintf(stderr, "  booted in %.0f ms\n", now_ms() - t0);
-    char path[512];
-    snprintf(path, sizeof(path), "%s/guest.elf", hvi_qemu_vm_dir(vm));
+    char *path = g_dump;
+    snprintf(g_dump, sizeof(g_dump), "%s/guest.elf", hvi_qemu_vm_dir(vm));
+    if (!g_no_attacks) { /* hide a sleep from the task list, the module from the modules list */
+        char *out = NULL;
+        CHECK_OK(hvi_qemu_vm_console(vm,
+                                     "sleep 400 & echo HIDE-PID $!; insmod "
+                                     "/modules/hvi_hide_process.ko pid=$!; insmod "
+                                     "/modules/hvi_hide_module.ko; echo HIDE-RC $?",
+                                     NULL, 30000, &out));
+        const char *p = out ? strstr(out, "HIDE-PID ") : NULL;
+        if (p)
+            g_hidden_pid = atoi(p + 9);
+        CHECK(g_hidden_pid > 1 && out && strstr(out, "HIDE-RC 0"));
+        free(out);
+    }
 
     /* 1. live, paused by the gdbstub for the whole attach */
     struct view live, dump;
@@ -227,6 +285,7 @@ HVI_TEST(dump_view_equals_live_view)
     /* 2. the dump, then the guest must be running again: its console answers */
     double d0 = now_ms();
     hvi_status dst = hvi_qemu_vm_dump(vm, path, 0);
+    g_dumped = dst == HVI_OK;
     double dump_ms = now_ms() - d0;
     if (dst != HVI_OK)
         fprintf(stderr, "  dump: %s\n", hvi_qemu_vm_dump_error());
@@ -259,24 +318,73 @@ HVI_TEST(dump_view_equals_live_view)
             CHECK_EQ_U64(dump.info.image_start, live.info.image_start);
             CHECK_EQ_U64(dump.info.symbols, live.info.symbols);
             size_t same = compare_processes(&live, &dump);
-            fprintf(stderr, "  processes: live %zu, dump %zu, %zu stable ones identical\n",
-                    live.np, dump.np, same);
+            fprintf(stderr, "  processes: live %zu, dump %zu, %zu stable ones identical\n", live.np,
+                    dump.np, same);
             CHECK(same > 20);
             compare_modules(&live, &dump);
             compare_vmas(&live, &dump);
-            fprintf(stderr, "  modules %zu/%zu, pid 1 VMAs %zu/%zu; attach live %.1f ms, dump "
-                            "%.1f ms\n", live.nm, dump.nm, live.nv, dump.nv, live.attach_ms,
-                    dump.attach_ms);
+            fprintf(stderr,
+                    "  modules %zu/%zu, pid 1 VMAs %zu/%zu; attach live %.1f ms, dump "
+                    "%.1f ms\n",
+                    live.nm, dump.nm, live.nv, dump.nv, live.attach_ms, dump.attach_ms);
         }
         hvi_dump_close(d);
         cli_ps(path);
     }
     free_view(&live);
     free_view(&dump);
-    hvi_qemu_vm_stop(vm);
-    unlink(path);
-    free(g_support);
-    g_support = NULL;
+}
+
+struct hidden {
+    int processes, modules, pid;
+    bool module_named;
+};
+
+static void on_alert(const hvi_alert *a, void *user)
+{
+    struct hidden *h = user;
+    if (a->type == HVI_ALERT_HIDDEN_PROCESS) {
+        h->processes++;
+        h->pid = a->pid;
+    } else if (a->type == HVI_ALERT_HIDDEN_MODULE) {
+        h->modules++;
+        h->module_named |= !strcmp(a->module, "hvi_hide_module");
+    }
+}
+
+/* Runs after the first case, on its dump. */
+HVI_TEST(hidden_process_and_module_found_in_dump)
+{
+    if (!g_vm)
+        SKIP_CASE("no guest: the first case did not boot one (see its message)");
+    if (g_no_attacks)
+        SKIP_CASE(g_no_attacks);
+    REQUIRE(g_dumped);
+    hvi_dump *d = NULL;
+    hvi_glue g;
+    hvi_engine *e = NULL;
+    REQUIRE(hvi_dump_open(g_dump, &d) == HVI_OK && hvi_dump_glue(d, &g) == HVI_OK);
+    struct hidden h = {0};
+    hvi_guest_params gp = {.size = sizeof(gp),
+                           .os_hint = HVI_OS_LINUX,
+                           .support = g_support,
+                           .support_len = g_support_len};
+    if (hvi_engine_new(&g, &e) == HVI_OK && hvi_new_guest(e, &gp) == HVI_OK) {
+        hvi_set_alert_callback(e, on_alert, &h);
+        CHECK_OK(hvi_options_set(e, HVI_OPT_INTEGRITY));
+        CHECK_OK(hvi_linux_protect_start(e));
+        CHECK_OK(hvi_timer_tick(e));
+        CHECK_OK(hvi_timer_tick(e)); /* a second round reports nothing new */
+    } else {
+        CHECK(!"attach to the dump");
+    }
+    fprintf(stderr, "  hidden in the dump: %d process(es) (pid %d, sleep was %d), %d module(s)\n",
+            h.processes, h.pid, g_hidden_pid, h.modules);
+    CHECK(h.processes == 1 && h.pid == g_hidden_pid);
+    CHECK(h.modules == 1 && h.module_named);
+    hvi_engine_free(e);
+    hvi_dump_close(d);
+    cleanup();
 }
 
 HVI_TEST_MAIN()

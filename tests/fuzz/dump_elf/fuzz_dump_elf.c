@@ -39,7 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (uint32_t v = 0; v < n; v++) {
         hvi_regs r;
         (void)g.get_regs(g.ctx, v, HVI_REGS_GPR, &r);
-        (void)g.get_regs(g.ctx, v, HVI_REGS_CR | HVI_REGS_EFER | HVI_REGS_DTR | HVI_REGS_SEGBASE, &r);
+        (void)g.get_regs(g.ctx, v, HVI_REGS_CR | HVI_REGS_EFER | HVI_REGS_DTR | HVI_REGS_SEGBASE,
+                         &r);
     }
     for (uint32_t i = 0; i < d->nseg && i < 64; i++) {
         const struct dump_seg *s = &d->seg[i];

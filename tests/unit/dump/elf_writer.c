@@ -4,14 +4,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ew_put16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
-void ew_put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-void ew_put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+void ew_put16(uint8_t *p, uint16_t v)
+{
+    memcpy(p, &v, 2);
+}
+void ew_put32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+void ew_put64(uint8_t *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
 
 #define PRSTATUS 336u
 #define QEMU_MAX 440u
 
-static size_t note_len(size_t desc) { return 12 + 8 + ((desc + 3) & ~(size_t)3); }
+static size_t note_len(size_t desc)
+{
+    return 12 + 8 + ((desc + 3) & ~(size_t)3);
+}
 
 static uint8_t *note_head(uint8_t *p, const char *name, uint32_t type, uint32_t desc)
 {
@@ -83,8 +95,8 @@ uint8_t *ew_build(const struct ew_seg *segs, size_t nseg, const hvi_regs *cpus, 
 {
     struct ew_opts o = opts ? *opts : (struct ew_opts){0};
     uint32_t qsize = o.qemu_size ? o.qemu_size : QEMU_MAX;
-    size_t notes = (o.no_prstatus ? 0 : ncpu * note_len(PRSTATUS)) +
-                   (o.no_qemu ? 0 : ncpu * note_len(qsize));
+    size_t notes =
+        (o.no_prstatus ? 0 : ncpu * note_len(PRSTATUS)) + (o.no_qemu ? 0 : ncpu * note_len(qsize));
     size_t phoff = EW_EHDR, notes_off = phoff + (nseg + 1) * EW_PHDR, data_off = notes_off + notes;
     size_t total = data_off;
     for (size_t i = 0; i < nseg; i++)
@@ -92,7 +104,10 @@ uint8_t *ew_build(const struct ew_seg *segs, size_t nseg, const hvi_regs *cpus, 
     uint8_t *b = calloc(1, total);
     if (!b)
         return NULL;
-    memcpy(b, "\x7f" "ELF", 4);
+    memcpy(b,
+           "\x7f"
+           "ELF",
+           4);
     b[4] = 2, b[5] = 1, b[6] = 1;
     ew_put16(b + 16, 4);  /* ET_CORE */
     ew_put16(b + 18, 62); /* EM_X86_64 */
@@ -129,7 +144,7 @@ uint8_t *ew_build(const struct ew_seg *segs, size_t nseg, const hvi_regs *cpus, 
     }
     *len = total;
     if (lay)
-        *lay = (struct ew_layout){.phoff = phoff, .notes_off = notes_off, .notes_len = notes,
-                                  .data_off = data_off};
+        *lay = (struct ew_layout){
+            .phoff = phoff, .notes_off = notes_off, .notes_len = notes, .data_off = data_off};
     return b;
 }

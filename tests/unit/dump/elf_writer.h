@@ -17,15 +17,15 @@ struct ew_seg {
 };
 
 struct ew_opts {
-    bool no_prstatus;    /* leave out the NT_PRSTATUS notes */
-    bool no_qemu;        /* leave out the QEMU notes */
-    uint32_t qemu_size;  /* QEMUCPUState size field: 0 = 440 (with kernel_gs_base), or 432 */
+    bool no_prstatus;   /* leave out the NT_PRSTATUS notes */
+    bool no_qemu;       /* leave out the QEMU notes */
+    uint32_t qemu_size; /* QEMUCPUState size field: 0 = 440 (with kernel_gs_base), or 432 */
 };
 
 struct ew_layout {
-    size_t phoff;        /* program headers (PT_NOTE first, then the PT_LOADs in order) */
+    size_t phoff; /* program headers (PT_NOTE first, then the PT_LOADs in order) */
     size_t notes_off, notes_len;
-    size_t data_off;     /* first segment's bytes */
+    size_t data_off; /* first segment's bytes */
 };
 
 #define EW_EHDR 64u

@@ -10,10 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dump_internal.h" /* nbounce: pages handed out and not given back */
 #include "elf_writer.h"
 #include "harness.h"
 #include "hvi/linux.h"
-#include "dump_internal.h" /* nbounce: pages handed out and not given back */
 #include "hvi_dump.h"
 #include "hvi_sim.h"
 
@@ -54,7 +54,8 @@ static void fill_ram(void)
         high[i] = (uint8_t)(i * 13 + 5);
 }
 
-static uint8_t *sample_dump(size_t ncpu, const struct ew_opts *o, size_t *len, struct ew_layout *lay)
+static uint8_t *sample_dump(size_t ncpu, const struct ew_opts *o, size_t *len,
+                            struct ew_layout *lay)
 {
     fill_ram();
     hvi_regs cpus[4];
@@ -88,8 +89,10 @@ HVI_TEST(registers_from_qemu_notes)
     CHECK(count == 2);
     for (uint32_t v = 0; v < 2; v++) {
         hvi_regs want = sample_regs(v), r;
-        CHECK_OK(g.get_regs(g.ctx, v, HVI_REGS_GPR | HVI_REGS_CR | HVI_REGS_EFER | HVI_REGS_DTR |
-                                          HVI_REGS_SEGBASE | HVI_REGS_FSGS, &r));
+        CHECK_OK(g.get_regs(g.ctx, v,
+                            HVI_REGS_GPR | HVI_REGS_CR | HVI_REGS_EFER | HVI_REGS_DTR |
+                                HVI_REGS_SEGBASE | HVI_REGS_FSGS,
+                            &r));
         CHECK(memcmp(r.gpr, want.gpr, sizeof(r.gpr)) == 0);
         CHECK_EQ_U64(r.rip, want.rip);
         CHECK_EQ_U64(r.rflags, want.rflags);
@@ -158,11 +161,11 @@ HVI_TEST(memory_by_gpa_holes_refused)
     CHECK_OK(g.map_gpa(g.ctx, 0x100001000ull, &p));
     CHECK(p && memcmp(p, high + 0x1000, 4096) == 0);
     CHECK_OK(g.unmap_gpa(g.ctx, 0x100001000ull, p));
-    CHECK_STATUS(g.map_gpa(g.ctx, sizeof(low), &p), HVI_E_RANGE);          /* the hole */
+    CHECK_STATUS(g.map_gpa(g.ctx, sizeof(low), &p), HVI_E_RANGE); /* the hole */
     CHECK_STATUS(g.map_gpa(g.ctx, 0xfffff000ull, &p), HVI_E_RANGE);
-    CHECK_STATUS(g.map_gpa(g.ctx, 0x100002000ull, &p), HVI_E_RANGE);       /* past the end */
+    CHECK_STATUS(g.map_gpa(g.ctx, 0x100002000ull, &p), HVI_E_RANGE); /* past the end */
     CHECK_STATUS(g.map_gpa(g.ctx, 0xfffffffffffff000ull, &p), HVI_E_RANGE);
-    CHECK_STATUS(g.map_gpa(g.ctx, 0x10, &p), HVI_E_INVAL);                 /* unaligned */
+    CHECK_STATUS(g.map_gpa(g.ctx, 0x10, &p), HVI_E_INVAL); /* unaligned */
     uint64_t gpfn = 0;
     CHECK_OK(g.max_gpfn(g.ctx, &gpfn));
     CHECK_EQ_U64(gpfn, 0x100001ull);
@@ -356,11 +359,11 @@ HVI_TEST(header_fields_out_of_bounds)
     struct ew_layout lay;
     uint8_t *b = sample_dump(1, NULL, &n, &lay), *c = malloc(n);
     REQUIRE(b && c);
-#define MUTATE(stmt, words)                                                                       \
-    do {                                                                                          \
-        memcpy(c, b, n);                                                                          \
-        stmt;                                                                                     \
-        expect_format(c, n, words);                                                               \
+#define MUTATE(stmt, words)                                                                        \
+    do {                                                                                           \
+        memcpy(c, b, n);                                                                           \
+        stmt;                                                                                      \
+        expect_format(c, n, words);                                                                \
     } while (0)
     uint8_t *load0 = c + lay.phoff + EW_PHDR, *note = c + lay.notes_off;
     MUTATE(c[0] = 'X', "not an ELF");
@@ -458,8 +461,7 @@ static hvi_status map_bytes(struct simguest *v, uint64_t va, const void *data, s
 /* Two processes (pids 7 and 8, "sim_proc"/"sim_two") in the ring of init_task. */
 static void add_tasks(uint8_t *img, uint8_t *heap)
 {
-    uint64_t it = IMG_VA + INIT_TASK_OFF, t[2] = {HEAP_VA, HEAP_VA + 0x400},
-             cred = HEAP_VA + 0x800;
+    uint64_t it = IMG_VA + INIT_TASK_OFF, t[2] = {HEAP_VA, HEAP_VA + 0x400}, cred = HEAP_VA + 0x800;
     uint64_t ring[4] = {it, t[0], t[1], it};
     for (int i = 0; i < 3; i++) {
         uint64_t cur = ring[i], next = ring[i + 1];
