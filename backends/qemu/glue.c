@@ -319,9 +319,9 @@ static hvi_status qemu_set_breakpoint(void *ctx, hvi_gva gva, bool enable)
         return HVI_E_EXISTS;
     if (!enable && i == q->nbp)
         return HVI_E_NOT_FOUND;
-    if (enable && q->nbp == HVI_QEMU_MAX_BREAKPOINTS)
+    if (enable && q->nbp >= (q->max_bp ? q->max_bp : HVI_QEMU_MAX_BREAKPOINTS))
         return HVI_E_LIMIT;
-    hvi_status st = z_packet(q, enable, 0, gva, 1);
+    hvi_status st = z_packet(q, enable, q->bp_type, gva, 1);
     if (st != HVI_OK)
         return st;
     if (enable)

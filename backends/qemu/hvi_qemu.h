@@ -46,6 +46,8 @@ typedef struct hvi_qemu_vm_opts {
     bool persistent;           /* QEMU outlives this process (-daemonize; `hvi vm start`). When
                                   false QEMU is this process's child and gets SIGKILL if it dies,
                                   so a crashed or killed test leaves no guest behind. */
+    const char *accel;         /* "tcg" (NULL: default), "kvm", or "auto" (kvm when a KVM VM can
+                                  be created here, else tcg) */
 } hvi_qemu_vm_opts;
 
 typedef struct hvi_qemu_vm hvi_qemu_vm;
@@ -73,6 +75,12 @@ char *hvi_qemu_block(const char *text, const char *block);
 hvi_status hvi_qemu_vm_kallsyms(hvi_qemu_vm *vm, const char *symbol, uint64_t *addr);
 
 const char *hvi_qemu_vm_last_error(void);
+/* True when the CPU shows VMX/SVM, /dev/kvm opens and a KVM VM can be created (not merely
+ * when /dev/kvm exists). */
+bool hvi_qemu_kvm_usable(void);
+/* "tcg"/NULL, "kvm", "auto" -> "tcg" or "kvm" (auto: kvm_usable). HVI_E_INVAL otherwise. */
+hvi_status hvi_qemu_resolve_accel(const char *want, bool kvm_usable, const char **out);
+const char *hvi_qemu_vm_accel(const hvi_qemu_vm *vm);
 const char *hvi_qemu_vm_dir(const hvi_qemu_vm *vm);
 const char *hvi_qemu_vm_serial_log(const hvi_qemu_vm *vm);
 int hvi_qemu_vm_pid(const hvi_qemu_vm *vm);

@@ -110,6 +110,15 @@ static hvi_status connect_parts(struct hvi_qemu *q, const hvi_qemu_conn *c)
     q->cur_g = 0;
     if (c->qmp_path && (st = hvi_qmp_connect(c->qmp_path, q->timeout_ms, &q->qmp)) != HVI_OK)
         return hvi_qemu_sfail(q, st, "connect to QMP");
+    q->bp_type = 0;
+    q->max_bp = HVI_QEMU_MAX_BREAKPOINTS;
+    char *kvm = NULL;
+    if (q->qmp && hvi_qmp_exec(q->qmp, "query-kvm", NULL, &kvm) == HVI_OK && kvm &&
+        strstr(kvm, "\"enabled\":true")) {
+        q->bp_type = 1;
+        q->max_bp = HVI_QEMU_MAX_WATCHPOINTS;
+    }
+    free(kvm);
     if (c->ram_path && (st = map_ram(q, c->ram_path, c->ram_bytes)) != HVI_OK)
         return hvi_qemu_sfail(q, st, "map the guest RAM file");
     return HVI_OK;
@@ -166,7 +175,7 @@ hvi_status hvi_qemu_close(hvi_qemu *q)
     if (!q->dead && hvi_qemu_stop_now(q, &was_running) == HVI_OK) {
         char cmd[64];
         for (uint32_t i = 0; i < q->nbp; i++) {
-            snprintf(cmd, sizeof(cmd), "z0,%llx,1", (unsigned long long)q->bp[i]);
+            snprintf(cmd, sizeof(cmd), "z%u,%llx,1", q->bp_type, (unsigned long long)q->bp[i]);
             (void)hvi_rsp_cmd(q->rsp, cmd, NULL, NULL);
         }
         for (uint32_t i = 0; i < q->nwp; i++) {

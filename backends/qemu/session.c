@@ -148,7 +148,7 @@ hvi_status hvi_qemu_step_once(struct hvi_qemu *q, uint32_t v, char *reply, size_
     char cmd[64];
     const char *r;
     if (lifted) {
-        snprintf(cmd, sizeof(cmd), "z0,%llx,1", (unsigned long long)rip);
+        snprintf(cmd, sizeof(cmd), "z%u,%llx,1", q->bp_type, (unsigned long long)rip);
         if ((st = hvi_rsp_cmd(q->rsp, cmd, &r, NULL)) != HVI_OK)
             return hvi_qemu_sfail(q, st, "lift breakpoint");
     }
@@ -188,7 +188,7 @@ hvi_status hvi_qemu_step_once(struct hvi_qemu *q, uint32_t v, char *reply, size_
     q->last_vcpu = v;
     q->hit_valid[v] = false;
     if (st == HVI_OK && lifted) {
-        snprintf(cmd, sizeof(cmd), "Z0,%llx,1", (unsigned long long)rip);
+        snprintf(cmd, sizeof(cmd), "Z%u,%llx,1", q->bp_type, (unsigned long long)rip);
         if ((st = hvi_rsp_cmd(q->rsp, cmd, &r, NULL)) != HVI_OK)
             hvi_qemu_sfail(q, st, "re-insert breakpoint");
     }

@@ -44,6 +44,10 @@ struct hvi_qemu {
     uint32_t pause_depth;    /* glue pause() calls not yet matched by resume() */
     uint32_t step_retries;   /* steps QEMU reported before the vCPU moved (stepped again) */
     uint32_t foreign_stops;  /* replies to a step that named another vCPU */
+    unsigned bp_type;        /* Z type of our breakpoints: 0 (TCG: invisible anyway), 1 under KVM
+                                (hardware: 4 at most, shared with watchpoints; Z0 would write an
+                                int3 into guest memory) */
+    uint32_t max_bp;
     uint64_t stops;          /* stop replies seen: a snapshot belongs to one stop */
     /* MSR reads from a device-state snapshot (msr.c) */
     bool msr_on, msr_ready, msr_valid;

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -228,65 +230,157 @@ static hvi_status write_state(const hvi_qemu_vm *vm)
     FILE *f = fopen(path, "w");
     if (!f)
         return vm_fail(HVI_E_IO, "%s: %s", path, strerror(errno));
-    fprintf(f, "pid=%d\ngdb_port=%u\nmem_bytes=%" PRIu64 "\nsmp=%u\nram=%s\n", vm->pid,
-            vm->gdb_port, vm->mem_bytes, vm->smp, vm->ram_path);
+    fprintf(f, "pid=%d\ngdb_port=%u\nmem_bytes=%" PRIu64 "\nsmp=%u\nram=%s\naccel=%s\n", vm->pid,
+            vm->gdb_port, vm->mem_bytes, vm->smp, vm->ram_path, vm->accel[0] ? vm->accel : "tcg");
     return fclose(f) == 0 ? HVI_OK : HVI_E_IO;
+}
+
+/* The host CPU advertises VMX or SVM in /proc/cpuinfo. */
+static bool cpu_has_virt(void)
+{
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return false;
+    char line[4096];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f))
+        if (!strncmp(line, "flags", 5))
+            found = strstr(line, " vmx") || strstr(line, " svm");
+    fclose(f);
+    return found;
+}
+
+bool hvi_qemu_kvm_usable(void)
+{
+    /* Measured on these machines: /dev/kvm opens and KVM_CREATE_VM succeeds although the CPU
+     * shows neither VMX nor SVM, and a guest under -accel kvm never prints a line. So both. */
+    if (!cpu_has_virt())
+        return false;
+    int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    /* /dev/kvm can exist on a CPU without VMX/SVM: only a VM that can be created counts */
+    bool ok = ioctl(fd, KVM_GET_API_VERSION, 0) == 12;
+    int vmfd = ok ? ioctl(fd, KVM_CREATE_VM, 0) : -1;
+    if (vmfd >= 0)
+        close(vmfd);
+    close(fd);
+    return vmfd >= 0;
+}
+
+hvi_status hvi_qemu_resolve_accel(const char *want, bool kvm_usable, const char **out)
+{
+    if (!want || !*want || !strcmp(want, "tcg"))
+        *out = "tcg";
+    else if (!strcmp(want, "kvm"))
+        *out = "kvm";
+    else if (!strcmp(want, "auto"))
+        *out = kvm_usable ? "kvm" : "tcg";
+    else
+        return vm_fail(HVI_E_INVAL, "unknown accelerator %s (tcg, kvm or auto)", want);
+    return HVI_OK;
+}
+
+hvi_status hvi_qemu_build_cmdline(const hvi_qemu_vm *vm, const hvi_qemu_vm_opts *o,
+                                  const char *kernel, const char *initrd, const char *accel,
+                                  struct hvi_qemu_cmdline *c)
+{
+    memset(c, 0, sizeof(*c));
+    bool kvm = !strcmp(accel, "kvm");
+    if (!kvm && strcmp(accel, "tcg"))
+        return vm_fail(HVI_E_INVAL, "accelerator must be tcg or kvm, not %s", accel);
+    snprintf(c->append, sizeof(c->append), "console=ttyS0 quiet panic=-1%s%s%s%s%s%s%s",
+             o->nokaslr ? " nokaslr" : "", o->workload ? " hvi.workload=" : "",
+             o->workload ? o->workload : "", o->insmod ? " hvi.insmod=" : "",
+             o->insmod ? o->insmod : "", o->append ? " " : "", o->append ? o->append : "");
+    snprintf(c->memobj, sizeof(c->memobj),
+             "memory-backend-file,id=mem,size=%" PRIu64 ",mem-path=%s,share=on", vm->mem_bytes,
+             vm->ram_path);
+    snprintf(c->chardev, sizeof(c->chardev), "socket,id=ser0,path=%s,server=on,wait=off,logfile=%s",
+             vm->serial_sock, vm->serial_log);
+    snprintf(c->qmp, sizeof(c->qmp), "unix:%s,server=on,wait=off", vm->qmp_sock);
+    snprintf(c->pidf, sizeof(c->pidf), "%s/qemu.pid", vm->dir);
+    snprintf(c->smp, sizeof(c->smp), "%u", vm->smp);
+    snprintf(c->mem, sizeof(c->mem), "%" PRIu64 "M", vm->mem_bytes >> 20);
+    snprintf(c->gdb, sizeof(c->gdb), "tcp:127.0.0.1:%u", vm->gdb_port);
+    /* TCG: one host thread per vCPU when there are several (MTTCG); KVM: vCPU threads anyway */
+    snprintf(c->accel, sizeof(c->accel), "%s", kvm ? "kvm" : vm->smp > 1 ? "tcg,thread=multi" : "tcg");
+    const char *const args[] = {
+        "qemu-system-x86_64", "-accel", c->accel, "-machine", "q35,memory-backend=mem",
+        "-object", c->memobj, "-m", c->mem, "-smp", c->smp,
+        /* qemu64 keeps 4-level paging and the same CPUID under both accelerators; max = all
+         * the host has under KVM (LA57 only if the host CPU has it), everything under TCG */
+        "-cpu", o->cpu_max ? "max" : "qemu64", "-kernel", kernel, "-initrd", initrd,
+        "-append", c->append, "-display", "none", "-monitor", "none", "-parallel", "none",
+        "-no-reboot", "-chardev", c->chardev, "-serial", "chardev:ser0", "-gdb", c->gdb,
+        "-qmp", c->qmp};
+    size_t n = 0;
+    for (; n < sizeof(args) / sizeof(args[0]); n++)
+        c->argv[n] = (char *)args[n];
+    if (o->persistent) {
+        c->argv[n++] = (char *)"-daemonize";
+        c->argv[n++] = (char *)"-pidfile";
+        c->argv[n++] = c->pidf;
+    }
+    c->argv[n] = NULL;
+    return HVI_OK;
 }
 
 static hvi_status launch(hvi_qemu_vm *vm, const hvi_qemu_vm_opts *o, const char *kernel,
                          const char *initrd)
 {
-    char append[1024], memobj[512], chardev[1400], gdb[64], qmp[700], pidf[600], errf[600];
-    char smp[16], mem[16];
-    snprintf(append, sizeof(append), "console=ttyS0 quiet panic=-1%s%s%s%s%s%s%s",
-             o->nokaslr ? " nokaslr" : "", o->workload ? " hvi.workload=" : "",
-             o->workload ? o->workload : "", o->insmod ? " hvi.insmod=" : "",
-             o->insmod ? o->insmod : "", o->append ? " " : "", o->append ? o->append : "");
-    snprintf(memobj, sizeof(memobj), "memory-backend-file,id=mem,size=%" PRIu64 ",mem-path=%s,share=on",
-             vm->mem_bytes, vm->ram_path);
-    snprintf(chardev, sizeof(chardev), "socket,id=ser0,path=%s,server=on,wait=off,logfile=%s",
-             vm->serial_sock, vm->serial_log);
-    snprintf(qmp, sizeof(qmp), "unix:%s,server=on,wait=off", vm->qmp_sock);
-    snprintf(pidf, sizeof(pidf), "%s/qemu.pid", vm->dir);
+    char errf[600];
+    const char *accel = NULL;
+    hvi_status st = hvi_qemu_resolve_accel(o->accel, o->accel && !strcmp(o->accel, "auto") &&
+                                                         hvi_qemu_kvm_usable(),
+                                           &accel);
+    if (st != HVI_OK)
+        return st;
+    snprintf(vm->accel, sizeof(vm->accel), "%s", accel);
     snprintf(errf, sizeof(errf), "%s/qemu.err", vm->dir);
-    snprintf(smp, sizeof(smp), "%u", vm->smp);
-    snprintf(mem, sizeof(mem), "%" PRIu64 "M", vm->mem_bytes >> 20);
+    struct hvi_qemu_cmdline *c = malloc(sizeof(*c));
+    if (!c)
+        return HVI_E_NOMEM;
     for (int attempt = 0; attempt < 4; attempt++) {
-        if (free_port(&vm->gdb_port) != HVI_OK)
+        if (free_port(&vm->gdb_port) != HVI_OK) {
+            free(c);
             return vm_fail(HVI_E_IO, "no free loopback port");
-        snprintf(gdb, sizeof(gdb), "tcp:127.0.0.1:%u", vm->gdb_port);
-        char *argv[] = {"qemu-system-x86_64", "-accel", vm->smp > 1 ? "tcg,thread=multi" : "tcg",
-                        "-machine", "q35,memory-backend=mem", "-object", memobj, "-m", mem,
-                        "-smp", smp, "-cpu", o->cpu_max ? "max" : "qemu64", "-kernel",
-                        (char *)kernel, "-initrd", (char *)initrd, "-append", append, "-display",
-                        "none", "-monitor", "none", "-parallel", "none", "-no-reboot",
-                        "-chardev", chardev, "-serial", "chardev:ser0", "-gdb", gdb, "-qmp", qmp,
-                        "-daemonize", "-pidfile", pidf, NULL};
+        }
+        if ((st = hvi_qemu_build_cmdline(vm, o, kernel, initrd, accel, c)) != HVI_OK)
+            break;
         unlink(vm->serial_log);
         if (!o->persistent) {
-            argv[sizeof(argv) / sizeof(argv[0]) - 4] = NULL; /* drop -daemonize -pidfile */
-            vm->pid = spawn_child(argv, errf);
+            vm->pid = spawn_child(c->argv, errf);
             vm->child = true;
-            return vm->pid > 0 ? HVI_OK : vm_fail(HVI_E_IO, "fork: %s", strerror(errno));
+            st = vm->pid > 0 ? HVI_OK : vm_fail(HVI_E_IO, "fork: %s", strerror(errno));
+            break;
         }
-        int rc = run_cmd(argv, errf);
+        int rc = run_cmd(c->argv, errf);
         if (rc == 0) {
             char pidtxt[32];
-            read_text(pidf, pidtxt, sizeof(pidtxt));
+            read_text(c->pidf, pidtxt, sizeof(pidtxt));
             vm->pid = atoi(pidtxt);
-            if (vm->pid <= 0)
-                return vm_fail(HVI_E_BACKEND, "QEMU started but wrote no pid file %s", pidf);
-            return HVI_OK;
+            st = vm->pid > 0 ? HVI_OK
+                             : vm_fail(HVI_E_BACKEND, "QEMU started but wrote no pid file %s", c->pidf);
+            break;
         }
         char msg[512];
         read_text(errf, msg, sizeof(msg));
-        if (rc == 127)
-            return vm_fail(HVI_E_NOT_FOUND, "qemu-system-x86_64 not found (apt-get install "
-                                            "qemu-system-x86)");
-        if (!strstr(msg, "Address already in use"))
-            return vm_fail(HVI_E_BACKEND, "QEMU failed to start (exit %d): %s", rc, msg);
+        if (rc == 127) {
+            st = vm_fail(HVI_E_NOT_FOUND, "qemu-system-x86_64 not found (apt-get install "
+                                          "qemu-system-x86)");
+            break;
+        }
+        if (!strstr(msg, "Address already in use")) {
+            st = vm_fail(HVI_E_BACKEND, "QEMU failed to start (exit %d): %s%s", rc, msg,
+                         !strcmp(accel, "kvm") ? " (KVM: does the host CPU have VMX/SVM, and "
+                                                 "/dev/kvm access?)" : "");
+            break;
+        }
+        st = vm_fail(HVI_E_BUSY, "no usable gdbstub port after 4 attempts (ports in use)");
     }
-    return vm_fail(HVI_E_BUSY, "no usable gdbstub port after 4 attempts (ports in use)");
+    free(c);
+    return st;
 }
 
 bool hvi_qemu_vm_alive(const hvi_qemu_vm *vm)
@@ -460,6 +554,8 @@ hvi_status hvi_qemu_vm_find(const char *state_root, const char *name, hvi_qemu_v
             vm->smp = (uint32_t)strtoul(line + 4, NULL, 10);
         else if (!strncmp(line, "ram=", 4))
             hvi_strlcpy(vm->ram_path, line + 4, sizeof(vm->ram_path));
+        else if (!strncmp(line, "accel=", 6))
+            hvi_strlcpy(vm->accel, line + 6, sizeof(vm->accel));
     }
     fclose(f);
     vm->gdb_port = (uint16_t)port;
@@ -512,3 +608,4 @@ int hvi_qemu_vm_pid(const hvi_qemu_vm *vm) { return vm ? vm->pid : -1; }
 uint16_t hvi_qemu_vm_gdb_port(const hvi_qemu_vm *vm) { return vm ? vm->gdb_port : 0; }
 uint32_t hvi_qemu_vm_smp(const hvi_qemu_vm *vm) { return vm ? vm->smp : 0; }
 uint64_t hvi_qemu_vm_mem_bytes(const hvi_qemu_vm *vm) { return vm ? vm->mem_bytes : 0; }
+const char *hvi_qemu_vm_accel(const hvi_qemu_vm *vm) { return vm && vm->accel[0] ? vm->accel : "tcg"; }

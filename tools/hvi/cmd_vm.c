@@ -30,7 +30,10 @@ static int vm_start(int argc, char **argv)
         uint64_t n = 0;
         if (hvi_cli_is_help(a)) {
             printf("usage: hvi vm start [--name N] [--nokaslr] [--smp N] [--mem MiB] [--cpu-max]\n"
-                   "                    [--workload W] [--insmod M] [--add FILE:DEST]... [--kernel K]\n");
+                   "                    [--workload W] [--insmod M] [--add FILE:DEST]... [--kernel K]\n"
+                   "                    [--accel tcg|kvm|auto]\n"
+                   "  --accel  tcg (default), kvm, or auto: kvm when the CPU has VMX/SVM and a KVM\n"
+                   "           VM can be created (not merely when /dev/kvm exists), else tcg\n");
             return 0;
         } else if (!strcmp(a, "--nokaslr")) {
             o.nokaslr = true;
@@ -46,6 +49,8 @@ static int vm_start(int argc, char **argv)
             o.workload = argv[++i];
         } else if (v && !strcmp(a, "--insmod")) {
             o.insmod = argv[++i];
+        } else if (v && !strcmp(a, "--accel")) {
+            o.accel = argv[++i];
         } else if (v && !strcmp(a, "--kernel")) {
             o.kernel = argv[++i];
         } else if (v && !strcmp(a, "--add") && nadd < VM_MAX_ADD) {
@@ -62,9 +67,10 @@ static int vm_start(int argc, char **argv)
         fprintf(stderr, "hvi vm start: %s: %s\n", hvi_strstatus(st), hvi_qemu_vm_last_error());
         return 1;
     }
-    printf("vm %s running: pid %d, gdbstub 127.0.0.1:%u, %u vCPU(s), %llu MiB, state %s\n", o.name,
-           hvi_qemu_vm_pid(vm), hvi_qemu_vm_gdb_port(vm), hvi_qemu_vm_smp(vm),
-           (unsigned long long)(hvi_qemu_vm_mem_bytes(vm) >> 20), hvi_qemu_vm_dir(vm));
+    printf("vm %s running: pid %d, gdbstub 127.0.0.1:%u, %u vCPU(s), %llu MiB, %s, state %s\n",
+           o.name, hvi_qemu_vm_pid(vm), hvi_qemu_vm_gdb_port(vm), hvi_qemu_vm_smp(vm),
+           (unsigned long long)(hvi_qemu_vm_mem_bytes(vm) >> 20), hvi_qemu_vm_accel(vm),
+           hvi_qemu_vm_dir(vm));
     hvi_qemu_vm_release(vm);
     return 0;
 }

@@ -20,6 +20,7 @@
 #include "qmp.h"
 #include "rsp.h"
 #include "session.h"
+#include "vm_internal.h"
 #include "core/engine.h"
 
 static void frame(char *out, size_t len, const char *payload)
@@ -620,6 +621,72 @@ HVI_TEST(msr_read_is_opt_in_and_needs_qmp)
 }
 
 /* ---- test-guest management without booting ---- */
+
+static int argv_find(char *const *argv, const char *a, const char *b)
+{
+    for (int i = 0; argv[i]; i++)
+        if (!strcmp(argv[i], a) && (!b || (argv[i + 1] && !strcmp(argv[i + 1], b))))
+            return i;
+    return -1;
+}
+
+HVI_TEST(cmdline_tcg_kvm_and_accel_choice)
+{
+    struct hvi_qemu_vm vm;
+    memset(&vm, 0, sizeof(vm));
+    snprintf(vm.dir, sizeof(vm.dir), "/w/g");
+    snprintf(vm.ram_path, sizeof(vm.ram_path), "/dev/shm/hvi-g-1");
+    snprintf(vm.qmp_sock, sizeof(vm.qmp_sock), "/w/g/qmp.sock");
+    vm.mem_bytes = 512ull << 20;
+    vm.gdb_port = 4321;
+    vm.smp = 1;
+    hvi_qemu_vm_opts o = {.nokaslr = true, .workload = "getpid"};
+    struct hvi_qemu_cmdline *c = malloc(sizeof(*c));
+    REQUIRE(c);
+    CHECK_OK(hvi_qemu_build_cmdline(&vm, &o, "/boot/k", "/w/i", "tcg", c));
+    CHECK_STR(c->argv[0], "qemu-system-x86_64");
+    CHECK(argv_find(c->argv, "-accel", "tcg") > 0);
+    CHECK(argv_find(c->argv, "-cpu", "qemu64") > 0);
+    CHECK(argv_find(c->argv, "-gdb", "tcp:127.0.0.1:4321") > 0);
+    CHECK(argv_find(c->argv, "-m", "512M") > 0);
+    CHECK(argv_find(c->argv, "-no-reboot", NULL) > 0);
+    CHECK(argv_find(c->argv, "-daemonize", NULL) < 0);
+    CHECK(strstr(c->memobj, "mem-path=/dev/shm/hvi-g-1,share=on"));
+    CHECK(strstr(c->append, " nokaslr") && strstr(c->append, " hvi.workload=getpid"));
+    vm.smp = 2;
+    CHECK_OK(hvi_qemu_build_cmdline(&vm, &o, "/boot/k", "/w/i", "tcg", c));
+    CHECK(argv_find(c->argv, "-accel", "tcg,thread=multi") > 0);
+    CHECK(argv_find(c->argv, "-smp", "2") > 0);
+    /* KVM: the same machine, RAM file, gdbstub and QMP; only the accelerator changes */
+    o.persistent = true;
+    o.cpu_max = true;
+    CHECK_OK(hvi_qemu_build_cmdline(&vm, &o, "/boot/k", "/w/i", "kvm", c));
+    CHECK(argv_find(c->argv, "-accel", "kvm") > 0);
+    CHECK(argv_find(c->argv, "-accel", "tcg") < 0 && argv_find(c->argv, "-accel", "tcg,thread=multi") < 0);
+    CHECK(argv_find(c->argv, "-cpu", "max") > 0);
+    CHECK(argv_find(c->argv, "-machine", "q35,memory-backend=mem") > 0);
+    CHECK(argv_find(c->argv, "-gdb", "tcp:127.0.0.1:4321") > 0);
+    CHECK(argv_find(c->argv, "-pidfile", "/w/g/qemu.pid") > 0);
+    CHECK(argv_find(c->argv, "-daemonize", NULL) > 0);
+    CHECK_STATUS(hvi_qemu_build_cmdline(&vm, &o, "/boot/k", "/w/i", "hax", c), HVI_E_INVAL);
+    free(c);
+    const char *a = NULL;
+    CHECK_OK(hvi_qemu_resolve_accel(NULL, true, &a));
+    CHECK_STR(a, "tcg"); /* TCG unless asked */
+    CHECK_OK(hvi_qemu_resolve_accel("kvm", false, &a));
+    CHECK_STR(a, "kvm"); /* asked for: QEMU says why it fails */
+    CHECK_OK(hvi_qemu_resolve_accel("auto", true, &a));
+    CHECK_STR(a, "kvm");
+    CHECK_OK(hvi_qemu_resolve_accel("auto", false, &a));
+    CHECK_STR(a, "tcg");
+    CHECK_STATUS(hvi_qemu_resolve_accel("whpx", true, &a), HVI_E_INVAL);
+    CHECK(strstr(hvi_qemu_vm_last_error(), "whpx"));
+    if (access("/dev/kvm", F_OK) != 0)
+        CHECK(!hvi_qemu_kvm_usable());
+    else /* here /dev/kvm exists (and creates VMs) on a CPU without VMX/SVM: not usable */
+        fprintf(stderr, "  /dev/kvm present; KVM %s\n",
+                hvi_qemu_kvm_usable() ? "usable" : "not usable (no VMX/SVM flag)");
+}
 
 HVI_TEST(vm_start_missing_kernel_is_a_clear_error)
 {
