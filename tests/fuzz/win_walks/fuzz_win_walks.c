@@ -105,8 +105,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!g.tried)
+    if (!g.tried) {
         g.ok = init();
+        if (!g.ok)
+            fprintf(stderr,
+                    "fuzz_win_walks: no simulated Windows guest (reference CAMI file %s "
+                    "missing or unusable): inputs are not exercised\n",
+                    CAMI_BIN);
+    }
     if (!g.ok)
         return 0;
     for (uint32_t i = 0; i < g.npages; i++) {
