@@ -411,8 +411,8 @@ static void cr_alert(hvi_engine *e, struct lixp_state *s, uint32_t vcpu, const c
     a.new_value = now;
     a.pid = -1;
     hvi_strlcpy(a.object, obj, sizeof(a.object));
-    snprintf(a.detail, sizeof(a.detail), "%s cleared on vCPU %u (seen on the timer/events)", what,
-             vcpu);
+    snprintf(a.detail, sizeof(a.detail),
+             "%s cleared on vCPU %u; writer RIP unknown (registers read on the timer)", what, vcpu);
     hvi_alert_emit(e, &a);
     s->stats.violations++;
     s->found++;

@@ -49,7 +49,7 @@ static void lstar_alert(hvi_engine *e, struct lixp_state *s, uint64_t lstar)
     lixp_alert_writer(s, &a, lstar);
     snprintf(a.detail, sizeof(a.detail),
              "MSR LSTAR is 0x%llx, expected entry_SYSCALL_64 0x%llx (read by a one-shot rdmsr "
-             "agent); now points into %s",
+             "agent); now points into %s; writer RIP unknown (timer check)",
              (unsigned long long)lstar, (unsigned long long)s->msr_expected,
              a.module[0] ? a.module : "unknown memory");
     hvi_alert_emit(e, &a);

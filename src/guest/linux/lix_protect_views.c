@@ -286,8 +286,9 @@ static void hidden_alert(hvi_engine *e, struct lixp_state *s, uint32_t type, uin
                 sizeof(a.object));
     if (type == HVI_ALERT_HIDDEN_MODULE)
         hvi_strlcpy(a.module, name, sizeof(a.module));
-    snprintf(a.detail, sizeof(a.detail), "%s %s (0x%llx) %s", type == HVI_ALERT_HIDDEN_PROCESS ?
-             "process" : "module", name, (unsigned long long)obj, how);
+    snprintf(a.detail, sizeof(a.detail), "%s %s (0x%llx) %s; writer RIP unknown (timer check)",
+             type == HVI_ALERT_HIDDEN_PROCESS ? "process" : "module", name,
+             (unsigned long long)obj, how);
     hvi_alert_emit(e, &a);
     s->stats.violations++;
     s->found++;
