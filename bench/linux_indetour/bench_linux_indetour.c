@@ -33,7 +33,7 @@
 enum { M_OFF, M_INDETOUR, M_BP };
 static const char *const g_fn[] = {"vma_mas_store", "vma_mas_remove", "vm_area_free",
                                    "__vma_adjust", "mprotect_fixup", "expand_downwards",
-                                   "do_brk_flags", "exit_mmap"};
+                                   "do_brk_flags", "exit_mmap", "wake_up_new_task"};
 #define NFN (sizeof(g_fn) / sizeof(g_fn[0]))
 
 static atomic_int g_want, g_have;
