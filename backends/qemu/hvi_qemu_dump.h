@@ -20,8 +20,8 @@ extern "C" {
  * query-status, `cont` if needed); a paused one stays paused. Needs the VM's QMP socket free:
  * an open hvi_qemu session holds it (close it first). `timeout_ms` bounds each QMP reply
  * (0 = 120000). Returns HVI_OK, HVI_E_INVAL (bad arguments, a path with control characters),
- * HVI_E_CLOSED (QEMU is gone), HVI_E_TIMEOUT, HVI_E_BACKEND (QEMU refused), HVI_E_IO; the
- * reason is in hvi_qemu_vm_dump_error().
+ * HVI_E_CLOSED (QEMU is gone), HVI_E_BUSY (QMP held by another client for 5 s), HVI_E_TIMEOUT,
+ * HVI_E_BACKEND (QEMU refused), HVI_E_IO; the reason is in hvi_qemu_vm_dump_error().
  */
 hvi_status hvi_qemu_vm_dump(hvi_qemu_vm *vm, const char *path, int timeout_ms);
 /* Why the last hvi_qemu_vm_dump() of this thread failed ("" if it did not). */

@@ -1,10 +1,13 @@
 /* hvi QEMU backend — QMP dump-guest-memory of a test guest (see hvi_qemu_dump.h). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "hvi_qemu_dump.h"
@@ -58,6 +61,35 @@ static hvi_status make_args(const char *path, char *out, size_t len)
     return HVI_OK;
 }
 
+/* QEMU serves one QMP client at a time: a second one is accepted by the kernel but gets no
+ * greeting until the first leaves. Wait for the greeting a short while only, then allow the
+ * long per-reply timeout the dump itself needs. */
+static hvi_status qmp_open(const char *sock, int timeout_ms, hvi_qmp **out)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(sock) >= sizeof(sa.sun_path))
+        return dump_fail(HVI_E_RANGE, "QMP socket path too long: %s", sock);
+    memcpy(sa.sun_path, sock, strlen(sock) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return dump_fail(HVI_E_IO, "socket: %s", strerror(errno));
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        int err = errno;
+        close(fd);
+        return dump_fail(HVI_E_CLOSED, "QMP %s: %s", sock, strerror(err));
+    }
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 5000) != 1) {
+        close(fd);
+        return dump_fail(HVI_E_BUSY, "QMP %s: no greeting in 5 s (an open hvi session holds it?)",
+                         sock);
+    }
+    hvi_status st = hvi_qmp_from_fd(fd, timeout_ms, out);
+    if (st != HVI_OK)
+        return dump_fail(st, "QMP %s: %s", sock, hvi_strstatus(st));
+    return HVI_OK;
+}
+
 hvi_status hvi_qemu_vm_dump(hvi_qemu_vm *vm, const char *path, int timeout_ms)
 {
     dump_err[0] = 0;
@@ -74,9 +106,8 @@ hvi_status hvi_qemu_vm_dump(hvi_qemu_vm *vm, const char *path, int timeout_ms)
         return dump_fail(HVI_E_IO, "%s: %s", path, strerror(errno));
     snprintf(sock, sizeof(sock), "%s/qmp.sock", hvi_qemu_vm_dir(vm));
     hvi_qmp *q = NULL;
-    if ((st = hvi_qmp_connect(sock, timeout_ms > 0 ? timeout_ms : 120000, &q)) != HVI_OK)
-        return dump_fail(st, "QMP %s: %s (an open hvi session holds the socket)", sock,
-                         hvi_strstatus(st));
+    if ((st = qmp_open(sock, timeout_ms > 0 ? timeout_ms : 120000, &q)) != HVI_OK)
+        return st;
     if ((st = hvi_qmp_status(q, before, sizeof(before))) != HVI_OK) {
         dump_fail(st, "query-status: %s", hvi_strstatus(st));
     } else if ((st = hvi_qmp_exec(q, "dump-guest-memory", args, NULL)) != HVI_OK) {

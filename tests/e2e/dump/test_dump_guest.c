@@ -280,6 +280,11 @@ HVI_TEST(dump_view_equals_live_view)
     if (st == HVI_OK)
         st = take_view(&g, &live);
     CHECK_OK(st);
+    if (st == HVI_OK) { /* the session holds QMP: the dump says so instead of hanging */
+        double b0 = now_ms();
+        CHECK_STATUS(hvi_qemu_vm_dump(vm, path, 0), HVI_E_BUSY);
+        CHECK(now_ms() - b0 < 15000 && strstr(hvi_qemu_vm_dump_error(), "no greeting"));
+    }
     hvi_qemu_close(q); /* the guest runs again */
 
     /* 2. the dump, then the guest must be running again: its console answers */
