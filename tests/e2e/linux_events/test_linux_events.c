@@ -406,6 +406,10 @@ HVI_TEST(events_follow_the_guest_and_exec_is_blocked)
             (unsigned long long)s.module_unloads, (unsigned long long)s.blocked,
             (unsigned long long)s.bad);
     CHECK_EQ_U64(s.bad, 0);
+    /* Debian's 6.1 functions start with the ftrace nop: every hit that was not an early return
+     * resumed past it without a step-over */
+    fprintf(stderr, "  %llu hits resumed past the no-op prefix\n", (unsigned long long)s.stepless);
+    CHECK_EQ_U64(s.stepless, s.events - s.blocked);
     CHECK(s.blocked >= 1 && s.module_loads == 1 && s.module_unloads == 1);
     /* options follow at run time: process events off keeps exec (blocking) and modules */
     CHECK_OK(hvi_options_set(t.e, HVI_OPT_EVENT_MODULE | HVI_OPT_BLOCK_EXEC));
