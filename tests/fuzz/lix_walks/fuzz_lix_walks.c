@@ -26,6 +26,50 @@ static hvi_status flat_read(void *ctx, uint64_t gva, void *buf, size_t len)
     return HVI_OK;
 }
 
+/* The same bytes as a kernel image at IMG_VA for discovery (zero-padded to whole pages): read
+ * through copies or viewed in place, the first half of the pages executable. */
+static hvi_status img_read(void *ctx, uint64_t gva, void *buf, size_t len)
+{
+    const struct flat *f = ctx;
+    if (gva < IMG_VA || gva - IMG_VA > f->size || len > f->size - (gva - IMG_VA))
+        return HVI_E_NOT_PRESENT;
+    memcpy(buf, f->data + (gva - IMG_VA), len);
+    return HVI_OK;
+}
+
+static hvi_status img_view(void *ctx, uint64_t gva, const uint8_t **page, uint32_t *flags)
+{
+    const struct flat *f = ctx;
+    if (gva < IMG_VA || gva - IMG_VA >= f->size || (gva & 4095))
+        return HVI_E_NOT_PRESENT;
+    *page = f->data + (gva - IMG_VA);
+    *flags = gva - IMG_VA < f->size / 2 ? LIX_VIEW_EXEC : 0;
+    return HVI_OK;
+}
+
+static void discover(const uint8_t *data, size_t size)
+{
+    size_t padded = (size + 4095) & ~(size_t)4095;
+    uint8_t *img = calloc(1, padded);
+    if (!img)
+        return;
+    memcpy(img, data, size);
+    struct flat f = {img, padded};
+    for (int view = 0; view < 2; view++) {
+        struct lix_mem m = {.read = img_read, .ctx = &f, .view = view ? img_view : NULL};
+        struct lix_kernel k;
+        const char *why = NULL;
+        if (lix_discover(&k, &m, IMG_VA + 16, &why) == HVI_OK) {
+            uint64_t a = 0;
+            const char *n = NULL;
+            (void)lix_kallsyms_lookup(&k.ks, "fn_0042", &a);
+            (void)lix_kallsyms_find(&k.ks, k.init_task + 1, &n, &a);
+            lix_kernel_free(&k);
+        }
+    }
+    free(img);
+}
+
 static bool any_task(const struct lix_task *t, void *ctx)
 {
     const struct lix_kernel *k = ctx;
@@ -92,6 +136,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             (void)lix_kallsyms_find(&ks, syms[ks.count / 2].addr + 1, &n, &a);
         lix_kallsyms_free(&ks);
     }
+    if (size >= 4096)
+        discover(data, size);
     walks(data, size);
     return 0;
 }
