@@ -120,7 +120,20 @@ static uint64_t mono_ns(void)
     return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
-static void print_view(hvi_engine *e, int32_t pid)
+/* Detach: the stubs go once nothing runs in them (the guest runs meanwhile). */
+static hvi_status detach_all(struct linux_session *s)
+{
+    hvi_status st = HVI_E_BUSY;
+    for (int i = 0; i < 50 && (st = hvi_detach(s->engine)) == HVI_E_BUSY; i++) {
+        uint32_t n = 0;
+        hvi_qemu_run(s->q, s->engine, 100, 0, &n);
+    }
+    if (st != HVI_OK)
+        fprintf(stderr, "hvi vma-events: detach: %s\n", hvi_strstatus(st));
+    return st;
+}
+
+static void print_view(hvi_engine *e, int32_t pid, bool json)
 {
     hvi_linux_vma *v = NULL, *w = NULL;
     size_t n = 0, m = 0;
@@ -128,16 +141,34 @@ static void print_view(hvi_engine *e, int32_t pid)
         fprintf(stderr, "hvi vma-events: %s\n", hvi_last_error(e));
         return;
     }
-    printf("view of pid %d from events (%zu VMAs):\n", pid, n);
-    for (size_t i = 0; i < n; i++)
-        printf("%08llx-%08llx %c%c%c %08llx %s\n", (unsigned long long)v[i].start,
-               (unsigned long long)v[i].end, (v[i].flags & 1) ? 'r' : '-',
-               (v[i].flags & 2) ? 'w' : '-', (v[i].flags & 4) ? 'x' : '-',
-               (unsigned long long)(v[i].pgoff << 12), v[i].path);
     bool same = hvi_linux_list_vmas(e, pid, &w, &m) == HVI_OK && m == n;
     for (size_t i = 0; same && i < n; i++)
         same = v[i].start == w[i].start && v[i].end == w[i].end && v[i].flags == w[i].flags;
-    printf("view %s a fresh maple-tree walk (%zu VMAs)\n", same ? "equals" : "DIFFERS from", m);
+    if (json)
+        printf("{\"view\":{\"pid\":%d,\"equals_walk\":%s,\"walk_vmas\":%zu,\"vmas\":[", pid,
+               same ? "true" : "false", m);
+    else
+        printf("view of pid %d from events (%zu VMAs):\n", pid, n);
+    for (size_t i = 0; i < n; i++) {
+        char perm[4] = {(v[i].flags & 1) ? 'r' : '-', (v[i].flags & 2) ? 'w' : '-',
+                        (v[i].flags & 4) ? 'x' : '-', 0};
+        if (json) {
+            printf("%s{\"start\":\"0x%llx\",\"end\":\"0x%llx\",\"perms\":\"%s\",\"path\":",
+                   i ? "," : "", (unsigned long long)v[i].start, (unsigned long long)v[i].end,
+                   perm);
+            linux_json_str(v[i].path);
+            printf("}");
+        } else {
+            printf("%08llx-%08llx %s %08llx %s\n", (unsigned long long)v[i].start,
+                   (unsigned long long)v[i].end, perm, (unsigned long long)(v[i].pgoff << 12),
+                   v[i].path);
+        }
+    }
+    if (json)
+        printf("]}}\n");
+    else
+        printf("view %s a fresh maple-tree walk (%zu VMAs)\n", same ? "equals" : "DIFFERS from",
+               m);
     hvi_linux_free(v);
     hvi_linux_free(w);
 }
@@ -166,7 +197,7 @@ static int cmd_vma_events(int argc, char **argv)
         st = hvi_linux_vma_follow(s.engine, o.follow);
     if (st != HVI_OK) {
         fprintf(stderr, "hvi vma-events: %s\n", hvi_last_error(s.engine));
-        hvi_detach(s.engine);
+        detach_all(&s);
         linux_session_close(&s);
         return 1;
     }
@@ -185,7 +216,7 @@ static int cmd_vma_events(int argc, char **argv)
         fflush(stdout);
     }
     if (o.follow)
-        print_view(s.engine, o.follow);
+        print_view(s.engine, o.follow, o.json);
     hvi_linux_indetour_stats ds;
     if (hvi_linux_indetour_stats_get(s.engine, &ds) == HVI_OK)
         fprintf(stderr,
@@ -198,13 +229,7 @@ static int cmd_vma_events(int argc, char **argv)
                 (unsigned long long)ds.garbage, (unsigned long long)ds.drains,
                 ds.last_drain_ns / 1e6, (unsigned long long)ds.refreshes,
                 (unsigned long long)ds.rewalks);
-    /* detach: the stubs go once nothing runs in them (let the guest run meanwhile) */
-    for (int i = 0; i < 50 && (st = hvi_detach(s.engine)) == HVI_E_BUSY; i++) {
-        uint32_t n = 0;
-        hvi_qemu_run(s.q, s.engine, 100, 0, &n);
-    }
-    if (st != HVI_OK)
-        fprintf(stderr, "hvi vma-events: detach: %s\n", hvi_strstatus(st));
+    st = detach_all(&s);
     linux_session_close(&s);
     return st == HVI_OK ? 0 : 1;
 #else
