@@ -41,6 +41,8 @@ typedef struct hvi_linux_protect_stats {
     uint32_t watches;         /* write hooks (watchpoints) placed on IDT gates */
     uint64_t watch_hits;      /* writes caught by them (alerts with the writer's RIP) */
     uint32_t unpack_pages;    /* vmalloc/module-area pages tracked by the unpacker check */
+    uint32_t unpack_tables;   /* page-table pages it read in its last round */
+    uint64_t last_unpack_ns;  /* duration of its last round (part of last_check_ns) */
 } hvi_linux_protect_stats;
 hvi_status hvi_linux_protect_stats_get(hvi_engine *e, hvi_linux_protect_stats *out);
 

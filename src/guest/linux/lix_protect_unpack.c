@@ -355,6 +355,7 @@ void lixp_check_unpack(hvi_engine *e, struct lixp_state *s)
     if (!s->unpack && (s->unpack_failed || !(s->unpack_failed = !unpack_init(e, s))))
         return;
     struct lixp_unpack *u = s->unpack;
+    uint64_t t0 = hvi_now_ns();
     hvi_paging_mode mode = hvi_mem_paging_mode(e);
     uint64_t cr3 = hvi_mem_kernel_cr3(e);
     if ((mode != HVI_PAGING_4LVL && mode != HVI_PAGING_5LVL) || !cr3)
@@ -377,6 +378,8 @@ void lixp_check_unpack(hvi_engine *e, struct lixp_state *s)
     u->used = u->next_used;
     u->rounds++;
     s->stats.unpack_pages = u->used;
+    s->stats.unpack_tables = u->tables;
+    s->stats.last_unpack_ns = hvi_now_ns() - t0;
 }
 
 void lixp_unpack_free(struct lixp_state *s)
