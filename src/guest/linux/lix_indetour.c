@@ -955,19 +955,22 @@ static void check_own_bytes(hvi_engine *e, struct lixd_state *s)
         s->stats.tamper++;
         hvi_alert a;
         hvi_alert_init(&a, HVI_ALERT_INTEGRITY, e->current_vcpu);
-        a.action = (e->options & HVI_OPT_LOG_ONLY) ? HVI_ALERT_LOGGED : HVI_ALERT_DENIED;
+        /* always put back, also in log-only mode: this is code the engine made the kernel run */
+        a.action = HVI_ALERT_DENIED;
         a.gva = memcmp(site, d->patch, 5) ? d->site : d->stub;
         a.pid = -1;
         hvi_strlcpy(a.object, "indetour", sizeof(a.object));
         snprintf(a.detail, sizeof(a.detail), "in-guest detour of %s changed (%s)", d->func,
                  memcmp(site, d->patch, 5) ? "call site" : "stub");
         hvi_alert_emit(e, &a);
-        if (a.action == HVI_ALERT_DENIED && pause_guest(e) == HVI_OK) {
+        if (pause_guest(e) == HVI_OK) {
             hvi_gva_write(e, 0, d->stub, d->stub_bytes, d->stub_len);
             code_sync(e, d->stub, d->stub_bytes, d->stub_len);
             hvi_gva_write(e, 0, d->site, d->patch, 5);
             code_sync(e, d->site, d->patch, 5);
             resume_guest(e);
+            lixp_accept(e, d->stub, d->stub_len);
+            lixp_accept(e, d->site, 5);
         }
     }
 }

@@ -20,6 +20,7 @@
 #include "../support_util.h"
 #include "hvi/linux.h"
 #include "hvi/linux_indetour.h"
+#include "hvi/linux_protect.h"
 #include "hvi/mem.h"
 #include "hvi_qemu.h"
 
@@ -75,6 +76,27 @@ static void count_cb(hvi_engine *e, const hvi_linux_vma_event *ev, void *ctx)
         c->free_++;
     else
         c->other++;
+}
+
+static unsigned g_text_alerts, g_alerts, g_indetour_alerts;
+
+static void on_alert(const hvi_alert *a, void *user)
+{
+    (void)user;
+    g_alerts++;
+    if (!strcmp(a->object, "indetour"))
+        g_indetour_alerts++;
+    if (!strncmp(a->object, "kernel-text", 11)) {
+        g_text_alerts++;
+        fprintf(stderr, "  text alert: %s\n", a->detail);
+    }
+}
+
+/* Enough timer rounds for the text check to compare all of _stext.._etext (2 MiB a round). */
+static void text_check_rounds(hvi_engine *e)
+{
+    for (int i = 0; i < 24; i++)
+        hvi_timer_tick(e);
 }
 
 /* The engine's view equals /proc/PID/maps line by line (range, rwx, file). */
@@ -208,6 +230,11 @@ HVI_TEST(vma_view_from_in_guest_detours_matches_proc)
     uint64_t h0 = fnv(e, stext, etext - stext);
     CHECK(h0 != 0);
 
+    /* the kernel-text check runs alongside (log only): the engine's own patches are no alert */
+    hvi_set_alert_callback(e, on_alert, NULL);
+    CHECK_OK(hvi_options_set(e, HVI_OPT_KM_TEXT | HVI_OPT_LOG_ONLY));
+    CHECK_OK(hvi_linux_protect_start(e));
+
     /* 1: the view kept by events alone */
     struct counts c = {.pid = pid_a};
     st = hvi_linux_indetour_start(e, NULL);
@@ -240,6 +267,24 @@ HVI_TEST(vma_view_from_in_guest_detours_matches_proc)
     CHECK(c.store >= ITER && c.protect >= ITER && c.free_ >= ITER / 2);
     fprintf(stderr, "  fork events with the new task's pid: %llu\n", (unsigned long long)c.forks);
     CHECK(c.forks >= 1);
+    text_check_rounds(e);
+    CHECK_EQ_U64(g_text_alerts, 0); /* stubs and call sites were accepted (lixp_accept) */
+    /* someone overwrites a stub byte: the next drain alerts and puts it back */
+    {
+        uint8_t orig = 0, bad = 0xcc, now = 0;
+        CHECK_OK(g.pause(q));
+        CHECK_OK(hvi_gva_read(e, 0, s0.stub_gva + 10, &orig, 1));
+        CHECK_OK(hvi_gva_write(e, 0, s0.stub_gva + 10, &bad, 1));
+        CHECK_OK(g.resume(q));
+        CHECK_OK(hvi_linux_indetour_drain(e, NULL));
+        hvi_timer_tick(e); /* delivers the queued alert */
+        CHECK_OK(hvi_gva_read(e, 0, s0.stub_gva + 10, &now, 1));
+        CHECK_EQ_U64(now, orig);
+        CHECK_EQ_U64(g_indetour_alerts, 1);
+        hvi_linux_indetour_stats ts;
+        CHECK_OK(hvi_linux_indetour_stats_get(e, &ts));
+        CHECK_EQ_U64(ts.tamper, 1);
+    }
     CHECK_EQ_U64(s1.lost, 0);
     CHECK_EQ_U64(s1.rewalks, 0); /* the view came from the events */
     CHECK(s1.refreshes > 0);
@@ -247,6 +292,8 @@ HVI_TEST(vma_view_from_in_guest_detours_matches_proc)
     /* 2: a 64-record ring overflows; the loss makes the engine re-walk */
     CHECK_OK(stop_detours(e, q));
     CHECK_EQ_U64(fnv(e, stext, etext - stext), h0);
+    text_check_rounds(e);
+    CHECK_EQ_U64(g_text_alerts, 0); /* nor is putting the bytes back */
     hvi_linux_indetour_opts small = {.ring_records = 64};
     st = hvi_linux_indetour_start(e, &small);
     if (st != HVI_OK)
