@@ -359,4 +359,56 @@ HVI_TEST(implausible_globals_are_refused)
     wf_free(&f);
 }
 
+HVI_TEST(exiting_processes_are_flagged_by_the_cami_masks)
+{
+    struct wf f;
+    REQUIRE(attach(&f, 3, 0) == HVI_OK);
+    uint32_t exiting = 0, del = 0;
+    const hvi_cami_win_entry *ent = NULL;
+    REQUIRE(hvi_cami_win_select(wf_cami(), 17763, true, true, &ent) == HVI_OK);
+    CHECK_OK(hvi_cami_win_km_field(ent, HVI_WIN_KM_EPROCESSFLAGS, HVI_WIN_KM_EPROCESSFLAGS_EXITING,
+                                   &exiting));
+    CHECK_OK(hvi_cami_win_km_field(ent, HVI_WIN_KM_EPROCESSFLAGS, HVI_WIN_KM_EPROCESSFLAGS_DELETE,
+                                   &del));
+    REQUIRE(exiting && del);
+    uint32_t v1 = 0x40000 | exiting, v2 = 0x40000 | del;
+    CHECK_OK(hvi_sim_win_poke(f.sim, &f.w, f.w.eprocess[1] + f.w.off_flags, &v1, 4));
+    CHECK_OK(hvi_sim_win_poke(f.sim, &f.w, f.w.eprocess[3] + f.w.off_flags, &v2, 4));
+    hvi_windows_process *p = NULL;
+    size_t n = 0;
+    REQUIRE(hvi_windows_list_processes(f.e, &p, &n) == HVI_OK);
+    REQUIRE(n == 4);
+    CHECK(!p[0].exiting && p[1].exiting && !p[2].exiting && p[3].exiting);
+    CHECK_EQ_U64(p[1].flags, v1);
+    hvi_windows_free(p);
+    wf_free(&f);
+}
+
+/* Paged-out kernel code: pattern search reads absent pages as zeros, a function in a present page
+ * is still found, the one in the absent page is not, and code protection skips the hole. */
+HVI_TEST(absent_kernel_pages)
+{
+    struct wf f;
+    hvi_sim_win_config c = {.build = 17763, .kpti = true};
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    REQUIRE(f.w.psp_insert_process >> 12 != f.w.mm_clean_process >> 12);
+    REQUIRE(hvi_sim_unmap(f.sim, f.w.cr3, HVI_PAGING_4LVL, f.w.mm_clean_process & ~0xfffull) ==
+            HVI_OK);
+    REQUIRE(wf_attach(&f, HVI_OPT_KM_TEXT | HVI_OPT_EVENT_PROCESS, true) == HVI_OK);
+    hvi_windows_function *fn = NULL;
+    size_t n = 0;
+    REQUIRE(hvi_windows_list_functions(f.e, &fn, &n) == HVI_OK);
+    REQUIRE(n == 2);
+    CHECK_EQ_U64(fn[0].address, f.w.psp_insert_process);
+    CHECK(fn[0].detoured);
+    CHECK_EQ_U64(fn[1].address, 0);
+    CHECK(!fn[1].detoured);
+    hvi_windows_free(fn);
+    CHECK(hvi_sim_restricted_frames(f.sim) > 0);
+    hvi_event_reply rep;
+    CHECK_OK(wf_write(&f, f.w.psp_insert_process, 0xcc, 4, f.w.text, &rep));
+    CHECK_EQ_U64(rep.action, HVI_ACTION_DENY);
+    wf_free(&f);
+}
+
 HVI_TEST_MAIN()
