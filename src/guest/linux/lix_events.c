@@ -111,7 +111,7 @@ static bool resume_past_nops(hvi_engine *e, struct lixe_state *s, struct lixe_sl
 }
 
 /* Length of the no-op prefix of code[0..len): endbr64, nopl 0(%rax,%rax,1) (5 and 6 bytes), nop. */
-static uint8_t nop_prefix(const uint8_t *code, size_t len)
+uint8_t lixe_nop_prefix(const uint8_t *code, size_t len)
 {
     static const struct {
         uint8_t n;
@@ -606,7 +606,7 @@ static void resolve(hvi_engine *e, struct lixe_state *s)
         struct lixe_slot *sl = &s->slot[ev];
         sl->ev = ev;
         if (sl->addr && lix_read(k, sl->addr, sl->nops, sizeof(sl->nops)) == HVI_OK)
-            sl->skip = nop_prefix(sl->nops, sizeof(sl->nops));
+            sl->skip = lixe_nop_prefix(sl->nops, sizeof(sl->nops));
     }
     for (int ev = 0; ev < EV_N; ev++)
         hvi_log(e, HVI_LOG_INFO, "linux events: %s -> %s%s (%u no-op bytes)", g_what[ev],

@@ -74,6 +74,10 @@ bool lixe_mod_del(struct lixe_lists *l, uint64_t addr);
 void lixe_lists_clear(struct lixe_lists *l, bool procs, bool mods);
 void lixe_lists_free(struct lixe_lists *l);
 
+/* Bytes of leading no-op instructions in code[0..len) (endbr64, the 5-byte ftrace nop, the
+ * 6-byte nop, 66 90, 90): a detour resumes past them instead of stepping over. */
+uint8_t lixe_nop_prefix(const uint8_t *code, size_t len);
+
 /* kbasename(): the part after the last '/'. */
 const char *lixe_basename(const char *path);
 

@@ -262,4 +262,22 @@ HVI_TEST(lists_stay_sorted_replace_and_bound)
     CHECK(l.np == 0 && l.nm == 0 && !l.p && !l.m);
 }
 
+HVI_TEST(nop_prefix_only_counts_no_ops)
+{
+    static const uint8_t ftrace_nop[] = {0x0f, 0x1f, 0x44, 0x00, 0x00, 0x55, 0x48, 0x89, 0xe5};
+    static const uint8_t ibt[] = {0xf3, 0x0f, 0x1e, 0xfa, 0x0f, 0x1f, 0x44, 0x00, 0x00, 0x41, 0x57};
+    static const uint8_t traced[] = {0xe8, 0x10, 0x20, 0x30, 0x40, 0x55}; /* call __fentry__ */
+    static const uint8_t plain[] = {0x55, 0x48, 0x89, 0xe5};
+    static const uint8_t small[] = {0x66, 0x90, 0x90, 0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00, 0xc3};
+    CHECK_EQ_U64(lixe_nop_prefix(ftrace_nop, sizeof(ftrace_nop)), 5);
+    CHECK_EQ_U64(lixe_nop_prefix(ibt, sizeof(ibt)), 9);
+    CHECK_EQ_U64(lixe_nop_prefix(traced, sizeof(traced)), 0);
+    CHECK_EQ_U64(lixe_nop_prefix(plain, sizeof(plain)), 0);
+    CHECK_EQ_U64(lixe_nop_prefix(small, sizeof(small)), 9);
+    /* an instruction cut by the end of the buffer is not counted */
+    CHECK_EQ_U64(lixe_nop_prefix(ftrace_nop, 4), 0);
+    CHECK_EQ_U64(lixe_nop_prefix(ibt, 7), 4);
+    CHECK_EQ_U64(lixe_nop_prefix(ibt, 0), 0);
+}
+
 HVI_TEST_MAIN()
