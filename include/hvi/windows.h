@@ -65,18 +65,30 @@ typedef struct hvi_windows_function {
     bool detoured;
 } hvi_windows_function;
 
-/* HVI_E_STATE when no Windows kernel was found. */
+/* What was found. HVI_E_INVAL for NULL arguments, HVI_E_STATE when no Windows kernel was found.
+ * Also valid after hvi_new_guest() refused the build (have_offsets false). */
 hvi_status hvi_windows_get_info(hvi_engine *engine, hvi_windows_info *out);
-/* Processes on PsActiveProcessHead (System first); HVI_E_UNSUPPORTED without a CAMI entry. */
+
+/*
+ * Processes on PsActiveProcessHead, in list order (System first). On success *out is a malloc'd
+ * array of *count entries (release with hvi_windows_free). HVI_E_STATE: no Windows kernel;
+ * HVI_E_UNSUPPORTED: no CAMI entry (no offsets); HVI_E_FORMAT: a link that is not a kernel
+ * pointer or whose Blink does not point back; HVI_E_NOT_PRESENT: a node on an absent page;
+ * HVI_E_LIMIT: more than 4096 entries; HVI_E_NOMEM. On failure nothing is returned.
+ */
 hvi_status hvi_windows_list_processes(hvi_engine *engine, hvi_windows_process **out,
                                       size_t *count);
-/* Drivers on PsLoadedModuleList (ntoskrnl first). */
+/* Drivers on PsLoadedModuleList (ntoskrnl first); statuses as hvi_windows_list_processes. A name
+ * that cannot be read is left empty (the walk goes on). */
 hvi_status hvi_windows_list_modules(hvi_engine *engine, hvi_windows_module **out, size_t *count);
-/* The kernel functions located by CAMI code patterns (and whether they are detoured now). */
+/* The kernel functions located by CAMI code patterns (address 0: not located) and whether they
+ * are detoured now (HVI_OPT_EVENT_PROCESS). Statuses as above. */
 hvi_status hvi_windows_list_functions(hvi_engine *engine, hvi_windows_function **out,
                                       size_t *count);
-/* Address of an ntoskrnl export. HVI_E_NOT_FOUND when absent. */
+/* Address of an ntoskrnl export. HVI_E_NOT_FOUND when absent or forwarded, HVI_E_STATE without a
+ * kernel, a read status when the export directory is unreadable. */
 hvi_status hvi_windows_find_export(hvi_engine *engine, const char *name, uint64_t *addr);
+/* Release an array returned above; accepts NULL. */
 void hvi_windows_free(void *array);
 
 #ifdef __cplusplus
