@@ -135,16 +135,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_linux_events: session failed\n");
         goto out;
     }
-    hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = support,
-                          .support_len = support_len};
+    hvi_guest_params p = {
+        .size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = support, .support_len = support_len};
     if (hvi_new_guest(e, &p) != HVI_OK) {
         fprintf(stderr, "bench_linux_events: attach: %s\n", hvi_last_error(e));
         goto out;
     }
     struct runner r = {.q = q, .e = e};
     runner_start(&r);
-    const uint64_t cfg[3] = {0, HVI_OPT_BLOCK_EXEC,
-                             HVI_OPT_EVENT_PROCESS | HVI_OPT_EVENT_MODULE};
+    const uint64_t cfg[3] = {0, HVI_OPT_BLOCK_EXEC, HVI_OPT_EVENT_PROCESS | HVI_OPT_EVENT_MODULE};
     const char *name[3] = {"off", "exec", "on"};
     double t[3][REPS];
     uint64_t hits[3] = {0, 0, 0};
@@ -174,8 +173,8 @@ int main(int argc, char **argv)
             "\"ms_per_hit_on\":%.3f,\"ms_per_hit_exec_only\":%.3f,"
             "\"ms_per_iteration_off\":%.3f,\"ms_per_iteration_on\":%.3f}\n",
             ITERS, REPS, m[0], m[1], m[2], m[1] / m[0], m[2] / m[0], hits_on, hits_exec,
-            hits_on > 0 ? (m[2] - m[0]) / hits_on : 0, hits_exec > 0 ? (m[1] - m[0]) / hits_exec : 0,
-            m[0] / ITERS, m[2] / ITERS);
+            hits_on > 0 ? (m[2] - m[0]) / hits_on : 0,
+            hits_exec > 0 ? (m[1] - m[0]) / hits_exec : 0, m[0] / ITERS, m[2] / ITERS);
     fclose(f);
     fprintf(stderr,
             "bench_linux_events: off %.1f ms, exec-only %.1f ms (x%.2f), on %.1f ms (x%.2f) for %d "

@@ -51,14 +51,14 @@ hvi_status hvi_linux_events_processes(hvi_engine *e, hvi_linux_process **out, si
 hvi_status hvi_linux_events_modules(hvi_engine *e, hvi_linux_module **out, size_t *count);
 
 typedef struct hvi_linux_events_stats {
-    uint64_t events;          /* detour hits handled */
+    uint64_t events;                         /* detour hits handled */
     uint64_t creates, execs, exits, threads; /* threads: thread creations/exits (no alert) */
     uint64_t module_loads, module_unloads;
-    uint64_t blocked;         /* execs refused */
-    uint64_t bad;             /* hits whose arguments could not be decoded (hostile/garbage) */
-    uint64_t reseeds;         /* list walks (start, option re-enabled) */
-    uint64_t stepless;        /* hits resumed past the function's no-op prefix (no step-over) */
-    uint32_t detours;         /* breakpoints placed now */
+    uint64_t blocked;            /* execs refused */
+    uint64_t bad;                /* hits whose arguments could not be decoded (hostile/garbage) */
+    uint64_t reseeds;            /* list walks (start, option re-enabled) */
+    uint64_t stepless;           /* hits resumed past the function's no-op prefix (no step-over) */
+    uint32_t detours;            /* breakpoints placed now */
     uint32_t processes, modules; /* sizes of the lists */
 } hvi_linux_events_stats;
 hvi_status hvi_linux_events_stats_get(hvi_engine *e, hvi_linux_events_stats *out);

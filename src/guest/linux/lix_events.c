@@ -18,15 +18,14 @@
 
 enum { EV_CREATE, EV_EXEC, EV_EXIT, EV_MLOAD, EV_MUNLOAD, EV_N };
 
-static const char *const g_what[EV_N] = {"create", "exec", "exit", "module-load",
-                                         "module-unload"};
+static const char *const g_what[EV_N] = {"create", "exec", "exit", "module-load", "module-unload"};
 
 struct lixe_slot {
     hvi_hook *hook;
-    uint64_t addr;   /* resolved function, 0 when none */
+    uint64_t addr; /* resolved function, 0 when none */
     char fn[64];
-    bool from_cami;  /* the name is in the selected CAMI entry's hooks list */
-    uint8_t skip;    /* bytes of leading no-op instructions (endbr64, the ftrace nop) */
+    bool from_cami; /* the name is in the selected CAMI entry's hooks list */
+    uint8_t skip;   /* bytes of leading no-op instructions (endbr64, the ftrace nop) */
     uint8_t nops[16];
     int ev;
 };
@@ -79,8 +78,8 @@ static struct lixe_state *state_of(hvi_engine *e)
 static void bad(hvi_engine *e, struct lixe_state *s, int ev, hvi_status st, uint64_t arg)
 {
     s->st.bad++;
-    hvi_log(e, HVI_LOG_WARN, "linux events: %s at %s: argument 0x%llx not decoded: %s",
-            g_what[ev], s->slot[ev].fn, (unsigned long long)arg, hvi_strstatus(st));
+    hvi_log(e, HVI_LOG_WARN, "linux events: %s at %s: argument 0x%llx not decoded: %s", g_what[ev],
+            s->slot[ev].fn, (unsigned long long)arg, hvi_strstatus(st));
 }
 
 static hvi_status current_task(hvi_engine *e, struct lixe_state *s, const hvi_regs *regs,
@@ -196,8 +195,8 @@ static bool on_exec(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *regs, v
         if (st == HVI_OK) {
             s->st.blocked++;
             emit(e, HVI_EVENT_EXEC_BLOCKED, HVI_ALERT_DENIED, vcpu, &s->slot[EV_EXEC], task, "exec",
-                 p.tgid, p.comm, "rule=%s filename=%s interp=%s exe=%s", rule, x.filename,
-                 x.interp, x.exe);
+                 p.tgid, p.comm, "rule=%s filename=%s interp=%s exe=%s", rule, x.filename, x.interp,
+                 x.exe);
             return true;
         }
         hvi_log(e, HVI_LOG_ERROR, "linux events: exec of %s not blocked: %s", x.filename,
@@ -218,9 +217,9 @@ static bool on_exec(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *regs, v
     hvi_strlcpy(n.exe, x.exe, sizeof(n.exe));
     if (s->procs_valid && lixe_proc_put(&s->l, &n) != HVI_OK)
         s->procs_valid = false;
-    emit(e, HVI_EVENT_PROCESS_EXEC, HVI_ALERT_ALLOWED, vcpu, &s->slot[EV_EXEC], task, "task",
-         n.pid, n.comm, "ppid=%d old_comm=%s filename=%s interp=%s exe=%s", p.ppid, old_comm,
-         x.filename, x.interp, x.exe);
+    emit(e, HVI_EVENT_PROCESS_EXEC, HVI_ALERT_ALLOWED, vcpu, &s->slot[EV_EXEC], task, "task", n.pid,
+         n.comm, "ppid=%d old_comm=%s filename=%s interp=%s exe=%s", p.ppid, old_comm, x.filename,
+         x.interp, x.exe);
     return false;
 }
 
@@ -249,8 +248,8 @@ static bool on_task_exit(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *re
     if (s->procs_valid)
         lixe_proc_del(&s->l, p.pid);
     int64_t code = (int64_t)regs->gpr[HVI_RDI];
-    emit(e, HVI_EVENT_PROCESS_EXIT, HVI_ALERT_ALLOWED, vcpu, &s->slot[EV_EXIT], task, "task",
-         p.pid, p.comm, "ppid=%d code=%lld exe=%s", p.ppid, (long long)code, p.exe);
+    emit(e, HVI_EVENT_PROCESS_EXIT, HVI_ALERT_ALLOWED, vcpu, &s->slot[EV_EXIT], task, "task", p.pid,
+         p.comm, "ppid=%d code=%lld exe=%s", p.ppid, (long long)code, p.exe);
     return false;
 }
 
@@ -287,8 +286,8 @@ static bool on_module(hvi_engine *e, bool load, uint32_t vcpu, const hvi_regs *r
     }
     emit(e, load ? HVI_EVENT_MODULE_LOAD : HVI_EVENT_MODULE_UNLOAD, HVI_ALERT_ALLOWED, vcpu,
          &s->slot[ev], mod, "module", p.tgid, p.comm,
-         "name=%s base=0x%llx size=%u text_size=%u state=%u", m.name,
-         (unsigned long long)m.base, m.size, m.text_size, m.state);
+         "name=%s base=0x%llx size=%u text_size=%u state=%u", m.name, (unsigned long long)m.base,
+         m.size, m.text_size, m.state);
     return false;
 }
 
@@ -345,8 +344,11 @@ static bool seed_task(const struct lix_task *t, void *ctx)
 static bool seed_module(const struct lix_module *m, void *ctx)
 {
     struct seed *sd = ctx;
-    struct lixe_mod x = {.addr = m->addr, .state = m->state, .base = m->core_base,
-                         .size = m->core_size, .text_size = m->core_text_size,
+    struct lixe_mod x = {.addr = m->addr,
+                         .state = m->state,
+                         .base = m->core_base,
+                         .size = m->core_size,
+                         .text_size = m->core_text_size,
                          .ro_size = m->core_ro_size};
     hvi_strlcpy(x.name, m->name, sizeof(x.name));
     sd->st = lixe_mod_put(sd->l, &x);
@@ -365,8 +367,7 @@ static hvi_status reseed(hvi_engine *e, struct lixe_state *s, bool procs, bool m
             st = sd.st;
         s->procs_valid = st == HVI_OK;
         if (st != HVI_OK)
-            return hvi_fail(e, st, "linux events: process list walk failed: %s",
-                            hvi_strstatus(st));
+            return hvi_fail(e, st, "linux events: process list walk failed: %s", hvi_strstatus(st));
     }
     if (mods) {
         st = lix_module_walk(k, seed_module, &sd);
@@ -374,8 +375,7 @@ static hvi_status reseed(hvi_engine *e, struct lixe_state *s, bool procs, bool m
             st = sd.st;
         s->mods_valid = st == HVI_OK;
         if (st != HVI_OK)
-            return hvi_fail(e, st, "linux events: module list walk failed: %s",
-                            hvi_strstatus(st));
+            return hvi_fail(e, st, "linux events: module list walk failed: %s", hvi_strstatus(st));
     }
     s->st.reseeds++;
     return HVI_OK;
@@ -386,13 +386,10 @@ static hvi_status reseed(hvi_engine *e, struct lixe_state *s, bool procs, bool m
 static uint64_t slot_opts(int ev)
 {
     switch (ev) {
-    case EV_EXEC:
-        return HVI_OPT_EVENT_PROCESS | HVI_OPT_BLOCK_EXEC;
+    case EV_EXEC: return HVI_OPT_EVENT_PROCESS | HVI_OPT_BLOCK_EXEC;
     case EV_CREATE:
-    case EV_EXIT:
-        return HVI_OPT_EVENT_PROCESS;
-    default:
-        return HVI_OPT_EVENT_MODULE;
+    case EV_EXIT: return HVI_OPT_EVENT_PROCESS;
+    default: return HVI_OPT_EVENT_MODULE;
     }
 }
 
@@ -534,8 +531,8 @@ static void load_cami(hvi_engine *e, struct lixe_state *s, struct cami_info *ci)
         for (uint32_t i = 0; i < entry->hook_count && ci->nhashes < 64; i++)
             ci->hashes[ci->nhashes++] = entry->hooks[i].name_hash;
         uint32_t f = 0, in = 0, fi = 0;
-        if (hvi_cami_lix_field_by_name(entry, "Binprm", "FilenameOffset", &f) == HVI_OK &&
-            f && f < 0x1000) {
+        if (hvi_cami_lix_field_by_name(entry, "Binprm", "FilenameOffset", &f) == HVI_OK && f &&
+            f < 0x1000) {
             if (hvi_cami_lix_field_by_name(entry, "Binprm", "InterpOffset", &in) != HVI_OK ||
                 in >= 0x1000)
                 in = 0;
@@ -558,8 +555,9 @@ static void resolve(hvi_engine *e, struct lixe_state *s)
     static const char *const single[3] = {"wake_up_new_task", "begin_new_exec", "do_exit"};
     /* module pairs, tried in order: a pair is used only whole (a load seen at one point and its
      * unload at the matching one, failures included) */
-    static const char *const pairs[2][2] = {{"module_param_sysfs_setup", "module_param_sysfs_remove"},
-                                            {"do_init_module", "free_module"}};
+    static const char *const pairs[2][2] = {
+        {"module_param_sysfs_setup", "module_param_sysfs_remove"},
+        {"do_init_module", "free_module"}};
     for (int ev = 0; ev < EV_N; ev++)
         memset(&s->slot[ev], 0, sizeof(s->slot[ev]));
     for (int ev = EV_CREATE; ev <= EV_EXIT; ev++) {
@@ -576,8 +574,7 @@ static void resolve(hvi_engine *e, struct lixe_state *s)
         for (int i = 0; i < 2 && !s->slot[EV_MLOAD].addr; i++) {
             bool cami = in_cami(&ci, pairs[i][0]) && in_cami(&ci, pairs[i][1]);
             uint64_t a = 0, b = 0;
-            if ((pass == 0 && !cami) ||
-                lix_kallsyms_lookup(&k->ks, pairs[i][0], &a) != HVI_OK ||
+            if ((pass == 0 && !cami) || lix_kallsyms_lookup(&k->ks, pairs[i][0], &a) != HVI_OK ||
                 lix_kallsyms_lookup(&k->ks, pairs[i][1], &b) != HVI_OK || !lix_is_kptr(a) ||
                 !lix_is_kptr(b))
                 continue;
@@ -682,8 +679,9 @@ hvi_status hvi_linux_events_processes(hvi_engine *e, hvi_linux_process **out, si
     struct lixe_state *s = state_of(e);
     struct lix_kernel *k = lix_get(e);
     if (!s || !k || !s->started || !s->procs_valid)
-        return hvi_fail(e, HVI_E_STATE, "linux events: no process list (events not started or "
-                                        "HVI_OPT_EVENT_PROCESS off)");
+        return hvi_fail(e, HVI_E_STATE,
+                        "linux events: no process list (events not started or "
+                        "HVI_OPT_EVENT_PROCESS off)");
     hvi_linux_process *p = calloc(s->l.np ? s->l.np : 1, sizeof(*p));
     if (!p)
         return HVI_E_NOMEM;
@@ -711,8 +709,9 @@ hvi_status hvi_linux_events_modules(hvi_engine *e, hvi_linux_module **out, size_
         return HVI_E_INVAL;
     struct lixe_state *s = state_of(e);
     if (!s || !s->started || !s->mods_valid)
-        return hvi_fail(e, HVI_E_STATE, "linux events: no module list (events not started or "
-                                        "HVI_OPT_EVENT_MODULE off)");
+        return hvi_fail(e, HVI_E_STATE,
+                        "linux events: no module list (events not started or "
+                        "HVI_OPT_EVENT_MODULE off)");
     hvi_linux_module *m = calloc(s->l.nm ? s->l.nm : 1, sizeof(*m));
     if (!m)
         return HVI_E_NOMEM;

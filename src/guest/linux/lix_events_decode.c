@@ -97,7 +97,7 @@ hvi_status lixe_decode_module(const struct lix_kernel *k, uint64_t mod, struct l
         return HVI_E_FORMAT;
     const struct lix_offsets *o = &k->off;
     size_t nl = o->mod_name_len && o->mod_name_len < sizeof(out->name) ? o->mod_name_len
-                                                                         : sizeof(out->name) - 1;
+                                                                       : sizeof(out->name) - 1;
     uint64_t lay = mod + o->mod_core_layout;
     memset(out, 0, sizeof(*out));
     out->addr = mod;

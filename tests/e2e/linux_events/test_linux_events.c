@@ -367,7 +367,9 @@ HVI_TEST(events_follow_the_guest_and_exec_is_blocked)
     REQUIRE(st == HVI_OK);
     REQUIRE(hvi_qemu_open(t.vm, &t.q) == HVI_OK && hvi_qemu_glue(t.q, &t.g) == HVI_OK);
     REQUIRE(hvi_engine_new(&t.g, &t.e) == HVI_OK);
-    hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = g_support,
+    hvi_guest_params p = {.size = sizeof(p),
+                          .os_hint = HVI_OS_LINUX,
+                          .support = g_support,
                           .support_len = g_support_len};
     st = hvi_new_guest(t.e, &p);
     if (st != HVI_OK)
@@ -401,10 +403,9 @@ HVI_TEST(events_follow_the_guest_and_exec_is_blocked)
             "  stats: %llu hits, %llu creates, %llu execs, %llu exits, %llu thread events, "
             "%llu/%llu module load/unload, %llu blocked, %llu bad\n",
             (unsigned long long)s.events, (unsigned long long)s.creates,
-            (unsigned long long)s.execs, (unsigned long long)s.exits,
-            (unsigned long long)s.threads, (unsigned long long)s.module_loads,
-            (unsigned long long)s.module_unloads, (unsigned long long)s.blocked,
-            (unsigned long long)s.bad);
+            (unsigned long long)s.execs, (unsigned long long)s.exits, (unsigned long long)s.threads,
+            (unsigned long long)s.module_loads, (unsigned long long)s.module_unloads,
+            (unsigned long long)s.blocked, (unsigned long long)s.bad);
     CHECK_EQ_U64(s.bad, 0);
     /* Debian's 6.1 functions start with the ftrace nop: every hit that was not an early return
      * resumed past it without a step-over */

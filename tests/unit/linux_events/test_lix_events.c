@@ -56,8 +56,8 @@ static uint64_t file_busybox(struct synth_mem *m, uint64_t at)
 }
 
 /* A task: pid/tgid, comm, parent (tgid 7), cred, mm (with exe /bin/busybox) unless kthread. */
-static uint64_t task(struct synth_mem *m, uint64_t at, int32_t pid, int32_t tgid,
-                     const char *comm, bool kthread)
+static uint64_t task(struct synth_mem *m, uint64_t at, int32_t pid, int32_t tgid, const char *comm,
+                     bool kthread)
 {
     uint64_t parent = at + 0x2000, cred = at + 0x3000, mm = at + 0x4000;
     synth_w32(m, at + 0x110, (uint32_t)pid);
@@ -127,12 +127,12 @@ HVI_TEST(current_task_from_the_per_cpu_area)
     uint64_t t = 0;
     CHECK_OK(lixe_current(&k, GS, PCPU_CURRENT, &t));
     CHECK_EQ_U64(t, KB + 0x5000);
-    CHECK_STATUS(lixe_current(&k, 0, PCPU_CURRENT, &t), HVI_E_FORMAT);           /* user GS */
-    CHECK_STATUS(lixe_current(&k, GS, ~0ull - 4, &t), HVI_E_FORMAT);             /* wraps */
+    CHECK_STATUS(lixe_current(&k, 0, PCPU_CURRENT, &t), HVI_E_FORMAT); /* user GS */
+    CHECK_STATUS(lixe_current(&k, GS, ~0ull - 4, &t), HVI_E_FORMAT);   /* wraps */
     CHECK_STATUS(lixe_current(&k, GS + 0x100000, PCPU_CURRENT, &t), HVI_E_NOT_PRESENT);
-    synth_w64(&m, GS + PCPU_CURRENT, 0x400000);                                   /* user ptr */
+    synth_w64(&m, GS + PCPU_CURRENT, 0x400000); /* user ptr */
     CHECK_STATUS(lixe_current(&k, GS, PCPU_CURRENT, &t), HVI_E_FORMAT);
-    synth_w64(&m, GS + PCPU_CURRENT, KB + 0x5001);                                /* unaligned */
+    synth_w64(&m, GS + PCPU_CURRENT, KB + 0x5001); /* unaligned */
     CHECK_STATUS(lixe_current(&k, GS, PCPU_CURRENT, &t), HVI_E_FORMAT);
     synth_free(&m);
 }
