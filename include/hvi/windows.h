@@ -88,6 +88,13 @@ hvi_status hvi_windows_list_functions(hvi_engine *engine, hvi_windows_function *
 /* Address of an ntoskrnl export. HVI_E_NOT_FOUND when absent or forwarded, HVI_E_STATE without a
  * kernel, a read status when the export directory is unreadable. */
 hvi_status hvi_windows_find_export(hvi_engine *engine, const char *name, uint64_t *addr);
+/* Process creation block list (HVI_OPT_BLOCK_EXEC): a process whose ImageFileName equals a name
+ * (case-insensitive, first 15 characters as Windows keeps them) is refused in the
+ * PspInsertProcess detour: the function returns STATUS_ACCESS_DENIED to its caller at once, and
+ * an exec-blocked alert (action denied) is raised. At most 64 names (HVI_E_LIMIT); HVI_E_STATE
+ * without a Windows kernel; HVI_E_INVAL for an empty or over-long (>= 64) name. */
+hvi_status hvi_windows_block_process_add(hvi_engine *engine, const char *name);
+void hvi_windows_block_process_clear(hvi_engine *engine);
 /* Release an array returned above; accepts NULL. */
 void hvi_windows_free(void *array);
 

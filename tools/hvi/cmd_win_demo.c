@@ -3,7 +3,8 @@
  * Windows x64 guest (backends/sim/hvi_sim_windows.h) for a build of the CAMI support data,
  * attach an engine that finds ntoskrnl by itself, and print the detected build, the functions
  * located by CAMI code patterns, the processes and drivers, a process-creation event from the
- * PspInsertProcess detour and a denied SSDT write from a driver. No real Windows guest is
+ * PspInsertProcess detour, a creation refused by the block list and a denied SSDT write from a
+ * driver. No real Windows guest is
  * involved: this is the proof on the simulator.
  */
 #include <stdio.h>
@@ -28,7 +29,8 @@ static int usage(FILE *to)
             "Builds a simulated Windows x64 guest (not a real Windows: the simulator backend)\n"
             "for a build of the support data, lets the engine find ntoskrnl, and prints the\n"
             "build, the kernel functions located by CAMI patterns, processes, drivers, a\n"
-            "process-creation event from a detour and a denied KiServiceTable write.\n"
+            "process-creation event from a detour, a creation refused by the block list and a\n"
+            "denied KiServiceTable write.\n"
             "  --cami      CAMI binary, or a folder of CAMI YAML sources (default: $HVI_CAMI)\n"
             "  --build     Windows build with an x64 entry in the support data (default 17763)\n"
             "  --kpti      the entry's KPTI flag (default on)\n"
@@ -134,6 +136,18 @@ static void scenario(struct demo *d)
         hvi_event_reply rep;
         (void)hvi_sim_win_call(d->sim, &d->w, d->w.psp_insert_process, args, 6, &rep);
     }
+    printf("simulated: the kernel inserts mimikatz.exe, on the block list (HVI_OPT_BLOCK_EXEC)\n");
+    if (d->w.psp_insert_process && hvi_windows_block_process_add(d->e, "mimikatz.exe") == HVI_OK &&
+        hvi_sim_win_new_eprocess(d->sim, &d->w, "mimikatz.exe", 0x1f44, d->w.pid[parent], &ep) ==
+            HVI_OK) {
+        uint64_t args[6] = {ep, d->w.eprocess[parent], 0x1fffff, 0, 0, 0};
+        hvi_event_reply rep = {0, false};
+        (void)hvi_sim_win_call(d->sim, &d->w, d->w.psp_insert_process, args, 6, &rep);
+        hvi_regs *r = hvi_sim_vcpu_regs(d->sim, 0);
+        if (rep.regs_changed)
+            printf("PspInsertProcess returned 0x%08llx to its caller at 0x%llx\n",
+                   (unsigned long long)r->gpr[HVI_RAX], (unsigned long long)r->rip);
+    }
     uint32_t drv = d->w.ndrv > 2 ? 2 : d->w.ndrv - 1;
     uint64_t rip = d->w.drv_base[drv] + 0x1a2b, target = d->w.ssdt + 4 * 0x3a;
     printf("simulated: %s (rip 0x%llx) writes KiServiceTable[0x3a] at 0x%llx\n", d->w.drv_name[drv],
@@ -181,7 +195,8 @@ static int run(struct demo *d, const void *support, size_t support_len,
     hvi_sim_attach(d->sim, d->e);
     hvi_guest_params p = {.size = sizeof(p),
                           .os_hint = HVI_OS_WINDOWS,
-                          .options = HVI_OPT_ALL_PROTECTION | HVI_OPT_EVENT_PROCESS,
+                          .options =
+                              HVI_OPT_ALL_PROTECTION | HVI_OPT_EVENT_PROCESS | HVI_OPT_BLOCK_EXEC,
                           .support = support,
                           .support_len = support_len};
     if ((st = hvi_new_guest(d->e, &p)) != HVI_OK) {

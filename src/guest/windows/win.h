@@ -29,6 +29,8 @@
 #define WIN_MAX_MODULES 4096u
 #define WIN_MAX_SCAN_SECTION (32u << 20) /* pattern search: bytes per section */
 #define WIN_EXITED_RING 64u
+#define WIN_MAX_BLOCKS 64u
+#define WIN_STATUS_ACCESS_DENIED 0xC0000022u
 
 /* Functions the layer locates by CAMI code patterns and detours. */
 enum win_fn { WIN_FN_PSP_INSERT_PROCESS, WIN_FN_MM_CLEAN_PROCESS_ADDRESS_SPACE, WIN_FN_COUNT };
@@ -69,6 +71,9 @@ struct win_state {
     struct win_prot *prot;
     size_t nprot, cap_prot;
     uint64_t applied;          /* option bits whose protections/detours are placed */
+    char blocks[WIN_MAX_BLOCKS][16]; /* HVI_OPT_BLOCK_EXEC: image names refused at creation */
+    uint32_t nblocks;
+    uint64_t blocked;
     uint64_t exited[WIN_EXITED_RING];
     uint32_t exited_next;
 };
@@ -112,6 +117,7 @@ hvi_status win_locate_functions(hvi_engine *e);
 hvi_status win_pattern_search(hvi_engine *e, const hvi_cami_win_function *fn, uint64_t *gva,
                               uint32_t *pattern);
 hvi_status win_detours_set(hvi_engine *e, bool on);
+const char *win_block_rule(const struct win_state *w, const char *image_name);
 
 /* Protections (win_protect.c). */
 hvi_status win_find_ssdt(hvi_engine *e);

@@ -36,7 +36,8 @@ static void win_options(hvi_engine *e, uint64_t old_opts, uint64_t new_opts, voi
     struct win_state *w = e->win;
     if (!w || !w->active || e->detaching)
         return;
-    bool ev = (new_opts & HVI_OPT_EVENT_PROCESS) != 0;
+    /* PspInsertProcess serves both the events and the block list */
+    bool ev = (new_opts & (HVI_OPT_EVENT_PROCESS | HVI_OPT_BLOCK_EXEC)) != 0;
     if (ev != ((w->applied & HVI_OPT_EVENT_PROCESS) != 0)) {
         hvi_status st = win_detours_set(e, ev);
         if (st != HVI_OK)

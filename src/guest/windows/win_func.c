@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/engine.h"
 #include "guest/windows/win.h"
@@ -162,6 +163,8 @@ static void process_event(hvi_engine *e, uint32_t type, uint32_t vcpu, uint64_t 
 {
     hvi_alert a;
     hvi_alert_init(&a, type, vcpu);
+    if (type == HVI_EVENT_EXEC_BLOCKED)
+        a.action = HVI_ALERT_DENIED;
     a.rip = rip;
     a.pid = (int32_t)p->pid;
     hvi_strlcpy(a.comm, p->name, sizeof(a.comm));
@@ -200,8 +203,24 @@ static bool on_insert_process(hvi_engine *e, hvi_hook *hook, uint32_t vcpu, hvi_
     uint64_t debug = 0;
     if (detour_arg(e, l, regs, 2, &debug) == HVI_OK)
         snprintf(extra, sizeof(extra), " debug_handle=0x%llx", (unsigned long long)debug);
-    process_event(e, HVI_EVENT_PROCESS_CREATE, vcpu, regs->rip, &p, have_parent ? &parent : NULL,
-                  extra);
+    const char *rule = (e->options & HVI_OPT_BLOCK_EXEC) ? win_block_rule(w, p.name) : NULL;
+    if (rule) {
+        /* PspInsertProcess fails: the caller (NtCreateUserProcess...) tears the process down */
+        hvi_status st = hvi_detour_return(e, regs, WIN_STATUS_ACCESS_DENIED);
+        if (st == HVI_OK) {
+            char why[96];
+            snprintf(why, sizeof(why), " rule=%.15s status=0x%x", rule, WIN_STATUS_ACCESS_DENIED);
+            w->blocked++;
+            process_event(e, HVI_EVENT_EXEC_BLOCKED, vcpu, l->gva, &p, have_parent ? &parent : NULL,
+                          why);
+            return true;
+        }
+        hvi_log(e, HVI_LOG_ERROR, "windows: creation of %s not blocked: %s", p.name,
+                hvi_strstatus(st));
+    }
+    if (e->options & HVI_OPT_EVENT_PROCESS)
+        process_event(e, HVI_EVENT_PROCESS_CREATE, vcpu, regs->rip, &p,
+                      have_parent ? &parent : NULL, extra);
     return false;
 }
 
@@ -214,6 +233,8 @@ static bool on_clean_process(hvi_engine *e, hvi_hook *hook, uint32_t vcpu, hvi_r
         return false;
     uint64_t ep = 0;
     hvi_windows_process p;
+    if (!(e->options & HVI_OPT_EVENT_PROCESS))
+        return false;
     if (detour_arg(e, &w->fn[WIN_FN_MM_CLEAN_PROCESS_ADDRESS_SPACE], regs, 0, &ep) != HVI_OK ||
         !win_is_kptr(ep) || win_read_process(e, ep, &p) != HVI_OK)
         return false;
@@ -260,4 +281,33 @@ hvi_status win_detours_set(hvi_engine *e, bool on)
     else
         w->applied &= ~(uint64_t)HVI_OPT_EVENT_PROCESS;
     return worst;
+}
+
+/* Windows names are case-insensitive and ImageFileName keeps the first 15 characters. */
+const char *win_block_rule(const struct win_state *w, const char *image_name)
+{
+    for (uint32_t i = 0; i < w->nblocks; i++)
+        if (!strncasecmp(w->blocks[i], image_name, 15))
+            return w->blocks[i];
+    return NULL;
+}
+
+hvi_status hvi_windows_block_process_add(hvi_engine *e, const char *name)
+{
+    struct win_state *w = win_get(e);
+    if (!e || !name || !name[0] || strlen(name) >= 64)
+        return HVI_E_INVAL;
+    if (!w)
+        return hvi_fail(e, HVI_E_STATE, "no Windows kernel was found");
+    if (w->nblocks == WIN_MAX_BLOCKS)
+        return hvi_fail(e, HVI_E_LIMIT, "block list full (%u names)", WIN_MAX_BLOCKS);
+    hvi_strlcpy(w->blocks[w->nblocks++], name, sizeof(w->blocks[0])); /* first 15 characters */
+    return HVI_OK;
+}
+
+void hvi_windows_block_process_clear(hvi_engine *e)
+{
+    struct win_state *w = win_get(e);
+    if (w)
+        w->nblocks = 0;
 }

@@ -50,6 +50,9 @@ HVI_TEST(win_demo_default_build)
     CHECK(strstr(out, "\\SystemRoot\\system32\\ntoskrnl.exe") != NULL);
     CHECK(strstr(out, "process-create: process pid 8000 \"notepad.exe\"") != NULL);
     CHECK(strstr(out, "parent=svchost.exe") != NULL);
+    CHECK(strstr(out, "exec-blocked: process pid 8004 \"mimikatz.exe\"") != NULL);
+    CHECK(strstr(out, "rule=mimikatz.exe status=0xc0000022") != NULL);
+    CHECK(strstr(out, "PspInsertProcess returned 0xc0000022 to its caller") != NULL);
     CHECK(strstr(out, "ept-write: object nt-ssdt") != NULL);
     CHECK(strstr(out, "in kd.dll (kd.dll+0x1a2b), DENIED") != NULL);
     CHECK(strstr(out, "write DENIED") != NULL);

@@ -411,4 +411,49 @@ HVI_TEST(lstar_write_denied)
     wf_free(&f);
 }
 
+/* HVI_OPT_BLOCK_EXEC: PspInsertProcess returns STATUS_ACCESS_DENIED for a listed image name. */
+HVI_TEST(blocked_process_creation_returns_access_denied)
+{
+    struct wf f;
+    hvi_sim_win_config c = {.build = 17763, .kpti = true, .processes = 2};
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    REQUIRE(wf_attach(&f, HVI_OPT_BLOCK_EXEC, true) == HVI_OK); /* no process events */
+    CHECK(hvi_sim_breakpoint_at(f.sim, f.w.psp_insert_process));
+    CHECK_OK(hvi_windows_block_process_add(f.e, "MIMIKATZ.EXE"));
+    CHECK_STATUS(hvi_windows_block_process_add(f.e, ""), HVI_E_INVAL);
+    uint64_t bad = 0, good = 0;
+    REQUIRE(hvi_sim_win_new_eprocess(f.sim, &f.w, "mimikatz.exe", 0x666, f.w.pid[1], &bad) ==
+            HVI_OK);
+    REQUIRE(hvi_sim_win_new_eprocess(f.sim, &f.w, "calc.exe", 0x668, f.w.pid[1], &good) == HVI_OK);
+    hvi_regs *r = hvi_sim_vcpu_regs(f.sim, 0);
+    uint64_t args[2] = {good, f.w.eprocess[1]};
+    hvi_event_reply rep;
+    CHECK_OK(hvi_sim_win_call(f.sim, &f.w, f.w.psp_insert_process, args, 2, &rep));
+    CHECK(!rep.regs_changed);
+    CHECK_EQ_U64(f.nalerts, 0); /* events are off: nothing for an allowed creation */
+    args[0] = bad;
+    r->gpr[HVI_RAX] = 0;
+    CHECK_OK(hvi_sim_win_call(f.sim, &f.w, f.w.psp_insert_process, args, 2, &rep));
+    CHECK(rep.regs_changed);
+    CHECK_EQ_U64(r->rip, f.w.return_address);
+    CHECK_EQ_U64(r->gpr[HVI_RAX], 0xC0000022u);
+    /* popped the return address: RSP is back where the caller's CALL left it */
+    CHECK_EQ_U64(r->gpr[HVI_RSP], (f.w.stack_top - 8 * 16) & ~0xfull);
+    REQUIRE(wf_count(&f, HVI_EVENT_EXEC_BLOCKED) == 1);
+    const hvi_alert *a = wf_last(&f, HVI_EVENT_EXEC_BLOCKED);
+    CHECK_EQ_U64(a->action, HVI_ALERT_DENIED);
+    CHECK_EQ_U64(a->pid, 0x666);
+    CHECK_STR(a->comm, "mimikatz.exe");
+    CHECK(strstr(a->detail, "rule=MIMIKATZ.EXE") != NULL);
+    CHECK(strstr(a->detail, "status=0xc0000022") != NULL);
+    /* without the option the list is not applied */
+    CHECK_OK(hvi_options_set(f.e, HVI_OPT_EVENT_PROCESS));
+    CHECK_OK(hvi_sim_win_call(f.sim, &f.w, f.w.psp_insert_process, args, 2, &rep));
+    CHECK(!rep.regs_changed);
+    CHECK_EQ_U64(wf_count(&f, HVI_EVENT_EXEC_BLOCKED), 1);
+    CHECK_EQ_U64(wf_count(&f, HVI_EVENT_PROCESS_CREATE), 1);
+    hvi_windows_block_process_clear(f.e);
+    wf_free(&f);
+}
+
 HVI_TEST_MAIN()
