@@ -106,6 +106,12 @@ static hvi_status note_slot(struct hvi_dump *d, struct note_list *l, uint32_t in
     return HVI_OK;
 }
 
+/* The i-th u64 of pr_reg. */
+static uint64_t pr_reg(const uint8_t *reg, unsigned i)
+{
+    return rd64(reg + (size_t)8 * i);
+}
+
 static void parse_prstatus(const uint8_t *desc, hvi_regs *r)
 {
     /* pr_reg order -> hardware GPR index */
@@ -118,17 +124,17 @@ static void parse_prstatus(const uint8_t *desc, hvi_regs *r)
     const uint8_t *reg = desc + PRSTATUS_REG_OFF;
     memset(r, 0, sizeof(*r));
     for (int i = 0; i < HVI_GPR_COUNT; i++)
-        r->gpr[i] = rd64(reg + 8u * gpr_at[i]);
-    r->rip = rd64(reg + 8 * 16);
-    r->rflags = rd64(reg + 8 * 18);
-    r->seg[HVI_CS].selector = (uint16_t)rd64(reg + 8 * 17);
-    r->seg[HVI_SS].selector = (uint16_t)rd64(reg + 8 * 20);
-    r->fs_base = rd64(reg + 8 * 21);
-    r->gs_base = rd64(reg + 8 * 22);
-    r->seg[HVI_DS].selector = (uint16_t)rd64(reg + 8 * 23);
-    r->seg[HVI_ES].selector = (uint16_t)rd64(reg + 8 * 24);
-    r->seg[HVI_FS].selector = (uint16_t)rd64(reg + 8 * 25);
-    r->seg[HVI_GS].selector = (uint16_t)rd64(reg + 8 * 26);
+        r->gpr[i] = pr_reg(reg, gpr_at[i]);
+    r->rip = pr_reg(reg, 16);
+    r->rflags = pr_reg(reg, 18);
+    r->seg[HVI_CS].selector = (uint16_t)pr_reg(reg, 17);
+    r->seg[HVI_SS].selector = (uint16_t)pr_reg(reg, 20);
+    r->fs_base = pr_reg(reg, 21);
+    r->gs_base = pr_reg(reg, 22);
+    r->seg[HVI_DS].selector = (uint16_t)pr_reg(reg, 23);
+    r->seg[HVI_ES].selector = (uint16_t)pr_reg(reg, 24);
+    r->seg[HVI_FS].selector = (uint16_t)pr_reg(reg, 25);
+    r->seg[HVI_GS].selector = (uint16_t)pr_reg(reg, 26);
     r->seg[HVI_FS].base = r->fs_base;
     r->seg[HVI_GS].base = r->gs_base;
     r->valid = HVI_REGS_GPR | HVI_REGS_SEG | HVI_REGS_FSGS;
@@ -178,12 +184,13 @@ static void parse_qemu_state(const uint8_t *desc, uint32_t size, hvi_regs *r)
     static const uint8_t segs[6] = {HVI_CS, HVI_DS, HVI_ES, HVI_FS, HVI_GS, HVI_SS};
     memset(r, 0, sizeof(*r));
     for (int i = 0; i < 16; i++)
-        r->gpr[order[i]] = rd64(desc + 8 + 8u * (unsigned)i);
+        r->gpr[order[i]] = rd64(desc + 8 + (size_t)8 * (unsigned)i);
     r->rip = rd64(desc + 136);
     r->rflags = rd64(desc + 144);
     for (int i = 0; i < 6; i++)
-        r->seg[segs[i]] = qemu_seg(desc + 152 + 24u * (unsigned)i);
-    hvi_segment gdt = qemu_seg(desc + 152 + 24 * 8), idt = qemu_seg(desc + 152 + 24 * 9);
+        r->seg[segs[i]] = qemu_seg(desc + 152 + (size_t)24 * (unsigned)i);
+    hvi_segment gdt = qemu_seg(desc + 344),
+                idt = qemu_seg(desc + 368); /* gdt, idt: segments 8, 9 */
     r->gdtr_base = gdt.base;
     r->gdtr_limit = (uint16_t)gdt.limit;
     r->idtr_base = idt.base;
