@@ -32,8 +32,8 @@
 
 enum { M_OFF, M_INDETOUR, M_BP };
 static const char *const g_fn[] = {"vma_mas_store", "vma_mas_remove", "vm_area_free",
-                                   "__vma_adjust", "mprotect_fixup", "expand_downwards",
-                                   "do_brk_flags", "exit_mmap", "wake_up_new_task"};
+                                   "__vma_adjust",  "mprotect_fixup", "expand_downwards",
+                                   "do_brk_flags",  "exit_mmap",      "wake_up_new_task"};
 #define NFN (sizeof(g_fn) / sizeof(g_fn[0]))
 
 static atomic_int g_want, g_have;
@@ -263,8 +263,8 @@ int main(int argc, char **argv)
         return skip(hvi_qemu_vm_last_error());
     }
     int rc = 1;
-    hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = support,
-                          .support_len = support_len};
+    hvi_guest_params p = {
+        .size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = support, .support_len = support_len};
     if (hvi_qemu_open(vm, &g_q) == HVI_OK && hvi_qemu_glue(g_q, &g_g) == HVI_OK &&
         hvi_engine_new(&g_g, &g_e) == HVI_OK && hvi_new_guest(g_e, &p) == HVI_OK &&
         hvi_engine_add_handler(g_e, HVI_EV_BREAKPOINT, on_bp, NULL) == HVI_OK) {
@@ -273,7 +273,8 @@ int main(int argc, char **argv)
                 g_sites[i] = 0;
         rc = run(argv[1], vm);
     } else {
-        fprintf(stderr, "bench_linux_indetour: attach failed: %s\n", g_e ? hvi_last_error(g_e) : "");
+        fprintf(stderr, "bench_linux_indetour: attach failed: %s\n",
+                g_e ? hvi_last_error(g_e) : "");
     }
     hvi_detach(g_e);
     hvi_engine_free(g_e);

@@ -31,57 +31,57 @@ extern "C" {
 
 /* Event ids (the record's id field). */
 enum hvi_lixd_event {
-    HVI_LIXD_VMA_STORE = 1,  /* vma_mas_store(vma, mas): vma (re)entered the tree */
-    HVI_LIXD_VMA_REMOVE = 2, /* vma_mas_remove(vma, mas) */
-    HVI_LIXD_VMA_FREE = 3,   /* vm_area_free(vma) */
-    HVI_LIXD_VMA_ADJUST = 4, /* __vma_adjust(vma, start, end, pgoff, insert, expand) */
-    HVI_LIXD_VMA_PROTECT = 5,/* mprotect_fixup(tlb, vma, pprev, start, end, newflags) */
-    HVI_LIXD_VMA_EXPAND = 6, /* expand_downwards(vma, address) */
-    HVI_LIXD_BRK = 7,        /* do_brk_flags(mas, vma, addr, len, flags): current's mm */
-    HVI_LIXD_EXIT_MMAP = 8,  /* exit_mmap(mm) */
-    HVI_LIXD_FORK = 9,       /* wake_up_new_task(p): a new task starts (fork storms) */
+    HVI_LIXD_VMA_STORE = 1,   /* vma_mas_store(vma, mas): vma (re)entered the tree */
+    HVI_LIXD_VMA_REMOVE = 2,  /* vma_mas_remove(vma, mas) */
+    HVI_LIXD_VMA_FREE = 3,    /* vm_area_free(vma) */
+    HVI_LIXD_VMA_ADJUST = 4,  /* __vma_adjust(vma, start, end, pgoff, insert, expand) */
+    HVI_LIXD_VMA_PROTECT = 5, /* mprotect_fixup(tlb, vma, pprev, start, end, newflags) */
+    HVI_LIXD_VMA_EXPAND = 6,  /* expand_downwards(vma, address) */
+    HVI_LIXD_BRK = 7,         /* do_brk_flags(mas, vma, addr, len, flags): current's mm */
+    HVI_LIXD_EXIT_MMAP = 8,   /* exit_mmap(mm) */
+    HVI_LIXD_FORK = 9,        /* wake_up_new_task(p): a new task starts (fork storms) */
     HVI_LIXD_EVENT_MAX = 10,
 };
 const char *hvi_lixd_event_name(uint32_t id);
 
 typedef struct hvi_linux_indetour_opts {
-    uint32_t ring_records;   /* power of two, 0 = default (8192); shrunk to fit the region */
-    uint64_t ring_gva;       /* 0 = find a region (tail of .bss before .bss..decrypted) */
-    uint32_t ring_len;       /* with ring_gva: bytes available there */
-    uint32_t events;         /* bit (1 << id) per event to install; 0 = all available */
+    uint32_t ring_records; /* power of two, 0 = default (8192); shrunk to fit the region */
+    uint64_t ring_gva;     /* 0 = find a region (tail of .bss before .bss..decrypted) */
+    uint32_t ring_len;     /* with ring_gva: bytes available there */
+    uint32_t events;       /* bit (1 << id) per event to install; 0 = all available */
 } hvi_linux_indetour_opts;
 
 /* One event as the engine decoded it. vma/start/end/flags are read when the ring is drained
  * (the VMA's state then, not at the time of the call); args are the registers at the call. */
 typedef struct hvi_linux_vma_event {
-    uint64_t seq;            /* ring index + 1 */
-    uint32_t id;             /* hvi_lixd_event */
-    uint64_t task;           /* current task_struct at the call */
-    int32_t pid, tgid;       /* of that task (-1 if unreadable) */
+    uint64_t seq;      /* ring index + 1 */
+    uint32_t id;       /* hvi_lixd_event */
+    uint64_t task;     /* current task_struct at the call */
+    int32_t pid, tgid; /* of that task (-1 if unreadable) */
     char comm[17];
-    uint64_t vma, mm;        /* the VMA the event is about (0 if none) and its mm */
+    uint64_t vma, mm;              /* the VMA the event is about (0 if none) and its mm */
     int32_t child_pid, child_tgid; /* HVI_LIXD_FORK: the new task (-1 if unreadable) */
     uint64_t start, end, flags;
-    uint64_t args[5];        /* rdi, rsi, rdx, rcx, r8 */
+    uint64_t args[5]; /* rdi, rsi, rdx, rcx, r8 */
 } hvi_linux_vma_event;
 
 typedef void (*hvi_linux_vma_event_cb)(hvi_engine *e, const hvi_linux_vma_event *ev, void *ctx);
 
 typedef struct hvi_linux_indetour_stats {
-    uint64_t events;         /* records consumed */
-    uint64_t lost;           /* records overwritten before they were read, or torn */
-    uint64_t garbage;        /* committed records with an impossible id */
-    uint64_t resyncs;        /* the ring head moved backwards or jumped: tail resynchronised */
-    uint64_t drains;         /* drain calls */
-    uint64_t rewalks;        /* full maple-tree walks of a followed process after lost events,
-                                an inconsistent view or an untracked change (brk, exec) */
-    uint64_t refreshes;      /* incremental view updates (followed process touched) */
+    uint64_t events;    /* records consumed */
+    uint64_t lost;      /* records overwritten before they were read, or torn */
+    uint64_t garbage;   /* committed records with an impossible id */
+    uint64_t resyncs;   /* the ring head moved backwards or jumped: tail resynchronised */
+    uint64_t drains;    /* drain calls */
+    uint64_t rewalks;   /* full maple-tree walks of a followed process after lost events,
+                           an inconsistent view or an untracked change (brk, exec) */
+    uint64_t refreshes; /* incremental view updates (followed process touched) */
     uint64_t last_drain_ns;
-    uint64_t tamper;         /* stub or call-site bytes found changed (restored) */
-    uint32_t detours;        /* functions patched */
-    bool task_verified;      /* gs:current_task was checked to be a task on vCPU 0 at start */
+    uint64_t tamper;    /* stub or call-site bytes found changed (restored) */
+    uint32_t detours;   /* functions patched */
+    bool task_verified; /* gs:current_task was checked to be a task on vCPU 0 at start */
     uint32_t ring_records;
-    uint64_t ring_gva;       /* where the ring is */
+    uint64_t ring_gva;           /* where the ring is */
     uint64_t stub_gva, stub_len; /* first stub and the span of all stubs */
 } hvi_linux_indetour_stats;
 

@@ -16,13 +16,13 @@
 #include "hvi_qemu.h"
 #endif
 
-#define VMAEV_USAGE                                                                               \
-    "hvi vma-events [--vm NAME] [--cami FILE|DIR | --offsets FILE] [--follow PID]\n"              \
-    "               [--seconds N] [--interval-ms N] [--ring RECORDS] [--quiet] [--json]\n"        \
-    "  Installs the in-guest detours (stubs in kernel-text padding, a ring in the .bss tail),\n"  \
-    "  lets the guest run, drains the ring every --interval-ms (default 200) and prints each\n"   \
-    "  event (--quiet: only the summary). --follow PID keeps that process's VMA view from the\n"  \
-    "  events and prints it at the end with a comparison against a full maple-tree walk.\n"       \
+#define VMAEV_USAGE                                                                                \
+    "hvi vma-events [--vm NAME] [--cami FILE|DIR | --offsets FILE] [--follow PID]\n"               \
+    "               [--seconds N] [--interval-ms N] [--ring RECORDS] [--quiet] [--json]\n"         \
+    "  Installs the in-guest detours (stubs in kernel-text padding, a ring in the .bss tail),\n"   \
+    "  lets the guest run, drains the ring every --interval-ms (default 200) and prints each\n"    \
+    "  event (--quiet: only the summary). --follow PID keeps that process's VMA view from the\n"   \
+    "  events and prints it at the end with a comparison against a full maple-tree walk.\n"        \
     "  Stops after --seconds (default 10) or ^C; detach restores every byte."
 
 static volatile sig_atomic_t g_stop;
@@ -50,8 +50,7 @@ static void print_event(hvi_engine *e, const hvi_linux_vma_event *ev, void *ctx)
         linux_json_str(ev->comm);
         printf(",\"child_pid\":%d,\"vma\":\"0x%llx\",\"mm\":\"0x%llx\",\"start\":\"0x%llx\","
                "\"end\":\"0x%llx\",\"flags\":\"0x%llx\"}\n",
-               ev->child_pid,
-               (unsigned long long)ev->vma, (unsigned long long)ev->mm,
+               ev->child_pid, (unsigned long long)ev->vma, (unsigned long long)ev->mm,
                (unsigned long long)ev->start, (unsigned long long)ev->end,
                (unsigned long long)ev->flags);
     } else {
@@ -86,22 +85,22 @@ static int parse(struct vopts *o, int argc, char **argv, char **pass, int *npass
             o->follow = (int32_t)v;
             i++;
         } else if (i + 1 < argc && !strcmp(a, "--seconds") &&
-                   hvi_cli_parse_u64(argv[i + 1], &o->seconds)) {
+                   hvi_cli_parse_u64(argv[i + 1], &o->seconds) && o->seconds <= 1000000) {
             i++;
         } else if (i + 1 < argc && !strcmp(a, "--interval-ms") &&
                    hvi_cli_parse_u64(argv[i + 1], &o->interval_ms) && o->interval_ms > 0 &&
                    o->interval_ms < 60000) {
             i++;
-        } else if (i + 1 < argc && !strcmp(a, "--ring") && hvi_cli_parse_u64(argv[i + 1], &o->ring) &&
-                   o->ring < (1u << 21)) {
+        } else if (i + 1 < argc && !strcmp(a, "--ring") &&
+                   hvi_cli_parse_u64(argv[i + 1], &o->ring) && o->ring < (1u << 21)) {
             i++;
         } else if (!strcmp(a, "--quiet")) {
             o->quiet = true;
         } else if (!strcmp(a, "--json")) {
             o->json = true;
             pass[(*npass)++] = argv[i];
-        } else if (i + 1 < argc && (!strcmp(a, "--vm") || !strcmp(a, "--cami") ||
-                                    !strcmp(a, "--offsets"))) {
+        } else if (i + 1 < argc &&
+                   (!strcmp(a, "--vm") || !strcmp(a, "--cami") || !strcmp(a, "--offsets"))) {
             pass[(*npass)++] = argv[i++];
             pass[(*npass)++] = argv[i];
         } else {
@@ -167,8 +166,7 @@ static void print_view(hvi_engine *e, int32_t pid, bool json)
     if (json)
         printf("]}}\n");
     else
-        printf("view %s a fresh maple-tree walk (%zu VMAs)\n", same ? "equals" : "DIFFERS from",
-               m);
+        printf("view %s a fresh maple-tree walk (%zu VMAs)\n", same ? "equals" : "DIFFERS from", m);
     hvi_linux_free(v);
     hvi_linux_free(w);
 }
@@ -211,7 +209,6 @@ static int cmd_vma_events(int argc, char **argv)
             fprintf(stderr, "hvi vma-events: guest session ended: %s\n", hvi_qemu_last_error(s.q));
             break;
         }
-        st = HVI_OK;
         hvi_linux_indetour_drain(s.engine, NULL);
         fflush(stdout);
     }

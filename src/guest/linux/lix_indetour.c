@@ -38,11 +38,13 @@
 #define LIXD_MAX_PROCS 16u
 #define LIXD_DEFAULT_RECORDS 8192u
 #define LIXD_MIN_RECORDS 64u
-#define LIXD_BSS_MARGIN (64u << 10) /* left free above the last .bss symbol (its size is unknown) */
+#define LIXD_BSS_MARGIN (64u << 10) /* left free above the last .bss symbol (its size is unknown)  \
+                                     */
 #define LIXD_SLACK_MIN_RUN 48u      /* int3 runs shorter than this are left alone */
 #define LIXD_SCAN_CHUNK (64u << 10)
 #define LIXD_DRAIN_BUDGET (1u << 20)
-#define LIXD_GRACE_NS 1000000000ull /* stale stack words accepted this long after the sites went */
+#define LIXD_GRACE_NS 1000000000ull /* stale stack words accepted this long after the sites went   \
+                                     */
 
 enum { PH_OFF, PH_ACTIVE, PH_SITES_OFF };
 
@@ -68,8 +70,8 @@ static const struct {
 const char *hvi_lixd_event_name(uint32_t id)
 {
     static const char *const names[HVI_LIXD_EVENT_MAX] = {
-        "?", "vma-store", "vma-remove", "vma-free", "vma-adjust", "vma-protect", "vma-expand",
-        "brk", "exit-mmap", "fork"};
+        "?",           "vma-store",  "vma-remove", "vma-free",  "vma-adjust",
+        "vma-protect", "vma-expand", "brk",        "exit-mmap", "fork"};
     return id < HVI_LIXD_EVENT_MAX ? names[id] : "?";
 }
 
@@ -225,7 +227,8 @@ static hvi_status find_ring(hvi_engine *e, struct lixd_state *s, const hvi_linux
                             "in-guest detours: no __start_bss_decrypted symbol: no known unused "
                             ".bss tail for the ring (give one with opts.ring_gva)");
         if (lix_kallsyms_find(&s->k->ks, dec - 1, &name, &sym) != HVI_OK || sym > (64u << 20))
-            return hvi_fail(e, HVI_E_NOT_FOUND, "in-guest detours: no symbol below .bss..decrypted");
+            return hvi_fail(e, HVI_E_NOT_FOUND,
+                            "in-guest detours: no symbol below .bss..decrypted");
         uint64_t last = dec - 1 - sym; /* the last .bss object starts here; its size is unknown */
         lo = (last + LIXD_BSS_MARGIN + 4095) & ~4095ull;
         hi = dec;
@@ -236,8 +239,10 @@ static hvi_status find_ring(hvi_engine *e, struct lixd_state *s, const hvi_linux
     }
     uint32_t want = o && o->ring_records ? o->ring_records : LIXD_DEFAULT_RECORDS;
     if (want & (want - 1) || want < LIXD_MIN_RECORDS || want > (1u << 20))
-        return hvi_fail(e, HVI_E_INVAL, "in-guest detours: ring_records must be a power of two "
-                                        "in [%u, 2^20]", LIXD_MIN_RECORDS);
+        return hvi_fail(e, HVI_E_INVAL,
+                        "in-guest detours: ring_records must be a power of two "
+                        "in [%u, 2^20]",
+                        LIXD_MIN_RECORDS);
     while (want >= LIXD_MIN_RECORDS && LIXD_HDR_SIZE + (uint64_t)want * LIXD_REC_SIZE > hi - lo)
         want >>= 1;
     if (want < LIXD_MIN_RECORDS)
@@ -256,6 +261,24 @@ static hvi_status find_ring(hvi_engine *e, struct lixd_state *s, const hvi_linux
 
 /* ---- slack in kernel text -------------------------------------------------------------------- */
 
+/* Offer one int3 run to the slack allocator: 16 bytes kept from the code on each side, 16-byte
+ * aligned, executable; returns the bytes added (also when an earlier start added it). */
+static uint64_t add_run(hvi_engine *e, uint64_t run_start, uint32_t run)
+{
+    if (run < LIXD_SLACK_MIN_RUN)
+        return 0;
+    uint64_t lo = (run_start + 16 + 15) & ~15ull, hi = run_start + run - 16;
+    if (hi <= lo + 32)
+        return 0;
+    uint32_t len = (uint32_t)(hi - lo < (1u << 20) ? hi - lo : (1u << 20));
+    hvi_translation t;
+    if (hvi_gva_translate(e, 0, lo, &t) != HVI_OK || t.nx ||
+        hvi_gva_translate(e, 0, lo + len - 1, &t) != HVI_OK || t.nx)
+        return 0;
+    hvi_status st = hvi_slack_add_range(e, lo, len);
+    return st == HVI_OK || st == HVI_E_EXISTS ? len : 0;
+}
+
 static hvi_status find_slack(hvi_engine *e, struct lixd_state *s, uint32_t need)
 {
     uint64_t a = 0, b = 0;
@@ -273,26 +296,13 @@ static hvi_status find_slack(hvi_engine *e, struct lixd_state *s, uint32_t need)
             run = 0;
             continue;
         }
-        for (uint32_t i = 0; i <= n && found < need; i++) {
-            if (i < n && buf[i] == 0xcc) {
+        for (uint32_t i = 0; i < n && found < need; i++) {
+            if (buf[i] == 0xcc) {
                 if (!run++)
                     run_start = p + i;
                 continue;
             }
-            if (i == n && p + n < b)
-                break; /* the run may go on in the next chunk */
-            if (run >= LIXD_SLACK_MIN_RUN) {
-                /* keep 16 bytes away from the code on both sides, 16-byte aligned */
-                uint64_t lo = (run_start + 16 + 15) & ~15ull, hi = run_start + run - 16;
-                hvi_translation t;
-                uint32_t len = (uint32_t)(hi - lo < (1u << 20) ? hi - lo : (1u << 20));
-                hvi_status ast = HVI_E_RANGE;
-                if (hi > lo + 32 && hvi_gva_translate(e, 0, lo, &t) == HVI_OK && !t.nx &&
-                    hvi_gva_translate(e, 0, hi - 1, &t) == HVI_OK && !t.nx)
-                    ast = hvi_slack_add_range(e, lo, len);
-                if (ast == HVI_OK || ast == HVI_E_EXISTS) /* EXISTS: added by an earlier start */
-                    found += len;
-            }
+            found += add_run(e, run_start, run);
             run = 0;
         }
     }
@@ -322,10 +332,10 @@ static hvi_status entry_site(hvi_engine *e, struct lixd_state *s, const char *fu
         *why = "entry unreadable";
         return HVI_E_NOT_PRESENT;
     }
-    uint32_t skip = memcmp(b, ENDBR64, 4) ? 0 : 4;
+    uint32_t skip = memcmp(b, ENDBR64, 4) == 0 ? 4 : 0;
     hvi_insn insn;
     if (hvi_decode_buffer(b + skip, sizeof(b) - skip, 64, a + skip, NULL, &insn) != HVI_OK ||
-        insn.len != 5 || memcmp(insn.bytes, NOP5, 5)) {
+        insn.len != 5 || memcmp(insn.bytes, NOP5, 5) != 0) {
         *why = "entry is not the 5-byte ftrace NOP (not traceable, or already patched)";
         return HVI_E_UNSUPPORTED;
     }
@@ -482,17 +492,88 @@ static hvi_status verify_current_task(hvi_engine *e, struct lixd_state *s)
     return HVI_OK;
 }
 
-hvi_status hvi_linux_indetour_start(hvi_engine *e, const hvi_linux_indetour_opts *opts)
+/* The functions that can be patched (entry NOP verified); a required one missing fails. */
+static hvi_status select_targets(hvi_engine *e, struct lixd_state *s,
+                                 const hvi_linux_indetour_opts *opts)
 {
-    if (!e)
-        return HVI_E_INVAL;
-    if (e->lixd && e->lixd->phase == PH_ACTIVE)
-        return HVI_OK;
-    if (e->lixd && e->lixd->phase != PH_OFF)
-        return hvi_fail(e, HVI_E_BUSY, "in-guest detours: still being removed");
-    struct lix_kernel *k = lix_get(e);
-    if (!k || !k->have_offsets)
-        return hvi_fail(e, HVI_E_STATE, "in-guest detours: no Linux kernel with offsets");
+    uint32_t want = opts && opts->events ? opts->events : ~0u;
+    for (uint32_t i = 0; i < LIXD_NDET; i++) {
+        if (!(want & (1u << g_targets[i].id)))
+            continue;
+        const char *why = "";
+        struct lixd_detour *d = &s->det[s->ndet];
+        memset(d, 0, sizeof(*d));
+        hvi_status st = entry_site(e, s, g_targets[i].func, &d->site, &why);
+        if (st != HVI_OK) {
+            if (g_targets[i].required && !(opts && opts->events))
+                return hvi_fail(e, st, "in-guest detours: %s: %s", g_targets[i].func, why);
+            hvi_log(e, HVI_LOG_WARN, "in-guest detours: %s skipped: %s", g_targets[i].func, why);
+            continue;
+        }
+        d->id = g_targets[i].id;
+        d->func = g_targets[i].func;
+        memcpy(d->orig, NOP5, 5);
+        s->ndet++;
+    }
+    if (!s->ndet)
+        return hvi_fail(e, HVI_E_UNSUPPORTED, "in-guest detours: no function could be patched");
+    return HVI_OK;
+}
+
+/* Allocate slack for one detour's stub and generate it and its call. */
+static hvi_status place_stub(hvi_engine *e, struct lixd_state *s, struct lixd_detour *d)
+{
+    const struct lix_offsets *o = &s->k->off;
+    hvi_status st = hvi_slack_alloc(e, LIXD_STUB_MAX, 16, &d->stub);
+    if (st != HVI_OK)
+        return st;
+    struct lixd_stub_params p = {.stub_va = d->stub,
+                                 .head_va = s->ring_gva,
+                                 .records_va = s->ring_gva + LIXD_HDR_SIZE,
+                                 .mask = s->ring.nrec - 1,
+                                 .event_id = d->id,
+                                 .current_task = s->current_task};
+    /* the new task may be gone by the drain: its pid and tgid (adjacent s32) at the call */
+    if (d->id == HVI_LIXD_FORK && o->task_tgid == o->task_pid + 4)
+        p.arg0_load = o->task_pid;
+    d->stub_len = (uint32_t)lixd_stub_emit(&p, d->stub_bytes, sizeof(d->stub_bytes));
+    if (!d->stub_len || !stub_decodes(d->stub_bytes, d->stub_len, d->stub) ||
+        !lixd_call_emit(d->site, d->stub, d->patch) ||
+        hvi_gva_read(e, 0, d->stub, d->stub_orig, d->stub_len) != HVI_OK)
+        return hvi_fail(e, HVI_E_INTERNAL, "in-guest detours: stub for %s not placeable", d->func);
+    for (uint32_t j = 0; j < d->stub_len; j++)
+        if (d->stub_orig[j] != 0xcc)
+            return hvi_fail(e, HVI_E_EXISTS, "in-guest detours: slack at 0x%llx is in use",
+                            (unsigned long long)d->stub);
+    if (d->stub < s->stub_lo)
+        s->stub_lo = d->stub;
+    if (d->stub + d->stub_len > s->stub_hi)
+        s->stub_hi = d->stub + d->stub_len;
+    return HVI_OK;
+}
+
+/* Paused: the entries must still be NOPs; then stubs and calls are written. */
+static hvi_status write_detours(hvi_engine *e, struct lixd_state *s)
+{
+    hvi_status st = pause_guest(e);
+    if (st != HVI_OK)
+        return hvi_fail(e, st, "in-guest detours: cannot pause the guest");
+    for (uint32_t i = 0; i < s->ndet; i++) {
+        uint8_t now[5];
+        if (hvi_gva_read(e, 0, s->det[i].site, now, 5) != HVI_OK || memcmp(now, NOP5, 5) != 0) {
+            resume_guest(e);
+            return hvi_fail(e, HVI_E_STATE, "in-guest detours: %s changed under us",
+                            s->det[i].func);
+        }
+    }
+    write_all(e, s, true);
+    resume_guest(e);
+    accept_all(e, s, true);
+    return HVI_OK;
+}
+
+static hvi_status state_get(hvi_engine *e, struct lixd_state **out)
+{
     struct lixd_state *s = e->lixd;
     if (!s) {
         if (!(s = calloc(1, sizeof(*s))))
@@ -509,93 +590,54 @@ hvi_status hvi_linux_indetour_start(hvi_engine *e, const hvi_linux_indetour_opts
     memset(&s->ring, 0, sizeof(s->ring));
     memset(&s->stats, 0, sizeof(s->stats));
     s->ndet = 0;
-    s->k = k;
+    s->stub_lo = UINT64_MAX;
+    s->stub_hi = 0;
     for (uint32_t i = 0; i < s->nprocs; i++)
         s->procs[i].need_walk = true; /* changes while no detour was in place went unseen */
-    hvi_status st;
+    *out = s;
+    return HVI_OK;
+}
+
+hvi_status hvi_linux_indetour_start(hvi_engine *e, const hvi_linux_indetour_opts *opts)
+{
+    if (!e)
+        return HVI_E_INVAL;
+    if (e->lixd && e->lixd->phase == PH_ACTIVE)
+        return HVI_OK;
+    if (e->lixd && e->lixd->phase != PH_OFF)
+        return hvi_fail(e, HVI_E_BUSY, "in-guest detours: still being removed");
+    struct lix_kernel *k = lix_get(e);
+    if (!k || !k->have_offsets)
+        return hvi_fail(e, HVI_E_STATE, "in-guest detours: no Linux kernel with offsets");
+    struct lixd_state *s = NULL;
+    hvi_status st = state_get(e, &s);
+    if (st != HVI_OK)
+        return st;
+    s->k = k;
     uint64_t ct = 0;
     if (vma_mm_offset(e, &s->vma_mm_off) != HVI_OK)
-        return hvi_fail(e, HVI_E_NOT_FOUND, "in-guest detours: no vm_area_struct.vm_mm offset "
-                                            "(CAMI Vma.MmOffset)");
+        return hvi_fail(e, HVI_E_NOT_FOUND,
+                        "in-guest detours: no vm_area_struct.vm_mm offset "
+                        "(CAMI Vma.MmOffset)");
     if (lix_kallsyms_lookup(&k->ks, "current_task", &ct) != HVI_OK || ct > 0x7fffffffu)
         return hvi_fail(e, HVI_E_NOT_FOUND,
                         "in-guest detours: no per-CPU current_task symbol (6.1 layout)");
     s->current_task = (uint32_t)ct;
-    if ((st = verify_current_task(e, s)) != HVI_OK || (st = find_ring(e, s, opts)) != HVI_OK)
+    if ((st = verify_current_task(e, s)) != HVI_OK || (st = find_ring(e, s, opts)) != HVI_OK ||
+        (st = select_targets(e, s, opts)) != HVI_OK ||
+        (st = find_slack(e, s, s->ndet * LIXD_STUB_MAX)) != HVI_OK)
         return st;
-    /* which functions can be patched */
-    uint32_t want = opts && opts->events ? opts->events : ~0u;
-    for (uint32_t i = 0; i < LIXD_NDET; i++) {
-        if (!(want & (1u << g_targets[i].id)))
-            continue;
-        const char *why = "";
-        struct lixd_detour *d = &s->det[s->ndet];
-        memset(d, 0, sizeof(*d));
-        st = entry_site(e, s, g_targets[i].func, &d->site, &why);
-        if (st != HVI_OK) {
-            if (g_targets[i].required && !(opts && opts->events))
-                return hvi_fail(e, st, "in-guest detours: %s: %s", g_targets[i].func, why);
-            hvi_log(e, HVI_LOG_WARN, "in-guest detours: %s skipped: %s", g_targets[i].func, why);
-            continue;
-        }
-        d->id = g_targets[i].id;
-        d->func = g_targets[i].func;
-        memcpy(d->orig, NOP5, 5);
-        s->ndet++;
-    }
-    if (!s->ndet)
-        return hvi_fail(e, HVI_E_UNSUPPORTED, "in-guest detours: no function could be patched");
-    if ((st = find_slack(e, s, s->ndet * LIXD_STUB_MAX)) != HVI_OK)
+    for (uint32_t i = 0; i < s->ndet && st == HVI_OK; i++)
+        st = place_stub(e, s, &s->det[i]);
+    if (st == HVI_OK)
+        st = write_detours(e, s);
+    if (st != HVI_OK) {
+        for (uint32_t i = 0; i < s->ndet; i++)
+            if (s->det[i].stub)
+                hvi_slack_free(e, s->det[i].stub);
+        s->ndet = 0;
         return st;
-    s->stub_lo = UINT64_MAX;
-    s->stub_hi = 0;
-    for (uint32_t i = 0; i < s->ndet; i++) {
-        struct lixd_detour *d = &s->det[i];
-        if ((st = hvi_slack_alloc(e, LIXD_STUB_MAX, 16, &d->stub)) != HVI_OK)
-            goto fail;
-        struct lixd_stub_params p = {.stub_va = d->stub, .head_va = s->ring_gva,
-                                     .records_va = s->ring_gva + LIXD_HDR_SIZE,
-                                     .mask = s->ring.nrec - 1, .event_id = d->id,
-                                     .current_task = s->current_task};
-        /* the new task may be gone by the drain: its pid and tgid (adjacent s32) at the call */
-        if (d->id == HVI_LIXD_FORK && k->off.task_tgid == k->off.task_pid + 4)
-            p.arg0_load = k->off.task_pid;
-        d->stub_len = (uint32_t)lixd_stub_emit(&p, d->stub_bytes, sizeof(d->stub_bytes));
-        if (!d->stub_len || !stub_decodes(d->stub_bytes, d->stub_len, d->stub) ||
-            !lixd_call_emit(d->site, d->stub, d->patch) ||
-            hvi_gva_read(e, 0, d->stub, d->stub_orig, d->stub_len) != HVI_OK) {
-            st = hvi_fail(e, HVI_E_INTERNAL, "in-guest detours: stub for %s not placeable",
-                          d->func);
-            goto fail;
-        }
-        for (uint32_t j = 0; j < d->stub_len; j++)
-            if (d->stub_orig[j] != 0xcc) {
-                st = hvi_fail(e, HVI_E_EXISTS, "in-guest detours: slack at 0x%llx is in use",
-                              (unsigned long long)d->stub);
-                goto fail;
-            }
-        if (d->stub < s->stub_lo)
-            s->stub_lo = d->stub;
-        if (d->stub + d->stub_len > s->stub_hi)
-            s->stub_hi = d->stub + d->stub_len;
     }
-    if ((st = pause_guest(e)) != HVI_OK) {
-        st = hvi_fail(e, st, "in-guest detours: cannot pause the guest");
-        goto fail;
-    }
-    /* the entries must still be NOPs now that nothing runs */
-    for (uint32_t i = 0; i < s->ndet; i++) {
-        uint8_t now[5];
-        if (hvi_gva_read(e, 0, s->det[i].site, now, 5) != HVI_OK || memcmp(now, NOP5, 5)) {
-            resume_guest(e);
-            st = hvi_fail(e, HVI_E_STATE, "in-guest detours: %s changed under us",
-                          s->det[i].func);
-            goto fail;
-        }
-    }
-    write_all(e, s, true);
-    resume_guest(e);
-    accept_all(e, s, true);
     s->phase = PH_ACTIVE;
     s->stats.detours = s->ndet;
     s->stats.ring_records = s->ring.nrec;
@@ -610,16 +652,10 @@ hvi_status hvi_linux_indetour_start(hvi_engine *e, const hvi_linux_indetour_opts
         }
         s->registered = true;
     }
-    hvi_log(e, HVI_LOG_INFO, "in-guest detours: %u functions, stubs at 0x%llx, ring of %u at 0x%llx",
-            s->ndet, (unsigned long long)s->stub_lo, s->ring.nrec,
-            (unsigned long long)s->ring_gva);
+    hvi_log(e, HVI_LOG_INFO,
+            "in-guest detours: %u functions, stubs at 0x%llx, ring of %u at 0x%llx", s->ndet,
+            (unsigned long long)s->stub_lo, s->ring.nrec, (unsigned long long)s->ring_gva);
     return HVI_OK;
-fail:
-    for (uint32_t i = 0; i < s->ndet; i++)
-        if (s->det[i].stub)
-            hvi_slack_free(e, s->det[i].stub);
-    s->ndet = 0;
-    return st;
 }
 
 hvi_status hvi_linux_indetour_stop(hvi_engine *e)
@@ -866,25 +902,19 @@ static void on_record(const struct lixd_record *r, void *ctx)
         memcpy(ev.comm, ti->t.comm, sizeof(ev.comm));
     }
     switch (ev.id) {
-    case HVI_LIXD_VMA_PROTECT:
-        ev.vma = r->args[1];
-        break;
+    case HVI_LIXD_VMA_PROTECT: ev.vma = r->args[1]; break;
     case HVI_LIXD_BRK:
         ev.vma = r->args[1];
         ev.mm = have_task ? ti->t.mm : 0;
         break;
-    case HVI_LIXD_EXIT_MMAP:
-        ev.mm = r->args[0];
-        break;
+    case HVI_LIXD_EXIT_MMAP: ev.mm = r->args[0]; break;
     case HVI_LIXD_FORK:
         if (s->k->off.task_tgid == s->k->off.task_pid + 4) { /* loaded by the stub */
             ev.child_pid = (int32_t)(uint32_t)r->args[4];
             ev.child_tgid = (int32_t)(uint32_t)(r->args[4] >> 32);
         }
         break;
-    default:
-        ev.vma = r->args[0];
-        break;
+    default: ev.vma = r->args[0]; break;
     }
     struct lixd_ent x;
     memset(&x, 0, sizeof(x));
@@ -916,8 +946,7 @@ static void on_record(const struct lixd_record *r, void *ctx)
         if (p)
             p->need_walk = true; /* brk inserts without vma_mas_store */
         break;
-    case HVI_LIXD_FORK:
-        break; /* no VMA: reported through the callback */
+    case HVI_LIXD_FORK: break; /* no VMA: reported through the callback */
     default:
         if (p)
             p->dirty = true;

@@ -26,10 +26,10 @@
 #define LIXD_MAX_STALL 32u /* drains a claimed-but-uncommitted record may block the ring */
 
 struct lixd_stub_params {
-    uint64_t stub_va;      /* where the stub will sit */
-    uint64_t head_va;      /* the ring head (u64) */
-    uint64_t records_va;   /* record 0 */
-    uint32_t mask;         /* records - 1, records a power of two */
+    uint64_t stub_va;    /* where the stub will sit */
+    uint64_t head_va;    /* the ring head (u64) */
+    uint64_t records_va; /* record 0 */
+    uint32_t mask;       /* records - 1, records a power of two */
     uint32_t event_id;
     uint32_t current_task; /* per-CPU offset of current_task (gs-relative), < 2^31 */
     uint32_t arg0_load;    /* non-zero: the r8 slot gets the qword at [rdi + arg0_load] instead
@@ -62,11 +62,11 @@ typedef hvi_status (*lixd_read_fn)(void *ctx, uint64_t off, void *buf, size_t le
 typedef void (*lixd_rec_fn)(const struct lixd_record *r, void *ctx);
 
 struct lixd_ring {
-    uint32_t nrec;         /* power of two */
-    uint64_t tail;         /* next index to consume */
+    uint32_t nrec; /* power of two */
+    uint64_t tail; /* next index to consume */
     uint64_t lost, garbage, resyncs, consumed;
-    uint32_t stall;        /* consecutive drains blocked on the same uncommitted record */
-    bool lost_since;       /* set when anything was lost; the caller clears it after a rewalk */
+    uint32_t stall;  /* consecutive drains blocked on the same uncommitted record */
+    bool lost_since; /* set when anything was lost; the caller clears it after a rewalk */
 };
 
 /*

@@ -72,9 +72,13 @@ size_t lixd_stub_emit(const struct lixd_stub_params *p, uint8_t *buf, size_t cap
                                       0x48, 0x8d, 0x15};                /* lea rdx, [rip+d32] */
     put(&m, shl_lea, sizeof(shl_lea));
     put_rel(&m, at, p->records_va, 0);
-    static const uint8_t addz[] = {0x48, 0x01, 0xd1,                         /* add rcx, rdx */
-                                   0x48, 0xc7, 0x01, 0x00, 0x00, 0x00, 0x00, /* mov qword [rcx], 0 */
-                                   0x48, 0xc7, 0x41, 0x08};                  /* mov qword [rcx+8], imm32 */
+    /* clang-format off */
+    static const uint8_t addz[] = {
+        0x48, 0x01, 0xd1,                         /* add rcx, rdx */
+        0x48, 0xc7, 0x01, 0x00, 0x00, 0x00, 0x00, /* mov qword [rcx], 0 */
+        0x48, 0xc7, 0x41, 0x08,                   /* mov qword [rcx+8], imm32 */
+    };
+    /* clang-format on */
     put(&m, addz, sizeof(addz));
     put32(&m, p->event_id);
     static const uint8_t cur[] = {0x65, 0x48, 0x8b, 0x14, 0x25}; /* mov rdx, gs:[disp32] */
@@ -91,7 +95,7 @@ size_t lixd_stub_emit(const struct lixd_stub_params *p, uint8_t *buf, size_t cap
     };
     put(&m, body, sizeof(body));
     if (p->arg0_load) {
-        static const uint8_t load[] = {0x48, 0x8b, 0x97}; /* mov rdx, [rdi+disp32] */
+        static const uint8_t load[] = {0x48, 0x8b, 0x97};      /* mov rdx, [rdi+disp32] */
         static const uint8_t st8[] = {0x48, 0x89, 0x51, 0x38}; /* mov [rcx+0x38], rdx */
         put(&m, load, sizeof(load));
         put32(&m, p->arg0_load);
@@ -101,10 +105,10 @@ size_t lixd_stub_emit(const struct lixd_stub_params *p, uint8_t *buf, size_t cap
         put(&m, r8, sizeof(r8));
     }
     static const uint8_t tail[] = {
-        0x48, 0xff, 0xc0,             /* inc rax               seq = index + 1 */
-        0x48, 0x89, 0x01,             /* mov [rcx], rax        commit */
-        0x5a, 0x59, 0x58,             /* pop rdx; pop rcx; pop rax */
-        0xc3, 0xcc,                   /* ret; int3 (no straight-line speculation past it) */
+        0x48, 0xff, 0xc0, /* inc rax               seq = index + 1 */
+        0x48, 0x89, 0x01, /* mov [rcx], rax        commit */
+        0x5a, 0x59, 0x58, /* pop rdx; pop rcx; pop rax */
+        0xc3, 0xcc,       /* ret; int3 (no straight-line speculation past it) */
     };
     put(&m, tail, sizeof(tail));
     return m.bad ? 0 : m.len;

@@ -119,9 +119,9 @@ static bool view_equals_proc(hvi_engine *e, hvi_qemu_vm *vm, int32_t pid)
         char perm[8] = "", path[256] = "";
         if (sscanf(l, "%llx-%llx %7s %*s %*s %*s %255s", &s, &en, perm, path) < 3)
             continue;
-        if (i >= n || v[i].start != s || v[i].end != en ||
-            (perm[0] == 'r') != !!(v[i].flags & 1) || (perm[1] == 'w') != !!(v[i].flags & 2) ||
-            (perm[2] == 'x') != !!(v[i].flags & 4) || (path[0] == '/' && strcmp(v[i].path, path))) {
+        if (i >= n || v[i].start != s || v[i].end != en || (perm[0] == 'r') != !!(v[i].flags & 1) ||
+            (perm[1] == 'w') != !!(v[i].flags & 2) || (perm[2] == 'x') != !!(v[i].flags & 4) ||
+            (path[0] == '/' && strcmp(v[i].path, path))) {
             fprintf(stderr, "  /proc: %s\n  hvi:   %llx-%llx flags 0x%llx %s\n", l,
                     i < n ? (unsigned long long)v[i].start : 0ull,
                     i < n ? (unsigned long long)v[i].end : 0ull,
@@ -218,7 +218,9 @@ HVI_TEST(vma_view_from_in_guest_detours_matches_proc)
         CHECK(!"attach failed");
         goto out;
     }
-    hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = g_support,
+    hvi_guest_params p = {.size = sizeof(p),
+                          .os_hint = HVI_OS_LINUX,
+                          .support = g_support,
                           .support_len = g_support_len};
     st = hvi_new_guest(e, &p);
     if (st != HVI_OK)
@@ -259,11 +261,11 @@ HVI_TEST(vma_view_from_in_guest_detours_matches_proc)
     fprintf(stderr,
             "  phase 1: %llu events (%llu of pid %d: %llu store, %llu protect, %llu free), %llu "
             "lost, %llu refreshes, %llu re-walks, last drain %.3f ms\n",
-            (unsigned long long)s1.events, (unsigned long long)(c.store + c.protect + c.free_ + c.other),
-            pid_a, (unsigned long long)c.store, (unsigned long long)c.protect,
-            (unsigned long long)c.free_, (unsigned long long)s1.lost,
-            (unsigned long long)s1.refreshes, (unsigned long long)s1.rewalks,
-            s1.last_drain_ns / 1e6);
+            (unsigned long long)s1.events,
+            (unsigned long long)(c.store + c.protect + c.free_ + c.other), pid_a,
+            (unsigned long long)c.store, (unsigned long long)c.protect, (unsigned long long)c.free_,
+            (unsigned long long)s1.lost, (unsigned long long)s1.refreshes,
+            (unsigned long long)s1.rewalks, s1.last_drain_ns / 1e6);
     CHECK(c.store >= ITER && c.protect >= ITER && c.free_ >= ITER / 2);
     fprintf(stderr, "  fork events with the new task's pid: %llu\n", (unsigned long long)c.forks);
     CHECK(c.forks >= 1);

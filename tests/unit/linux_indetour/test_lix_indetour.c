@@ -95,8 +95,11 @@ static bool text_eq(const char *a, const char *b)
 
 HVI_TEST(stub_decodes_to_the_expected_instructions)
 {
-    struct lixd_stub_params p = {.stub_va = 0x100000, .head_va = 0x200000,
-                                 .records_va = 0x200040, .mask = 1023, .event_id = 5,
+    struct lixd_stub_params p = {.stub_va = 0x100000,
+                                 .head_va = 0x200000,
+                                 .records_va = 0x200040,
+                                 .mask = 1023,
+                                 .event_id = 5,
                                  .current_task = 0x1fb80};
     uint8_t b[LIXD_STUB_MAX];
     size_t len = lixd_stub_emit(&p, b, sizeof(b));
@@ -121,9 +124,13 @@ HVI_TEST(stub_decodes_to_the_expected_instructions)
 /* With arg0_load the r8 slot gets a qword loaded through the first argument. */
 HVI_TEST(stub_with_arg0_load_decodes_and_loads_through_rdi)
 {
-    struct lixd_stub_params p = {.stub_va = 0x100000, .head_va = 0x200000,
-                                 .records_va = 0x200040, .mask = 1023, .event_id = 9,
-                                 .current_task = 0x1fb80, .arg0_load = 0x970};
+    struct lixd_stub_params p = {.stub_va = 0x100000,
+                                 .head_va = 0x200000,
+                                 .records_va = 0x200040,
+                                 .mask = 1023,
+                                 .event_id = 9,
+                                 .current_task = 0x1fb80,
+                                 .arg0_load = 0x970};
     uint8_t b[LIXD_STUB_MAX];
     size_t len = lixd_stub_emit(&p, b, sizeof(b));
     REQUIRE(len > 0);
@@ -150,12 +157,15 @@ HVI_TEST(stub_with_arg0_load_decodes_and_loads_through_rdi)
 HVI_TEST(stub_and_call_refuse_bad_parameters)
 {
     uint8_t b[LIXD_STUB_MAX], c[5];
-    struct lixd_stub_params p = {.stub_va = 0xffffffff81000000ull, .head_va = 0xffffffff84000000ull,
-                                 .records_va = 0xffffffff84000040ull, .mask = 63, .event_id = 1,
+    struct lixd_stub_params p = {.stub_va = 0xffffffff81000000ull,
+                                 .head_va = 0xffffffff84000000ull,
+                                 .records_va = 0xffffffff84000040ull,
+                                 .mask = 63,
+                                 .event_id = 1,
                                  .current_task = 0x1fb80};
     CHECK(lixd_stub_emit(&p, b, sizeof(b)) > 0);
     CHECK(lixd_stub_emit(&p, b, LIXD_STUB_MAX - 1) == 0); /* buffer too small */
-    p.mask = 62;                                           /* not a power of two minus one */
+    p.mask = 62;                                          /* not a power of two minus one */
     CHECK(lixd_stub_emit(&p, b, sizeof(b)) == 0);
     p.mask = 63;
     p.head_va = 0xffff888000000000ull; /* the direct map: out of rel32 reach */
@@ -175,8 +185,8 @@ HVI_TEST(stub_and_call_refuse_bad_parameters)
 #define CUR_OFF 0x1fb80u
 
 struct native {
-    uint8_t *code;       /* stub, executable */
-    uint8_t *ring;       /* head + records */
+    uint8_t *code; /* stub, executable */
+    uint8_t *ring; /* head + records */
     void (*fn)(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);
 };
 
@@ -226,12 +236,15 @@ HVI_TEST(stub_runs_natively_two_threads_every_call_one_intact_record)
     struct lixd_stub_params p = {.stub_va = (uint64_t)(uintptr_t)m,
                                  .head_va = (uint64_t)(uintptr_t)g_nat.ring,
                                  .records_va = (uint64_t)(uintptr_t)g_nat.ring + LIXD_HDR_SIZE,
-                                 .mask = NREC - 1, .event_id = 3, .current_task = CUR_OFF};
+                                 .mask = NREC - 1,
+                                 .event_id = 3,
+                                 .current_task = CUR_OFF};
     size_t len = lixd_stub_emit(&p, m, LIXD_STUB_MAX);
     REQUIRE(len > 0);
     memcpy(&g_nat.fn, &m, sizeof(m));
     static uint8_t percpu[2][CUR_OFF + 64];
-    struct thr t[2] = {{0x1111000000000000ull, percpu[0], 0}, {0x2222000000000000ull, percpu[1], 0}};
+    struct thr t[2] = {{0x1111000000000000ull, percpu[0], 0},
+                       {0x2222000000000000ull, percpu[1], 0}};
     pthread_t th[2];
     for (int i = 0; i < 2; i++)
         REQUIRE(pthread_create(&th[i], NULL, thr_run, &t[i]) == 0);
@@ -375,12 +388,12 @@ HVI_TEST(ring_garbage_ids_later_laps_and_torn_records_are_not_delivered)
     struct lixd_ring r = {.nrec = 16};
     struct got g = {.n = 0};
     hvi_status st;
-    put_rec(&f, 0, 1, 0);        /* id 0 */
-    put_rec(&f, 1, 2, 77);       /* id beyond the max */
-    put_rec(&f, 2, 3 + 16, 1);   /* a later lap wrote this slot */
-    put_rec(&f, 3, 4, 1);        /* fine */
-    put_rec(&f, 4, 5, 1);        /* torn while read (below) */
-    put_rec(&f, 5, 6, 1);        /* fine */
+    put_rec(&f, 0, 1, 0);      /* id 0 */
+    put_rec(&f, 1, 2, 77);     /* id beyond the max */
+    put_rec(&f, 2, 3 + 16, 1); /* a later lap wrote this slot */
+    put_rec(&f, 3, 4, 1);      /* fine */
+    put_rec(&f, 4, 5, 1);      /* torn while read (below) */
+    put_rec(&f, 5, 6, 1);      /* fine */
     put_head(&f, 6);
     f.reads_until_tear = 1 + 3 + 3 + 1 + 3 + 2; /* head, r0(3), r1(3), r2(1), r3(3), r4: 2nd read */
     f.tear_off = LIXD_HDR_SIZE + 4 * LIXD_REC_SIZE;
