@@ -313,6 +313,24 @@ static bool entry_len(const struct lix_ks_data *d, size_t *pos, size_t *outlen)
     return true;
 }
 
+/* Move *pos past the entry there (its length prefix only). */
+static bool skip_entry(const struct lix_ks_data *d, size_t *pos)
+{
+    size_t p = *pos;
+    if (p >= d->names_end)
+        return false;
+    size_t l = d->blob[p++];
+    if (l & 0x80) {
+        if (p >= d->names_end)
+            return false;
+        l = (l & 0x7f) | ((size_t)d->blob[p++] << 7);
+    }
+    if (l > d->names_end - p)
+        return false;
+    *pos = p + l;
+    return true;
+}
+
 /* Name of symbol i (type character first) through the markers: at most 255 entries skipped. */
 static bool name_of(const struct lix_ks_data *d, uint32_t i, char *out)
 {
@@ -320,7 +338,7 @@ static bool name_of(const struct lix_ks_data *d, uint32_t i, char *out)
         return false;
     size_t pos = d->names + rd32(d->blob + d->markers + 4 * (size_t)(i >> 8)), n = 0;
     for (uint32_t k = 0; k < (i & 255); k++)
-        if (!entry_len(d, &pos, &n))
+        if (!skip_entry(d, &pos))
             return false;
     return expand(d, &pos, out, &n);
 }
