@@ -4,7 +4,10 @@
  * its end marker, in the same run and alternating:
  *   off   — no detours (events stopped),
  *   exec  — only the begin_new_exec detour (what exec blocking needs; HVI_OPT_BLOCK_EXEC),
- *   on    — process events (wake_up_new_task, begin_new_exec, do_exit) and module events.
+ *   on    — process events (wake_up_new_task, begin_new_exec, do_exit) and module events;
+ * and, to tell what a stop costs by its kind, one stop per fork either way:
+ *   bp    — a bare breakpoint on wake_up_new_task, resumed past its ftrace nop (no step),
+ *   watch — a write watchpoint on the kernel's `total_forks` counter (copy_process increments it).
  * A second thread serves the breakpoints (hvi_qemu_run) in every configuration. Reports medians,
  * ratios against `off`, and the cost per detour hit ((on - off) / hits). JSON to argv[1].
  * Exit 77 (with the reason) when no guest can be booted.
@@ -19,8 +22,10 @@
 #include <unistd.h>
 
 #include "hvi/cami.h"
+#include "hvi/hook.h"
 #include "hvi/linux.h"
 #include "hvi/linux_events.h"
+#include "hvi/mem.h"
 #include "hvi_qemu.h"
 
 #define ITERS 20
@@ -80,10 +85,34 @@ static void runner_stop(struct runner *r)
     pthread_join(r->th, NULL);
 }
 
+static uint64_t g_raw_hits;
+
+static bool bare_bp(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *regs, void *ctx)
+{
+    static const uint8_t nop5[5] = {0x0f, 0x1f, 0x44, 0x00, 0x00};
+    uint8_t b[5];
+    (void)h, (void)vcpu, (void)ctx;
+    g_raw_hits++;
+    if (hvi_gva_read(e, 0, regs->rip, b, 5) != HVI_OK || memcmp(b, nop5, 5))
+        return false;
+    regs->rip += 5;
+    return true;
+}
+
+static uint32_t bare_watch(hvi_engine *e, hvi_hook *h, const hvi_hook_access *a, void *ctx)
+{
+    (void)e, (void)h, (void)a, (void)ctx;
+    g_raw_hits++;
+    return HVI_ACTION_ALLOW;
+}
+
+enum { RAW_NONE, RAW_BP, RAW_WATCH };
+
 /* Configure the engine (event loop stopped), then time one loop. */
-static double timed_loop(hvi_qemu_vm *vm, struct runner *r, uint64_t opts, uint64_t *hits)
+static double timed_loop(hvi_qemu_vm *vm, struct runner *r, uint64_t opts, int raw, uint64_t *hits)
 {
     hvi_linux_events_stats a, b;
+    hvi_hook *hook = NULL;
     runner_stop(r);
     hvi_options_set(r->e, opts);
     if (opts)
@@ -91,6 +120,15 @@ static double timed_loop(hvi_qemu_vm *vm, struct runner *r, uint64_t opts, uint6
     else
         hvi_linux_events_stop(r->e);
     hvi_linux_events_stats_get(r->e, &a);
+    uint64_t raw0 = g_raw_hits, addr = 0, gpa = 0;
+    if (raw == RAW_BP && hvi_linux_find_symbol(r->e, "wake_up_new_task", &addr) == HVI_OK)
+        hvi_detour_add(r->e, addr, bare_bp, NULL, &hook);
+    if (raw == RAW_WATCH && hvi_linux_find_symbol(r->e, "total_forks", &addr) == HVI_OK &&
+        hvi_gva_to_gpa(r->e, 0, addr, &gpa) == HVI_OK)
+        hvi_hook_gpa_add_gva(r->e, gpa, addr, 8, HVI_EPT_W, bare_watch, NULL, &hook);
+    if (raw != RAW_NONE && !hook)
+        fprintf(stderr, "  could not place the %s: %s\n",
+                raw == RAW_BP ? "breakpoint" : "watchpoint", hvi_last_error(r->e));
     runner_start(r);
     char cmd[160], *out = NULL;
     snprintf(cmd, sizeof(cmd), "i=0; while [ $i -lt %d ]; do /bin/true; i=$((i+1)); done", ITERS);
@@ -100,7 +138,9 @@ static double timed_loop(hvi_qemu_vm *vm, struct runner *r, uint64_t opts, uint6
     free(out);
     runner_stop(r);
     hvi_linux_events_stats_get(r->e, &b);
-    *hits = b.events - a.events;
+    *hits = b.events - a.events + (g_raw_hits - raw0);
+    if (hook)
+        hvi_hook_remove(r->e, hook);
     runner_start(r);
     return st == HVI_OK ? t : -1;
 }
@@ -143,23 +183,26 @@ int main(int argc, char **argv)
     }
     struct runner r = {.q = q, .e = e};
     runner_start(&r);
-    const uint64_t cfg[3] = {0, HVI_OPT_BLOCK_EXEC, HVI_OPT_EVENT_PROCESS | HVI_OPT_EVENT_MODULE};
-    const char *name[3] = {"off", "exec", "on"};
-    double t[3][REPS];
-    uint64_t hits[3] = {0, 0, 0};
+#define NCFG 5
+    const uint64_t cfg[NCFG] = {0, HVI_OPT_BLOCK_EXEC, HVI_OPT_EVENT_PROCESS | HVI_OPT_EVENT_MODULE,
+                                0, 0};
+    const int raw[NCFG] = {RAW_NONE, RAW_NONE, RAW_NONE, RAW_BP, RAW_WATCH};
+    const char *name[NCFG] = {"off", "exec", "on", "bp", "watch"};
+    double t[NCFG][REPS];
+    uint64_t hits[NCFG] = {0};
     uint64_t h = 0;
-    timed_loop(vm, &r, 0, &h); /* warm-up: page cache, translated code */
+    timed_loop(vm, &r, 0, RAW_NONE, &h); /* warm-up: page cache, translated code */
     for (int rep = 0; rep < REPS; rep++)
-        for (int c = 0; c < 3; c++) {
-            t[c][rep] = timed_loop(vm, &r, cfg[c], &h);
+        for (int c = 0; c < NCFG; c++) {
+            t[c][rep] = timed_loop(vm, &r, cfg[c], raw[c], &h);
             hits[c] += h;
             fprintf(stderr, "  rep %d %-4s %8.1f ms, %llu detour hits\n", rep, name[c], t[c][rep],
                     (unsigned long long)h);
             if (t[c][rep] < 0)
                 goto stop;
         }
-    double m[3];
-    for (int c = 0; c < 3; c++)
+    double m[NCFG];
+    for (int c = 0; c < NCFG; c++)
         m[c] = median(t[c], REPS);
     double hits_on = (double)hits[2] / REPS, hits_exec = (double)hits[1] / REPS;
     FILE *f = fopen(json, "w");
@@ -171,10 +214,15 @@ int main(int argc, char **argv)
             "\"ratio_exec_only_vs_off\":%.3f,\"ratio_on_vs_off\":%.3f,"
             "\"hits_on_per_loop\":%.1f,\"hits_exec_only_per_loop\":%.1f,"
             "\"ms_per_hit_on\":%.3f,\"ms_per_hit_exec_only\":%.3f,"
-            "\"ms_per_iteration_off\":%.3f,\"ms_per_iteration_on\":%.3f}\n",
+            "\"ms_per_iteration_off\":%.3f,\"ms_per_iteration_on\":%.3f,"
+            "\"bp_fork_ms\":%.1f,\"watch_fork_ms\":%.1f,\"hits_bp_per_loop\":%.1f,"
+            "\"hits_watch_per_loop\":%.1f,\"ms_per_bp_stop\":%.3f,\"ms_per_watch_stop\":%.3f}\n",
             ITERS, REPS, m[0], m[1], m[2], m[1] / m[0], m[2] / m[0], hits_on, hits_exec,
             hits_on > 0 ? (m[2] - m[0]) / hits_on : 0,
-            hits_exec > 0 ? (m[1] - m[0]) / hits_exec : 0, m[0] / ITERS, m[2] / ITERS);
+            hits_exec > 0 ? (m[1] - m[0]) / hits_exec : 0, m[0] / ITERS, m[2] / ITERS, m[3], m[4],
+            (double)hits[3] / REPS, (double)hits[4] / REPS,
+            hits[3] ? (m[3] - m[0]) / ((double)hits[3] / REPS) : 0,
+            hits[4] ? (m[4] - m[0]) / ((double)hits[4] / REPS) : 0);
     fclose(f);
     fprintf(stderr,
             "bench_linux_events: off %.1f ms, exec-only %.1f ms (x%.2f), on %.1f ms (x%.2f) for %d "
