@@ -6,9 +6,10 @@
  *   - an ntoskrnl PE32+ image (MZ/PE headers, sections .text, KVASCODE (kpti only), PAGE,
  *     .rdata, .data; an export directory with NtBuildNumber, PsInitialSystemProcess,
  *     PsLoadedModuleList, HalDispatchTable...), whose PAGE section holds the first CAMI code
- *     pattern of PspInsertProcess and MmCleanProcessAddressSpace of the chosen entry (wildcards
- *     filled with varying bytes, behind a near-miss decoy), and whose .text holds
- *     KiSystemServiceRepeat's two LEAs to KeServiceDescriptorTable and KiServiceTable;
+ *     pattern of PspInsertProcess, MmCleanProcessAddressSpace and MiUnloadSystemImage of the
+ *     chosen entry (wildcards filled with varying bytes, behind a near-miss decoy), and whose
+ *     .text holds MiProcessLoaderEntry the same way and KiSystemServiceRepeat's two LEAs to
+ *     KeServiceDescriptorTable and KiServiceTable;
  *   - EPROCESS objects (System + N) linked on PsActiveProcessHead with the entry's Process
  *     offsets (ListEntry, Id, ParentPid, Name, Cr3, Peb, Flags);
  *   - KLDR_DATA_TABLE_ENTRY objects (ntoskrnl.exe, hal.dll + N) on PsLoadedModuleList with
@@ -56,6 +57,7 @@ typedef struct hvi_sim_win {
     uint32_t ssdt_count;
     uint64_t hal_dispatch, ps_active_head, ps_loaded_list;
     uint64_t psp_insert_process, mm_clean_process; /* where the patterns were written, or 0 */
+    uint64_t mi_process_loader_entry, mi_unload_system_image;
     uint64_t stack_top, return_address;
     uint32_t nproc;                    /* System + processes */
     uint64_t eprocess[HVI_SIM_WIN_MAX + 1];
@@ -79,6 +81,11 @@ hvi_status hvi_sim_win_build(hvi_sim *sim, const hvi_cami *cami, const hvi_sim_w
 /* A new EPROCESS in pool, not linked (what PspInsertProcess receives). */
 hvi_status hvi_sim_win_new_eprocess(hvi_sim *sim, hvi_sim_win *w, const char *name, uint32_t pid,
                                     uint32_t ppid, uint64_t *out);
+
+/* A new KLDR_DATA_TABLE_ENTRY in pool (name <= 60 characters), not linked (what
+ * MiProcessLoaderEntry receives). */
+hvi_status hvi_sim_win_new_ldr(hvi_sim *sim, hvi_sim_win *w, const char *name, uint64_t base,
+                               uint32_t size, uint64_t *out);
 
 /* The kernel calls `fn` on vCPU 0 (Windows x64 convention: RCX, RDX, R8, R9, then stack slots
  * 5.. at [RSP + 8 N]; [RSP] = return address): registers and stack are set and the first

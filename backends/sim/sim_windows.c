@@ -1,5 +1,6 @@
 /* hvi simulator — the synthetic Windows x64 guest (see hvi_sim_windows.h). Layouts are the PE
  * format's and, for kernel structures, the selected CAMI entry's offsets. */
+#include <stdio.h>
 #include <string.h>
 
 #include "hvi_sim_windows.h"
@@ -203,10 +204,13 @@ static void utf16(uint8_t *dst, const char *s)
         dst[2 * i] = (uint8_t)s[i], dst[2 * i + 1] = 0;
 }
 
-static hvi_status add_driver(hvi_sim *sim, hvi_sim_win *w, const char *name, const char *dir,
-                             uint64_t base, uint32_t size)
+/* A KLDR_DATA_TABLE_ENTRY with its two UTF-16 names, in a pool page of its own (not linked). */
+static hvi_status make_ldr(hvi_sim *sim, hvi_sim_win *w, const char *name, const char *dir,
+                           uint64_t base, uint32_t size, uint64_t *out)
 {
     uint64_t va = 0;
+    if (strlen(name) > 60 || strlen(dir) > 30)
+        return HVI_E_INVAL;
     hvi_status st = pool_alloc(sim, w, 1, &va);
     if (st != HVI_OK)
         return st;
@@ -228,11 +232,31 @@ static hvi_status add_driver(hvi_sim *sim, hvi_sim_win *w, const char *name, con
     utf16(e + 0x200, full);
     if ((st = hvi_sim_win_poke(sim, w, va, e, sizeof(e))) != HVI_OK)
         return st;
+    *out = va;
+    return HVI_OK;
+}
+
+hvi_status hvi_sim_win_new_ldr(hvi_sim *sim, hvi_sim_win *w, const char *name, uint64_t base,
+                               uint32_t size, uint64_t *out)
+{
+    if (!sim || !w || !name || !out)
+        return HVI_E_INVAL;
+    return make_ldr(sim, w, name, "\\SystemRoot\\System32\\drivers\\", base, size, out);
+}
+
+static hvi_status add_driver(hvi_sim *sim, hvi_sim_win *w, const char *name, const char *dir,
+                             uint64_t base, uint32_t size)
+{
+    uint64_t va = 0;
+    size_t nl = strlen(name);
+    hvi_status st = make_ldr(sim, w, name, dir, base, size, &va);
+    if (st != HVI_OK)
+        return st;
     uint32_t i = w->ndrv++;
     w->ldr[i] = va;
     w->drv_base[i] = base;
     w->drv_size[i] = size;
-    memcpy(w->drv_name[i], name, nl + 1 < 32 ? nl + 1 : 31);
+    snprintf(w->drv_name[i], sizeof(w->drv_name[i]), "%.*s", (int)(nl < 31 ? nl : 31), name);
     return HVI_OK;
 }
 
@@ -375,6 +399,9 @@ static hvi_status build_image(hvi_sim *sim, const hvi_cami_win_entry *ent,
     w->ps_loaded_list = KBASE + RVA_DATA + D_MODLIST;
     w->return_address = w->text + OFF_RETADDR;
     text_section(buf, w->text, w->sdt, KBASE + RVA_DATA + D_SDT_SHADOW);
+    if (!(cfg->flags & HVI_SIM_WIN_NO_PATTERNS))
+        w->mi_process_loader_entry =
+            place_function(ent, "MiProcessLoaderEntry", buf, 0x2000, w->text);
     if ((st = hvi_sim_win_poke(sim, w, w->text, buf, 0x3000)) != HVI_OK)
         return st;
     w->lstar = w->text + OFF_SYSCALL;
@@ -393,6 +420,8 @@ static hvi_status build_image(hvi_sim *sim, const hvi_cami_win_entry *ent,
         w->psp_insert_process = place_function(ent, "PspInsertProcess", buf, 0, w->page_section);
         w->mm_clean_process =
             place_function(ent, "MmCleanProcessAddressSpace", buf, 0x1000, w->page_section);
+        w->mi_unload_system_image =
+            place_function(ent, "MiUnloadSystemImage", buf, 0x2000, w->page_section);
     }
     if ((st = hvi_sim_win_poke(sim, w, w->page_section, buf, 0x3000)) != HVI_OK)
         return st;

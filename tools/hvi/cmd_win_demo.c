@@ -3,8 +3,8 @@
  * Windows x64 guest (backends/sim/hvi_sim_windows.h) for a build of the CAMI support data,
  * attach an engine that finds ntoskrnl by itself, and print the detected build, the functions
  * located by CAMI code patterns, the processes and drivers, a process-creation event from the
- * PspInsertProcess detour, a creation refused by the block list and a denied SSDT write from a
- * driver. No real Windows guest is
+ * PspInsertProcess detour, a creation refused by the block list, a driver load event
+ * (MiProcessLoaderEntry detour) and a denied SSDT write from a driver. No real Windows guest is
  * involved: this is the proof on the simulator.
  */
 #include <stdio.h>
@@ -29,8 +29,8 @@ static int usage(FILE *to)
             "Builds a simulated Windows x64 guest (not a real Windows: the simulator backend)\n"
             "for a build of the support data, lets the engine find ntoskrnl, and prints the\n"
             "build, the kernel functions located by CAMI patterns, processes, drivers, a\n"
-            "process-creation event from a detour, a creation refused by the block list and a\n"
-            "denied KiServiceTable write.\n"
+            "process-creation event from a detour, a creation refused by the block list, a\n"
+            "driver load event and a denied KiServiceTable write.\n"
             "  --cami      CAMI binary, or a folder of CAMI YAML sources (default: $HVI_CAMI)\n"
             "  --build     Windows build with an x64 entry in the support data (default 17763)\n"
             "  --kpti      the entry's KPTI flag (default on)\n"
@@ -61,7 +61,10 @@ static void on_alert(const hvi_alert *a, void *user)
         printf("%s\n", js);
         return;
     }
-    if (a->pid >= 0)
+    if (a->type == HVI_EVENT_MODULE_LOAD || a->type == HVI_EVENT_MODULE_UNLOAD)
+        printf("  %s: %s, rip 0x%llx\n", hvi_alert_type_name(a->type), a->module,
+               (unsigned long long)a->rip);
+    else if (a->pid >= 0)
         printf("  %s: %s pid %d \"%s\", rip 0x%llx in %s\n", hvi_alert_type_name(a->type),
                a->object, a->pid, a->comm, (unsigned long long)a->rip, a->module);
     else
@@ -148,6 +151,15 @@ static void scenario(struct demo *d)
             printf("PspInsertProcess returned 0x%08llx to its caller at 0x%llx\n",
                    (unsigned long long)r->gpr[HVI_RAX], (unsigned long long)r->rip);
     }
+    uint64_t ldr = 0;
+    printf("simulated: the kernel loads the driver rootkit.sys (MiProcessLoaderEntry)\n");
+    if (d->w.mi_process_loader_entry &&
+        hvi_sim_win_new_ldr(d->sim, &d->w, "rootkit.sys", 0xfffff80007000000ull, 0x8000, &ldr) ==
+            HVI_OK) {
+        uint64_t args[2] = {ldr, 1};
+        hvi_event_reply rep;
+        (void)hvi_sim_win_call(d->sim, &d->w, d->w.mi_process_loader_entry, args, 2, &rep);
+    }
     uint32_t drv = d->w.ndrv > 2 ? 2 : d->w.ndrv - 1;
     uint64_t rip = d->w.drv_base[drv] + 0x1a2b, target = d->w.ssdt + 4 * 0x3a;
     printf("simulated: %s (rip 0x%llx) writes KiServiceTable[0x3a] at 0x%llx\n", d->w.drv_name[drv],
@@ -195,8 +207,8 @@ static int run(struct demo *d, const void *support, size_t support_len,
     hvi_sim_attach(d->sim, d->e);
     hvi_guest_params p = {.size = sizeof(p),
                           .os_hint = HVI_OS_WINDOWS,
-                          .options =
-                              HVI_OPT_ALL_PROTECTION | HVI_OPT_EVENT_PROCESS | HVI_OPT_BLOCK_EXEC,
+                          .options = HVI_OPT_ALL_PROTECTION | HVI_OPT_EVENT_PROCESS |
+                                     HVI_OPT_BLOCK_EXEC | HVI_OPT_EVENT_MODULE,
                           .support = support,
                           .support_len = support_len};
     if ((st = hvi_new_guest(d->e, &p)) != HVI_OK) {

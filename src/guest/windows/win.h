@@ -33,7 +33,13 @@
 #define WIN_STATUS_ACCESS_DENIED 0xC0000022u
 
 /* Functions the layer locates by CAMI code patterns and detours. */
-enum win_fn { WIN_FN_PSP_INSERT_PROCESS, WIN_FN_MM_CLEAN_PROCESS_ADDRESS_SPACE, WIN_FN_COUNT };
+enum win_fn {
+    WIN_FN_PSP_INSERT_PROCESS,
+    WIN_FN_MM_CLEAN_PROCESS_ADDRESS_SPACE,
+    WIN_FN_MI_PROCESS_LOADER_ENTRY,
+    WIN_FN_MI_UNLOAD_SYSTEM_IMAGE,
+    WIN_FN_COUNT
+};
 
 struct win_offsets {
     uint32_t p_cr3, p_list, p_name, p_id, p_ppid, p_peb, p_flags;  /* Process group */
@@ -46,6 +52,7 @@ struct win_located {
     uint32_t pattern;          /* index of the matching CAMI pattern */
     const hvi_cami_win_function *fn;
     hvi_hook *detour;
+    bool failed;               /* placement failed since its option came on (reported once) */
 };
 
 struct win_prot {
@@ -105,6 +112,8 @@ hvi_status win_read_process(hvi_engine *e, uint64_t eprocess, hvi_windows_proces
 hvi_status win_find_process_head(hvi_engine *e, uint64_t *head);
 hvi_status win_walk_processes(hvi_engine *e, win_proc_cb cb, void *ctx);
 hvi_status win_walk_modules(hvi_engine *e, win_mod_cb cb, void *ctx);
+/* One KLDR_DATA_TABLE_ENTRY (names included). */
+hvi_status win_read_module(hvi_engine *e, uint64_t entry, hvi_windows_module *out);
 /* The driver whose [DllBase, DllBase+SizeOfImage) holds va (BaseDllName read for it only);
  * HVI_E_NOT_FOUND when none. */
 hvi_status win_module_at(hvi_engine *e, uint64_t va, hvi_windows_module *out);
@@ -116,7 +125,8 @@ const char *win_fn_name(enum win_fn f);
 hvi_status win_locate_functions(hvi_engine *e);
 hvi_status win_pattern_search(hvi_engine *e, const hvi_cami_win_function *fn, uint64_t *gva,
                               uint32_t *pattern);
-hvi_status win_detours_set(hvi_engine *e, bool on);
+/* Place or remove each function's detour as the options need it. */
+hvi_status win_detours_apply(hvi_engine *e, uint64_t opts);
 const char *win_block_rule(const struct win_state *w, const char *image_name);
 
 /* Protections (win_protect.c). */

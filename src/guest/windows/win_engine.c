@@ -24,7 +24,7 @@ static hvi_status win_detach(hvi_engine *e, void *ctx)
     struct win_state *w = e->win;
     if (!w)
         return HVI_OK;
-    (void)win_detours_set(e, false);
+    (void)win_detours_apply(e, 0);
     win_protect_remove_all(e);
     w->applied = 0;
     return HVI_OK;
@@ -36,14 +36,10 @@ static void win_options(hvi_engine *e, uint64_t old_opts, uint64_t new_opts, voi
     struct win_state *w = e->win;
     if (!w || !w->active || e->detaching)
         return;
-    /* PspInsertProcess serves both the events and the block list */
-    bool ev = (new_opts & (HVI_OPT_EVENT_PROCESS | HVI_OPT_BLOCK_EXEC)) != 0;
-    if (ev != ((w->applied & HVI_OPT_EVENT_PROCESS) != 0)) {
-        hvi_status st = win_detours_set(e, ev);
-        if (st != HVI_OK)
-            hvi_log(e, HVI_LOG_WARN, "windows: process detours: %s", hvi_last_error(e));
-    }
-    hvi_status st = win_protect_apply(e, new_opts);
+    hvi_status st = win_detours_apply(e, new_opts);
+    if (st != HVI_OK)
+        hvi_log(e, HVI_LOG_WARN, "windows: detours: %s", hvi_last_error(e));
+    st = win_protect_apply(e, new_opts);
     if (st != HVI_OK)
         hvi_log(e, HVI_LOG_WARN, "windows: protections: %s", hvi_last_error(e));
 }

@@ -11,8 +11,8 @@
 #include "core/engine.h"
 #include "guest/windows/win.h"
 
-static const char *const fn_names[WIN_FN_COUNT] = {"PspInsertProcess",
-                                                   "MmCleanProcessAddressSpace"};
+static const char *const fn_names[WIN_FN_COUNT] = {"PspInsertProcess", "MmCleanProcessAddressSpace",
+                                                   "MiProcessLoaderEntry", "MiUnloadSystemImage"};
 
 const char *win_fn_name(enum win_fn f)
 {
@@ -247,39 +247,99 @@ static bool on_clean_process(hvi_engine *e, hvi_hook *hook, uint32_t vcpu, hvi_r
     return false;
 }
 
-hvi_status win_detours_set(hvi_engine *e, bool on)
+static void module_event(hvi_engine *e, uint32_t type, uint32_t vcpu, uint64_t rip,
+                         const hvi_windows_module *m)
+{
+    hvi_alert a;
+    hvi_alert_init(&a, type, vcpu);
+    a.rip = rip;
+    a.pid = -1;
+    hvi_strlcpy(a.object, "module", sizeof(a.object));
+    hvi_strlcpy(a.module, m->name, sizeof(a.module));
+    snprintf(a.detail, sizeof(a.detail), "entry=0x%llx base=0x%llx size=0x%x path=%.180s",
+             (unsigned long long)m->entry, (unsigned long long)m->base, m->size, m->path);
+    hvi_alert_emit(e, &a);
+}
+
+/* The KLDR_DATA_TABLE_ENTRY argument of a loader detour, read and checked. */
+static bool ldr_arg(hvi_engine *e, const struct win_located *l, const hvi_regs *regs,
+                    hvi_windows_module *m)
+{
+    uint64_t entry = 0;
+    if (detour_arg(e, l, regs, 0, &entry) != HVI_OK || !win_is_kptr(entry) ||
+        win_read_module(e, entry, m) != HVI_OK) {
+        hvi_log(e, HVI_LOG_WARN, "windows: %s with an unreadable loader entry 0x%llx",
+                fn_names[l - e->win->fn], (unsigned long long)entry);
+        return false;
+    }
+    return true;
+}
+
+/* MiProcessLoaderEntry(Entry, Insert): a driver goes on (Insert != 0) PsLoadedModuleList. */
+static bool on_loader_entry(hvi_engine *e, hvi_hook *hook, uint32_t vcpu, hvi_regs *regs, void *ctx)
+{
+    (void)hook, (void)ctx;
+    struct win_state *w = win_get(e);
+    const struct win_located *l = w ? &w->fn[WIN_FN_MI_PROCESS_LOADER_ENTRY] : NULL;
+    uint64_t insert = 0;
+    hvi_windows_module m;
+    if (!l || detour_arg(e, l, regs, 1, &insert) != HVI_OK || !(insert & 0xff) ||
+        !ldr_arg(e, l, regs, &m))
+        return false; /* removals are reported by MiUnloadSystemImage */
+    module_event(e, HVI_EVENT_MODULE_LOAD, vcpu, regs->rip, &m);
+    return false;
+}
+
+static bool on_unload_image(hvi_engine *e, hvi_hook *hook, uint32_t vcpu, hvi_regs *regs, void *ctx)
+{
+    (void)hook, (void)ctx;
+    struct win_state *w = win_get(e);
+    hvi_windows_module m;
+    if (!w || !ldr_arg(e, &w->fn[WIN_FN_MI_UNLOAD_SYSTEM_IMAGE], regs, &m))
+        return false;
+    module_event(e, HVI_EVENT_MODULE_UNLOAD, vcpu, regs->rip, &m);
+    return false;
+}
+
+/* Which options need each function's detour. */
+static const uint64_t fn_opts[WIN_FN_COUNT] = {
+    HVI_OPT_EVENT_PROCESS | HVI_OPT_BLOCK_EXEC, /* PspInsertProcess: events and the block list */
+    HVI_OPT_EVENT_PROCESS,
+    HVI_OPT_EVENT_MODULE,
+    HVI_OPT_EVENT_MODULE,
+};
+
+hvi_status win_detours_apply(hvi_engine *e, uint64_t opts)
 {
     struct win_state *w = win_get(e);
     if (!w || !w->active)
         return HVI_E_STATE;
-    static const hvi_detour_cb cbs[WIN_FN_COUNT] = {on_insert_process, on_clean_process};
+    static const hvi_detour_cb cbs[WIN_FN_COUNT] = {on_insert_process, on_clean_process,
+                                                    on_loader_entry, on_unload_image};
     hvi_status worst = HVI_OK;
     for (int f = 0; f < WIN_FN_COUNT; f++) {
         struct win_located *l = &w->fn[f];
-        if (!on) {
+        if (!(opts & fn_opts[f])) {
             if (l->detour && hvi_hook_remove(e, l->detour) == HVI_OK)
                 l->detour = NULL;
+            l->failed = false;
             continue;
         }
-        if (l->detour)
+        if (l->detour || l->failed) /* placed, or already reported since the option came on */
             continue;
-        if (!l->gva) {
-            worst = hvi_fail(e, HVI_E_NOT_FOUND, "%s was not located: no detour", fn_names[f]);
-            continue;
-        }
-        hvi_status st = hvi_detour_add(e, l->gva, cbs[f], NULL, &l->detour);
-        if (st != HVI_OK) {
-            l->detour = NULL;
-            worst = hvi_fail(e, st, "detour on %s at 0x%llx: %s", fn_names[f],
-                             (unsigned long long)l->gva, hvi_strstatus(st));
-        } else {
+        hvi_status st = HVI_E_NOT_FOUND;
+        if (l->gva)
+            st = hvi_detour_add(e, l->gva, cbs[f], NULL, &l->detour);
+        if (st == HVI_OK) {
             hvi_hook_set_owned(l->detour, true);
+            continue;
         }
+        l->detour = NULL;
+        l->failed = true;
+        worst = l->gva ? hvi_fail(e, st, "detour on %s at 0x%llx: %s", fn_names[f],
+                                  (unsigned long long)l->gva, hvi_strstatus(st))
+                       : hvi_fail(e, st, "%s was not located: no detour", fn_names[f]);
     }
-    if (on)
-        w->applied |= HVI_OPT_EVENT_PROCESS;
-    else
-        w->applied &= ~(uint64_t)HVI_OPT_EVENT_PROCESS;
     return worst;
 }
 

@@ -140,6 +140,36 @@ hvi_status win_read_ustr(hvi_engine *e, uint64_t va, char *out, size_t out_len, 
     return st;
 }
 
+/* DllBase and SizeOfImage must read; names are informative: an unreadable or hostile one leaves
+ * the field empty. */
+static hvi_status read_module(hvi_engine *e, const struct win_offsets *o, uint64_t entry,
+                              bool names, hvi_windows_module *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->entry = entry;
+    uint32_t size = 0;
+    hvi_status st;
+    if ((st = win_read_u64(e, entry + o->m_base, &m->base)) != HVI_OK ||
+        (st = win_read_u32(e, entry + o->m_size, &size)) != HVI_OK)
+        return st;
+    m->size = size;
+    if (names &&
+        win_read_ustr(e, entry + o->m_basename, m->name, sizeof(m->name), &m->truncated) != HVI_OK)
+        m->name[0] = 0;
+    if (names &&
+        win_read_ustr(e, entry + o->m_fullname, m->path, sizeof(m->path), &m->truncated) != HVI_OK)
+        m->path[0] = 0;
+    return HVI_OK;
+}
+
+hvi_status win_read_module(hvi_engine *e, uint64_t entry, hvi_windows_module *out)
+{
+    struct win_state *w = win_get(e);
+    if (!w || !w->active)
+        return HVI_E_STATE;
+    return read_module(e, &w->off, entry, true, out);
+}
+
 /* Walk with names (list) or without (owner lookups: only DllBase/SizeOfImage per entry). */
 static hvi_status walk_modules(hvi_engine *e, bool names, win_mod_cb cb, void *ctx);
 
@@ -197,21 +227,9 @@ static hvi_status walk_modules(hvi_engine *e, bool names, win_mod_cb cb, void *c
         if (next == head)
             return HVI_OK;
         hvi_windows_module m;
-        memset(&m, 0, sizeof(m));
-        m.entry = next;
-        uint32_t size = 0;
-        if ((st = win_read_u64(e, next + o->m_base, &m.base)) != HVI_OK ||
-            (st = win_read_u32(e, next + o->m_size, &size)) != HVI_OK)
+        if ((st = read_module(e, o, next, names, &m)) != HVI_OK)
             return hvi_fail(e, st, "KLDR_DATA_TABLE_ENTRY at 0x%llx unreadable",
                             (unsigned long long)next);
-        m.size = size;
-        /* names are informative: an unreadable or hostile one leaves the field empty */
-        if (names &&
-            win_read_ustr(e, next + o->m_basename, m.name, sizeof(m.name), &m.truncated) != HVI_OK)
-            m.name[0] = 0;
-        if (names &&
-            win_read_ustr(e, next + o->m_fullname, m.path, sizeof(m.path), &m.truncated) != HVI_OK)
-            m.path[0] = 0;
         if (!cb(&m, ctx))
             return HVI_OK;
         node = next;

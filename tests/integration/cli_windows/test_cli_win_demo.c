@@ -53,6 +53,9 @@ HVI_TEST(win_demo_default_build)
     CHECK(strstr(out, "exec-blocked: process pid 8004 \"mimikatz.exe\"") != NULL);
     CHECK(strstr(out, "rule=mimikatz.exe status=0xc0000022") != NULL);
     CHECK(strstr(out, "PspInsertProcess returned 0xc0000022 to its caller") != NULL);
+    CHECK(strstr(out, "MiProcessLoaderEntry") != NULL &&
+          strstr(out, "MiUnloadSystemImage") != NULL);
+    CHECK(strstr(out, "module-load:") != NULL && strstr(out, "rootkit.sys") != NULL);
     CHECK(strstr(out, "ept-write: object nt-ssdt") != NULL);
     CHECK(strstr(out, "in kd.dll (kd.dll+0x1a2b), DENIED") != NULL);
     CHECK(strstr(out, "write DENIED") != NULL);

@@ -30,6 +30,13 @@ static void check_located(struct wf *f)
         CHECK_EQ_U64(b->address, f->w.mm_clean_process);
         CHECK_EQ_U64(a->pattern, 0);
     }
+    const hvi_windows_function *l = fn_named(fn, n, "MiProcessLoaderEntry");
+    const hvi_windows_function *u = fn_named(fn, n, "MiUnloadSystemImage");
+    CHECK(l && u);
+    if (l && u) {
+        CHECK_EQ_U64(l->address, f->w.mi_process_loader_entry);
+        CHECK_EQ_U64(u->address, f->w.mi_unload_system_image);
+    }
     hvi_windows_free(fn);
 }
 
@@ -44,6 +51,7 @@ HVI_TEST(patterns_locate_functions_in_every_corpus_x64_build)
         hvi_sim_win_config c = {.build = b[i].build, .kpti = b[i].kpti};
         REQUIRE(wf_build(&f, &c) == HVI_OK);
         REQUIRE(f.w.psp_insert_process != 0 && f.w.mm_clean_process != 0);
+        REQUIRE(f.w.mi_process_loader_entry != 0 && f.w.mi_unload_system_image != 0);
         REQUIRE(wf_attach(&f, 0, true) == HVI_OK);
         check_located(&f);
         wf_free(&f);
@@ -453,6 +461,44 @@ HVI_TEST(blocked_process_creation_returns_access_denied)
     CHECK_EQ_U64(wf_count(&f, HVI_EVENT_EXEC_BLOCKED), 1);
     CHECK_EQ_U64(wf_count(&f, HVI_EVENT_PROCESS_CREATE), 1);
     hvi_windows_block_process_clear(f.e);
+    wf_free(&f);
+}
+
+HVI_TEST(module_load_and_unload_events_from_detours)
+{
+    struct wf f;
+    hvi_sim_win_config c = {.build = 17763, .kpti = true, .drivers = 2};
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    REQUIRE(wf_attach(&f, HVI_OPT_EVENT_MODULE, true) == HVI_OK);
+    CHECK(hvi_sim_breakpoint_at(f.sim, f.w.mi_process_loader_entry));
+    CHECK(hvi_sim_breakpoint_at(f.sim, f.w.mi_unload_system_image));
+    CHECK(!hvi_sim_breakpoint_at(f.sim, f.w.psp_insert_process)); /* process events are off */
+    uint64_t ldr = 0;
+    REQUIRE(hvi_sim_win_new_ldr(f.sim, &f.w, "rootkit.sys", 0xfffff80007000000ull, 0x8000, &ldr) ==
+            HVI_OK);
+    uint64_t load[2] = {ldr, 1}, remove[2] = {ldr, 0}, one[1] = {ldr};
+    hvi_event_reply rep;
+    CHECK_OK(hvi_sim_win_call(f.sim, &f.w, f.w.mi_process_loader_entry, load, 2, &rep));
+    REQUIRE(wf_count(&f, HVI_EVENT_MODULE_LOAD) == 1);
+    const hvi_alert *a = wf_last(&f, HVI_EVENT_MODULE_LOAD);
+    CHECK_STR(a->module, "rootkit.sys");
+    CHECK(strstr(a->detail, "base=0xfffff80007000000 size=0x8000") != NULL);
+    CHECK(strstr(a->detail, "path=\\SystemRoot\\System32\\drivers\\rootkit.sys") != NULL);
+    /* the removal call of MiProcessLoaderEntry is not an event; MiUnloadSystemImage is */
+    CHECK_OK(hvi_sim_win_call(f.sim, &f.w, f.w.mi_process_loader_entry, remove, 2, &rep));
+    CHECK_EQ_U64(wf_count(&f, HVI_EVENT_MODULE_LOAD), 1);
+    CHECK_EQ_U64(wf_count(&f, HVI_EVENT_MODULE_UNLOAD), 0);
+    CHECK_OK(hvi_sim_win_call(f.sim, &f.w, f.w.mi_unload_system_image, one, 1, &rep));
+    REQUIRE(wf_count(&f, HVI_EVENT_MODULE_UNLOAD) == 1);
+    CHECK_STR(wf_last(&f, HVI_EVENT_MODULE_UNLOAD)->module, "rootkit.sys");
+    /* a hostile entry pointer: no event, no failure */
+    uint64_t junk[2] = {0xffffa0800ff00000ull, 1};
+    CHECK_OK(hvi_sim_win_call(f.sim, &f.w, f.w.mi_process_loader_entry, junk, 2, &rep));
+    CHECK_EQ_U64(wf_count(&f, HVI_EVENT_MODULE_LOAD), 1);
+    /* options: module events off, process events on */
+    CHECK_OK(hvi_options_set(f.e, HVI_OPT_EVENT_PROCESS));
+    CHECK(!hvi_sim_breakpoint_at(f.sim, f.w.mi_process_loader_entry));
+    CHECK(hvi_sim_breakpoint_at(f.sim, f.w.psp_insert_process));
     wf_free(&f);
 }
 
