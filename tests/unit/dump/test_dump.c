@@ -305,6 +305,41 @@ HVI_TEST(open_file_and_errors)
     free(b);
 }
 
+HVI_TEST(raw_file_uses_the_q35_split)
+{
+    /* 3 GiB of RAM (a sparse file): file [0, 2 GiB) is GPA 0, file [2 GiB, 3 GiB) is GPA 4 GiB */
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/hvi-dump-raw3g-%d.bin", (int)getpid());
+    FILE *f = fopen(path, "wb");
+    REQUIRE(f);
+    bool ok = ftruncate(fileno(f), 3ll << 30) == 0 && fseek(f, 0x1000, SEEK_SET) == 0 &&
+              fputs("low", f) >= 0 && fseek(f, (2ll << 30) + 0x1000, SEEK_SET) == 0 &&
+              fputs("high", f) >= 0;
+    fclose(f);
+    REQUIRE(ok);
+    hvi_dump *d = NULL;
+    hvi_glue g;
+    CHECK_OK(hvi_dump_open_raw(path, 2, &d));
+    REQUIRE(d && hvi_dump_glue(d, &g) == HVI_OK);
+    hvi_dump_info info;
+    CHECK_OK(hvi_dump_get_info(d, &info));
+    CHECK(info.format == HVI_DUMP_RAW && info.segments == 2 && info.vcpus == 2);
+    CHECK_EQ_U64(info.max_gpa, 5ull << 30);
+    void *p = NULL;
+    CHECK_OK(g.map_gpa(g.ctx, 0x1000, &p));
+    CHECK(p && !memcmp(p, "low", 3));
+    CHECK_OK(g.map_gpa(g.ctx, (4ull << 30) + 0x1000, &p));
+    CHECK(p && !memcmp(p, "high", 4));
+    CHECK_STATUS(g.map_gpa(g.ctx, 2ull << 30, &p), HVI_E_RANGE); /* the hole below 4 GiB */
+    CHECK_STATUS(g.map_gpa(g.ctx, 5ull << 30, &p), HVI_E_RANGE);
+    hvi_regs r;
+    CHECK_STATUS(g.get_regs(g.ctx, 1, HVI_REGS_CR, &r), HVI_E_UNSUPPORTED); /* none given */
+    hvi_dump_close(d);
+    unlink(path);
+    CHECK_STATUS(hvi_dump_open_raw(path, 1, &d), HVI_E_IO);
+    CHECK_STATUS(hvi_dump_open_raw("/tmp", 0, &d), HVI_E_INVAL);
+}
+
 /* ---- hostile files ------------------------------------------------------------------- */
 
 static void expect_format(const uint8_t *b, size_t n, const char *words)
