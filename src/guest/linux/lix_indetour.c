@@ -470,26 +470,50 @@ static void on_tick(hvi_engine *e, void *ctx)
         (void)hvi_linux_indetour_drain(e, NULL);
 }
 
+/* gs:current_task must be a task on some vCPU (kernel GS: GS base at CPL 0, else KERNEL_GS). */
 static hvi_status verify_current_task(hvi_engine *e, struct lixd_state *s)
 {
-    hvi_regs r;
-    memset(&r, 0, sizeof(r));
-    if (e->glue.get_regs(e->glue.ctx, 0, HVI_REGS_SEG | HVI_REGS_FSGS, &r) != HVI_OK ||
-        !(r.valid & HVI_REGS_FSGS)) {
+    uint32_t n = 1;
+    if (e->glue.vcpu_count && (e->glue.vcpu_count(e->glue.ctx, &n) != HVI_OK || n == 0))
+        n = 1;
+    if (pause_guest(e) != HVI_OK)
+        return hvi_fail(e, HVI_E_BACKEND, "in-guest detours: cannot pause the guest");
+    bool regs_seen = false;
+    uint64_t gs = 0, task = 0;
+    for (uint32_t v = 0; v < n && v < 64; v++) {
+        hvi_regs r;
+        memset(&r, 0, sizeof(r));
+        if (e->glue.get_regs(e->glue.ctx, v, HVI_REGS_SEG | HVI_REGS_FSGS, &r) != HVI_OK ||
+            !(r.valid & HVI_REGS_FSGS))
+            continue;
+        regs_seen = true;
+        struct lix_task t;
+        /* at CPL 0 the kernel normally runs on GS_BASE, but not in the few entry instructions
+         * before swapgs: try both */
+        uint64_t cand[2] = {(r.seg[HVI_CS].selector & 3) ? r.kernel_gs_base : r.gs_base,
+                            (r.seg[HVI_CS].selector & 3) ? r.gs_base : r.kernel_gs_base};
+        for (int c = 0; c < 2; c++) {
+            gs = cand[c];
+            if (lix_is_kptr(gs) && lix_read_u64(s->k, gs + s->current_task, &task) == HVI_OK &&
+                lix_task_read(s->k, task, &t) == HVI_OK && t.pid >= 0) {
+                resume_guest(e);
+                hvi_log(e, HVI_LOG_INFO,
+                        "in-guest detours: gs:current_task verified (vCPU %u runs pid %d %s)", v,
+                        t.pid, t.comm);
+                s->stats.task_verified = true;
+                return HVI_OK;
+            }
+        }
+    }
+    resume_guest(e);
+    if (!regs_seen) {
         hvi_log(e, HVI_LOG_WARN, "in-guest detours: GS base unavailable, current_task unverified");
         return HVI_OK;
     }
-    uint64_t gs = (r.seg[HVI_CS].selector & 3) ? r.kernel_gs_base : r.gs_base, task = 0;
-    struct lix_task t;
-    if (!lix_is_kptr(gs) || lix_read_u64(s->k, gs + s->current_task, &task) != HVI_OK ||
-        lix_task_read(s->k, task, &t) != HVI_OK || t.pid < 0)
-        return hvi_fail(e, HVI_E_FORMAT,
-                        "in-guest detours: gs:current_task (GS 0x%llx + 0x%x) is no task on vCPU 0",
-                        (unsigned long long)gs, s->current_task);
-    hvi_log(e, HVI_LOG_INFO, "in-guest detours: gs:current_task verified (vCPU 0 runs pid %d %s)",
-            t.pid, t.comm);
-    s->stats.task_verified = true;
-    return HVI_OK;
+    return hvi_fail(e, HVI_E_FORMAT,
+                    "in-guest detours: gs:current_task is no task on any vCPU (last: GS 0x%llx + "
+                    "0x%x -> 0x%llx)",
+                    (unsigned long long)gs, s->current_task, (unsigned long long)task);
 }
 
 /* The functions that can be patched (entry NOP verified); a required one missing fails. */
