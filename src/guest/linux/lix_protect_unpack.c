@@ -267,22 +267,19 @@ static void leaf(struct walk *w, uint64_t va, uint64_t len, uint64_t pa, bool nx
     struct xpage *nw = slot(u->next, u->cap, va);
     if (!nw || nw->va)
         return; /* already recorded this round (aliased walk) */
-    uint8_t page[HVI_PAGE_SIZE];
-    bool have = len == HVI_PAGE_SIZE && hvi_gpa_read(w->e, pa, page, sizeof(page)) == HVI_OK;
     *nw = (struct xpage){.va = va, .first_round = u->rounds, .state = nx ? XP_NX : XP_X};
     u->next_used++;
-    if (nx) {
-        if (old && (old->state & XP_NX)) {
-            nw->hash = old->hash;
-            nw->first_round = old->first_round;
-        } else {
-            nw->hash = have ? fnv(page, sizeof(page)) : 0;
-        }
+    if (old && old->state == nw->state) { /* unchanged since the last round: nothing to read */
+        nw->hash = old->hash;
+        nw->first_round = old->first_round;
         return;
     }
-    if (old && (old->state & XP_X)) {
-        nw->first_round = old->first_round;
-        return; /* executable before: known */
+    /* the content is read only for a page seen for the first time or changing state */
+    uint8_t page[HVI_PAGE_SIZE];
+    bool have = len == HVI_PAGE_SIZE && hvi_gpa_read(w->e, pa, page, sizeof(page)) == HVI_OK;
+    if (nx) {
+        nw->hash = have ? fnv(page, sizeof(page)) : 0;
+        return;
     }
     if (u->rounds == 0)
         return; /* baseline */

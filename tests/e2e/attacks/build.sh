@@ -10,6 +10,7 @@ src=$(cd "$(dirname "$0")" && pwd)
 [ -d "$kdir" ] || { echo "build.sh: no kernel headers at $kdir (apt-get install linux-headers-amd64)" >&2; exit 77; }
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-cp "$src"/*.c "$src"/*.h "$src"/Kbuild "$out"/
+# -p keeps the sources' times: kbuild then rebuilds only what changed
+cp -p "$src"/*.c "$src"/*.h "$src"/Kbuild "$out"/
 make -s -C "$kdir" M="$out" modules >"$out/build.log" 2>&1 || { cat "$out/build.log" >&2; exit 1; }
 ls "$out"/*.ko

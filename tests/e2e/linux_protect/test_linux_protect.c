@@ -167,9 +167,13 @@ static uint64_t text_hash(hvi_engine *e, bool *ok)
     static uint8_t buf[4096];
     *ok = hvi_linux_find_symbol(e, "_stext", &a) == HVI_OK &&
           hvi_linux_find_symbol(e, "_etext", &b) == HVI_OK && b > a && b - a < (64u << 20);
+    if (!*ok)
+        fprintf(stderr, "  text range: %s\n", hvi_last_error(e));
     for (uint64_t p = a; *ok && p < b; p += sizeof(buf)) {
         size_t n = b - p < sizeof(buf) ? (size_t)(b - p) : sizeof(buf);
         if (hvi_gva_read(e, 0, p, buf, n) != HVI_OK) {
+            fprintf(stderr, "  text read at 0x%llx: %s\n", (unsigned long long)p,
+                    hvi_last_error(e));
             *ok = false;
             break;
         }
