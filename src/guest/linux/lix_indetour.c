@@ -808,15 +808,22 @@ static bool find_pid_cb(const struct lix_task *t, void *ctx)
     return false;
 }
 
-static hvi_status proc_walk(struct lixd_state *s, struct lixd_proc *p)
+/* A full maple-tree walk, with the guest paused (a tree changing under the walk fails it);
+ * a failed walk is retried at the next drain. */
+static hvi_status proc_walk(hvi_engine *e, struct lixd_state *s, struct lixd_proc *p)
 {
     p->n = 0;
     p->dirty = p->need_walk = false;
     if (!p->mm)
         return HVI_OK;
+    bool paused = pause_guest(e) == HVI_OK;
     hvi_status st = lix_vma_walk(s->k, p->mm, walk_cb, p);
-    if (st != HVI_OK)
+    if (paused)
+        resume_guest(e);
+    if (st != HVI_OK) {
         p->n = 0;
+        p->need_walk = true;
+    }
     return st;
 }
 
@@ -877,7 +884,7 @@ static void procs_update(hvi_engine *e, struct lixd_state *s)
         }
         if (p->need_walk) {
             s->stats.rewalks++;
-            if (proc_walk(s, p) == HVI_OK)
+            if (proc_walk(e, s, p) == HVI_OK)
                 qsort(p->v, p->n, sizeof(*p->v), ent_cmp);
         }
     }
@@ -1070,7 +1077,10 @@ hvi_status hvi_linux_vma_follow(hvi_engine *e, int32_t pid)
     if (s->nprocs == LIXD_MAX_PROCS)
         return hvi_fail(e, HVI_E_LIMIT, "vma follow: at most %u processes", LIXD_MAX_PROCS);
     struct find_pid f = {.pid = pid};
+    bool paused = pause_guest(e) == HVI_OK; /* a consistent task list */
     hvi_status st = lix_task_walk(s->k, false, find_pid_cb, &f);
+    if (paused)
+        resume_guest(e);
     if (st != HVI_OK)
         return hvi_fail(e, st, "vma follow: task walk failed");
     if (!f.found)
@@ -1080,7 +1090,7 @@ hvi_status hvi_linux_vma_follow(hvi_engine *e, int32_t pid)
     p->pid = pid;
     p->task = f.task;
     p->mm = f.mm;
-    if ((st = proc_walk(s, p)) != HVI_OK) {
+    if ((st = proc_walk(e, s, p)) != HVI_OK) {
         free(p->v);
         return hvi_fail(e, st, "vma follow: maple tree of pid %d unreadable", pid);
     }
