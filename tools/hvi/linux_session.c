@@ -99,6 +99,7 @@ static int attach_dump(struct linux_session *s, const char *path, const char *of
 int linux_session_open(struct linux_session *s, int argc, char **argv, const char *usage)
 {
     const char *name = "default", *offsets = NULL, *cami = NULL, *dump = NULL;
+    bool vm_given = false;
     memset(s, 0, sizeof(*s));
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -111,6 +112,7 @@ int linux_session_open(struct linux_session *s, int argc, char **argv, const cha
             s->threads = true;
         } else if (i + 1 < argc && !strcmp(a, "--vm")) {
             name = argv[++i];
+            vm_given = true;
         } else if (i + 1 < argc && !strcmp(a, "--dump")) {
             dump = argv[++i];
         } else if (i + 1 < argc && !strcmp(a, "--offsets")) {
@@ -123,6 +125,8 @@ int linux_session_open(struct linux_session *s, int argc, char **argv, const cha
             return usage_fail(usage);
         }
     }
+    if (dump && vm_given) /* one guest or one dump, not both */
+        return usage_fail(usage);
 #if defined(HVI_HAVE_BACKEND_qemu) || defined(HVI_HAVE_BACKEND_dump)
     void *support = NULL;
     size_t support_len = 0;

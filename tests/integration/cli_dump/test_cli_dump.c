@@ -90,7 +90,8 @@ HVI_TEST(ps_modules_maps_hidden_on_a_dump_file)
     REQUIRE(c && write_file(dump, c, m));
     CHECK(hvi(args) == 1);
     CHECK(strstr(g_out, "control registers"));
-    CHECK(hvi("ps --dump") == 2); /* no file name: usage */
+    CHECK(hvi("ps --dump") == 2);               /* no file name: usage */
+    CHECK(hvi("ps --vm x --dump /tmp/y") == 2); /* a guest or a dump, not both */
     free(c);
     free(b);
     unlink(dump);
