@@ -24,7 +24,7 @@
     "          entry is selected by the guest's version banner\n"                               \
     "  --offsets: developer option, a scripts/lix-offsets file instead of CAMI\n"                \
     "  LIST: comma-separated of text,idt,syscalls,vdso,modules,cr,msr,creds,hidden,unpacker,\n"  \
-    "        all (default all)"
+    "        all, none (default all; none: only --events/--block-exec)"
 
 #define MONITOR_EVENTS_USAGE                                                                       \
     "  --events: also report process create/exec/exit and module load/unload (JSON lines)\n"    \
@@ -54,7 +54,7 @@ static const struct {
     {"modules", HVI_OPT_KM_MODULES}, {"cr", HVI_OPT_KM_CR},
     {"creds", HVI_OPT_CREDS},        {"hidden", HVI_OPT_INTEGRITY},
     {"msr", HVI_OPT_KM_MSR},         {"unpacker", HVI_OPT_KM_UNPACK},
-    {"all", HVI_OPT_ALL_PROTECTION},
+    {"all", HVI_OPT_ALL_PROTECTION}, {"none", 0},
 };
 
 static bool parse_protect(const char *list, uint64_t *out)
