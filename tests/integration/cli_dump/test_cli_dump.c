@@ -73,6 +73,13 @@ HVI_TEST(ps_modules_maps_hidden_on_a_dump_file)
     if (!strstr(g_out, "0 hidden"))
         fprintf(stderr, "%s", g_out);
 
+    snprintf(args, sizeof(args), "attach --dump %s", dump); /* no support data: memory level */
+    CHECK(hvi(args) == 0);
+    CHECK(strstr(g_out, "vCPU 0:") && strstr(g_out, "paging: 4-level") && strstr(g_out, "IDT") &&
+          !strstr(g_out, "detached"));
+    if (!strstr(g_out, "paging: 4-level"))
+        fprintf(stderr, "%s", g_out);
+
     /* failures: missing, truncated, no registers, both --vm and --dump usage stays valid */
     snprintf(args, sizeof(args), "ps --dump %s.missing --offsets %s", dump, v.offsets);
     CHECK(hvi(args) == 1);
