@@ -1,11 +1,12 @@
 /*
  * Fuzz target: hostile kernel pool under the Windows layer. A simulated Windows guest (build
  * 17763 kpti, System + 2 processes, ntoskrnl + hal + 2 drivers) is built once with an engine
- * attached; each input overwrites the pool pages holding the EPROCESS and KLDR_DATA_TABLE_ENTRY
- * objects (their original bytes are restored first), then the process and driver lists are
- * walked, a writer RIP taken from the input is resolved to a driver, and an EPROCESS address
- * from the input is read. Any crash, sanitizer report or hang is a bug. Without the reference
- * CAMI file the target does nothing.
+ * attached (process and module events, block list on); each input overwrites the pool pages
+ * holding the EPROCESS and KLDR_DATA_TABLE_ENTRY objects (their original bytes are restored
+ * first), then the process and driver lists are walked, a writer RIP taken from the input is
+ * resolved to a driver, an EPROCESS address from the input is read, and the four detours are hit
+ * with arguments taken from the input. Any crash, sanitizer report or hang is a bug. Without the
+ * reference CAMI file the target does nothing (and says so).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,9 +74,14 @@ static bool init(void)
     if (ok) {
         hvi_set_log(g.e, NULL, HVI_LOG_ERROR, NULL);
         hvi_sim_attach(g.sim, g.e);
-        hvi_guest_params p = {
-            .size = sizeof(p), .os_hint = HVI_OS_WINDOWS, .support = buf, .support_len = len};
-        ok = hvi_new_guest(g.e, &p) == HVI_OK;
+        hvi_guest_params p = {.size = sizeof(p),
+                              .os_hint = HVI_OS_WINDOWS,
+                              .options =
+                                  HVI_OPT_EVENT_PROCESS | HVI_OPT_EVENT_MODULE | HVI_OPT_BLOCK_EXEC,
+                              .support = buf,
+                              .support_len = len};
+        ok = hvi_new_guest(g.e, &p) == HVI_OK &&
+             hvi_windows_block_process_add(g.e, "lsass.exe") == HVI_OK;
     }
     for (uint32_t i = 1; ok && i < g.w.nproc; i++) /* System's EPROCESS stays intact */
         add_page(g.w.eprocess[i]);
@@ -135,5 +141,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     (void)win_module_at(g.e, u64_at(data, size, 0), &one);
     hvi_windows_process pr;
     (void)win_read_process(g.e, u64_at(data, size, 8), &pr);
+    /* the detours with attacker-chosen arguments (and the hostile pool behind them) */
+    uint64_t args[6] = {u64_at(data, size, 16), u64_at(data, size, 24), 0, 0,
+                        u64_at(data, size, 32), u64_at(data, size, 40)};
+    hvi_event_reply rep;
+    (void)hvi_sim_win_call(g.sim, &g.w, g.w.psp_insert_process, args, 6, &rep);
+    (void)hvi_sim_win_call(g.sim, &g.w, g.w.mm_clean_process, args, 1, &rep);
+    args[1] = 1;
+    (void)hvi_sim_win_call(g.sim, &g.w, g.w.mi_process_loader_entry, args, 2, &rep);
+    (void)hvi_sim_win_call(g.sim, &g.w, g.w.mi_unload_system_image, args, 1, &rep);
     return 0;
 }
