@@ -110,10 +110,69 @@ static hvi_status qmp_send(hvi_qmp *q, const char *text)
     return HVI_OK;
 }
 
+/* Drop complete event lines at the start of the buffer; true when a non-event line is next. */
+static bool drop_events(hvi_qmp *q)
+{
+    size_t off = 0;
+    bool other = false;
+    char *nl;
+    while (!other && off < q->len && (nl = memchr(q->buf + off, '\n', q->len - off))) {
+        *nl = '\0';
+        json_object *o = json_tokener_parse(q->buf + off), *v = NULL;
+        other = !o || !json_object_object_get_ex(o, "event", &v);
+        json_object_put(o);
+        *nl = '\n';
+        if (!other)
+            off = (size_t)(nl - q->buf) + 1;
+    }
+    memmove(q->buf, q->buf + off, q->len - off);
+    q->len -= off;
+    return other;
+}
+
+/*
+ * Drop the events QEMU sent since the last command: a STOP and a RESUME for every breakpoint
+ * stop pile up while a session delivers events, thousands of lines after a busy run, more than
+ * a command may skip. Stops at anything that is not an event; at most 64 MiB per call.
+ */
+static hvi_status qmp_drain(hvi_qmp *q)
+{
+    for (size_t got = 0; got < (64u << 20);) {
+        if (drop_events(q))
+            return HVI_OK;
+        if (q->cap - q->len < 4096) {
+            if (q->cap >= 2 * (size_t)HVI_QMP_MAX_LINE)
+                return HVI_OK; /* a line without end: the command's read reports it */
+            size_t nc = q->cap ? q->cap * 2 : 8192;
+            char *n = realloc(q->buf, nc);
+            if (!n)
+                return HVI_E_NOMEM;
+            q->buf = n;
+            q->cap = nc;
+        }
+        ssize_t n = recv(q->fd, q->buf + q->len, q->cap - q->len - 1, MSG_DONTWAIT);
+        if (n == 0)
+            return HVI_E_CLOSED;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return HVI_OK;
+            return errno == ECONNRESET ? HVI_E_CLOSED : HVI_E_IO;
+        }
+        q->len += (size_t)n;
+        got += (size_t)n;
+    }
+    return HVI_OK;
+}
+
 hvi_status hvi_qmp_exec(hvi_qmp *q, const char *cmd, const char *args, char **ret)
 {
     if (!q || !cmd)
         return HVI_E_INVAL;
+    hvi_status dst = qmp_drain(q);
+    if (dst != HVI_OK)
+        return dst;
     char *line = NULL;
     if (asprintf(&line, "{\"execute\":\"%s\"%s%s}\n", cmd, args ? ",\"arguments\":" : "",
                  args ? args : "") < 0)

@@ -221,6 +221,31 @@ HVI_TEST(qmp_status_skips_events_and_reports_errors)
     hvi_qmp_close(q);
 }
 
+HVI_TEST(qmp_events_piled_up_between_commands_are_dropped)
+{
+    int peer;
+    hvi_status st;
+    hvi_qmp *q = qmp_pair(&peer, "{\"QMP\": {\"version\": {}}}\r\n{\"return\": {}}\r\n", &st);
+    CHECK_OK(st);
+    REQUIRE(q);
+    /* a busy event session: a STOP and a RESUME per breakpoint stop, 3000 lines unread */
+    size_t cap = 1500 * 64, n = 0;
+    char *evs = malloc(cap); /* one write: thousands of small ones would fill the socket */
+    REQUIRE(evs);
+    for (int i = 0; i < 1500; i++)
+        n += (size_t)snprintf(evs + n, cap - n, "{\"event\":\"STOP\",\"n\":%d}\n{\"event\":\"RESUME\"}\n", i);
+    put(peer, evs);
+    free(evs);
+    put(peer, "{\"event\": \"STO"); /* and half of one more */
+    char status[32];
+    /* the reply comes after the command, behind the rest of that event */
+    put(peer, "P\"}\r\n{\"return\": {\"status\": \"running\", \"running\": true}}\r\n");
+    CHECK_OK(hvi_qmp_status(q, status, sizeof(status)));
+    CHECK_STR(status, "running");
+    hvi_qmp_close(q);
+    close(peer);
+}
+
 HVI_TEST(qmp_bad_greeting)
 {
     int peer;
