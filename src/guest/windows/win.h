@@ -28,6 +28,7 @@
 #define WIN_MAX_PROCESSES 4096u  /* list walk bounds */
 #define WIN_MAX_MODULES 4096u
 #define WIN_MAX_SCAN_SECTION (32u << 20) /* pattern search: bytes per section */
+#define WIN_SCAN_BUDGET (64ull << 20)   /* ... and over all sections of one search */
 #define WIN_EXITED_RING 64u
 #define WIN_MAX_BLOCKS 64u
 #define WIN_STATUS_ACCESS_DENIED 0xC0000022u

@@ -23,6 +23,9 @@ const char *win_fn_name(enum win_fn f)
 struct scan_cache {
     uint8_t *buf[WIN_PE_MAX_SECTIONS];
     uint32_t len[WIN_PE_MAX_SECTIONS];
+    uint64_t used; /* bytes held: a hostile image with many big overlapping sections stops at
+                      WIN_SCAN_BUDGET instead of taking gigabytes */
+    bool over_budget;
 };
 
 static const uint8_t *section_bytes(hvi_engine *e, struct win_state *w, struct scan_cache *c,
@@ -32,6 +35,11 @@ static const uint8_t *section_bytes(hvi_engine *e, struct win_state *w, struct s
         uint32_t n = w->pe.sec[i].vsize;
         if (n > WIN_MAX_SCAN_SECTION)
             n = WIN_MAX_SCAN_SECTION;
+        if (c->used + n > WIN_SCAN_BUDGET) {
+            c->over_budget = true;
+            return NULL;
+        }
+        c->used += n;
         c->buf[i] = calloc(1, n ? n : 1);
         if (!c->buf[i])
             return NULL;
@@ -83,6 +91,8 @@ static hvi_status search(hvi_engine *e, struct win_state *w, struct scan_cache *
                 continue;
             uint32_t len = 0;
             const uint8_t *b = section_bytes(e, w, c, i, &len);
+            if (!b && c->over_budget)
+                continue; /* this section is not searched */
             if (!b)
                 return HVI_E_NOMEM;
             long at = find_pattern(p, b, len);

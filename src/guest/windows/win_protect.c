@@ -80,11 +80,15 @@ hvi_status win_find_ssdt(hvi_engine *e)
     struct win_state *w = win_get(e);
     if (!w)
         return HVI_E_STATE;
+    uint64_t budget = WIN_SCAN_BUDGET;
     for (uint32_t i = 0; i < w->pe.nsec; i++) {
         const struct win_pe_section *s = &w->pe.sec[i];
         if (!(s->characteristics & WIN_SCN_MEM_EXECUTE))
             continue;
         uint32_t n = s->vsize > WIN_MAX_SCAN_SECTION ? WIN_MAX_SCAN_SECTION : s->vsize;
+        if (n > budget)
+            break; /* a hostile image of many big overlapping sections: bounded work */
+        budget -= n;
         uint8_t *b = calloc(1, n ? n : 1);
         if (!b)
             return HVI_E_NOMEM;
