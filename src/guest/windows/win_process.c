@@ -18,6 +18,8 @@ hvi_status win_read_process(hvi_engine *e, uint64_t ep, hvi_windows_process *out
     uint64_t id = 0, ppid = 0;
     uint8_t name[15];
     hvi_status st;
+    if (!win_is_kptr(ep) || ep + o->p_name < ep || !win_is_kptr(ep + o->p_name))
+        return HVI_E_RANGE;
     if ((st = win_read_u64(e, ep + o->p_id, &id)) != HVI_OK ||
         (st = hvi_gva_read(e, 0, ep + o->p_name, name, sizeof(name))) != HVI_OK)
         return st;
