@@ -417,6 +417,18 @@ static void remove_stubs(hvi_engine *e, struct lixd_state *s)
     s->phase = PH_OFF;
 }
 
+/* Can a task be preempted inside a stub (and sleep there)? With PREEMPT_DYNAMIC the mode is in
+ * preempt_dynamic_mode (0 none, 1 voluntary, 2 full); unknown counts as yes. */
+static bool preempt_full(struct lixd_state *s)
+{
+    uint64_t a = 0;
+    int32_t mode = -1;
+    if (lix_kallsyms_lookup(&s->k->ks, "preempt_dynamic_mode", &a) != HVI_OK ||
+        lix_read(s->k, a, &mode, sizeof(mode)) != HVI_OK)
+        return true;
+    return mode != 0 && mode != 1;
+}
+
 static hvi_status do_stop(hvi_engine *e, struct lixd_state *s)
 {
     if (s->phase == PH_OFF)
@@ -440,9 +452,12 @@ static hvi_status do_stop(hvi_engine *e, struct lixd_state *s)
         st = lix_thread_safe(e, s->stub_lo, s->stub_hi, &hit);
         resume_guest(e);
     }
-    if (st == HVI_E_BUSY && !hit.on_cpu && hvi_now_ns() - s->sites_off_ns > LIXD_GRACE_NS) {
-        /* Only stack words, long after the last entry: interrupt frames of stubs that ran
-         * (the scan cannot tell stale words below a stack's top from live ones). */
+    if (st == HVI_E_BUSY && !hit.on_cpu && hvi_now_ns() - s->sites_off_ns > LIXD_GRACE_NS &&
+        !preempt_full(s)) {
+        /* Only stack words, long after the last entry, and no task can sleep inside a stub
+         * (voluntary preemption): interrupt frames of stubs that ran (the scan cannot tell
+         * stale words below a stack's top from live ones). With full preemption the stubs stay
+         * until the scan is clean: unreachable once the sites are restored, so harmless. */
         hvi_log(e, HVI_LOG_INFO,
                 "in-guest detours: pid %d's stack holds 0x%llx in a stub %llu ms after the "
                 "sites were removed: stale, removing the stubs",
