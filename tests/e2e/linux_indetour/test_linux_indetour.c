@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../qemu/qemu_util.h"
@@ -173,6 +174,13 @@ static void drain_running(hvi_engine *e, hvi_qemu *q)
     CHECK_OK(hvi_linux_indetour_drain(e, NULL));
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 static hvi_status stop_detours(hvi_engine *e, hvi_qemu *q)
 {
     hvi_status st = HVI_E_BUSY;
@@ -239,7 +247,9 @@ HVI_TEST(vma_view_from_in_guest_detours_matches_proc)
 
     /* 1: the view kept by events alone */
     struct counts c = {.pid = pid_a};
+    double t0 = now_ms();
     st = hvi_linux_indetour_start(e, NULL);
+    fprintf(stderr, "  install took %.1f ms\n", now_ms() - t0);
     if (st != HVI_OK)
         fprintf(stderr, "  start: %s\n", hvi_last_error(e));
     REQUIRE(st == HVI_OK);
@@ -292,7 +302,9 @@ HVI_TEST(vma_view_from_in_guest_detours_matches_proc)
     CHECK(s1.refreshes > 0);
 
     /* 2: a 64-record ring overflows; the loss makes the engine re-walk */
+    t0 = now_ms();
     CHECK_OK(stop_detours(e, q));
+    fprintf(stderr, "  removal took %.1f ms\n", now_ms() - t0);
     CHECK_EQ_U64(fnv(e, stext, etext - stext), h0);
     text_check_rounds(e);
     CHECK_EQ_U64(g_text_alerts, 0); /* nor is putting the bytes back */
