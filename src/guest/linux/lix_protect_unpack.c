@@ -9,8 +9,10 @@
  * that is executable now and was not in the previous round is judged:
  *   - inside a listed module's text (core or init layout): the module loader's work, accepted;
  *   - inside a listed module's layout but not its text: module data made executable: alert;
- *   - elsewhere in the module area: module_alloc() users (BPF JIT, kprobe slots, ftrace
- *     trampolines) cannot be told from an attacker calling it: accepted (a known gap);
+ *   - elsewhere in the module area: a module_alloc() user; accepted when the range was
+ *     allocated from the kernel image (BPF JIT, kprobe slots, ftrace trampolines: the
+ *     vm_struct's caller), an alert when a loaded module allocated it (module_alloc called
+ *     through kallsyms and made executable, e.g. with set_memory_x);
  *   - in the vmalloc area: nothing in 6.1 maps vmalloc memory executable (module_alloc uses the
  *     module area): alert.
  * The alert (type unpack, logged, never denied: the guest's TLBs cannot be flushed from here)
@@ -213,7 +215,8 @@ static void unpack_alert(struct walk *w, uint64_t va, uint64_t len, const struct
     if (page)
         memcpy(&a.new_value, page, 8);
     bool vmalloc = va >= u->vmalloc_lo && va < u->vmalloc_hi;
-    hvi_strlcpy(a.object, vmalloc ? "kernel-exec:vmalloc" : "kernel-exec:module-data",
+    hvi_strlcpy(a.object, vmalloc ? "kernel-exec:vmalloc"
+                          : owner ? "kernel-exec:module-data" : "kernel-exec:module-area",
                 sizeof(a.object));
     if (old && (old->state & XP_NX) && page)
         snprintf(how, sizeof(how), "seen NX in round %u, content %s since, then NX cleared",
@@ -224,7 +227,7 @@ static void unpack_alert(struct walk *w, uint64_t va, uint64_t len, const struct
     if (owner) {
         hvi_strlcpy(a.module, owner->name, sizeof(a.module));
         snprintf(who, sizeof(who), "in module %s's data", owner->name);
-    } else if (vmalloc) {
+    } else {
         uint64_t start = 0, size = 0, caller = vmalloc_caller(s->k, u, va, &start, &size);
         if (caller) {
             hvi_alert t;
@@ -249,6 +252,20 @@ static void unpack_alert(struct walk *w, uint64_t va, uint64_t len, const struct
     hvi_alert_emit(w->e, &a);
     s->stats.violations++;
     s->found++;
+}
+
+/* A module-area range whose vm_struct caller (the code that called module_alloc) lies in a
+ * loaded module rather than the kernel image: a module allocating executable memory itself. */
+static bool allocated_by_module(struct walk *w, uint64_t va)
+{
+    uint64_t start = 0, size = 0;
+    uint64_t caller = vmalloc_caller(w->s->k, w->u, va, &start, &size);
+    if (!caller || (caller >= w->s->k->image_start && caller < w->s->k->image_end))
+        return false;
+    hvi_alert t;
+    memset(&t, 0, sizeof(t));
+    lixp_alert_writer(w->s, &t, caller);
+    return t.module[0] != 0;
 }
 
 static void leaf(struct walk *w, uint64_t va, uint64_t len, uint64_t pa, bool nx)
@@ -286,8 +303,10 @@ static void leaf(struct walk *w, uint64_t va, uint64_t len, uint64_t pa, bool nx
     bool in_text = false;
     const struct xmod *m = mod_of(u, va, len, &in_text);
     bool vmalloc = va >= u->vmalloc_lo && va < u->vmalloc_hi;
-    if (in_text || (!m && !vmalloc))
-        return; /* the module loader, or a module_alloc() user */
+    if (in_text)
+        return; /* the module loader */
+    if (!m && !vmalloc && !allocated_by_module(w, va))
+        return; /* a module_alloc() user in the kernel: BPF JIT, kprobe slots, ftrace */
     unpack_alert(w, va, len, old, have ? page : NULL, m);
 }
 

@@ -211,6 +211,9 @@ static const struct attack g_attacks[] = {
     /* code written into a vmalloc page whose PTE then loses NX: owner from the vm_struct */
     {"insmod /modules/hvi_unpack.ko", HVI_ALERT_UNPACK, "kernel-exec:vmalloc", "rmmod hvi_unpack",
      NULL, -1, "(hvi_unpack)"},
+    /* module_alloc + set_memory_x through kallsyms: module area, allocated by a module */
+    {"insmod /modules/hvi_unpack.ko mode=1", HVI_ALERT_UNPACK, "kernel-exec:module-area",
+     "rmmod hvi_unpack", NULL, -1, "(hvi_unpack)"},
     {"echo 'u:x:1000:1000::/tmp:/bin/sh' >> /etc/passwd; chmod 755 / /bin /tmp; "
      "(su -s /bin/sh u -c 'exec sleep 300' &); sleep 2",
      0, NULL, NULL, NULL, -1, NULL},
