@@ -401,10 +401,11 @@ static void state_free(hvi_engine *e, void *ctx)
 }
 
 /* Put the stubs' padding and the ring back (sites already restored). */
-static void remove_stubs(hvi_engine *e, struct lixd_state *s)
+static hvi_status remove_stubs(hvi_engine *e, struct lixd_state *s)
 {
-    if (pause_guest(e) != HVI_OK)
-        return;
+    hvi_status st = pause_guest(e);
+    if (st != HVI_OK)
+        return hvi_fail(e, st, "in-guest detours: cannot pause the guest");
     for (uint32_t i = 0; i < s->ndet; i++) {
         hvi_gva_write(e, 0, s->det[i].stub, s->det[i].stub_orig, s->det[i].stub_len);
         code_sync(e, s->det[i].stub, s->det[i].stub_orig, s->det[i].stub_len);
@@ -415,6 +416,7 @@ static void remove_stubs(hvi_engine *e, struct lixd_state *s)
     accept_all(e, s, true);
     s->ndet = 0;
     s->phase = PH_OFF;
+    return HVI_OK;
 }
 
 /* Can a task be preempted inside a stub (and sleep there)? With PREEMPT_DYNAMIC the mode is in
@@ -469,8 +471,7 @@ static hvi_status do_stop(hvi_engine *e, struct lixd_state *s)
         return HVI_E_BUSY;
     if (st != HVI_OK)
         return hvi_fail(e, st, "in-guest detours: thread-safeness check failed");
-    remove_stubs(e, s);
-    return HVI_OK;
+    return remove_stubs(e, s);
 }
 
 static hvi_status on_detach(hvi_engine *e, void *ctx)
