@@ -105,12 +105,15 @@ static void add_tasks(uint8_t *img, uint8_t *heap)
     }
 }
 
-static bool env_new(struct env *v)
+static bool env_new_caps(struct env *v, uint64_t caps)
 {
     memset(v, 0, sizeof(*v));
     hvi_sim_config cfg = {.ram_size = 16u << 20};
     hvi_glue g;
-    if (hvi_sim_new(&cfg, &v->sim) != HVI_OK || hvi_sim_pt_new(v->sim, HVI_PAGING_4LVL, &v->cr3) ||
+    if (hvi_sim_new(&cfg, &v->sim) != HVI_OK)
+        return false;
+    hvi_sim_set_caps(v->sim, caps);
+    if (hvi_sim_pt_new(v->sim, HVI_PAGING_4LVL, &v->cr3) ||
         hvi_sim_set_paging(v->sim, 0, HVI_PAGING_4LVL, v->cr3) || hvi_sim_glue(v->sim, &g) ||
         hvi_engine_new(&g, &v->e))
         return false;
@@ -154,8 +157,11 @@ static bool env_new(struct env *v)
         return false;
     }
     hvi_set_alert_callback(v->e, on_alert, v);
+    hvi_sim_attach(v->sim, v->e);
     return true;
 }
+
+static bool env_new(struct env *v) { return env_new_caps(v, HVI_SIM_CAPS_ALL); }
 
 static void env_free(struct env *v)
 {
@@ -291,6 +297,48 @@ HVI_TEST(unpacker_walk_is_bounded_on_hostile_page_tables)
     CHECK_OK(hvi_linux_protect_stats_get(v.e, &ps));
     CHECK(ps.unpack_tables <= 4096);
     CHECK(ps.checks == 4);
+    env_free(&v);
+}
+
+/* QEMU-like backend (no EPT): the int 0x80 gate gets a watchpoint write hook through the IDTR
+ * address; a write is reported after it with the writer's RIP and symbol, and undone. */
+HVI_TEST(idt_gate_write_hook_names_the_writer_and_denies)
+{
+    struct env v;
+    REQUIRE(env_new_caps(&v, HVI_SIM_CAPS_QEMU_LIKE));
+    CHECK_OK(hvi_options_set(v.e, HVI_OPT_KM_IDT));
+    CHECK_OK(hvi_linux_protect_start(v.e));
+    hvi_linux_protect_stats ps;
+    CHECK_OK(hvi_linux_protect_stats_get(v.e, &ps));
+    CHECK(ps.watches >= 1); /* no idt_table symbol in the synthetic image: the alias only */
+    uint8_t before[16], after[16], evil[8] = {0x11, 0x22, 0x10, 0, 0, 0x8e, 0x33, 0x44};
+    CHECK_OK(hvi_gva_read(v.e, 0, IDT_VA + 0x800, before, 16));
+    uint64_t rip = sym_addr(100) + 4;
+    hvi_sim_vcpu_regs(v.sim, 0)->rip = rip;
+    hvi_event_reply reply;
+    CHECK_OK(hvi_sim_guest_write(v.sim, 0, IDT_VA + 0x800, evil, sizeof(evil), NULL, 0, &reply));
+    CHECK_OK(hvi_gva_read(v.e, 0, IDT_VA + 0x800, after, 16));
+    CHECK(!memcmp(before, after, 16)); /* denied: nothing left in memory */
+    REQUIRE(v.n == 1);
+    CHECK_EQ_U64(v.seen[0].type, HVI_ALERT_INTEGRITY);
+    CHECK(!strcmp(v.seen[0].object, "idt"));
+    CHECK_EQ_U64(v.seen[0].rip, rip);
+    CHECK(!strncmp(v.seen[0].symbol, "fn_", 3) && strstr(v.seen[0].symbol, "+0x4") != NULL);
+    CHECK(!strcmp(v.seen[0].module, "kernel"));
+    CHECK_EQ_U64(v.seen[0].action, HVI_ALERT_DENIED);
+    CHECK(strstr(v.seen[0].detail, "IDT gate 0x80") != NULL);
+    /* log only: reported and left */
+    CHECK_OK(hvi_options_set(v.e, HVI_OPT_KM_IDT | HVI_OPT_LOG_ONLY));
+    CHECK_OK(hvi_sim_guest_write(v.sim, 0, IDT_VA + 0x800, evil, sizeof(evil), NULL, 0, &reply));
+    CHECK_OK(hvi_gva_read(v.e, 0, IDT_VA + 0x800, after, 8));
+    CHECK(!memcmp(after, evil, 8));
+    CHECK_EQ_U64(v.n, 2);
+    CHECK_EQ_U64(v.seen[1].action, HVI_ALERT_LOGGED);
+    /* protection off: allowed silently; detach removes the watchpoint */
+    CHECK_OK(hvi_options_set(v.e, 0));
+    CHECK_OK(hvi_sim_guest_write(v.sim, 0, IDT_VA + 0x800, before, 8, NULL, 0, &reply));
+    CHECK_EQ_U64(v.n, 2);
+    CHECK_OK(hvi_detach(v.e));
     env_free(&v);
 }
 
