@@ -1,5 +1,6 @@
-/* hvi guest/linux — activation inside the engine: the kernel entry from LSTAR (when the backend
- * reads MSRs) or the IDT, discovery, CAMI entry selection by version, offsets. */
+/* hvi guest/linux — activation inside the engine: the kernel entry from the IDT at its fixed
+ * Linux address, else LSTAR (when the backend reads MSRs) or the IDTR; discovery, CAMI entry
+ * selection by version, offsets. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,6 +116,21 @@ static hvi_status kernel_entry(hvi_engine *e, const struct lix_mem *mem, uint64_
                     (unsigned long long)r.idtr_base);
 }
 
+/* Linux (4.15 and later) loads the IDTR with the read-only IDT mapping of the CPU entry area,
+ * at a fixed address: the fourth-last top-level page-table slot (0xfffffe0000000000 with
+ * 4-level paging, 0xfffc000000000000 with LA57). A gate read there costs no round trip to the
+ * backend (on QEMU the IDTR costs two); a wrong guess only costs a failed discovery, after which
+ * LSTAR or the IDTR is asked for as before. */
+static bool fixed_idt_entry(hvi_engine *e, const struct lix_mem *mem, uint64_t *entry)
+{
+    uint64_t base = hvi_mem_paging_mode(e) == HVI_PAGING_5LVL ? 0xfffc000000000000ull
+                                                              : 0xfffffe0000000000ull;
+    for (uint32_t v = 0; v < 32; v++)
+        if (lix_idt_handler(mem, base, v, entry) == HVI_OK)
+            return true;
+    return false;
+}
+
 hvi_status lix_activate(hvi_engine *e)
 {
     if (!e)
@@ -126,12 +142,16 @@ hvi_status lix_activate(hvi_engine *e)
         return st;
     struct lix_mem mem = lix_mem_from_engine(e);
     uint64_t entry = 0;
-    st = kernel_entry(e, &mem, &entry);
-    if (st != HVI_OK)
-        return st;
     struct lix_kernel *k = &e->lix->k;
     const char *why = "";
-    st = lix_discover(k, &mem, entry, &why);
+    st = HVI_E_NOT_FOUND;
+    if (fixed_idt_entry(e, &mem, &entry))
+        st = lix_discover(k, &mem, entry, &why);
+    if (st != HVI_OK) {
+        if ((st = kernel_entry(e, &mem, &entry)) != HVI_OK)
+            return st;
+        st = lix_discover(k, &mem, entry, &why);
+    }
     if (st != HVI_OK)
         return hvi_fail(e, st, "no Linux kernel found from 0x%llx: %s",
                         (unsigned long long)entry, why);

@@ -92,7 +92,16 @@ static void add_tasks(uint8_t *img, uint8_t *heap)
     memcpy(heap + 0x800 + 8, &uid, 4);
 }
 
-static void env_new(struct env *v, bool with_kernel)
+enum idt_setup { IDT_FIXED, IDT_FIXED_GARBAGE, IDT_NO_IDTR };
+#define IDT2_VA 0xfffffe0000200000ull /* the real IDT when the fixed address holds garbage */
+
+static void env_new_idt(struct env *v, bool with_kernel, enum idt_setup how);
+
+static void env_new(struct env *v, bool with_kernel) { env_new_idt(v, with_kernel, IDT_FIXED); }
+
+/* IDT_FIXED: the IDT at Linux's fixed address, the IDTR pointing at it; IDT_FIXED_GARBAGE: a
+ * gate into the heap there, the real IDT elsewhere (IDTR); IDT_NO_IDTR: the IDTR unusable. */
+static void env_new_idt(struct env *v, bool with_kernel, enum idt_setup how)
 {
     memset(v, 0, sizeof(*v));
     hvi_sim_config cfg = {.ram_size = 16u << 20};
@@ -115,10 +124,18 @@ static void env_new(struct env *v, bool with_kernel)
         map_bytes(v, HEAP_VA, heap, sizeof(heap));
         free(img);
     }
-    map_bytes(v, IDT_VA, idt, sizeof(idt));
     hvi_regs *r = hvi_sim_vcpu_regs(v->sim, 0);
     r->idtr_base = IDT_VA;
-    r->idtr_limit = 0xfff;
+    r->idtr_limit = how == IDT_NO_IDTR ? 0 : 0xfff;
+    if (how == IDT_FIXED_GARBAGE) {
+        uint8_t bad[4096] = {0};
+        gate(bad, HEAP_VA + 0x40); /* mapped, but no kernel image around it */
+        map_bytes(v, IDT_VA, bad, sizeof(bad));
+        map_bytes(v, IDT2_VA, idt, sizeof(idt));
+        r->idtr_base = IDT2_VA;
+    } else {
+        map_bytes(v, IDT_VA, idt, sizeof(idt));
+    }
     snprintf(v->offsets, sizeof(v->offsets), "/tmp/hvi-lix-test-%d.txt", (int)getpid());
     FILE *f = fopen(v->offsets, "w");
     if (f) {
@@ -191,6 +208,32 @@ HVI_TEST(kernel_without_support_entry_is_refused_by_version)
     hvi_linux_process *ps = NULL;
     size_t n = 0;
     CHECK_STATUS(hvi_linux_list_processes(v.e, false, &ps, &n), HVI_E_STATE);
+    env_free(&v);
+}
+
+/* The IDT is read at Linux's fixed address first: the kernel is found with an unusable IDTR, and
+ * a gate there that leads to no kernel falls back to the IDTR. */
+HVI_TEST(kernel_entry_from_the_fixed_idt_address_or_the_idtr)
+{
+    for (int how = IDT_FIXED_GARBAGE; how <= IDT_NO_IDTR; how++) {
+        struct env v;
+        env_new_idt(&v, true, (enum idt_setup)how);
+        REQUIRE(v.e);
+        CHECK_OK(hvi_linux_set_offsets_file(v.e, v.offsets));
+        hvi_status st = attach(&v, HVI_OS_LINUX);
+        if (st != HVI_OK)
+            fprintf(stderr, "  %s\n", hvi_last_error(v.e));
+        CHECK_OK(st);
+        hvi_linux_info info;
+        CHECK_OK(hvi_linux_get_info(v.e, &info));
+        CHECK_EQ_U64(info.image_start, IMG_VA);
+        env_free(&v);
+    }
+    struct env v; /* neither: the IDTR's failure is reported */
+    env_new_idt(&v, false, IDT_NO_IDTR);
+    REQUIRE(v.e);
+    CHECK(attach(&v, HVI_OS_LINUX) != HVI_OK);
+    CHECK(strstr(hvi_last_error(v.e), "no usable gate") != NULL);
     env_free(&v);
 }
 
