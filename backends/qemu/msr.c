@@ -98,8 +98,11 @@ static hvi_status prepare(struct hvi_qemu *q)
         return HVI_OK;
     char *ret = NULL;
     hvi_status st = hvi_qmp_exec(q->qmp, "query-block", NULL, &ret);
-    if (st != HVI_OK)
-        return hvi_qemu_sfail(q, st, "MSR snapshot: QMP query-block");
+    if (st != HVI_OK) {
+        char what[200];
+        snprintf(what, sizeof(what), "MSR snapshot: QMP query-block (%.120s)", hvi_qmp_error(q->qmp));
+        return hvi_qemu_sfail(q, st, what);
+    }
     json_object *a = json_tokener_parse(ret);
     free(ret);
     bool disks = !a || !json_object_is_type(a, json_type_array);

@@ -47,26 +47,30 @@ void hvi_qmp_close(hvi_qmp *q)
 }
 
 /* One line (without the newline) into *line (a json_object parsed from it). */
-static hvi_status qmp_read_obj(hvi_qmp *q, json_object **obj)
+static hvi_status qmp_read_obj(hvi_qmp *q, int64_t deadline, json_object **obj)
 {
-    int64_t deadline = qmp_now_ms() + q->timeout_ms;
     for (;;) {
         char *nl = q->len ? memchr(q->buf, '\n', q->len) : NULL;
         if (nl) {
             size_t ll = (size_t)(nl - q->buf);
             *nl = '\0';
             json_object *o = json_tokener_parse(q->buf);
-            memmove(q->buf, nl + 1, q->len - ll - 1);
-            q->len -= ll + 1;
             if (!o || !json_object_is_type(o, json_type_object)) {
+                snprintf(q->error, sizeof(q->error), "not a JSON object: %.120s", q->buf);
                 json_object_put(o);
+                memmove(q->buf, nl + 1, q->len - ll - 1);
+                q->len -= ll + 1;
                 return HVI_E_FORMAT;
             }
+            memmove(q->buf, nl + 1, q->len - ll - 1);
+            q->len -= ll + 1;
             *obj = o;
             return HVI_OK;
         }
-        if (q->len >= HVI_QMP_MAX_LINE)
+        if (q->len >= HVI_QMP_MAX_LINE) {
+            snprintf(q->error, sizeof(q->error), "a line longer than %u bytes", HVI_QMP_MAX_LINE);
             return HVI_E_FORMAT;
+        }
         if (q->cap - q->len < 4096) {
             size_t nc = q->cap ? q->cap * 2 : 8192;
             char *n = realloc(q->buf, nc);
@@ -180,11 +184,16 @@ hvi_status hvi_qmp_exec(hvi_qmp *q, const char *cmd, const char *args, char **re
     hvi_status st = qmp_send(q, line);
     free(line);
     q->error[0] = '\0';
+    /* Events before the reply are skipped within the timeout (QEMU may still be flushing a
+     * backlog of them that did not fit the socket), plus a sanity bound on their number. */
+    int64_t deadline = qmp_now_ms() + q->timeout_ms;
     for (int skipped = 0; st == HVI_OK; skipped++) {
         json_object *o = NULL, *v = NULL;
-        if (skipped > 1000)
+        if (skipped > 1000000) {
+            snprintf(q->error, sizeof(q->error), "more than a million events before the reply");
             return HVI_E_FORMAT;
-        if ((st = qmp_read_obj(q, &o)) != HVI_OK)
+        }
+        if ((st = qmp_read_obj(q, deadline, &o)) != HVI_OK)
             break;
         if (json_object_object_get_ex(o, "event", &v)) {
             json_object_put(o);
@@ -221,7 +230,7 @@ hvi_status hvi_qmp_from_fd(int fd, int timeout_ms, hvi_qmp **out)
     q->fd = fd;
     q->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
     json_object *greet = NULL, *v = NULL;
-    hvi_status st = qmp_read_obj(q, &greet);
+    hvi_status st = qmp_read_obj(q, qmp_now_ms() + q->timeout_ms, &greet);
     if (st == HVI_OK && !json_object_object_get_ex(greet, "QMP", &v))
         st = HVI_E_FORMAT;
     json_object_put(greet);

@@ -246,6 +246,45 @@ HVI_TEST(qmp_events_piled_up_between_commands_are_dropped)
     close(peer);
 }
 
+struct late_writer {
+    int fd;
+    char *text;
+};
+
+static void *write_late(void *p)
+{
+    struct late_writer *w = p;
+    struct timespec ts = {0, 50 * 1000000L};
+    nanosleep(&ts, NULL);
+    put(w->fd, w->text);
+    return NULL;
+}
+
+HVI_TEST(qmp_event_backlog_flushed_during_a_command_is_skipped)
+{
+    int peer;
+    hvi_status st;
+    hvi_qmp *q = qmp_pair(&peer, "{\"QMP\": {\"version\": {}}}\r\n{\"return\": {}}\r\n", &st);
+    CHECK_OK(st);
+    REQUIRE(q);
+    /* QEMU still flushing 3000 queued events after the command was sent, then the reply */
+    size_t cap = 1500 * 64 + 128, n = 0;
+    struct late_writer w = {.fd = peer, .text = malloc(cap)};
+    REQUIRE(w.text);
+    for (int i = 0; i < 1500; i++)
+        n += (size_t)snprintf(w.text + n, cap - n, "{\"event\":\"STOP\",\"n\":%d}\n{\"event\":\"RESUME\"}\n", i);
+    snprintf(w.text + n, cap - n, "{\"return\": {\"status\": \"running\"}}\n");
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, write_late, &w) == 0);
+    char status[32];
+    CHECK_OK(hvi_qmp_status(q, status, sizeof(status)));
+    CHECK_STR(status, "running");
+    pthread_join(t, NULL);
+    free(w.text);
+    hvi_qmp_close(q);
+    close(peer);
+}
+
 HVI_TEST(qmp_bad_greeting)
 {
     int peer;
