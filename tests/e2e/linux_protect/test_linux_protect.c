@@ -161,10 +161,14 @@ static bool has_alert_detail(struct seen *s, uint32_t type, const char *object_p
     return found;
 }
 
+static uint8_t *g_text; /* kernel text at attach, to say where a difference is */
+static bool g_text_done;
+static uint64_t g_text_va, g_text_len;
+
 static uint64_t text_hash(hvi_engine *e, bool *ok)
 {
     uint64_t a = 0, b = 0, h = 1469598103934665603ull;
-    static uint8_t buf[4096];
+    uint8_t buf[4096];
     *ok = hvi_linux_find_symbol(e, "_stext", &a) == HVI_OK &&
           hvi_linux_find_symbol(e, "_etext", &b) == HVI_OK && b > a && b - a < (64u << 20);
     if (!*ok)
@@ -179,6 +183,22 @@ static uint64_t text_hash(hvi_engine *e, bool *ok)
         }
         for (size_t i = 0; i < n; i++)
             h = (h ^ buf[i]) * 1099511628211ull;
+        if (!g_text && p == a && (g_text = malloc(b - a)) != NULL)
+            g_text_va = a, g_text_len = b - a;
+        if (g_text && g_text_va == a && g_text_len == b - a) {
+            if (!g_text_done)
+                memcpy(g_text + (p - a), buf, n);
+            else
+                for (size_t i = 0, shown = 0; i < n && shown < 4; i++)
+                    if (g_text[p - a + i] != buf[i]) {
+                        char sym[96] = "?";
+                        uint64_t off = 0;
+                        (void)hvi_linux_symbolize(e, p + i, sym, sizeof(sym), &off);
+                        fprintf(stderr, "  text differs at %s+0x%llx: %02x -> %02x\n", sym,
+                                (unsigned long long)off, g_text[p - a + i], buf[i]);
+                        shown++;
+                    }
+        }
     }
     return h;
 }
@@ -335,9 +355,19 @@ HVI_TEST(workload_clean_attacks_caught_detach_restores)
     hvi_set_alert_callback(c.e, on_alert, &c.seen);
     bool ok1 = false, ok2 = false;
     uint64_t before = text_hash(c.e, &ok1);
+    g_text_done = true;
     CHECK(ok1);
     CHECK_OK(hvi_options_set(c.e, HVI_OPT_ALL_PROTECTION));
+    uint64_t cr3_attach = hvi_mem_kernel_cr3(c.e), pgt = 0;
     CHECK_OK(hvi_linux_protect_start(c.e));
+    /* protection runs on the kernel's own page-table root, not on whatever process vCPU 0
+     * ran at attach (that root dies with the process) */
+    hvi_gpa pgt_pa = 0;
+    CHECK_OK(hvi_linux_find_symbol(c.e, "init_top_pgt", &pgt));
+    CHECK_OK(hvi_gva_to_gpa(c.e, 0, pgt, &pgt_pa));
+    fprintf(stderr, "  kernel CR3 at attach 0x%llx, after protect start 0x%llx (init_top_pgt)\n",
+            (unsigned long long)cr3_attach, (unsigned long long)hvi_mem_kernel_cr3(c.e));
+    CHECK_EQ_U64(hvi_mem_kernel_cr3(c.e), pgt_pa);
     hvi_linux_protect_stats ps;
     CHECK_OK(hvi_linux_protect_stats_get(c.e, &ps));
     fprintf(stderr, "  %u regions, %u IDT write hooks\n", ps.regions, ps.watches);
@@ -360,6 +390,7 @@ HVI_TEST(workload_clean_attacks_caught_detach_restores)
     for (size_t i = 0; i < NMODS + 1; i++)
         free(adds[i]);
     free(support);
+    free(g_text);
 }
 
 HVI_TEST_MAIN()
