@@ -117,16 +117,14 @@ static hvi_status kernel_entry(hvi_engine *e, const struct lix_mem *mem, uint64_
 }
 
 /* Linux (4.15 and later) loads the IDTR with the read-only IDT mapping of the CPU entry area,
- * at a fixed address: the fourth-last top-level page-table slot (0xfffffe0000000000 with
- * 4-level paging, 0xfffc000000000000 with LA57). A gate read there costs no round trip to the
- * backend (on QEMU the IDTR costs two); a wrong guess only costs a failed discovery, after which
- * LSTAR or the IDTR is asked for as before. */
-static bool fixed_idt_entry(hvi_engine *e, const struct lix_mem *mem, uint64_t *entry)
+ * at a fixed address, 0xfffffe0000000000 (the same with 4- and 5-level paging: the layout below
+ * the top 2.5 TB is identical in both). A gate read there costs no round trip to the backend (on
+ * QEMU the IDTR costs two); a wrong guess only costs a failed discovery, after which LSTAR or
+ * the IDTR is asked for as before. */
+static bool fixed_idt_entry(const struct lix_mem *mem, uint64_t *entry)
 {
-    uint64_t base = hvi_mem_paging_mode(e) == HVI_PAGING_5LVL ? 0xfffc000000000000ull
-                                                              : 0xfffffe0000000000ull;
     for (uint32_t v = 0; v < 32; v++)
-        if (lix_idt_handler(mem, base, v, entry) == HVI_OK)
+        if (lix_idt_handler(mem, 0xfffffe0000000000ull, v, entry) == HVI_OK)
             return true;
     return false;
 }
@@ -145,7 +143,7 @@ hvi_status lix_activate(hvi_engine *e)
     struct lix_kernel *k = &e->lix->k;
     const char *why = "";
     st = HVI_E_NOT_FOUND;
-    if (fixed_idt_entry(e, &mem, &entry))
+    if (fixed_idt_entry(&mem, &entry))
         st = lix_discover(k, &mem, entry, &why);
     if (st != HVI_OK) {
         if ((st = kernel_entry(e, &mem, &entry)) != HVI_OK)
