@@ -98,8 +98,7 @@ struct times {
 };
 
 /* One in-process `hvi ps` plus the in-run baselines. */
-static int one_rep(hvi_qemu_vm *vm, const void *support, size_t support_len, struct times *t,
-                   int r)
+static int one_rep(hvi_qemu_vm *vm, const void *support, size_t support_len, struct times *t, int r)
 {
     hvi_qemu *q = NULL;
     hvi_glue g;
@@ -109,8 +108,8 @@ static int one_rep(hvi_qemu_vm *vm, const void *support, size_t support_len, str
     if (hvi_qemu_open(vm, &q) != HVI_OK || hvi_qemu_glue(q, &g) != HVI_OK ||
         hvi_engine_new(&g, &e) != HVI_OK)
         goto out;
-    hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = support,
-                          .support_len = support_len};
+    hvi_guest_params p = {
+        .size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = support, .support_len = support_len};
     double t1 = ms_now(CLOCK_MONOTONIC);
     if (hvi_new_guest(e, &p) != HVI_OK) {
         fprintf(stderr, "attach: %s\n", hvi_last_error(e));
@@ -221,8 +220,8 @@ int main(int argc, char **argv)
         return 77;
     }
     char *out = NULL;
-    hvi_qemu_vm_console(vm, "i=0; while [ $i -lt 100 ]; do sleep 100000 & i=$((i+1)); done",
-                        NULL, 60000, &out);
+    hvi_qemu_vm_console(vm, "i=0; while [ $i -lt 100 ]; do sleep 100000 & i=$((i+1)); done", NULL,
+                        60000, &out);
     free(out);
     static struct times t;
     const char *hvi = HVI_BINARY_DIR "/tools/hvi/hvi";

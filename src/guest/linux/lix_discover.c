@@ -14,8 +14,8 @@
 #include "guest/linux/lix.h"
 
 #define LIX_ALIGN (2ull << 20)
-#define LIX_MAX_BACK 512u          /* 2 MiB steps walked back: 1 GiB, the kernel image limit */
-#define LIX_HOLE_PAGES 1024u       /* unmapped pages in a row that end the image (4 MiB) */
+#define LIX_MAX_BACK 512u    /* 2 MiB steps walked back: 1 GiB, the kernel image limit */
+#define LIX_HOLE_PAGES 1024u /* unmapped pages in a row that end the image (4 MiB) */
 #define LIX_TEXT_BASE 0xffffffff81000000ull
 #define LIX_PROBE_STEP 480u /* index length 512 - probe length 32; also < 4096 - last probe */
 #define LIX_PROBE_LAST (HVI_PAGE_SIZE - 32u)
@@ -31,7 +31,10 @@ static const size_t win_above[LIX_WINDOWS] = {0, 1u << 20, 4u << 20};
 
 /* The kernel half of a 57-bit (LA57) address space; with 4-level paging the part below
  * 0xffff800000000000 is non-canonical and fails to translate anyway. */
-bool lix_is_kptr(uint64_t p) { return p >= 0xff00000000000000ull; }
+bool lix_is_kptr(uint64_t p)
+{
+    return p >= 0xff00000000000000ull;
+}
 
 hvi_status lix_read(const struct lix_kernel *k, uint64_t gva, void *buf, size_t len)
 {
@@ -87,8 +90,8 @@ hvi_status lix_idt_handler(const struct lix_mem *mem, uint64_t idt_base, uint32_
     uint8_t type = g[5] & 0x1f;
     if (!(g[5] & 0x80) || (type != 0x0e && type != 0x0f))
         return HVI_E_FORMAT;
-    uint64_t h = (uint64_t)g[0] | ((uint64_t)g[1] << 8) | ((uint64_t)g[6] << 16) |
-                 ((uint64_t)g[7] << 24);
+    uint64_t h =
+        (uint64_t)g[0] | ((uint64_t)g[1] << 8) | ((uint64_t)g[6] << 16) | ((uint64_t)g[7] << 24);
     for (int i = 0; i < 4; i++)
         h |= (uint64_t)g[8 + i] << (32 + 8 * i);
     if (!lix_is_kptr(h))
@@ -178,8 +181,14 @@ static void copy_pages(struct pager *pg, size_t off, uint8_t *dst, size_t len)
     }
 }
 
-static size_t page_down(size_t v) { return v & ~(size_t)(HVI_PAGE_SIZE - 1); }
-static size_t page_up(size_t v) { return page_down(v + HVI_PAGE_SIZE - 1); }
+static size_t page_down(size_t v)
+{
+    return v & ~(size_t)(HVI_PAGE_SIZE - 1);
+}
+static size_t page_up(size_t v)
+{
+    return page_down(v + HVI_PAGE_SIZE - 1);
+}
 
 /* A probe hit at image offset q: is there a token index (with its table) starting within the
  * 512 bytes up to q? Confirmed on a copy of the bytes around it; *at = its image offset. */
@@ -346,8 +355,8 @@ enum { N_TEXT, N_INIT_TASK, N_MODULES, N_BANNER, N_END, N_POB, N_COUNT };
 /* The symbols discovery needs, resolved in one go (at most one pass over the names). */
 static hvi_status resolve(struct lix_kernel *k, struct pager *pg, const char **why)
 {
-    static const char *const names[N_COUNT] = {"_text",  "init_task", "modules",
-                                               "linux_banner", "_end", "page_offset_base"};
+    static const char *const names[N_COUNT] = {"_text",        "init_task", "modules",
+                                               "linux_banner", "_end",      "page_offset_base"};
     uint64_t a[N_COUNT];
     bool found[N_COUNT];
     hvi_status st = lix_kallsyms_lookup_many(&k->ks, names, N_COUNT, a, found);

@@ -151,8 +151,8 @@ hvi_status lix_activate(hvi_engine *e)
         st = lix_discover(k, &mem, entry, &why);
     }
     if (st != HVI_OK)
-        return hvi_fail(e, st, "no Linux kernel found from 0x%llx: %s",
-                        (unsigned long long)entry, why);
+        return hvi_fail(e, st, "no Linux kernel found from 0x%llx: %s", (unsigned long long)entry,
+                        why);
     hvi_strlcpy(e->guest.os_version, k->release, sizeof(e->guest.os_version));
     e->guest.os = HVI_OS_LINUX;
     e->lix->active = true;

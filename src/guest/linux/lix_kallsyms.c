@@ -34,12 +34,18 @@ struct ks_scan {
     uint8_t *own;              /* img when it is a malloc'd buffer the tables may take over */
 };
 
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static uint16_t rd16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
 static uint32_t rd32(const uint8_t *p)
 {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
-static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | ((uint64_t)rd32(p + 4) << 32); }
+static uint64_t rd64(const uint8_t *p)
+{
+    return (uint64_t)rd32(p) | ((uint64_t)rd32(p + 4) << 32);
+}
 
 static bool index_plausible(const uint8_t *p)
 {
@@ -75,7 +81,8 @@ static bool table_matches(const struct ks_scan *s, size_t t, size_t idx)
 static bool find_tokens(struct ks_scan *s, size_t from)
 {
     for (size_t p = from < 8 ? 8 : (from + 7) & ~(size_t)7; p + 512 <= s->len; p += 8) {
-        if (rd16(s->img + p) != 0 || rd16(s->img + p + 2) < 2 || rd16(s->img + p + 2) > KS_MAX_TOKEN)
+        if (rd16(s->img + p) != 0 || rd16(s->img + p + 2) < 2 ||
+            rd16(s->img + p + 2) > KS_MAX_TOKEN)
             continue;
         if (!index_plausible(s->img + p))
             continue;
@@ -181,9 +188,9 @@ static bool find_names(struct ks_scan *s)
     return false;
 }
 
-#define KS_DUP_MAX 256u          /* symbols sharing one name, followed in seqs_of_names */
-#define KS_TEXT_MAX (64u << 20)  /* decoded names of the full table */
-#define KS_MANY_MAX 16u          /* names resolved by one stream */
+#define KS_DUP_MAX 256u         /* symbols sharing one name, followed in seqs_of_names */
+#define KS_TEXT_MAX (64u << 20) /* decoded names of the full table */
+#define KS_MANY_MAX 16u         /* names resolved by one stream */
 
 /* The host copy of the tables (offsets below are into blob) and what was decoded from it. */
 struct lix_ks_data {
@@ -224,8 +231,8 @@ static bool addrs_sorted(const struct ks_scan *s, size_t offs, uint64_t base, bo
 
 /* Try both placements of offsets/relative_base and both address encodings. *offs and *base
  * receive the image offsets of the tables. */
-static bool find_offsets(struct ks_scan *s, struct lix_kallsyms *ks, bool *abs_percpu,
-                         size_t *offs, size_t *basep)
+static bool find_offsets(struct ks_scan *s, struct lix_kallsyms *ks, bool *abs_percpu, size_t *offs,
+                         size_t *basep)
 {
     size_t bytes = ((size_t)s->count * 4 + 7) & ~(size_t)7;
     size_t cand_off[2], cand_base[2];
@@ -635,8 +642,8 @@ static hvi_status parse(struct lix_kallsyms *ks, struct ks_scan *s, size_t from,
 hvi_status lix_kallsyms_parse_at(struct lix_kallsyms *ks, const uint8_t *image, size_t len,
                                  uint64_t image_va, size_t from, const char **why)
 {
-    struct ks_scan s = {.img = image, .len = len, .va = image_va, .base_lo = image_va,
-                        .base_hi = image_va + len};
+    struct ks_scan s = {
+        .img = image, .len = len, .va = image_va, .base_lo = image_va, .base_hi = image_va + len};
     return parse(ks, &s, from, why);
 }
 
@@ -644,8 +651,12 @@ hvi_status lix_kallsyms_parse_window(struct lix_kallsyms *ks, uint8_t **win, siz
                                      uint64_t win_va, size_t from, uint64_t image_va,
                                      uint64_t image_len, const char **why)
 {
-    struct ks_scan s = {.img = win ? *win : NULL, .len = len, .va = win_va, .base_lo = image_va,
-                        .base_hi = image_va + image_len, .own = win ? *win : NULL};
+    struct ks_scan s = {.img = win ? *win : NULL,
+                        .len = len,
+                        .va = win_va,
+                        .base_lo = image_va,
+                        .base_hi = image_va + image_len,
+                        .own = win ? *win : NULL};
     hvi_status st = parse(ks, &s, from, why);
     if (st == HVI_OK)
         *win = NULL; /* taken over by the tables */

@@ -218,8 +218,7 @@ hvi_status lix_file_path(const struct lix_kernel *k, uint64_t file, char *out, s
     return HVI_OK;
 }
 
-hvi_status lix_task_exe(const struct lix_kernel *k, const struct lix_task *t, char *out,
-                        size_t len)
+hvi_status lix_task_exe(const struct lix_kernel *k, const struct lix_task *t, char *out, size_t len)
 {
     if (!k || !t || !out || !len)
         return HVI_E_INVAL;
@@ -245,9 +244,8 @@ hvi_status lix_task_cmdline(const struct lix_kernel *k, const struct lix_task *t
         return HVI_E_UNSUPPORTED;
     uint64_t a = 0, b = 0, pgd = 0;
     hvi_status st;
-    const struct field mf[] = {{k->off.mm_arg_start, 8, &a},
-                               {k->off.mm_arg_end, 8, &b},
-                               {k->off.mm_pgd, 8, &pgd}};
+    const struct field mf[] = {
+        {k->off.mm_arg_start, 8, &a}, {k->off.mm_arg_end, 8, &b}, {k->off.mm_pgd, 8, &pgd}};
     if ((st = read_fields(k, t->mm, mf, sizeof(mf) / sizeof(mf[0]))) != HVI_OK)
         return st;
     if (b <= a || pgd < k->page_offset_base)

@@ -10,7 +10,8 @@
 #include "guest/linux/lix.h"
 
 #define BASE 0xffff888000000000ull
-#define IMG_VA 0xffffffff9a200000ull /* where the synthetic corpus image (tests/unit/linux) lives */
+#define IMG_VA 0xffffffff9a200000ull /* where the synthetic corpus image (tests/unit/linux) lives  \
+                                      */
 
 struct flat {
     const uint8_t *data;
@@ -109,7 +110,8 @@ static void walks(const uint8_t *data, size_t size)
     o->cred_uid = 8, o->cred_gid = 12, o->cred_euid = 24, o->cred_egid = 28;
     o->mod_list = 8, o->mod_name = 0x18, o->mod_core_layout = 0x140, o->mod_name_len = 56;
     o->maple_node_size = 256, o->maple_range64_slots = 16, o->maple_arange64_slots = 10;
-    o->maple_r64_pivot = 8, o->maple_r64_slot = 128, o->maple_ar64_pivot = 8, o->maple_ar64_slot = 80;
+    o->maple_r64_pivot = 8, o->maple_r64_slot = 128, o->maple_ar64_pivot = 8,
+    o->maple_ar64_slot = 80;
     o->qstr_len = 4, o->qstr_name = 8, o->path_dentry = 8;
     o->layout_size = 8, o->layout_text_size = 12, o->layout_ro_size = 16;
     k.have_offsets = true;

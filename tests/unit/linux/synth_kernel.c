@@ -4,11 +4,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+size_t al8(size_t v)
+{
+    return (v + 7) & ~(size_t)7;
+}
 
-size_t al8(size_t v) { return (v + 7) & ~(size_t)7; }
-
-void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+void put32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
 
 static void sym_name(unsigned i, char *out, size_t len)
 {
@@ -24,7 +32,10 @@ static void sym_name(unsigned i, char *out, size_t len)
         snprintf(out, len, "tfn_%04u", i);
 }
 
-uint64_t sym_addr(unsigned i) { return IMG_VA + (i == 0 ? 0 : 0x1000 + 16ull * i); }
+uint64_t sym_addr(unsigned i)
+{
+    return IMG_VA + (i == 0 ? 0 : 0x1000 + 16ull * i);
+}
 
 static char g_names[NSYMS][32];
 
@@ -99,4 +110,3 @@ size_t build_image_opts(uint8_t *img, size_t ks_at, bool seqs)
     memcpy(img + p, index, sizeof(index));
     return p;
 }
-

@@ -3,7 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-void synth_init(struct synth_mem *m) { memset(m, 0, sizeof(*m)); }
+void synth_init(struct synth_mem *m)
+{
+    memset(m, 0, sizeof(*m));
+}
 
 void synth_free(struct synth_mem *m)
 {
@@ -61,8 +64,14 @@ void synth_write(struct synth_mem *m, uint64_t va, const void *buf, size_t len)
     }
 }
 
-void synth_w64(struct synth_mem *m, uint64_t va, uint64_t v) { synth_write(m, va, &v, 8); }
-void synth_w32(struct synth_mem *m, uint64_t va, uint32_t v) { synth_write(m, va, &v, 4); }
+void synth_w64(struct synth_mem *m, uint64_t va, uint64_t v)
+{
+    synth_write(m, va, &v, 8);
+}
+void synth_w32(struct synth_mem *m, uint64_t va, uint32_t v)
+{
+    synth_write(m, va, &v, 4);
+}
 
 hvi_status synth_read(void *ctx, uint64_t gva, void *buf, size_t len)
 {

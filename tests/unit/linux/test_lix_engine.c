@@ -70,17 +70,20 @@ static int read_whole_file(const char *path, void **buf, size_t *len)
     return rc;
 }
 
-static void put_u64(uint8_t *b, size_t off, uint64_t v) { memcpy(b + off, &v, 8); }
+static void put_u64(uint8_t *b, size_t off, uint64_t v)
+{
+    memcpy(b + off, &v, 8);
+}
 
 /* init_task (in the image) -> one process "sim_proc" pid 7 (on the heap) -> init_task. */
 static void add_tasks(uint8_t *img, uint8_t *heap)
 {
     uint64_t it = IMG_VA + INIT_TASK_OFF, p = HEAP_VA, cred = HEAP_VA + 0x800;
-    put_u64(img, INIT_TASK_OFF + 256, p + 256);      /* init.tasks.next */
-    put_u64(img, INIT_TASK_OFF + 264, p + 256);      /* init.tasks.prev */
+    put_u64(img, INIT_TASK_OFF + 256, p + 256); /* init.tasks.next */
+    put_u64(img, INIT_TASK_OFF + 264, p + 256); /* init.tasks.prev */
     put_u64(heap, 256, it + 256);
     put_u64(heap, 264, it + 256);
-    put_u64(heap, 320, p + 320);                     /* thread_group: alone */
+    put_u64(heap, 320, p + 320); /* thread_group: alone */
     put_u64(heap, 328, p + 320);
     uint32_t pid = 7;
     memcpy(heap + 272, &pid, 4);
@@ -97,7 +100,10 @@ enum idt_setup { IDT_FIXED, IDT_FIXED_GARBAGE, IDT_NO_IDTR };
 
 static void env_new_idt(struct env *v, bool with_kernel, enum idt_setup how);
 
-static void env_new(struct env *v, bool with_kernel) { env_new_idt(v, with_kernel, IDT_FIXED); }
+static void env_new(struct env *v, bool with_kernel)
+{
+    env_new_idt(v, with_kernel, IDT_FIXED);
+}
 
 /* IDT_FIXED: the IDT at Linux's fixed address, the IDTR pointing at it; IDT_FIXED_GARBAGE: a
  * gate into the heap there, the real IDT elsewhere (IDTR); IDT_NO_IDTR: the IDTR unusable. */
@@ -157,7 +163,10 @@ static hvi_status attach_with(struct env *v, uint32_t os, const void *support, s
     return hvi_new_guest(v->e, &p);
 }
 
-static hvi_status attach(struct env *v, uint32_t os) { return attach_with(v, os, NULL, 0); }
+static hvi_status attach(struct env *v, uint32_t os)
+{
+    return attach_with(v, os, NULL, 0);
+}
 
 HVI_TEST(cami_entry_selected_by_the_banner)
 {

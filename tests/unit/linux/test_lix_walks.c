@@ -34,7 +34,10 @@ static void kernel_init(struct lix_kernel *k, struct synth_mem *m)
     k->modules = KB + 0x800000;
 }
 
-static uint64_t task_at(int i) { return KB + (uint64_t)i * 0x1000; }
+static uint64_t task_at(int i)
+{
+    return KB + (uint64_t)i * 0x1000;
+}
 
 static void link(struct synth_mem *m, uint64_t node, uint64_t next)
 {
@@ -320,7 +323,10 @@ HVI_TEST(thread_safeness_scans_rips_and_kernel_stacks)
     synth_free(&m);
 }
 
-static uint64_t enc(uint64_t node, unsigned type) { return node | ((uint64_t)type << 3) | 2; }
+static uint64_t enc(uint64_t node, unsigned type)
+{
+    return node | ((uint64_t)type << 3) | 2;
+}
 
 static uint64_t make_vma(struct synth_mem *m, int i, uint64_t start, uint64_t end)
 {
@@ -442,7 +448,7 @@ static hvi_status lookup_all_but(void *ctx, const char *name, uint32_t *out)
     if (!strncmp(name, "maple", 5) || !strcmp(name, "module.name_len") ||
         !strncmp(name, "kernel.", 7) || !strncmp(name, "module_layout.", 14) ||
         !strncmp(name, "qstr.", 5) || !strncmp(name, "path.", 5))
-        return HVI_E_NOT_FOUND; /* optional: defaults apply */
+        return HVI_E_NOT_FOUND;    /* optional: defaults apply */
     *out = (uint32_t)strlen(name); /* any deterministic value */
     return HVI_OK;
 }
