@@ -2,7 +2,9 @@
  * hvi QEMU backend — a QMP client (private header). JSON through json-c. Lines longer than
  * HVI_QMP_MAX_LINE, non-JSON lines, or replies with neither "return" nor "error" give
  * HVI_E_FORMAT; a closed socket HVI_E_CLOSED; silence HVI_E_TIMEOUT. Asynchronous events are
- * skipped (the last one's name is kept for hvi_qmp_last_event()).
+ * skipped: the ones queued since the last command are dropped before a command is sent, and
+ * those arriving before its reply are skipped within the timeout (a STOP and a RESUME come
+ * with every breakpoint stop, thousands in a busy session).
  */
 #ifndef HVI_QEMU_QMP_H
 #define HVI_QEMU_QMP_H

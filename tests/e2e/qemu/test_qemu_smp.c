@@ -284,6 +284,18 @@ HVI_TEST(attach_cli_with_cami_prints_the_linux_view)
     CHECK(strstr(text, "vCPU 1:"));
     CHECK(strstr(text, "detached; the guest keeps running"));
     free(text);
+    /* --msr: LSTAR of every vCPU from the device-state snapshot */
+    uint64_t entry = 0;
+    CHECK_OK(hvi_qemu_vm_kallsyms(vm, "entry_SYSCALL_64", &entry));
+    snprintf(cmd, sizeof(cmd), "HVI_GUEST_WORK='%.*s' '%s/tools/hvi/hvi' attach --name '%s' --msr",
+             (int)(name - dir), dir, HVI_BINARY_DIR, name + 1);
+    text = run_capture(cmd, &status);
+    REQUIRE(text);
+    CHECK_EQ_U64(status, 0);
+    snprintf(want, sizeof(want), "lstar %llx star", (unsigned long long)entry);
+    const char *first = strstr(text, want);
+    CHECK(first && strstr(first + 1, want)); /* both vCPUs */
+    free(text);
     /* without --cami: the memory-level view, and a hint */
     snprintf(cmd, sizeof(cmd), "HVI_GUEST_WORK='%.*s' '%s/tools/hvi/hvi' attach --name '%s'",
              (int)(name - dir), dir, HVI_BINARY_DIR, name + 1);
