@@ -263,5 +263,6 @@ static int cmd_attach(int argc, char **argv)
     return rc;
 }
 
-HVI_COMMAND("attach", cmd_attach, "attach to the running QEMU test guest and print what hvi sees")
+HVI_COMMAND("attach", cmd_attach,
+            "attach to the running QEMU test guest and print what hvi sees (--cami: Linux view)")
 #endif

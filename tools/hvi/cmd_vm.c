@@ -112,10 +112,11 @@ static int vm_status(int argc, char **argv)
     int next;
     if (vm_find_named(argc, argv, &vm, &next))
         return 1;
-    printf("running: pid %d, gdbstub 127.0.0.1:%u, %u vCPU(s), %llu MiB\nstate: %s\nserial log: %s\n",
+    printf("running: pid %d, gdbstub 127.0.0.1:%u, %u vCPU(s), %llu MiB, %s\nstate: %s\n"
+           "serial log: %s\n",
            hvi_qemu_vm_pid(vm), hvi_qemu_vm_gdb_port(vm), hvi_qemu_vm_smp(vm),
-           (unsigned long long)(hvi_qemu_vm_mem_bytes(vm) >> 20), hvi_qemu_vm_dir(vm),
-           hvi_qemu_vm_serial_log(vm));
+           (unsigned long long)(hvi_qemu_vm_mem_bytes(vm) >> 20), hvi_qemu_vm_accel(vm),
+           hvi_qemu_vm_dir(vm), hvi_qemu_vm_serial_log(vm));
     hvi_qemu_vm_release(vm);
     return 0;
 }
@@ -148,7 +149,7 @@ static int vm_console(int argc, char **argv)
     return rc;
 }
 
-HVI_SUBCOMMAND("vm", "start", vm_start, "boot the test guest (busybox initramfs, Debian kernel, TCG)")
+HVI_SUBCOMMAND("vm", "start", vm_start, "boot the test guest (busybox initramfs, Debian kernel, TCG or KVM)")
 HVI_SUBCOMMAND("vm", "stop", vm_stop, "stop the test guest (the serial log is kept)")
 HVI_SUBCOMMAND("vm", "status", vm_status, "show whether the test guest runs, its ports and paths")
 HVI_SUBCOMMAND("vm", "console", vm_console, "run a guest shell command [CMD], or print the serial log")
