@@ -51,7 +51,7 @@ static bool index_plausible(const uint8_t *p)
 {
     if (rd16(p) != 0)
         return false;
-    for (unsigned i = 1; i < 256; i++) {
+    for (size_t i = 1; i < 256; i++) {
         unsigned d = (unsigned)rd16(p + 2 * i) - rd16(p + 2 * (i - 1));
         if (rd16(p + 2 * i) <= rd16(p + 2 * (i - 1)) || d < 2 || d > KS_MAX_TOKEN)
             return false;
@@ -63,7 +63,7 @@ static bool index_plausible(const uint8_t *p)
 static bool table_matches(const struct ks_scan *s, size_t t, size_t idx)
 {
     const uint8_t *ix = s->img + idx;
-    for (unsigned i = 0; i < 256; i++) {
+    for (size_t i = 0; i < 256; i++) {
         size_t start = t + rd16(ix + 2 * i);
         size_t end = i < 255 ? t + rd16(ix + 2 * i + 2) - 1 : idx;
         size_t j = start;
@@ -142,7 +142,7 @@ static bool markers_fit(struct ks_scan *s, size_t cand, uint32_t v)
         if (rd32(s->img + s->markers + 4 * i) <= rd32(s->img + s->markers + 4 * (i - 1)))
             return false;
     size_t last = rd32(s->img + s->markers + 4 * (n - 1));
-    if (s->markers - names <= last || s->markers - names - last > 256u * (KS_NAME_MAX + 2))
+    if (s->markers - names <= last || s->markers - names - last > (size_t)256 * (KS_NAME_MAX + 2))
         return false;
     /* after the markers: the token table, or kallsyms_seqs_of_names (3 bytes per symbol) */
     size_t end = (s->markers + 4 * n + 7) & ~(size_t)7;
@@ -518,6 +518,8 @@ static hvi_status by_name_lookup(const struct lix_ks_data *d, uint32_t count, co
                                  uint32_t *idx)
 {
     size_t lo = 0, hi = count;
+    if (!d->by_name || !d->syms)
+        return HVI_E_STATE;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (strcmp(d->text + d->syms[d->by_name[mid]].name, name) < 0)
@@ -536,7 +538,7 @@ static hvi_status by_name_lookup(const struct lix_ks_data *d, uint32_t count, co
 bool lix_kallsyms_index_hint(const uint8_t *p)
 {
     for (unsigned i = 1; i < 16; i++) {
-        unsigned a = rd16(p + 2 * (i - 1)), b = rd16(p + 2 * i);
+        unsigned a = rd16(p + 2 * (size_t)(i - 1)), b = rd16(p + 2 * (size_t)i);
         if (b <= a || b - a < 2 || b - a > KS_MAX_TOKEN)
             return false;
     }
@@ -576,7 +578,7 @@ static hvi_status keep_tables(struct lix_kallsyms *ks, const struct ks_scan *s, 
         return HVI_E_NOMEM;
     }
     for (unsigned t = 0; t < 256; t++) { /* table_matches() checked each: 1..64 bytes, ended */
-        d->tok_off[t] = rd16(s->img + s->tok_index + 2 * t);
+        d->tok_off[t] = rd16(s->img + s->tok_index + 2 * (size_t)t);
         d->tok_len[t] = (uint8_t)strlen((const char *)s->img + s->tok_table + d->tok_off[t]);
     }
     if (s->own) { /* the caller's buffer, as it is: moving 2 MB costs more than the slack */
@@ -677,6 +679,28 @@ void lix_kallsyms_free(struct lix_kallsyms *ks)
     memset(ks, 0, sizeof(*ks));
 }
 
+/* The names no index answered (rest[0..n), for names[where[r]]): one stream while few lookups
+ * were made, else through the by-name index (built now). */
+static hvi_status lookup_rest(const struct lix_kallsyms *ks, const char *const *rest,
+                              const size_t *where, size_t n, uint32_t *idx, bool *found)
+{
+    struct lix_ks_data *d = ks->d;
+    if (!d->by_name && d->streams < LIX_LINEAR_LOOKUPS) {
+        /* a few streams (discovery) are cheaper than decoding and sorting every name */
+        uint32_t got[KS_MANY_MAX];
+        d->streams++;
+        stream_lookup(d, ks->count, rest, n, got);
+        for (size_t r = 0; r < n; r++)
+            if ((found[where[r]] = got[r] != UINT32_MAX))
+                idx[where[r]] = got[r];
+        return HVI_OK;
+    }
+    hvi_status st = build_by_name(ks);
+    for (size_t r = 0; r < n && st == HVI_OK; r++)
+        found[where[r]] = by_name_lookup(d, ks->count, rest[r], &idx[where[r]]) == HVI_OK;
+    return st;
+}
+
 hvi_status lix_kallsyms_lookup_many(const struct lix_kallsyms *ks, const char *const *names,
                                     size_t n, uint64_t *addrs, bool *found)
 {
@@ -702,21 +726,9 @@ hvi_status lix_kallsyms_lookup_many(const struct lix_kallsyms *ks, const char *c
             found[j] = st == HVI_OK;
         }
     }
-    if (nrest && !d->by_name && d->streams < LIX_LINEAR_LOOKUPS) {
-        /* a few streams (discovery) are cheaper than decoding and sorting every name */
-        uint32_t got[KS_MANY_MAX];
-        d->streams++;
-        stream_lookup(d, ks->count, rest, nrest, got);
-        for (size_t r = 0; r < nrest; r++)
-            if ((found[where[r]] = got[r] != UINT32_MAX))
-                idx[where[r]] = got[r];
-    } else if (nrest) {
-        hvi_status st = build_by_name(ks);
-        if (st != HVI_OK)
-            return st;
-        for (size_t r = 0; r < nrest; r++)
-            found[where[r]] = by_name_lookup(d, ks->count, rest[r], &idx[where[r]]) == HVI_OK;
-    }
+    hvi_status st = nrest ? lookup_rest(ks, rest, where, nrest, idx, found) : HVI_OK;
+    if (st != HVI_OK)
+        return st;
     const uint8_t *offs = d->blob + d->offsets;
     for (size_t j = 0; j < n; j++)
         addrs[j] = found[j] ? sym_addr(offs, idx[j], ks->relative_base, d->abs_percpu) : 0;
