@@ -129,6 +129,30 @@ static bool fixed_idt_entry(const struct lix_mem *mem, uint64_t *entry)
     return false;
 }
 
+/* hvi_new_guest takes the kernel CR3 from vCPU 0 at attach. When the guest ran a user process
+ * (or a kernel thread borrowing its mm) then, that is the process's page-table root: its kernel
+ * half is shared, but the root page is freed with the process and reused, and every later
+ * kernel read through it fails or reads garbage (seen on the real guest: protection failing
+ * mid-run). Once kallsyms is known the engine switches to the kernel's own root, init_top_pgt
+ * (init_mm.pgd), after checking that it maps the kernel image the same way. */
+static void use_kernel_root(hvi_engine *e, struct lix_kernel *k)
+{
+    uint64_t va = 0, old = hvi_mem_kernel_cr3(e);
+    hvi_gpa root = 0, a = 0, b = 0;
+    hvi_paging_mode mode = hvi_mem_paging_mode(e);
+    if (lix_kallsyms_lookup(&k->ks, "init_top_pgt", &va) != HVI_OK ||
+        hvi_gva_to_gpa(e, 0, va, &root) != HVI_OK || (root & 0xfff) || root == old ||
+        hvi_gva_to_gpa(e, 0, k->image_start, &a) != HVI_OK ||
+        hvi_mem_set_context(e, mode, root) != HVI_OK)
+        return;
+    if (hvi_gva_to_gpa(e, 0, k->image_start, &b) != HVI_OK || a != b) {
+        (void)hvi_mem_set_context(e, mode, old);
+        return;
+    }
+    hvi_log(e, HVI_LOG_DEBUG, "linux: kernel CR3 0x%llx (vCPU 0 at attach) -> init_top_pgt 0x%llx",
+            (unsigned long long)old, (unsigned long long)root);
+}
+
 hvi_status lix_activate(hvi_engine *e)
 {
     if (!e)
@@ -156,6 +180,7 @@ hvi_status lix_activate(hvi_engine *e)
     hvi_strlcpy(e->guest.os_version, k->release, sizeof(e->guest.os_version));
     e->guest.os = HVI_OS_LINUX;
     e->lix->active = true;
+    use_kernel_root(e, k);
     hvi_log(e, HVI_LOG_INFO, "Linux %s at 0x%llx (slide 0x%llx), %u symbols", k->release,
             (unsigned long long)k->image_start, (unsigned long long)k->slide, k->ks.count);
     st = lix_select_offsets(e, k);

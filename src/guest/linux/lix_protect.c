@@ -515,30 +515,6 @@ static hvi_status protect_detach(hvi_engine *e, void *ctx)
     return HVI_OK;
 }
 
-/* The engine's kernel CR3 is vCPU 0's CR3 at attach: when the guest ran a user process (or a
- * kernel thread borrowing its mm) then, that is the process's page-table root. The kernel half
- * is shared, but the root page is freed with the process and reused: every later kernel read
- * through it fails or reads garbage. Protection lives long, so it switches the engine to the
- * kernel's own root, init_top_pgt (init_mm.pgd), after checking that it maps the kernel image
- * the same way. (A workaround here; the Linux activation is the right place.) */
-static void use_kernel_root(hvi_engine *e, struct lix_kernel *k)
-{
-    uint64_t va = 0, old = hvi_mem_kernel_cr3(e);
-    hvi_gpa root = 0, a = 0, b = 0;
-    hvi_paging_mode mode = hvi_mem_paging_mode(e);
-    if (lix_kallsyms_lookup(&k->ks, "init_top_pgt", &va) != HVI_OK ||
-        hvi_gva_to_gpa(e, 0, va, &root) != HVI_OK || (root & 0xfff) || root == old ||
-        hvi_gva_to_gpa(e, 0, k->image_start, &a) != HVI_OK ||
-        hvi_mem_set_context(e, mode, root) != HVI_OK)
-        return;
-    if (hvi_gva_to_gpa(e, 0, k->image_start, &b) != HVI_OK || a != b) {
-        (void)hvi_mem_set_context(e, mode, old);
-        return;
-    }
-    hvi_log(e, 3, "linux protect: kernel CR3 0x%llx (vCPU 0 at attach) -> init_top_pgt 0x%llx",
-            (unsigned long long)old, (unsigned long long)root);
-}
-
 hvi_status hvi_linux_protect_start(hvi_engine *e)
 {
     if (!e)
@@ -554,7 +530,6 @@ hvi_status hvi_linux_protect_start(hvi_engine *e)
         return hvi_fail(e, HVI_E_NOMEM, "linux protect: out of memory");
     }
     s->k = k;
-    use_kernel_root(e, k);
     hvi_status st = hvi_engine_on_free(e, state_free, s);
     if (st != HVI_OK) {
         free(s->buf);
