@@ -153,7 +153,8 @@ hvi_status hvi_qemu_vm_console(hvi_qemu_vm *vm, const char *cmd, const char *end
             p += n, left -= (size_t)n;
     }
     if (st == HVI_OK)
-        st = con_collect(fd, begin, end_marker ? end_marker : end, end_marker != NULL, deadline, out);
+        st = con_collect(fd, begin, end_marker ? end_marker : end, end_marker != NULL, deadline,
+                         out);
     close(fd);
     return st;
 }

@@ -18,7 +18,15 @@
 #define GiB (1ull << 30)
 
 /* gdbstub register numbers of QEMU's x86-64 target (as used by `p`/`P` and laid out in `g`). */
-enum { G_RIP = 16, G_EFLAGS = 17, G_CS = 18, G_FS_BASE = 24, G_CR0 = 27, G_EFER = 32, G_NCORE = 33 };
+enum {
+    G_RIP = 16,
+    G_EFLAGS = 17,
+    G_CS = 18,
+    G_FS_BASE = 24,
+    G_CR0 = 27,
+    G_EFER = 32,
+    G_NCORE = 33
+};
 /* GDB order rax rbx rcx rdx rsi rdi rbp rsp r8..r15 -> hvi_gpr. */
 static const uint8_t gdb_gpr[16] = {HVI_RAX, HVI_RBX, HVI_RCX, HVI_RDX, HVI_RSI, HVI_RDI,
                                     HVI_RBP, HVI_RSP, HVI_R8,  HVI_R9,  HVI_R10, HVI_R11,
@@ -255,7 +263,8 @@ static hvi_status qemu_max_gpfn(void *ctx, uint64_t *out)
     struct hvi_qemu *q = ctx;
     if (!out || !q->ram)
         return q->ram ? HVI_E_INVAL : HVI_E_RANGE;
-    uint64_t end = q->ram_bytes > q->low_bytes ? 4 * GiB + (q->ram_bytes - q->low_bytes) : q->ram_bytes;
+    uint64_t end =
+        q->ram_bytes > q->low_bytes ? 4 * GiB + (q->ram_bytes - q->low_bytes) : q->ram_bytes;
     *out = end / HVI_PAGE_SIZE - 1;
     return HVI_OK;
 }
@@ -286,11 +295,13 @@ static hvi_status qemu_unmap_gpa(void *ctx, hvi_gpa gpa, void *ptr)
 }
 
 /* Insert or remove a Z-type breakpoint/watchpoint with the VM stopped. */
-static hvi_status z_packet(struct hvi_qemu *q, bool insert, unsigned type, uint64_t addr, uint32_t len)
+static hvi_status z_packet(struct hvi_qemu *q, bool insert, unsigned type, uint64_t addr,
+                           uint32_t len)
 {
     char cmd[64];
     const char *r;
-    snprintf(cmd, sizeof(cmd), "%c%u,%llx,%x", insert ? 'Z' : 'z', type, (unsigned long long)addr, len);
+    snprintf(cmd, sizeof(cmd), "%c%u,%llx,%x", insert ? 'Z' : 'z', type, (unsigned long long)addr,
+             len);
     bool was_running = false;
     hvi_status st = hvi_qemu_stop_now(q, &was_running);
     if (st == HVI_OK && (st = hvi_rsp_cmd(q->rsp, cmd, &r, NULL)) == HVI_OK && strcmp(r, "OK"))
@@ -331,7 +342,8 @@ static hvi_status qemu_set_breakpoint(void *ctx, hvi_gva gva, bool enable)
     return HVI_OK;
 }
 
-static hvi_status qemu_set_watchpoint(void *ctx, hvi_gva gva, uint32_t len, uint32_t kind, bool enable)
+static hvi_status qemu_set_watchpoint(void *ctx, hvi_gva gva, uint32_t len, uint32_t kind,
+                                      bool enable)
 {
     struct hvi_qemu *q = ctx;
     if ((len != 1 && len != 2 && len != 4 && len != 8) || (gva & (len - 1)) || kind < 1 || kind > 3)

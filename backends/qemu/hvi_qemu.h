@@ -30,24 +30,24 @@ extern "C" {
 #define HVI_QEMU_MAX_WATCHPOINTS 4
 
 typedef struct hvi_qemu_vm_opts {
-    const char *name;          /* state directory name; NULL = "t<pid>-<counter>" */
-    const char *state_root;    /* NULL = $HVI_GUEST_WORK, else ./guest-work */
-    const char *kernel;        /* NULL = $HVI_GUEST_KERNEL, else the newest /boot/vmlinuz-*-amd64 */
-    const char *initramfs;     /* NULL = build one into the state directory */
-    const char *const *add;    /* NULL-terminated "FILE:/path/in/guest" list for the initramfs */
-    const char *workload;      /* hvi.workload=... (comma separated), NULL = none */
-    const char *insmod;        /* hvi.insmod=... (module names in /modules), NULL = none */
-    const char *append;        /* extra kernel command line, NULL = none */
-    uint32_t mem_mib;          /* 0 = 512 */
-    uint32_t smp;              /* 0 = 1 */
-    bool nokaslr;              /* add "nokaslr" */
-    bool cpu_max;              /* -cpu max (LA57: 5-level paging); default CPU model: 4-level */
-    uint32_t boot_timeout_ms;  /* 0 = 90000 */
-    bool persistent;           /* QEMU outlives this process (-daemonize; `hvi vm start`). When
-                                  false QEMU is this process's child and gets SIGKILL if it dies,
-                                  so a crashed or killed test leaves no guest behind. */
-    const char *accel;         /* "tcg" (NULL: default), "kvm", or "auto" (kvm when a KVM VM can
-                                  be created here, else tcg) */
+    const char *name;         /* state directory name; NULL = "t<pid>-<counter>" */
+    const char *state_root;   /* NULL = $HVI_GUEST_WORK, else ./guest-work */
+    const char *kernel;       /* NULL = $HVI_GUEST_KERNEL, else the newest /boot/vmlinuz-*-amd64 */
+    const char *initramfs;    /* NULL = build one into the state directory */
+    const char *const *add;   /* NULL-terminated "FILE:/path/in/guest" list for the initramfs */
+    const char *workload;     /* hvi.workload=... (comma separated), NULL = none */
+    const char *insmod;       /* hvi.insmod=... (module names in /modules), NULL = none */
+    const char *append;       /* extra kernel command line, NULL = none */
+    uint32_t mem_mib;         /* 0 = 512 */
+    uint32_t smp;             /* 0 = 1 */
+    bool nokaslr;             /* add "nokaslr" */
+    bool cpu_max;             /* -cpu max (LA57: 5-level paging); default CPU model: 4-level */
+    uint32_t boot_timeout_ms; /* 0 = 90000 */
+    bool persistent;          /* QEMU outlives this process (-daemonize; `hvi vm start`). When
+                                 false QEMU is this process's child and gets SIGKILL if it dies,
+                                 so a crashed or killed test leaves no guest behind. */
+    const char *accel;        /* "tcg" (NULL: default), "kvm", or "auto" (kvm when a KVM VM can
+                                 be created here, else tcg) */
 } hvi_qemu_vm_opts;
 
 typedef struct hvi_qemu_vm hvi_qemu_vm;
@@ -94,12 +94,12 @@ typedef struct hvi_qemu hvi_qemu;
 
 /* Explicit endpoints (for tests with fake servers, or a VM started by other means). */
 typedef struct hvi_qemu_conn {
-    const char *gdb_host;   /* NULL = 127.0.0.1 */
+    const char *gdb_host; /* NULL = 127.0.0.1 */
     uint16_t gdb_port;
-    const char *qmp_path;   /* NULL = no QMP (no DTR capability) */
-    const char *ram_path;   /* NULL = no RAM file (memory calls fail with HVI_E_RANGE) */
+    const char *qmp_path; /* NULL = no QMP (no DTR capability) */
+    const char *ram_path; /* NULL = no RAM file (memory calls fail with HVI_E_RANGE) */
     uint64_t ram_bytes;
-    int timeout_ms;         /* per reply; 0 = 5000 */
+    int timeout_ms; /* per reply; 0 = 5000 */
 } hvi_qemu_conn;
 
 /* Connect: RSP (the VM stops; the unrequested stop reply is consumed), QMP, RAM mmap.

@@ -53,12 +53,12 @@ enum {
 };
 
 static const uint32_t msr_ids[HVI_QEMU_NMSR] = {
-    HVI_MSR_SYSENTER_CS, HVI_MSR_SYSENTER_ESP, HVI_MSR_SYSENTER_EIP, HVI_MSR_EFER,
-    HVI_MSR_STAR,        HVI_MSR_LSTAR,        HVI_MSR_CSTAR,        HVI_MSR_FMASK,
-    HVI_MSR_KERNEL_GS_BASE};
-static const uint16_t msr_off[HVI_QEMU_NMSR] = {OFF_SYSENTER_CS, OFF_SYSENTER_ESP, OFF_SYSENTER_EIP,
-                                                OFF_EFER,        OFF_STAR,         OFF_LSTAR,
-                                                OFF_CSTAR,       OFF_FMASK,        OFF_KERNEL_GS_BASE};
+    HVI_MSR_SYSENTER_CS, HVI_MSR_SYSENTER_ESP, HVI_MSR_SYSENTER_EIP,
+    HVI_MSR_EFER,        HVI_MSR_STAR,         HVI_MSR_LSTAR,
+    HVI_MSR_CSTAR,       HVI_MSR_FMASK,        HVI_MSR_KERNEL_GS_BASE};
+static const uint16_t msr_off[HVI_QEMU_NMSR] = {
+    OFF_SYSENTER_CS, OFF_SYSENTER_ESP, OFF_SYSENTER_EIP, OFF_EFER,          OFF_STAR,
+    OFF_LSTAR,       OFF_CSTAR,        OFF_FMASK,        OFF_KERNEL_GS_BASE};
 
 static uint64_t be(const uint8_t *p, size_t n)
 {
@@ -100,7 +100,8 @@ static hvi_status prepare(struct hvi_qemu *q)
     hvi_status st = hvi_qmp_exec(q->qmp, "query-block", NULL, &ret);
     if (st != HVI_OK) {
         char what[200];
-        snprintf(what, sizeof(what), "MSR snapshot: QMP query-block (%.120s)", hvi_qmp_error(q->qmp));
+        snprintf(what, sizeof(what), "MSR snapshot: QMP query-block (%.120s)",
+                 hvi_qmp_error(q->qmp));
         return hvi_qemu_sfail(q, st, what);
     }
     json_object *a = json_tokener_parse(ret);
@@ -112,8 +113,9 @@ static hvi_status prepare(struct hvi_qemu *q)
     }
     json_object_put(a);
     if (disks) {
-        snprintf(q->err, sizeof(q->err), "MSR snapshot refused: the guest has block devices "
-                                         "(migration would leave them inactive)");
+        snprintf(q->err, sizeof(q->err),
+                 "MSR snapshot refused: the guest has block devices "
+                 "(migration would leave them inactive)");
         return HVI_E_UNSUPPORTED;
     }
     q->msr_ready = true;
@@ -238,7 +240,8 @@ static hvi_status snapshot(struct hvi_qemu *q)
     snprintf(args, sizeof(args), "{\"uri\":\"exec:cat > %s\"}", path);
     st = hvi_qmp_exec(q->qmp, "migrate", args, NULL);
     if (st == HVI_E_BACKEND)
-        snprintf(q->err, sizeof(q->err), "MSR snapshot: migrate refused: %s", hvi_qmp_error(q->qmp));
+        snprintf(q->err, sizeof(q->err), "MSR snapshot: migrate refused: %s",
+                 hvi_qmp_error(q->qmp));
     else if (st != HVI_OK)
         hvi_qemu_sfail(q, st, "MSR snapshot: QMP migrate");
     if (st == HVI_OK)
@@ -259,8 +262,10 @@ static hvi_status snapshot(struct hvi_qemu *q)
         uint32_t version = 0;
         const uint8_t *f = hvi_qemu_snapshot_cpu(buf, len, v, &version);
         if (!f || version != CPU_SECTION_VERSION) {
-            snprintf(q->err, sizeof(q->err), "MSR snapshot: no usable cpu section for vCPU %u "
-                     "(version %u; this code knows %u)", v, version, CPU_SECTION_VERSION);
+            snprintf(q->err, sizeof(q->err),
+                     "MSR snapshot: no usable cpu section for vCPU %u "
+                     "(version %u; this code knows %u)",
+                     v, version, CPU_SECTION_VERSION);
             st = HVI_E_UNSUPPORTED;
             break;
         }
@@ -294,8 +299,10 @@ static hvi_status verify(struct hvi_qemu *q, uint32_t vcpu)
     const uint64_t want[6] = {r.rip, r.gpr[HVI_RSP], r.cr0, r.cr3, r.cr4, r.efer};
     for (int i = 0; i < 6; i++)
         if (q->msr_check[vcpu][i] != want[i]) {
-            snprintf(q->err, sizeof(q->err), "MSR snapshot: vCPU %u's section does not match its "
-                     "registers (field %d): unknown QEMU device-state layout", vcpu, i);
+            snprintf(q->err, sizeof(q->err),
+                     "MSR snapshot: vCPU %u's section does not match its "
+                     "registers (field %d): unknown QEMU device-state layout",
+                     vcpu, i);
             return HVI_E_UNSUPPORTED;
         }
     q->msr_verified |= 1u << vcpu;

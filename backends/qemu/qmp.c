@@ -270,7 +270,8 @@ hvi_status hvi_qmp_status(hvi_qmp *q, char *buf, size_t len)
         return st;
     json_object *o = json_tokener_parse(ret), *s = NULL;
     st = HVI_E_FORMAT;
-    if (o && json_object_object_get_ex(o, "status", &s) && json_object_is_type(s, json_type_string)) {
+    if (o && json_object_object_get_ex(o, "status", &s) &&
+        json_object_is_type(s, json_type_string)) {
         snprintf(buf, len, "%s", json_object_get_string(s));
         st = HVI_OK;
     }
@@ -290,8 +291,9 @@ hvi_status hvi_qmp_hmp(hvi_qmp *q, const char *cmdline, int cpu_index, char **ou
     if (cpu_index >= 0)
         json_object_object_add(args, "cpu-index", json_object_new_int(cpu_index));
     char *ret = NULL;
-    hvi_status st = hvi_qmp_exec(q, "human-monitor-command",
-                                 json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN), &ret);
+    hvi_status st =
+        hvi_qmp_exec(q, "human-monitor-command",
+                     json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN), &ret);
     json_object_put(args);
     if (st != HVI_OK)
         return st;

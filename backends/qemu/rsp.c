@@ -29,9 +29,9 @@ struct hvi_rsp {
     bool trace; /* HVI_RSP_TRACE set: log packets to stderr */
     uint8_t in[8192];
     size_t in_pos, in_len;
-    char *pkt;     /* decoded packet */
+    char *pkt; /* decoded packet */
     size_t pkt_cap;
-    char *raw;     /* outgoing frame */
+    char *raw; /* outgoing frame */
     size_t raw_cap;
 };
 

@@ -48,7 +48,8 @@ static hvi_status list_threads(struct hvi_qemu *q)
     return st == HVI_OK ? HVI_E_LIMIT : st;
 }
 
-/* target.xml must be read before QEMU answers `p`; read it whole (in chunks), check it is x86-64. */
+/* target.xml must be read before QEMU answers `p`; read it whole (in chunks), check it is x86-64.
+ */
 static hvi_status read_target_xml(struct hvi_qemu *q)
 {
     char cmd[80];
@@ -161,8 +162,11 @@ hvi_status hvi_qemu_open(hvi_qemu_vm *vm, hvi_qemu **out)
         return HVI_E_INVAL;
     if (!hvi_qemu_vm_alive(vm))
         return HVI_E_CLOSED;
-    hvi_qemu_conn c = {.gdb_port = vm->gdb_port, .qmp_path = vm->qmp_sock,
-                       .ram_path = vm->ram_path, .ram_bytes = vm->mem_bytes, .timeout_ms = 5000};
+    hvi_qemu_conn c = {.gdb_port = vm->gdb_port,
+                       .qmp_path = vm->qmp_sock,
+                       .ram_path = vm->ram_path,
+                       .ram_bytes = vm->mem_bytes,
+                       .timeout_ms = 5000};
     return hvi_qemu_connect(&c, out);
 }
 

@@ -78,7 +78,8 @@ hvi_status hvi_qemu_wait_stop(struct hvi_qemu *q, int timeout_ms, char *buf, siz
         bool hw;
         st = parse_stop(buf, &tid, &w, &hw);
         if (st != HVI_OK)
-            return hvi_qemu_sfail(q, st, st == HVI_E_CLOSED ? "the guest exited" : "garbage stop reply");
+            return hvi_qemu_sfail(q, st,
+                                  st == HVI_E_CLOSED ? "the guest exited" : "garbage stop reply");
         q->running = false;
         q->stops++;
         q->cur_g = tid; /* QEMU selects the stopped thread for register access */

@@ -23,10 +23,10 @@ struct hvi_qemu {
     uint64_t ram_bytes, low_bytes; /* low_bytes: RAM below 4 GiB (file offset == GPA) */
     uint32_t nvcpu;
     uint32_t tid[HVI_QEMU_MAX_VCPUS];
-    uint32_t cur_g;          /* thread selected with Hg (0 = unknown) */
-    uint32_t last_vcpu;      /* vCPU of the last stop */
+    uint32_t cur_g;     /* thread selected with Hg (0 = unknown) */
+    uint32_t last_vcpu; /* vCPU of the last stop */
     bool running;
-    bool dead;               /* the peer went away; only close() is left */
+    bool dead; /* the peer went away; only close() is left */
     int timeout_ms;
     uint64_t bp[HVI_QEMU_MAX_BREAKPOINTS];
     uint32_t nbp;
@@ -38,21 +38,21 @@ struct hvi_qemu {
      * the vCPU to hit again (and be reported) when continued. */
     bool hit_valid[HVI_QEMU_MAX_VCPUS];
     uint64_t hit_rip[HVI_QEMU_MAX_VCPUS];
-    char pending[512];       /* a stop reply read while pausing, delivered by run() */
+    char pending[512]; /* a stop reply read while pausing, delivered by run() */
     bool has_pending;
-    bool in_event;           /* hvi_qemu_run() is inside hvi_handle_event() */
-    uint32_t pause_depth;    /* glue pause() calls not yet matched by resume() */
-    uint32_t step_retries;   /* steps QEMU reported before the vCPU moved (stepped again) */
-    uint32_t foreign_stops;  /* replies to a step that named another vCPU */
-    unsigned bp_type;        /* Z type of our breakpoints: 0 (TCG: invisible anyway), 1 under KVM
-                                (hardware: 4 at most, shared with watchpoints; Z0 would write an
-                                int3 into guest memory) */
+    bool in_event;          /* hvi_qemu_run() is inside hvi_handle_event() */
+    uint32_t pause_depth;   /* glue pause() calls not yet matched by resume() */
+    uint32_t step_retries;  /* steps QEMU reported before the vCPU moved (stepped again) */
+    uint32_t foreign_stops; /* replies to a step that named another vCPU */
+    unsigned bp_type;       /* Z type of our breakpoints: 0 (TCG: invisible anyway), 1 under KVM
+                               (hardware: 4 at most, shared with watchpoints; Z0 would write an
+                               int3 into guest memory) */
     uint32_t max_bp;
-    uint64_t stops;          /* stop replies seen: a snapshot belongs to one stop */
+    uint64_t stops; /* stop replies seen: a snapshot belongs to one stop */
     /* MSR reads from a device-state snapshot (msr.c) */
     bool msr_on, msr_ready, msr_valid;
-    uint64_t msr_stop;       /* `stops` when the snapshot was taken */
-    uint32_t msr_verified;   /* vCPUs whose section matched their gdbstub registers */
+    uint64_t msr_stop;     /* `stops` when the snapshot was taken */
+    uint32_t msr_verified; /* vCPUs whose section matched their gdbstub registers */
     uint64_t msr[HVI_QEMU_MAX_VCPUS][HVI_QEMU_NMSR];
     uint64_t msr_check[HVI_QEMU_MAX_VCPUS][6];
     char err[256];

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <inttypes.h>
+#include <linux/kvm.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -15,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/kvm.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -39,7 +39,8 @@ const char *hvi_qemu_vm_last_error(void)
     return vm_err;
 }
 
-static hvi_status vm_fail(hvi_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static hvi_status vm_fail(hvi_status st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static hvi_status vm_fail(hvi_status st, const char *fmt, ...)
 {
     va_list ap;
@@ -176,7 +177,8 @@ static hvi_status build_initramfs(hvi_qemu_vm *vm, const hvi_qemu_vm_opts *o, ch
 {
     const char *dir = getenv("HVI_GUEST_SCRIPTS");
     char script[600], errf[600];
-    snprintf(script, sizeof(script), "%s/build-initramfs", dir && *dir ? dir : HVI_QEMU_SCRIPTS_DIR);
+    snprintf(script, sizeof(script), "%s/build-initramfs",
+             dir && *dir ? dir : HVI_QEMU_SCRIPTS_DIR);
     snprintf(out, len, "%s/initramfs.cpio.gz", vm->dir);
     snprintf(errf, sizeof(errf), "%s/initramfs.err", vm->dir);
     char *argv[3 + 2 * 64 + 1];
@@ -304,16 +306,18 @@ hvi_status hvi_qemu_build_cmdline(const hvi_qemu_vm *vm, const hvi_qemu_vm_opts 
     snprintf(c->mem, sizeof(c->mem), "%" PRIu64 "M", vm->mem_bytes >> 20);
     snprintf(c->gdb, sizeof(c->gdb), "tcp:127.0.0.1:%u", vm->gdb_port);
     /* TCG: one host thread per vCPU when there are several (MTTCG); KVM: vCPU threads anyway */
-    snprintf(c->accel, sizeof(c->accel), "%s", kvm ? "kvm" : vm->smp > 1 ? "tcg,thread=multi" : "tcg");
+    snprintf(c->accel, sizeof(c->accel), "%s",
+             kvm           ? "kvm"
+             : vm->smp > 1 ? "tcg,thread=multi"
+                           : "tcg");
     const char *const args[] = {
-        "qemu-system-x86_64", "-accel", c->accel, "-machine", "q35,memory-backend=mem",
-        "-object", c->memobj, "-m", c->mem, "-smp", c->smp,
+        "qemu-system-x86_64", "-accel", c->accel, "-machine", "q35,memory-backend=mem", "-object",
+        c->memobj, "-m", c->mem, "-smp", c->smp,
         /* qemu64 keeps 4-level paging and the same CPUID under both accelerators; max = all
          * the host has under KVM (LA57 only if the host CPU has it), everything under TCG */
-        "-cpu", o->cpu_max ? "max" : "qemu64", "-kernel", kernel, "-initrd", initrd,
-        "-append", c->append, "-display", "none", "-monitor", "none", "-parallel", "none",
-        "-no-reboot", "-chardev", c->chardev, "-serial", "chardev:ser0", "-gdb", c->gdb,
-        "-qmp", c->qmp};
+        "-cpu", o->cpu_max ? "max" : "qemu64", "-kernel", kernel, "-initrd", initrd, "-append",
+        c->append, "-display", "none", "-monitor", "none", "-parallel", "none", "-no-reboot",
+        "-chardev", c->chardev, "-serial", "chardev:ser0", "-gdb", c->gdb, "-qmp", c->qmp};
     size_t n = 0;
     for (; n < sizeof(args) / sizeof(args[0]); n++)
         c->argv[n] = (char *)args[n];
@@ -331,9 +335,8 @@ static hvi_status launch(hvi_qemu_vm *vm, const hvi_qemu_vm_opts *o, const char 
 {
     char errf[600];
     const char *accel = NULL;
-    hvi_status st = hvi_qemu_resolve_accel(o->accel, o->accel && !strcmp(o->accel, "auto") &&
-                                                         hvi_qemu_kvm_usable(),
-                                           &accel);
+    hvi_status st = hvi_qemu_resolve_accel(
+        o->accel, o->accel && !strcmp(o->accel, "auto") && hvi_qemu_kvm_usable(), &accel);
     if (st != HVI_OK)
         return st;
     snprintf(vm->accel, sizeof(vm->accel), "%s", accel);
@@ -360,8 +363,9 @@ static hvi_status launch(hvi_qemu_vm *vm, const hvi_qemu_vm_opts *o, const char 
             char pidtxt[32];
             read_text(c->pidf, pidtxt, sizeof(pidtxt));
             vm->pid = atoi(pidtxt);
-            st = vm->pid > 0 ? HVI_OK
-                             : vm_fail(HVI_E_BACKEND, "QEMU started but wrote no pid file %s", c->pidf);
+            st = vm->pid > 0
+                     ? HVI_OK
+                     : vm_fail(HVI_E_BACKEND, "QEMU started but wrote no pid file %s", c->pidf);
             break;
         }
         char msg[512];
@@ -374,7 +378,8 @@ static hvi_status launch(hvi_qemu_vm *vm, const hvi_qemu_vm_opts *o, const char 
         if (!strstr(msg, "Address already in use")) {
             st = vm_fail(HVI_E_BACKEND, "QEMU failed to start (exit %d): %s%s", rc, msg,
                          !strcmp(accel, "kvm") ? " (KVM: does the host CPU have VMX/SVM, and "
-                                                 "/dev/kvm access?)" : "");
+                                                 "/dev/kvm access?)"
+                                               : "");
             break;
         }
         st = vm_fail(HVI_E_BUSY, "no usable gdbstub port after 4 attempts (ports in use)");
@@ -485,7 +490,8 @@ hvi_status hvi_qemu_vm_start(const hvi_qemu_vm_opts *o, hvi_qemu_vm **out)
         root = realpath(default_root(o->state_root), NULL);
     if (!root) {
         free(vm);
-        return vm_fail(HVI_E_IO, "state directory %s: %s", default_root(o->state_root), strerror(errno));
+        return vm_fail(HVI_E_IO, "state directory %s: %s", default_root(o->state_root),
+                       strerror(errno));
     }
     snprintf(vm->dir, sizeof(vm->dir), "%s/%s", root, name);
     free(root);
@@ -493,8 +499,10 @@ hvi_status hvi_qemu_vm_start(const hvi_qemu_vm_opts *o, hvi_qemu_vm **out)
     vm->mem_bytes = (uint64_t)(o->mem_mib ? o->mem_mib : 512) << 20;
     snprintf(vm->ram_path, sizeof(vm->ram_path), "/dev/shm/hvi-%s-%d", name, (int)getpid());
     vm_paths(vm);
-    if (vm->smp > HVI_QEMU_MAX_VCPUS || vm->mem_bytes > (64ull << 30) || vm->mem_bytes < (64ull << 20))
-        st = vm_fail(HVI_E_RANGE, "smp must be 1..%d and memory 64 MiB..64 GiB", HVI_QEMU_MAX_VCPUS);
+    if (vm->smp > HVI_QEMU_MAX_VCPUS || vm->mem_bytes > (64ull << 30) ||
+        vm->mem_bytes < (64ull << 20))
+        st =
+            vm_fail(HVI_E_RANGE, "smp must be 1..%d and memory 64 MiB..64 GiB", HVI_QEMU_MAX_VCPUS);
     else if ((st = mkdirs(vm->dir)) != HVI_OK)
         vm_fail(st, "cannot create %s", vm->dir);
     if (st == HVI_OK && o->initramfs)
@@ -602,10 +610,31 @@ void hvi_qemu_vm_stop(hvi_qemu_vm *vm)
     free(vm);
 }
 
-const char *hvi_qemu_vm_dir(const hvi_qemu_vm *vm) { return vm ? vm->dir : ""; }
-const char *hvi_qemu_vm_serial_log(const hvi_qemu_vm *vm) { return vm ? vm->serial_log : ""; }
-int hvi_qemu_vm_pid(const hvi_qemu_vm *vm) { return vm ? vm->pid : -1; }
-uint16_t hvi_qemu_vm_gdb_port(const hvi_qemu_vm *vm) { return vm ? vm->gdb_port : 0; }
-uint32_t hvi_qemu_vm_smp(const hvi_qemu_vm *vm) { return vm ? vm->smp : 0; }
-uint64_t hvi_qemu_vm_mem_bytes(const hvi_qemu_vm *vm) { return vm ? vm->mem_bytes : 0; }
-const char *hvi_qemu_vm_accel(const hvi_qemu_vm *vm) { return vm && vm->accel[0] ? vm->accel : "tcg"; }
+const char *hvi_qemu_vm_dir(const hvi_qemu_vm *vm)
+{
+    return vm ? vm->dir : "";
+}
+const char *hvi_qemu_vm_serial_log(const hvi_qemu_vm *vm)
+{
+    return vm ? vm->serial_log : "";
+}
+int hvi_qemu_vm_pid(const hvi_qemu_vm *vm)
+{
+    return vm ? vm->pid : -1;
+}
+uint16_t hvi_qemu_vm_gdb_port(const hvi_qemu_vm *vm)
+{
+    return vm ? vm->gdb_port : 0;
+}
+uint32_t hvi_qemu_vm_smp(const hvi_qemu_vm *vm)
+{
+    return vm ? vm->smp : 0;
+}
+uint64_t hvi_qemu_vm_mem_bytes(const hvi_qemu_vm *vm)
+{
+    return vm ? vm->mem_bytes : 0;
+}
+const char *hvi_qemu_vm_accel(const hvi_qemu_vm *vm)
+{
+    return vm && vm->accel[0] ? vm->accel : "tcg";
+}

@@ -20,7 +20,7 @@ struct hvi_qemu_vm {
     uint32_t smp;
     uint64_t mem_bytes;
     unsigned console_seq;
-    char accel[8];      /* "tcg" or "kvm" as started */
+    char accel[8]; /* "tcg" or "kvm" as started */
 };
 
 /* QEMU's command line for a VM (strings owned by the struct; argv NULL-terminated). */

@@ -142,16 +142,20 @@ static int measure(hvi_qemu_vm *vm, hvi_qemu *q, FILE *out)
     free(src);
     free(dst);
     fprintf(out,
-            "{\n  \"bench\": \"qemu\",\n  \"guest\": \"Debian 6.1 kernel, busybox initramfs, TCG, 1 vCPU\",\n"
-            "  \"reg_read_us\": %.1f, \"reg_read_baseline_rsp_rtt_us\": %.1f, \"reg_read_ratio\": %.2f,\n"
+            "{\n  \"bench\": \"qemu\",\n  \"guest\": \"Debian 6.1 kernel, busybox initramfs, TCG, "
+            "1 vCPU\",\n"
+            "  \"reg_read_us\": %.1f, \"reg_read_baseline_rsp_rtt_us\": %.1f, \"reg_read_ratio\": "
+            "%.2f,\n"
             "  \"bp_event_shell_loop_us\": %.1f, \"bp_events_shell\": %u,\n"
             "  \"bp_event_tight_loop_us\": %.1f, \"bp_events_tight\": %u,\n"
             "  \"bp_event_baseline_pause_resume_us\": %.1f, \"bp_event_tight_ratio\": %.2f,\n"
-            "  \"phys_read_gbps\": %.2f, \"phys_read_baseline_memcpy_gbps\": %.2f, \"phys_read_ratio\": %.3f,"
+            "  \"phys_read_gbps\": %.2f, \"phys_read_baseline_memcpy_gbps\": %.2f, "
+            "\"phys_read_ratio\": %.3f,"
             " \"phys_read_bytes\": %llu,\n",
             reg_us, rtt_us, reg_us / rtt_us, bp_shell, ev_shell, bp_tight, ev_tight, cycle_us,
             bp_tight / cycle_us, phys, host, phys / host, (unsigned long long)bytes);
-    printf("register read %.1f us (bare RSP round trip %.1f us, x%.2f)\n", reg_us, rtt_us, reg_us / rtt_us);
+    printf("register read %.1f us (bare RSP round trip %.1f us, x%.2f)\n", reg_us, rtt_us,
+           reg_us / rtt_us);
     printf("breakpoint event: %.1f us under a shell write loop (%u events), %.1f us under a tight "
            "getpid loop (%u events); pause/resume cycle %.1f us\n",
            bp_shell, ev_shell, bp_tight, ev_tight, cycle_us);
@@ -180,12 +184,13 @@ static int measure_smp(FILE *out)
     double one = -1, two = -1, msr_ms = -1;
     if (hvi_qemu_open(vm, &q) == HVI_OK && hvi_qemu_set_msr_read(q, true) == HVI_OK &&
         hvi_qemu_glue(q, &g) == HVI_OK && hvi_engine_new(&g, &e) == HVI_OK &&
-        hvi_engine_add_handler(e, HVI_EV_BREAKPOINT, on_bp, NULL) == HVI_OK && g.resume(q) == HVI_OK) {
+        hvi_engine_add_handler(e, HVI_EV_BREAKPOINT, on_bp, NULL) == HVI_OK &&
+        g.resume(q) == HVI_OK) {
         one = bp_cost(vm, q, e, "__x64_sys_getpid", "taskset -c 0 /bin/getpid-loop", &ev1);
         bp_vcpu[0] = bp_vcpu[1] = 0;
-        two = bp_cost(vm, q, e, "__x64_sys_getpid",
-                      "taskset -c 1 /bin/getpid-loop >/dev/null 2>&1 & taskset -c 0 /bin/getpid-loop",
-                      &ev2);
+        two = bp_cost(
+            vm, q, e, "__x64_sys_getpid",
+            "taskset -c 1 /bin/getpid-loop >/dev/null 2>&1 & taskset -c 0 /bin/getpid-loop", &ev2);
         split[0] = bp_vcpu[0], split[1] = bp_vcpu[1];
         uint64_t lstar = 0;
         const int nmsr = 10;
@@ -202,12 +207,13 @@ static int measure_smp(FILE *out)
     }
     if (rc)
         fprintf(stderr, "bench_qemu: smp2 failed: %s\n", q ? hvi_qemu_last_error(q) : "open");
-    fprintf(out,
-            "  \"smp2_bp_event_one_cpu_busy_us\": %.1f, \"smp2_bp_events_one\": %u,\n"
-            "  \"smp2_bp_event_both_cpus_busy_us\": %.1f, \"smp2_bp_events_both\": %u,"
-            " \"smp2_events_vcpu0\": %u, \"smp2_events_vcpu1\": %u, \"smp2_both_vs_one_ratio\": %.2f,\n"
-            "  \"msr_snapshot_read_running_ms\": %.1f\n",
-            one, ev1, two, ev2, split[0], split[1], two / one, msr_ms);
+    fprintf(
+        out,
+        "  \"smp2_bp_event_one_cpu_busy_us\": %.1f, \"smp2_bp_events_one\": %u,\n"
+        "  \"smp2_bp_event_both_cpus_busy_us\": %.1f, \"smp2_bp_events_both\": %u,"
+        " \"smp2_events_vcpu0\": %u, \"smp2_events_vcpu1\": %u, \"smp2_both_vs_one_ratio\": %.2f,\n"
+        "  \"msr_snapshot_read_running_ms\": %.1f\n",
+        one, ev1, two, ev2, split[0], split[1], two / one, msr_ms);
     printf("smp2: breakpoint event %.1f us with one CPU looping (%u events), %.1f us with both "
            "(%u events: %u on vCPU 0, %u on vCPU 1), ratio %.2f\n",
            one, ev1, two, ev2, split[0], split[1], two / one);
@@ -232,7 +238,8 @@ int main(int argc, char **argv)
     bool kernel = glob("/boot/vmlinuz-*-amd64", 0, NULL, &gl) == 0 && gl.gl_pathc > 0;
     globfree(&gl);
     if (!kernel || access("/usr/bin/qemu-system-x86_64", X_OK) != 0) {
-        fprintf(out, "{\"bench\": \"qemu\", \"skipped\": \"no QEMU or no /boot/vmlinuz-*-amd64\"}\n");
+        fprintf(out,
+                "{\"bench\": \"qemu\", \"skipped\": \"no QEMU or no /boot/vmlinuz-*-amd64\"}\n");
         fprintf(stderr, "bench_qemu: skipped: no QEMU or no kernel\n");
         return 77;
     }
@@ -257,7 +264,8 @@ int main(int argc, char **argv)
     if (hvi_qemu_open(vm, &q) == HVI_OK)
         rc = measure(vm, q, out);
     if (rc)
-        fprintf(stderr, "bench_qemu: failed: %s\n", q ? hvi_qemu_last_error(q) : hvi_qemu_vm_last_error());
+        fprintf(stderr, "bench_qemu: failed: %s\n",
+                q ? hvi_qemu_last_error(q) : hvi_qemu_vm_last_error());
     hvi_qemu_close(q);
     hvi_qemu_vm_stop(vm);
     if (!rc)

@@ -33,7 +33,8 @@ static void print_regs(uint32_t vcpu, const hvi_regs *r)
            "  gs_base %" PRIx64 "\n",
            r->rip, r->rflags, r->seg[HVI_CS].selector, r->seg[HVI_SS].selector, r->fs_base,
            r->gs_base);
-    printf("  cr0 %" PRIx64 "  cr2 %" PRIx64 "  cr3 %" PRIx64 "  cr4 %" PRIx64 "  efer %" PRIx64 "\n",
+    printf("  cr0 %" PRIx64 "  cr2 %" PRIx64 "  cr3 %" PRIx64 "  cr4 %" PRIx64 "  efer %" PRIx64
+           "\n",
            r->cr0, r->cr2, r->cr3, r->cr4, r->efer);
     if (r->valid & HVI_REGS_DTR)
         printf("  idtr %016" PRIx64 "/%x  gdtr %016" PRIx64 "/%x\n", r->idtr_base, r->idtr_limit,
@@ -49,14 +50,15 @@ static int show_idt(hvi_engine *e, const hvi_regs *r)
         printf("IDT[0]: unreadable at %" PRIx64 ": %s\n", r->idtr_base, hvi_strstatus(st));
         return 1;
     }
-    uint64_t handler = (uint64_t)(gate[0] | gate[1] << 8) | (uint64_t)(gate[6] | gate[7] << 8) << 16 |
-                       (uint64_t)(gate[8] | gate[9] << 8 | gate[10] << 16 | (uint32_t)gate[11] << 24)
-                           << 32;
+    uint64_t handler =
+        (uint64_t)(gate[0] | gate[1] << 8) | (uint64_t)(gate[6] | gate[7] << 8) << 16 |
+        (uint64_t)(gate[8] | gate[9] << 8 | gate[10] << 16 | (uint32_t)gate[11] << 24) << 32;
     hvi_translation t;
     memset(&t, 0, sizeof(t));
     st = hvi_gva_translate(e, hvi_mem_kernel_cr3(e), handler, &t);
     if (st != HVI_OK) {
-        printf("IDT[0] handler %016" PRIx64 ": translation failed: %s\n", handler, hvi_strstatus(st));
+        printf("IDT[0] handler %016" PRIx64 ": translation failed: %s\n", handler,
+               hvi_strstatus(st));
         return 1;
     }
     uint8_t code[8] = {0};
@@ -77,7 +79,8 @@ static int show_linux(hvi_engine *e)
         printf("Linux: %s (%s)\n", hvi_last_error(e), hvi_strstatus(st));
         return 1;
     }
-    printf("kernel: Linux %s, _text 0x%" PRIx64 " (KASLR slide 0x%" PRIx64 "), %u kallsyms symbols\n",
+    printf("kernel: Linux %s, _text 0x%" PRIx64 " (KASLR slide 0x%" PRIx64
+           "), %u kallsyms symbols\n",
            info.release, info.image_start, info.slide, info.symbols);
     int rc = 0;
     hvi_linux_process *p = NULL;
@@ -110,8 +113,11 @@ static void print_msrs(const hvi_glue *g, uint32_t vcpu)
     static const struct {
         uint32_t id;
         const char *name;
-    } m[] = {{HVI_MSR_LSTAR, "lstar"}, {HVI_MSR_STAR, "star"}, {HVI_MSR_CSTAR, "cstar"},
-             {HVI_MSR_FMASK, "fmask"}, {HVI_MSR_SYSENTER_EIP, "sysenter_eip"},
+    } m[] = {{HVI_MSR_LSTAR, "lstar"},
+             {HVI_MSR_STAR, "star"},
+             {HVI_MSR_CSTAR, "cstar"},
+             {HVI_MSR_FMASK, "fmask"},
+             {HVI_MSR_SYSENTER_EIP, "sysenter_eip"},
              {HVI_MSR_KERNEL_GS_BASE, "kernel_gs_base"}};
     printf(" ");
     for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
@@ -132,8 +138,10 @@ static int attach_and_show(const hvi_glue *gp, const void *support, size_t suppo
     void *q = g.ctx;
     hvi_engine *e = NULL;
     hvi_status st = hvi_engine_new(&g, &e);
-    hvi_guest_params p = {.size = sizeof(p), .os_hint = support ? HVI_OS_LINUX : HVI_OS_UNKNOWN,
-                          .support = support, .support_len = support_len};
+    hvi_guest_params p = {.size = sizeof(p),
+                          .os_hint = support ? HVI_OS_LINUX : HVI_OS_UNKNOWN,
+                          .support = support,
+                          .support_len = support_len};
     int rc = st == HVI_OK ? 0 : hvi_cli_fail("attach", st);
     bool os_view = false, linux_failed = false;
     if (!rc && (st = hvi_new_guest(e, &p)) != HVI_OK) {
@@ -200,15 +208,16 @@ static int cmd_attach(int argc, char **argv)
     bool msr = false;
     for (int i = 1; i < argc; i++) {
         if (hvi_cli_is_help(argv[i])) {
-            printf("usage: hvi attach [--name N | --dump FILE] [--cami FILE] [--msr]\n"
-                   "  attach to a VM started with `hvi vm start`, print registers, paging mode,\n"
-                   "  IDT and a translated kernel address, detach (the guest runs on).\n"
-                   "  --dump FILE  the same from a dump (`hvi vm dump`) instead of a running VM\n"
-                   "  --cami FILE  support data (`hvi cami build`): also the Linux view\n"
-                   "               (kernel version, process and module counts)\n"
-                   "  --msr        also read LSTAR, STAR, SYSENTER_EIP... from a QEMU device-state\n"
-                   "               snapshot (QMP migrate to a file, guest RAM not copied; ~30-100 ms\n"
-                   "               paused; QEMU 7.2 layout; guests without block devices)\n");
+            printf(
+                "usage: hvi attach [--name N | --dump FILE] [--cami FILE] [--msr]\n"
+                "  attach to a VM started with `hvi vm start`, print registers, paging mode,\n"
+                "  IDT and a translated kernel address, detach (the guest runs on).\n"
+                "  --dump FILE  the same from a dump (`hvi vm dump`) instead of a running VM\n"
+                "  --cami FILE  support data (`hvi cami build`): also the Linux view\n"
+                "               (kernel version, process and module counts)\n"
+                "  --msr        also read LSTAR, STAR, SYSENTER_EIP... from a QEMU device-state\n"
+                "               snapshot (QMP migrate to a file, guest RAM not copied; ~30-100 ms\n"
+                "               paused; QEMU 7.2 layout; guests without block devices)\n");
             return 0;
         } else if (!strcmp(argv[i], "--name") && i + 1 < argc) {
             name = argv[++i];
@@ -240,7 +249,8 @@ static int cmd_attach(int argc, char **argv)
     hvi_qemu *q = NULL;
     if (hvi_qemu_vm_find(NULL, name, &vm) != HVI_OK) {
         free(support);
-        fprintf(stderr, "hvi attach: %s (start one with `hvi vm start`)\n", hvi_qemu_vm_last_error());
+        fprintf(stderr, "hvi attach: %s (start one with `hvi vm start`)\n",
+                hvi_qemu_vm_last_error());
         return 1;
     }
     hvi_status st = hvi_qemu_open(vm, &q);

@@ -29,11 +29,13 @@ static int vm_start(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         uint64_t n = 0;
         if (hvi_cli_is_help(a)) {
-            printf("usage: hvi vm start [--name N] [--nokaslr] [--smp N] [--mem MiB] [--cpu-max]\n"
-                   "                    [--workload W] [--insmod M] [--add FILE:DEST]... [--kernel K]\n"
-                   "                    [--accel tcg|kvm|auto]\n"
-                   "  --accel  tcg (default), kvm, or auto: kvm when the CPU has VMX/SVM and a KVM\n"
-                   "           VM can be created (not merely when /dev/kvm exists), else tcg\n");
+            printf(
+                "usage: hvi vm start [--name N] [--nokaslr] [--smp N] [--mem MiB] [--cpu-max]\n"
+                "                    [--workload W] [--insmod M] [--add FILE:DEST]... [--kernel "
+                "K]\n"
+                "                    [--accel tcg|kvm|auto]\n"
+                "  --accel  tcg (default), kvm, or auto: kvm when the CPU has VMX/SVM and a KVM\n"
+                "           VM can be created (not merely when /dev/kvm exists), else tcg\n");
             return 0;
         } else if (!strcmp(a, "--nokaslr")) {
             o.nokaslr = true;
@@ -101,7 +103,8 @@ static int vm_stop(int argc, char **argv)
     int next;
     if (vm_find_named(argc, argv, &vm, &next))
         return 1;
-    printf("stopping pid %d (serial log kept in %s)\n", hvi_qemu_vm_pid(vm), hvi_qemu_vm_serial_log(vm));
+    printf("stopping pid %d (serial log kept in %s)\n", hvi_qemu_vm_pid(vm),
+           hvi_qemu_vm_serial_log(vm));
     hvi_qemu_vm_stop(vm);
     return 0;
 }
@@ -149,10 +152,12 @@ static int vm_console(int argc, char **argv)
     return rc;
 }
 
-HVI_SUBCOMMAND("vm", "start", vm_start, "boot the test guest (busybox initramfs, Debian kernel, TCG or KVM)")
+HVI_SUBCOMMAND("vm", "start", vm_start,
+               "boot the test guest (busybox initramfs, Debian kernel, TCG or KVM)")
 HVI_SUBCOMMAND("vm", "stop", vm_stop, "stop the test guest (the serial log is kept)")
 HVI_SUBCOMMAND("vm", "status", vm_status, "show whether the test guest runs, its ports and paths")
-HVI_SUBCOMMAND("vm", "console", vm_console, "run a guest shell command [CMD], or print the serial log")
+HVI_SUBCOMMAND("vm", "console", vm_console,
+               "run a guest shell command [CMD], or print the serial log")
 
 static int cmd_vm(int argc, char **argv)
 {

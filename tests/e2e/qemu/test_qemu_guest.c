@@ -74,9 +74,9 @@ HVI_TEST(registers_and_dtr)
     SETUP();
     hvi_regs r;
     CHECK_OK(glue.get_regs(q, 0, HVI_REGS_GPR | HVI_REGS_CR | HVI_REGS_EFER | HVI_REGS_DTR, &r));
-    CHECK(r.cr0 & 0x80000000u);          /* paging on */
-    CHECK(r.efer & (1u << 10));          /* long mode active */
-    CHECK(!(r.cr4 & (1u << 12)));        /* default CPU model: 4-level paging */
+    CHECK(r.cr0 & 0x80000000u);   /* paging on */
+    CHECK(r.efer & (1u << 10));   /* long mode active */
+    CHECK(!(r.cr4 & (1u << 12))); /* default CPU model: 4-level paging */
     CHECK(r.cr3 != 0);
     CHECK(r.rip >= 0xffffffff80000000ull); /* attached while idle: in kernel text */
     CHECK(r.valid & HVI_REGS_DTR);
@@ -142,7 +142,8 @@ HVI_TEST(engine_walker_agrees_with_the_test_oracle)
     uint8_t gate[16]; /* IDT[0] points at the handler the guest's kallsyms names */
     CHECK_OK(hvi_gva_read(eng, 0, r.idtr_base, gate, sizeof(gate)));
     uint64_t h = (uint64_t)(gate[0] | gate[1] << 8) | (uint64_t)(gate[6] | gate[7] << 8) << 16 |
-                 (uint64_t)(gate[8] | gate[9] << 8 | gate[10] << 16 | (uint32_t)gate[11] << 24) << 32;
+                 (uint64_t)(gate[8] | gate[9] << 8 | gate[10] << 16 | (uint32_t)gate[11] << 24)
+                     << 32;
     CHECK_EQ_U64(h, handler);
 }
 
@@ -239,7 +240,8 @@ HVI_TEST(breakpoint_hit_step_over_and_continue)
     CHECK_EQ_U64(bps.resumed_inside_event, 0);
     CHECK_OK(glue.set_breakpoint(q, bps.addr, false));
     CHECK_OK(glue.resume(q));
-    REQUIRE(hvi_qemu_vm_console(vm, "kill $(cat /tmp/wl); echo killed", NULL, 20000, &out) == HVI_OK);
+    REQUIRE(hvi_qemu_vm_console(vm, "kill $(cat /tmp/wl); echo killed", NULL, 20000, &out) ==
+            HVI_OK);
     CHECK(strstr(out, "killed") != NULL);
     free(out);
 }
@@ -247,7 +249,8 @@ HVI_TEST(breakpoint_hit_step_over_and_continue)
 HVI_TEST(breakpoint_return_early_changes_guest_result)
 {
     SETUP();
-    bps = (struct bp_state){.addr = sym("__x64_sys_getppid"), .return_early = true, .fake_ret = 4242};
+    bps =
+        (struct bp_state){.addr = sym("__x64_sys_getppid"), .return_early = true, .fake_ret = 4242};
     REQUIRE(bps.addr);
     CHECK_OK(glue.set_breakpoint(q, bps.addr, true));
     struct run_args a = {.ms = 8000};

@@ -1,6 +1,7 @@
 /*
  * e2e: a KASLR guest with two vCPUs: both vCPUs' registers, the banner found through the
- * guest's own kallsyms, breakpoint hits from both vCPUs, and the session ending cleanly when QEMU is killed under it.
+ * guest's own kallsyms, breakpoint hits from both vCPUs, and the session ending cleanly when QEMU
+ * is killed under it.
  */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -68,8 +69,10 @@ HVI_TEST(kaslr_smp2_then_qemu_killed)
     char *out = NULL;
     CHECK_OK(g.resume(q));
     CHECK_OK(hvi_qemu_vm_kallsyms(vm, "__x64_sys_getpid", &getpid));
-    CHECK_OK(hvi_qemu_vm_console(vm, "hvi-workload getpid >/dev/null 2>&1 & hvi-workload getpid "
-                                     ">/dev/null 2>&1 & echo ok", NULL, 20000, &out));
+    CHECK_OK(hvi_qemu_vm_console(vm,
+                                 "hvi-workload getpid >/dev/null 2>&1 & hvi-workload getpid "
+                                 ">/dev/null 2>&1 & echo ok",
+                                 NULL, 20000, &out));
     free(out);
     hvi_engine *e = NULL;
     REQUIRE(hvi_engine_new(&g, &e) == HVI_OK);

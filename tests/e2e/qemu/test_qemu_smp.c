@@ -13,11 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support_util.h"
 #include "core/engine.h"
 #include "qemu_util.h"
 #include "qmp.h"
 #include "session.h" /* diagnostic counters */
-#include "../support_util.h"
 
 #define SYNCS_PER_CPU 100
 
@@ -135,8 +135,10 @@ HVI_TEST(smp2_every_breakpoint_hit_reported_once_on_its_vcpu)
     int64_t dt = ms_now() - t0;
     fprintf(stderr, "  %u events in %lld ms; per vCPU %u %u (guest made %d each); wrong rip %u\n",
             total, (long long)dt, c.seen[0], c.seen[1], SYNCS_PER_CPU, c.wrong_rip);
-    fprintf(stderr, "  steps reported before the vCPU moved (stepped again): %u; step replies "
-            "naming the other vCPU: %u\n", q->step_retries, q->foreign_stops);
+    fprintf(stderr,
+            "  steps reported before the vCPU moved (stepped again): %u; step replies "
+            "naming the other vCPU: %u\n",
+            q->step_retries, q->foreign_stops);
     CHECK(log_has(vm, "HVI-SYNC-DONE-0") && log_has(vm, "HVI-SYNC-DONE-1"));
     CHECK_EQ_U64(c.seen[0], SYNCS_PER_CPU);
     CHECK_EQ_U64(c.seen[1], SYNCS_PER_CPU);
@@ -265,7 +267,8 @@ HVI_TEST(attach_cli_with_cami_prints_the_linux_view)
     const char *dir = hvi_qemu_vm_dir(vm), *name = strrchr(dir, '/');
     REQUIRE(name);
     /* the state root is the VM directory's parent */
-    snprintf(cmd, sizeof(cmd), "HVI_GUEST_WORK='%.*s' '%s/tools/hvi/hvi' attach --name '%s' --cami '%s'",
+    snprintf(cmd, sizeof(cmd),
+             "HVI_GUEST_WORK='%.*s' '%s/tools/hvi/hvi' attach --name '%s' --cami '%s'",
              (int)(name - dir), dir, HVI_BINARY_DIR, name + 1, path);
     int status = -1;
     char *text = run_capture(cmd, &status);

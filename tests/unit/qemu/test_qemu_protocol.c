@@ -15,13 +15,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/engine.h"
 #include "harness.h"
 #include "hvi_qemu.h"
 #include "qmp.h"
 #include "rsp.h"
 #include "session.h"
 #include "vm_internal.h"
-#include "core/engine.h"
 
 static void frame(char *out, size_t len, const char *payload)
 {
@@ -201,7 +201,8 @@ HVI_TEST(qmp_status_skips_events_and_reports_errors)
     hvi_qmp *q = qmp_pair(&peer, "{\"QMP\": {\"version\": {}}}\r\n{\"return\": {}}\r\n", &st);
     CHECK_OK(st);
     REQUIRE(q);
-    put(peer, "{\"event\": \"STOP\"}\r\n{\"return\": {\"status\": \"debug\", \"running\": false}}\r\n");
+    put(peer,
+        "{\"event\": \"STOP\"}\r\n{\"return\": {\"status\": \"debug\", \"running\": false}}\r\n");
     char status[32];
     CHECK_OK(hvi_qmp_status(q, status, sizeof(status)));
     CHECK_STR(status, "debug");
@@ -233,7 +234,8 @@ HVI_TEST(qmp_events_piled_up_between_commands_are_dropped)
     char *evs = malloc(cap); /* one write: thousands of small ones would fill the socket */
     REQUIRE(evs);
     for (int i = 0; i < 1500; i++)
-        n += (size_t)snprintf(evs + n, cap - n, "{\"event\":\"STOP\",\"n\":%d}\n{\"event\":\"RESUME\"}\n", i);
+        n += (size_t)snprintf(evs + n, cap - n,
+                              "{\"event\":\"STOP\",\"n\":%d}\n{\"event\":\"RESUME\"}\n", i);
     put(peer, evs);
     free(evs);
     put(peer, "{\"event\": \"STO"); /* and half of one more */
@@ -272,7 +274,8 @@ HVI_TEST(qmp_event_backlog_flushed_during_a_command_is_skipped)
     struct late_writer w = {.fd = peer, .text = malloc(cap)};
     REQUIRE(w.text);
     for (int i = 0; i < 1500; i++)
-        n += (size_t)snprintf(w.text + n, cap - n, "{\"event\":\"STOP\",\"n\":%d}\n{\"event\":\"RESUME\"}\n", i);
+        n += (size_t)snprintf(w.text + n, cap - n,
+                              "{\"event\":\"STOP\",\"n\":%d}\n{\"event\":\"RESUME\"}\n", i);
     snprintf(w.text + n, cap - n, "{\"return\": {\"status\": \"running\"}}\n");
     pthread_t t;
     REQUIRE(pthread_create(&t, NULL, write_late, &w) == 0);
@@ -297,16 +300,15 @@ HVI_TEST(qmp_bad_greeting)
 
 HVI_TEST(qmp_info_registers_parse)
 {
-    const char *text =
-        "RAX=0000000000000000 RBX=0000000000000000\r\n"
-        "ES =0000 0000000000000000 ffffffff 00c00000\r\n"
-        "CS =0010 0000000000000000 ffffffff 00a09b00 DPL=0 CS64 [-RA]\r\n"
-        "SS =0018 0000000000000000 ffffffff 00c09300 DPL=0 DS   [-WA]\r\n"
-        "DS =0000 0000000000000000 ffffffff 00c00000\r\n"
-        "FS =0000 0000000000000000 ffffffff 00c00000\r\n"
-        "GS =0000 ffff88801f000000 ffffffff 00c00000\r\n"
-        "GDT=     fffffe0000001000 0000007f\r\n"
-        "IDT=     fffffe0000000000 00000fff\r\n";
+    const char *text = "RAX=0000000000000000 RBX=0000000000000000\r\n"
+                       "ES =0000 0000000000000000 ffffffff 00c00000\r\n"
+                       "CS =0010 0000000000000000 ffffffff 00a09b00 DPL=0 CS64 [-RA]\r\n"
+                       "SS =0018 0000000000000000 ffffffff 00c09300 DPL=0 DS   [-WA]\r\n"
+                       "DS =0000 0000000000000000 ffffffff 00c00000\r\n"
+                       "FS =0000 0000000000000000 ffffffff 00c00000\r\n"
+                       "GS =0000 ffff88801f000000 ffffffff 00c00000\r\n"
+                       "GDT=     fffffe0000001000 0000007f\r\n"
+                       "IDT=     fffffe0000000000 00000fff\r\n";
     hvi_regs r = {0};
     CHECK_OK(hvi_qmp_parse_info_registers(text, &r));
     CHECK_EQ_U64(r.idtr_base, 0xfffffe0000000000ull);
@@ -323,7 +325,12 @@ HVI_TEST(qmp_info_registers_parse)
 /* ---- a scripted fake gdbstub for the session ---- */
 
 enum fake_mode {
-    FAKE_OK, FAKE_GARBAGE_STOP, FAKE_EXIT, FAKE_SILENT, FAKE_SHORT_G, FAKE_SMP,
+    FAKE_OK,
+    FAKE_GARBAGE_STOP,
+    FAKE_EXIT,
+    FAKE_SILENT,
+    FAKE_SHORT_G,
+    FAKE_SMP,
     FAKE_CUT_G,    /* the reply to `g` stops half way and the socket closes */
     FAKE_CUT_STOP, /* the stop reply after `c` stops half way and the socket closes */
     FAKE_HEX_G     /* `g` answered with non-hex register text */
@@ -388,7 +395,8 @@ static const char *fake_reply(struct fake *f, const char *pkt, char *buf, size_t
         return "m01,02";
     if (!strcmp(pkt, "qsThreadInfo"))
         return "l";
-    if (!strncmp(pkt, "Hg", 2) || !strncmp(pkt, "Z", 1) || !strncmp(pkt, "z", 1) || !strcmp(pkt, "D;1"))
+    if (!strncmp(pkt, "Hg", 2) || !strncmp(pkt, "Z", 1) || !strncmp(pkt, "z", 1) ||
+        !strcmp(pkt, "D;1"))
         return "OK";
     if (!strcmp(pkt, "g") && f->mode == FAKE_CUT_G)
         return "!$00000000000000000000"; /* '!': raw bytes, then close */
@@ -441,7 +449,8 @@ static void *fake_main(void *p)
         char *s, *h;
         while ((s = strchr(in, '$')) && (h = strchr(s, '#')) && strlen(h) >= 3) {
             *h = '\0';
-            const char *rep = f->mode == FAKE_SILENT ? NULL : fake_reply(f, s + 1, buf, sizeof(buf));
+            const char *rep =
+                f->mode == FAKE_SILENT ? NULL : fake_reply(f, s + 1, buf, sizeof(buf));
             put(c, "+");
             if (rep && rep[0] == '!') { /* cut the reply short: the peer went away */
                 put(c, rep + 1);
@@ -658,7 +667,7 @@ HVI_TEST(snapshot_cpu_section_search)
     CHECK(hvi_qemu_snapshot_cpu(buf, sizeof(buf), 1, &ver) == buf + 117);
     CHECK_EQ_U64(ver, 12);
     CHECK(hvi_qemu_snapshot_cpu(buf, sizeof(buf), 0, &ver) == NULL); /* no CPU 0 */
-    CHECK(hvi_qemu_snapshot_cpu(buf, 117 + 100, 1, &ver) == NULL);  /* fields cut short */
+    CHECK(hvi_qemu_snapshot_cpu(buf, 117 + 100, 1, &ver) == NULL);   /* fields cut short */
     CHECK(hvi_qemu_snapshot_cpu(buf, 10, 1, &ver) == NULL);
     CHECK(hvi_qemu_snapshot_cpu(buf, 0, 1, &ver) == NULL);
     memcpy(buf + 2000, hdr, sizeof(hdr)); /* twice: ambiguous, refused */
@@ -726,7 +735,8 @@ HVI_TEST(cmdline_tcg_kvm_and_accel_choice)
     o.cpu_max = true;
     CHECK_OK(hvi_qemu_build_cmdline(&vm, &o, "/boot/k", "/w/i", "kvm", c));
     CHECK(argv_find(c->argv, "-accel", "kvm") > 0);
-    CHECK(argv_find(c->argv, "-accel", "tcg") < 0 && argv_find(c->argv, "-accel", "tcg,thread=multi") < 0);
+    CHECK(argv_find(c->argv, "-accel", "tcg") < 0 &&
+          argv_find(c->argv, "-accel", "tcg,thread=multi") < 0);
     CHECK(argv_find(c->argv, "-cpu", "max") > 0);
     CHECK(argv_find(c->argv, "-machine", "q35,memory-backend=mem") > 0);
     CHECK(argv_find(c->argv, "-gdb", "tcp:127.0.0.1:4321") > 0);
