@@ -296,3 +296,22 @@ hvi_status hvi_detach(hvi_engine *e)
     hvi_alert_flush(e);
     return result;
 }
+
+void hvi_code_written(hvi_engine *e, hvi_gva gva, const void *bytes, uint32_t len)
+{
+    if (!e || !bytes || !len || !e->glue.code_written)
+        return;
+    /* the backend takes at most one page per call */
+    for (uint32_t done = 0; done < len;) {
+        uint32_t n = (uint32_t)(HVI_PAGE_SIZE - ((gva + done) & (HVI_PAGE_SIZE - 1)));
+        if (n > len - done)
+            n = len - done;
+        if (e->glue.code_written(e->glue.ctx, gva + done, (const uint8_t *)bytes + done, n) !=
+            HVI_OK) {
+            hvi_log(e, HVI_LOG_WARN, "backend could not refresh code at 0x%llx",
+                    (unsigned long long)(gva + done));
+            return;
+        }
+        done += n;
+    }
+}

@@ -131,6 +131,12 @@ hvi_status hvi_fail(hvi_engine *e, hvi_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void hvi_log(hvi_engine *e, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* The engine changed guest code through the RAM mapping (a patch, a restore, a stub): tell a
+ * backend that caches translated code (glue code_written, optional) so it drops what it
+ * translated from the old bytes. QEMU/TCG does not see writes to its RAM file: without this a
+ * restored kernel text keeps executing the attacker's bytes. A no-op for other backends. */
+void hvi_code_written(hvi_engine *e, hvi_gva gva, const void *bytes, uint32_t len);
+
 /* Queue an alert; size and time_ns are filled in when zero. Delivered after the current event. */
 void hvi_alert_emit(hvi_engine *e, const hvi_alert *alert);
 /* Deliver queued alerts now (the core calls this at the end of every event and tick). */

@@ -125,11 +125,7 @@ struct lixd_state {
  * what it translated from [gva, gva+len), which now holds `bytes`. */
 static void code_sync(hvi_engine *e, uint64_t gva, const void *bytes, uint32_t len)
 {
-    const hvi_glue *g = &e->glue;
-    if (g->size >= offsetof(hvi_glue, code_written) + sizeof(g->code_written) && g->code_written &&
-        g->code_written(g->ctx, gva, bytes, len) != HVI_OK)
-        hvi_log(e, HVI_LOG_WARN, "in-guest detours: backend could not refresh code at 0x%llx",
-                (unsigned long long)gva);
+    hvi_code_written(e, gva, bytes, len);
 }
 
 static hvi_status pause_guest(hvi_engine *e)

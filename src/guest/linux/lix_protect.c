@@ -376,6 +376,8 @@ static void check_slice(hvi_engine *e, struct lixp_state *s, struct lixp_region 
                                            last - first + 1) == HVI_OK) {
             denied = true;
             s->stats.restored++;
+            if (r->code) /* a TCG backend would keep running translations of the patch */
+                hvi_code_written(e, r->gva + first, r->shadow + first, last - first + 1);
         }
         raise_mem_alert(e, s, r, s->buf, first, last, denied);
         if (!denied)

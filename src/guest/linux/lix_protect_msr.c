@@ -60,7 +60,8 @@ static void lstar_alert(hvi_engine *e, struct lixp_state *s, uint64_t lstar)
 static void agent_disarm(hvi_engine *e, struct lixp_state *s)
 {
     static const uint8_t pad[2] = {0xcc, 0xcc};
-    hvi_gva_write(e, 0, s->msr_stub, pad, 2);
+    if (hvi_gva_write(e, 0, s->msr_stub, pad, 2) == HVI_OK)
+        hvi_code_written(e, s->msr_stub, pad, 2);
     e->glue.set_breakpoint(e->glue.ctx, s->msr_stub + 2, false);
     s->msr_armed = false;
 }
@@ -126,8 +127,10 @@ void lixp_check_msr(hvi_engine *e, struct lixp_state *s)
     hvi_regs run = r;
     run.rip = s->msr_stub;
     run.gpr[HVI_RCX] = MSR_LSTAR;
-    if (hvi_gva_write(e, 0, s->msr_stub, rdmsr, 2) != HVI_OK ||
-        g->set_breakpoint(g->ctx, s->msr_stub + 2, true) != HVI_OK) {
+    bool placed = hvi_gva_write(e, 0, s->msr_stub, rdmsr, 2) == HVI_OK;
+    if (placed)
+        hvi_code_written(e, s->msr_stub, rdmsr, 2);
+    if (!placed || g->set_breakpoint(g->ctx, s->msr_stub + 2, true) != HVI_OK) {
         agent_disarm(e, s);
         g->resume(g->ctx);
         return;
