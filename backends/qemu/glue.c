@@ -25,7 +25,13 @@ enum {
     G_FS_BASE = 24,
     G_CR0 = 27,
     G_EFER = 32,
-    G_NCORE = 33
+    G_NCORE = 33,
+    /* then the x87 block, st0-st7 (10 bytes each, 33-40) and fctrl..fop (4 bytes each, 41-48),
+     * and the SSE block, xmm0-xmm15 (16 bytes each, 49-64) and mxcsr (65) */
+    G_ST0 = 33,
+    G_FCTRL = 41,
+    G_XMM0 = 49,
+    G_MXCSR = 65
 };
 /* GDB order rax rbx rcx rdx rsi rdi rbp rsp r8..r15 -> hvi_gpr. */
 static const uint8_t gdb_gpr[16] = {HVI_RAX, HVI_RBX, HVI_RCX, HVI_RDX, HVI_RSI, HVI_RDI,
@@ -36,6 +42,12 @@ static const uint8_t gdb_seg[6] = {HVI_CS, HVI_SS, HVI_DS, HVI_ES, HVI_FS, HVI_G
 
 static size_t reg_size(int n)
 {
+    if (n >= G_XMM0 && n < G_MXCSR)
+        return 16;
+    if (n >= G_ST0 && n < G_FCTRL)
+        return 10;
+    if (n >= G_FCTRL)
+        return 4;
     return (n >= G_EFLAGS && n < G_FS_BASE) ? 4 : 8;
 }
 
@@ -179,6 +191,40 @@ static hvi_status qemu_get_regs(void *ctx, uint32_t vcpu, uint32_t want, hvi_reg
     }
     if (st == HVI_OK)
         *out = tmp;
+    return st;
+}
+
+/* XMM`index` from the `g` packet: its 16 bytes in target (little-endian) order. */
+static hvi_status qemu_get_vec_reg(void *ctx, uint32_t vcpu, uint32_t index, uint8_t out[16])
+{
+    struct hvi_qemu *q = ctx;
+    if (!out || vcpu >= q->nvcpu || index >= 16)
+        return HVI_E_INVAL;
+    if (q->dead)
+        return HVI_E_CLOSED;
+    bool was_running = false;
+    hvi_status st = hvi_qemu_stop_now(q, &was_running);
+    char *hex = NULL;
+    if (st == HVI_OK)
+        st = read_g(q, vcpu, &hex);
+    if (st == HVI_OK) {
+        size_t at = 2 * reg_off(G_XMM0 + (int)index);
+        uint64_t lo = 0, hi = 0;
+        if (strlen(hex) < at + 32)
+            st = HVI_E_UNSUPPORTED; /* a stub without the SSE registers */
+        else if (!hvi_rsp_hex_le(hex + at, 8, &lo) || !hvi_rsp_hex_le(hex + at + 16, 8, &hi))
+            st = hvi_qemu_sfail(q, HVI_E_FORMAT, "register packet (xmm)");
+        for (int i = 0; st == HVI_OK && i < 8; i++) {
+            out[i] = (uint8_t)(lo >> (8 * i));
+            out[8 + i] = (uint8_t)(hi >> (8 * i));
+        }
+    }
+    free(hex);
+    if (was_running) {
+        hvi_status rs = hvi_qemu_resume_all(q);
+        if (st == HVI_OK)
+            st = rs;
+    }
     return st;
 }
 
@@ -447,11 +493,12 @@ hvi_status hvi_qemu_glue(hvi_qemu *q, hvi_glue *out)
     out->size = sizeof(*out);
     out->caps = HVI_CAP_REGS_WRITE | HVI_CAP_BREAKPOINT | HVI_CAP_WATCHPOINT | HVI_CAP_SINGLE_STEP |
                 HVI_CAP_PAUSE | (q->ram ? HVI_CAP_PHYS_MAP : 0) | (q->qmp ? HVI_CAP_DTR : 0) |
-                (q->msr_on ? HVI_CAP_MSR_READ : 0);
+                (q->msr_on ? HVI_CAP_MSR_READ : 0) | HVI_CAP_VEC_REGS;
     out->ctx = q;
     out->name = "qemu";
     out->vcpu_count = qemu_vcpu_count;
     out->get_regs = qemu_get_regs;
+    out->get_vec_reg = qemu_get_vec_reg;
     out->set_regs = qemu_set_regs;
     out->get_msr = q->msr_on ? hvi_qemu_get_msr : NULL;
     out->max_gpfn = qemu_max_gpfn;

@@ -408,6 +408,9 @@ static const char *fake_reply(struct fake *f, const char *pkt, char *buf, size_t
             buf[i] = '0';
         buf[2 * n < len ? 2 * n : len - 1] = '\0';
         memcpy(buf + 2 * 16 * 8, "efbeadde00000000", 16); /* rip */
+        /* xmm3: after 33 core registers (236 bytes), st0-7 (80), fctrl..fop (32), xmm0-2 (48) */
+        if (n == 608)
+            memcpy(buf + 2 * (236 + 80 + 32 + 48), "00112233445566778899aabbccddeeff", 32);
         if (f->mode == FAKE_HEX_G)
             memcpy(buf + 2 * 8 * 27, "zz", 2); /* cr0 */
         return buf;
@@ -568,6 +571,29 @@ HVI_TEST(session_silent_or_short_stub_fails_cleanly)
     fake_stop(&f);
     hvi_qemu_conn none = {.gdb_port = 1, .timeout_ms = 200}; /* nothing listens on port 1 */
     CHECK_STATUS(hvi_qemu_connect(&none, &q), HVI_E_CLOSED);
+}
+
+HVI_TEST(session_xmm_register_from_the_register_packet)
+{
+    struct fake f;
+    REQUIRE(fake_start(&f, FAKE_OK));
+    hvi_qemu_conn c = {.gdb_port = f.port, .timeout_ms = 2000};
+    hvi_qemu *q = NULL;
+    CHECK_OK(hvi_qemu_connect(&c, &q));
+    REQUIRE(q);
+    hvi_glue g;
+    hvi_qemu_glue(q, &g);
+    CHECK_OK(hvi_glue_check(&g));
+    CHECK(g.caps & HVI_CAP_VEC_REGS);
+    uint8_t x[16], zero[16] = {0};
+    CHECK_OK(g.get_vec_reg(q, 0, 3, x));
+    for (int i = 0; i < 16; i++)
+        CHECK_EQ_U64(x[i], (uint64_t)(i * 0x11));
+    CHECK_OK(g.get_vec_reg(q, 0, 2, x));
+    CHECK(memcmp(x, zero, 16) == 0);
+    CHECK_STATUS(g.get_vec_reg(q, 0, 16, x), HVI_E_INVAL);
+    hvi_qemu_close(q);
+    fake_stop(&f);
 }
 
 HVI_TEST(session_cut_or_garbage_replies_end_the_session)
