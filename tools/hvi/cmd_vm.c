@@ -163,5 +163,5 @@ static int cmd_vm(int argc, char **argv)
 {
     return hvi_cli_dispatch_sub("vm", argc, argv);
 }
-HVI_COMMAND("vm", cmd_vm, "manage the QEMU test guest (start, stop, status, console)")
+HVI_COMMAND("vm", cmd_vm, "manage the QEMU test guest (start, stop, status, console, dump)")
 #endif
