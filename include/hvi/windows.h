@@ -65,6 +65,36 @@ typedef struct hvi_windows_function {
     bool detoured;
 } hvi_windows_function;
 
+/* One VAD (MMVAD_SHORT) of a process's VA space: [start, end] inclusive, page aligned. */
+typedef struct hvi_windows_vad {
+    uint64_t node;               /* the MMVAD_SHORT's address */
+    uint64_t start, end;         /* StartingVpn << 12, (EndingVpn << 12) | 0xfff (high parts in) */
+    uint64_t flags;              /* the VadFlags word as read (FlagsSize bytes) */
+    uint32_t type;               /* MI_VAD_TYPE: 0 none (private), 2 image map, ... */
+    uint32_t protection;         /* MM protection index 0..31 (4 = READWRITE, 7 = EXECUTE_WRITECOPY) */
+    bool no_change;
+    uint32_t depth;              /* depth in the tree, root 0 */
+} hvi_windows_vad;
+
+typedef struct hvi_windows_thread {
+    uint64_t ethread;
+    uint32_t tid;                /* Cid.UniqueThread (CAMI Thread.Id) */
+    uint64_t process;            /* KTHREAD.Process (the owner) */
+    bool foreign;                /* its Process is not the EPROCESS whose list holds it */
+    uint64_t teb;                /* 0 for system threads */
+    uint64_t start_address;      /* Win32StartAddress, 0 when the entry has no such field */
+    uint8_t state;               /* KTHREAD.State (2 running, 5 waiting, ...) */
+} hvi_windows_thread;
+
+/* The user-mode parameters of a process, read through its own DirectoryTableBase. */
+typedef struct hvi_windows_process_params {
+    uint32_t pid;
+    uint64_t peb, params;        /* EPROCESS.Peb, PEB.ProcessParameters */
+    bool truncated;              /* a string was longer than its field here */
+    char image_path[512];        /* RTL_USER_PROCESS_PARAMETERS.ImagePathName, UTF-8 */
+    char command_line[1024];     /* .CommandLine, UTF-8 */
+} hvi_windows_process_params;
+
 /* What was found. HVI_E_INVAL for NULL arguments, HVI_E_STATE when no Windows kernel was found.
  * Also valid after hvi_new_guest() refused the build (have_offsets false). */
 hvi_status hvi_windows_get_info(hvi_engine *engine, hvi_windows_info *out);
@@ -95,6 +125,39 @@ hvi_status hvi_windows_find_export(hvi_engine *engine, const char *name, uint64_
  * without a Windows kernel; HVI_E_INVAL for an empty or over-long (>= 64) name. */
 hvi_status hvi_windows_block_process_add(hvi_engine *engine, const char *name);
 void hvi_windows_block_process_clear(hvi_engine *engine);
+/*
+ * The VADs of process pid (its EPROCESS.VadRoot tree, in address order). *out is a malloc'd
+ * array (hvi_windows_free); an empty VA space gives HVI_OK with *count 0 and *out NULL.
+ * HVI_E_NOT_FOUND: no such pid; HVI_E_UNSUPPORTED: the CAMI entry has no VadRoot/VadShort
+ * fields; HVI_E_FORMAT: a child that is not a kernel pointer, out of address order, overlapping
+ * its neighbours or reached twice (cycles and shared nodes are caught this way); HVI_E_LIMIT:
+ * deeper than 64 or more than 65536 nodes; HVI_E_NOT_PRESENT: a node on an absent page. On
+ * failure nothing is returned; hvi_last_error() names the node.
+ */
+hvi_status hvi_windows_vads(hvi_engine *engine, uint32_t pid, hvi_windows_vad **out,
+                            size_t *count);
+/* The threads of process pid (KPROCESS.ThreadListHead -> KTHREAD.ThreadListEntry, list order).
+ * Statuses as hvi_windows_list_processes, plus HVI_E_NOT_FOUND for no such pid and
+ * HVI_E_UNSUPPORTED when the CAMI entry has no ThreadListHead/ThreadListEntry. */
+hvi_status hvi_windows_threads(hvi_engine *engine, uint32_t pid, hvi_windows_thread **out,
+                               size_t *count);
+/* PEB -> ProcessParameters -> ImagePathName and CommandLine of process pid, read through the
+ * process's CR3 (user addresses only). HVI_E_NOT_FOUND: no such pid, or no PEB (System);
+ * HVI_E_NOT_PRESENT: the PEB or the parameters are paged out; HVI_E_FORMAT: a pointer that is
+ * not a canonical user address. An unreadable string leaves its field empty. */
+hvi_status hvi_windows_process_params_get(hvi_engine *engine, uint32_t pid,
+                                          hvi_windows_process_params *out);
+/* The process whose thread runs on vcpu now: GS base (or KERNEL_GS_BASE in user mode) is the
+ * KPCR (its Self field must point to itself), Pcr.CurrentThread -> Thread.Process.
+ * HVI_E_FORMAT: no KPCR there or a hostile pointer; HVI_E_BACKEND: the registers are
+ * unavailable. *thread (optional) gets the KTHREAD. */
+hvi_status hvi_windows_current_process(hvi_engine *engine, uint32_t vcpu,
+                                       hvi_windows_process *out, uint64_t *thread);
+/* "READWRITE", "EXECUTE_WRITECOPY", ... for an MM protection index (cache bits as a suffix
+ * "+NOCACHE"/"+GUARD"/"+WRITECOMBINE" are not included: the base name only); never NULL. */
+const char *hvi_windows_protection_name(uint32_t protection);
+/* "private", "image", "physical", ... for an MI_VAD_TYPE; never NULL. */
+const char *hvi_windows_vad_type_name(uint32_t type);
 /* Release an array returned above; accepts NULL. */
 void hvi_windows_free(void *array);
 

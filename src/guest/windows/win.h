@@ -32,6 +32,9 @@
 #define WIN_EXITED_RING 64u
 #define WIN_MAX_BLOCKS 64u
 #define WIN_STATUS_ACCESS_DENIED 0xC0000022u
+#define WIN_MAX_VADS 65536u     /* VAD tree: node budget ... */
+#define WIN_MAX_VAD_DEPTH 64u   /* ... and depth (an AVL tree of 65536 nodes is < 24 deep) */
+#define WIN_MAX_THREADS 65536u
 
 /* Functions the layer locates by CAMI code patterns and detours. */
 enum win_fn {
@@ -46,6 +49,14 @@ struct win_offsets {
     uint32_t p_cr3, p_list, p_name, p_id, p_ppid, p_peb, p_flags;  /* Process group */
     uint32_t f_exiting, f_delete, f_vmdeleted;                    /* EprocessFlags masks */
     uint32_t m_base, m_size, m_fullname, m_basename;              /* KLDR_DATA_TABLE_ENTRY */
+    /* VA space and threads (0: the entry has no such field) */
+    uint32_t p_vadroot, p_threads;                   /* Process.VadRoot, ThreadListHead */
+    uint32_t t_process, t_list, t_teb, t_id, t_start, t_state; /* Thread group */
+    uint32_t pcr_thread, pcr_prcb;                   /* Pcr.CurrentThread, Pcr.Prcb */
+    uint32_t v_left, v_right, v_start, v_start_hi, v_end, v_end_hi; /* VadShort */
+    uint32_t v_flags, v_flags_size, v_vpn_size;
+    uint32_t vf_type_shift, vf_type_mask, vf_prot_shift, vf_prot_mask, vf_nochange; /* VadFlags */
+    bool vad_avl_table; /* VadRoot is an MM_AVL_TABLE (builds before 9600): root = its RightChild */
 };
 
 struct win_located {
@@ -110,6 +121,8 @@ hvi_status win_read_build(hvi_engine *e, uint64_t base, const struct win_pe *pe,
 typedef bool (*win_proc_cb)(const hvi_windows_process *p, void *ctx);
 typedef bool (*win_mod_cb)(const hvi_windows_module *m, void *ctx);
 hvi_status win_read_process(hvi_engine *e, uint64_t eprocess, hvi_windows_process *out);
+/* Next node of the LIST_ENTRY at node: its Flink, a kernel pointer whose Blink is node. */
+hvi_status win_list_next(hvi_engine *e, uint64_t node, uint64_t *next);
 hvi_status win_find_process_head(hvi_engine *e, uint64_t *head);
 hvi_status win_walk_processes(hvi_engine *e, win_proc_cb cb, void *ctx);
 hvi_status win_walk_modules(hvi_engine *e, win_mod_cb cb, void *ctx);
@@ -120,6 +133,21 @@ hvi_status win_read_module(hvi_engine *e, uint64_t entry, hvi_windows_module *ou
 hvi_status win_module_at(hvi_engine *e, uint64_t va, hvi_windows_module *out);
 /* UNICODE_STRING at va -> UTF-8 (at most 255 characters). */
 hvi_status win_read_ustr(hvi_engine *e, uint64_t va, char *out, size_t out_len, bool *truncated);
+
+/* VA space, threads, user-mode parameters, current process (win_vad.c, win_thread.c). */
+void win_load_va_offsets(struct win_state *w);
+/* The EPROCESS of pid (first match on the process list); HVI_E_NOT_FOUND when none. */
+hvi_status win_find_pid(hvi_engine *e, uint32_t pid, hvi_windows_process *out);
+typedef bool (*win_vad_cb)(const hvi_windows_vad *v, void *ctx);
+hvi_status win_walk_vads(hvi_engine *e, const hvi_windows_process *p, win_vad_cb cb, void *ctx);
+typedef bool (*win_thread_cb)(const hvi_windows_thread *t, void *ctx);
+hvi_status win_walk_threads(hvi_engine *e, const hvi_windows_process *p, win_thread_cb cb,
+                            void *ctx);
+hvi_status win_read_params(hvi_engine *e, const hvi_windows_process *p,
+                           hvi_windows_process_params *out);
+/* The process of the thread running on vcpu (KPCR at GS base -> CurrentThread -> Process). */
+hvi_status win_current_process(hvi_engine *e, uint32_t vcpu, hvi_windows_process *out,
+                               uint64_t *thread);
 
 /* Function patterns and detours (win_func.c). */
 const char *win_fn_name(enum win_fn f);

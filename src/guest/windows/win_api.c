@@ -140,6 +140,71 @@ hvi_status hvi_windows_find_export(hvi_engine *e, const char *name, uint64_t *ad
     return win_export(e, name, addr);
 }
 
+static bool push_vad(const hvi_windows_vad *v, void *ctx)
+{
+    return grow_push(ctx, v);
+}
+static bool push_thread(const hvi_windows_thread *t, void *ctx)
+{
+    return grow_push(ctx, t);
+}
+
+hvi_status hvi_windows_vads(hvi_engine *e, uint32_t pid, hvi_windows_vad **out, size_t *count)
+{
+    if (!e || !out || !count)
+        return HVI_E_INVAL;
+    hvi_windows_process p;
+    hvi_status st = need_offsets(e);
+    if (st == HVI_OK)
+        st = win_find_pid(e, pid, &p);
+    if (st != HVI_OK)
+        return st;
+    struct grow g = {.size = sizeof(hvi_windows_vad)};
+    st = win_walk_vads(e, &p, push_vad, &g);
+    return finish(st, &g, (void **)out, count);
+}
+
+hvi_status hvi_windows_threads(hvi_engine *e, uint32_t pid, hvi_windows_thread **out,
+                               size_t *count)
+{
+    if (!e || !out || !count)
+        return HVI_E_INVAL;
+    hvi_windows_process p;
+    hvi_status st = need_offsets(e);
+    if (st == HVI_OK)
+        st = win_find_pid(e, pid, &p);
+    if (st != HVI_OK)
+        return st;
+    struct grow g = {.size = sizeof(hvi_windows_thread)};
+    st = win_walk_threads(e, &p, push_thread, &g);
+    return finish(st, &g, (void **)out, count);
+}
+
+hvi_status hvi_windows_process_params_get(hvi_engine *e, uint32_t pid,
+                                          hvi_windows_process_params *out)
+{
+    if (!e || !out)
+        return HVI_E_INVAL;
+    hvi_windows_process p;
+    hvi_status st = need_offsets(e);
+    if (st == HVI_OK)
+        st = win_find_pid(e, pid, &p);
+    if (st != HVI_OK)
+        return st;
+    return win_read_params(e, &p, out);
+}
+
+hvi_status hvi_windows_current_process(hvi_engine *e, uint32_t vcpu, hvi_windows_process *out,
+                                       uint64_t *thread)
+{
+    if (!e || !out)
+        return HVI_E_INVAL;
+    hvi_status st = need_offsets(e);
+    if (st != HVI_OK)
+        return st;
+    return win_current_process(e, vcpu, out, thread);
+}
+
 void hvi_windows_free(void *array)
 {
     free(array);

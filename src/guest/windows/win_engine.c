@@ -130,6 +130,7 @@ static hvi_status load_offsets(hvi_engine *e, struct win_state *w)
     o->m_size = s ? s : 0x40;
     o->m_fullname = n ? n : 0x48;
     o->m_basename = o->m_fullname + 0x10;
+    win_load_va_offsets(w);
     if (!o->p_list || !o->p_id || !o->p_name)
         return hvi_fail(e, HVI_E_FORMAT,
                         "CAMI entry for Windows build %u lacks Process.ListEntry/Id/Name",

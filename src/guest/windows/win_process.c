@@ -42,7 +42,7 @@ hvi_status win_read_process(hvi_engine *e, uint64_t ep, hvi_windows_process *out
 
 /* Next node of a LIST_ENTRY at `node`: Flink, checked to be a kernel pointer whose Blink is
  * `node`. */
-static hvi_status list_next(hvi_engine *e, uint64_t node, uint64_t *next)
+hvi_status win_list_next(hvi_engine *e, uint64_t node, uint64_t *next)
 {
     uint64_t f = 0, b = 0;
     hvi_status st = win_read_u64(e, node, &f);
@@ -68,7 +68,7 @@ hvi_status win_find_process_head(hvi_engine *e, uint64_t *head)
     uint64_t start = w->system_process + w->off.p_list, node = start;
     for (uint32_t i = 0; i <= WIN_MAX_PROCESSES; i++) {
         uint64_t next = 0;
-        hvi_status st = list_next(e, node, &next);
+        hvi_status st = win_list_next(e, node, &next);
         if (st != HVI_OK)
             return hvi_fail(e, st,
                             "process list broken at 0x%llx (%s) while looking for "
@@ -95,7 +95,7 @@ hvi_status win_walk_processes(hvi_engine *e, win_proc_cb cb, void *ctx)
     uint64_t head = w->ps_active_head, node = head;
     for (uint32_t i = 0; i < WIN_MAX_PROCESSES; i++) {
         uint64_t next = 0;
-        hvi_status st = list_next(e, node, &next);
+        hvi_status st = win_list_next(e, node, &next);
         if (st != HVI_OK)
             return hvi_fail(e, st == HVI_E_FORMAT ? HVI_E_FORMAT : st,
                             "process list: bad link after 0x%llx (%s)", (unsigned long long)node,
@@ -222,7 +222,7 @@ static hvi_status walk_modules(hvi_engine *e, bool names, win_mod_cb cb, void *c
     uint64_t head = w->ps_loaded_list, node = head;
     for (uint32_t i = 0; i < WIN_MAX_MODULES; i++) {
         uint64_t next = 0;
-        hvi_status st = list_next(e, node, &next);
+        hvi_status st = win_list_next(e, node, &next);
         if (st != HVI_OK)
             return hvi_fail(e, st, "module list: bad link after 0x%llx (%s)",
                             (unsigned long long)node, hvi_strstatus(st));
