@@ -25,7 +25,13 @@ static void owner(hvi_engine *e, hvi_alert *a, void *ctx)
     } else {
         hvi_strlcpy(a->module, "unknown", sizeof(a->module));
     }
+    /* the process whose thread runs on the writing vCPU */
+    hvi_windows_process p;
     a->pid = -1;
+    if (win_current_process(e, a->vcpu, &p, NULL) == HVI_OK) {
+        a->pid = (int32_t)p.pid;
+        hvi_strlcpy(a->comm, p.name, sizeof(a->comm));
+    }
 }
 
 static hvi_status push(hvi_engine *e, struct win_state *w, hvi_protect *p, uint64_t opt)
