@@ -12,6 +12,10 @@
  *     KeServiceDescriptorTable and KiServiceTable;
  *   - EPROCESS objects (System + N) linked on PsActiveProcessHead with the entry's Process
  *     offsets (ListEntry, Id, ParentPid, Name, Cr3, Peb, Flags);
+ *   - per process a VAD tree (MMVAD_SHORT, CAMI VadShort/VadFlags layout; MM_AVL_TABLE before
+ *     build 9600, RTL_AVL_TREE after), threads on KPROCESS.ThreadListHead (CAMI Thread group),
+ *     and in its own address space a PEB with RTL_USER_PROCESS_PARAMETERS (image path, command
+ *     line); a KPCR per vCPU at GS base whose CurrentThread is System's thread;
  *   - KLDR_DATA_TABLE_ENTRY objects (ntoskrnl.exe, hal.dll + N) on PsLoadedModuleList with
  *     UTF-16 UNICODE_STRING names;
  *   - an IDT, a kernel stack, LSTAR = KiSystemCall64 (or KiSystemCall64Shadow in KVASCODE).
@@ -32,6 +36,9 @@ extern "C" {
 #endif
 
 #define HVI_SIM_WIN_MAX 32u          /* processes / drivers beyond the fixed ones */
+#define HVI_SIM_WIN_VADS 5u          /* VADs of each user process */
+#define HVI_SIM_WIN_THREADS 2u       /* threads of each user process (System has 1) */
+#define HVI_SIM_WIN_VCPUS 8u         /* vCPUs given a KPCR */
 
 enum hvi_sim_win_flags {
     HVI_SIM_WIN_NO_PATTERNS = 1u << 0, /* leave PspInsertProcess/MmClean... patterns out */
@@ -69,6 +76,32 @@ typedef struct hvi_sim_win {
     char drv_name[HVI_SIM_WIN_MAX + 2][32];
     uint32_t off_list, off_id, off_ppid, off_name, off_cr3, off_peb, off_flags; /* from CAMI */
     uint32_t off_ldr_base, off_ldr_size, off_ldr_fullname, off_ldr_basename;
+    /* VA space of process i (System has none): MMVAD_SHORT nodes in address order, a balanced
+     * tree rooted at the middle one; [start, end] inclusive */
+    uint32_t nvad[HVI_SIM_WIN_MAX + 1];
+    uint64_t vad_node[HVI_SIM_WIN_MAX + 1][HVI_SIM_WIN_VADS];
+    uint64_t vad_start[HVI_SIM_WIN_MAX + 1][HVI_SIM_WIN_VADS];
+    uint64_t vad_end[HVI_SIM_WIN_MAX + 1][HVI_SIM_WIN_VADS];
+    uint32_t vad_type[HVI_SIM_WIN_MAX + 1][HVI_SIM_WIN_VADS];
+    uint32_t vad_prot[HVI_SIM_WIN_MAX + 1][HVI_SIM_WIN_VADS];
+    /* threads on KPROCESS.ThreadListHead */
+    uint32_t nthread[HVI_SIM_WIN_MAX + 1];
+    uint64_t ethread[HVI_SIM_WIN_MAX + 1][HVI_SIM_WIN_THREADS];
+    uint32_t tid[HVI_SIM_WIN_MAX + 1][HVI_SIM_WIN_THREADS];
+    uint64_t teb[HVI_SIM_WIN_MAX + 1][HVI_SIM_WIN_THREADS];
+    uint64_t thread_start[HVI_SIM_WIN_MAX + 1][HVI_SIM_WIN_THREADS];
+    /* user memory, mapped in the process's own CR3 only: PEB -> RTL_USER_PROCESS_PARAMETERS */
+    uint64_t peb[HVI_SIM_WIN_MAX + 1], params[HVI_SIM_WIN_MAX + 1];
+    hvi_gpa peb_gpa[HVI_SIM_WIN_MAX + 1];
+    char image_path[HVI_SIM_WIN_MAX + 1][64];
+    char command_line[HVI_SIM_WIN_MAX + 1][96];
+    uint64_t kpcr[HVI_SIM_WIN_VCPUS];  /* GS base of each vCPU; CurrentThread: System's thread */
+    uint32_t off_vadroot, off_threads, off_t_process, off_t_list, off_t_teb, off_t_id;
+    uint32_t off_t_start, off_t_state, off_pcr_thread, off_pcr_prcb;
+    uint32_t off_v_parent, off_v_left, off_v_right, off_v_start, off_v_start_hi, off_v_end;
+    uint32_t off_v_end_hi, off_v_flags, v_flags_size, v_vpn_size;
+    uint32_t vf_type_shift, vf_prot_shift;
+    bool vad_avl_table;                /* build < 9600: VadRoot is an MM_AVL_TABLE */
     uint64_t pool_next;                /* next free pool page (builder bookkeeping) */
 } hvi_sim_win;
 
@@ -92,6 +125,14 @@ hvi_status hvi_sim_win_new_ldr(hvi_sim *sim, hvi_sim_win *w, const char *name, u
  * instruction is executed (hvi_sim_guest_exec), raising the detour's breakpoint if one is set. */
 hvi_status hvi_sim_win_call(hvi_sim *sim, hvi_sim_win *w, uint64_t fn, const uint64_t *args,
                             uint32_t nargs, hvi_event_reply *reply);
+
+/* Map `pages` fresh kernel pool pages (writable, NX, after a guard gap); tests build hostile
+ * structures in them. */
+hvi_status hvi_sim_win_pool(hvi_sim *sim, hvi_sim_win *w, uint32_t pages, uint64_t *va);
+
+/* Make `ethread` the current thread of vcpu (KPCR CurrentThread). */
+hvi_status hvi_sim_win_set_current(hvi_sim *sim, const hvi_sim_win *w, uint32_t vcpu,
+                                   uint64_t ethread);
 
 /* Write guest kernel memory directly (no EPT, no events): tests corrupt structures with it. */
 hvi_status hvi_sim_win_poke(hvi_sim *sim, const hvi_sim_win *w, uint64_t va, const void *data,

@@ -12,6 +12,15 @@
 #define STACK_VA 0xfffff80001c00000ull
 #define POOL_VA 0xffffa08000000000ull
 #define PEB_VA 0x000000e0c0000000ull
+#define TEB_VA 0x000000e0d0000000ull
+#define EXE_VA 0x00007ff600000000ull
+#define NTDLL_VA 0x00007ffab0000000ull
+#define THREAD_SIZE 0x800u /* two ETHREADs per pool page */
+#define VAD_SIZE 0x80u
+/* the PEB page: RTL_USER_PROCESS_PARAMETERS at +0x800, its strings at +0xa00 and +0xb00 */
+#define PEB_PARAMS 0x800u
+#define PEB_IMAGE 0xa00u
+#define PEB_CMDLINE 0xb00u
 
 /* image layout (RVAs) */
 #define RVA_TEXT 0x1000u  /* 3 pages */
@@ -300,6 +309,8 @@ hvi_status hvi_sim_win_new_eprocess(hvi_sim *sim, hvi_sim_win *w, const char *na
     put64(e, w->off_cr3, pid == 4 ? w->cr3 : cr3);
     put64(e, w->off_peb, pid == 4 ? 0 : PEB_VA + pid * 0x1000ull);
     put32(e, w->off_flags, 0x40000); /* HasAddressSpace */
+    put64(e, w->off_threads, va + w->off_threads); /* no threads yet: the head points to itself */
+    put64(e, w->off_threads + 8, va + w->off_threads);
     if ((st = hvi_sim_win_poke(sim, w, va, e, sizeof(e))) != HVI_OK)
         return st;
     *out = va;
@@ -330,6 +341,36 @@ static hvi_status offsets(const hvi_cami_win_entry *c, hvi_sim_win *w)
     w->off_ldr_size = s ? s : 0x40;
     w->off_ldr_fullname = n ? n : 0x48;
     w->off_ldr_basename = w->off_ldr_fullname + 0x10;
+    w->off_vadroot = km(c, HVI_WIN_KM_PROCESS, HVI_WIN_KM_PROCESS_VADROOT);
+    w->off_threads = km(c, HVI_WIN_KM_PROCESS, HVI_WIN_KM_PROCESS_THREADLISTHEAD);
+    w->off_t_process = km(c, HVI_WIN_KM_THREAD, HVI_WIN_KM_THREAD_PROCESS);
+    w->off_t_list = km(c, HVI_WIN_KM_THREAD, HVI_WIN_KM_THREAD_THREADLISTENTRY);
+    w->off_t_teb = km(c, HVI_WIN_KM_THREAD, HVI_WIN_KM_THREAD_TEB);
+    w->off_t_id = km(c, HVI_WIN_KM_THREAD, HVI_WIN_KM_THREAD_ID);
+    w->off_t_start = km(c, HVI_WIN_KM_THREAD, HVI_WIN_KM_THREAD_WIN32STARTADDRESS);
+    w->off_t_state = km(c, HVI_WIN_KM_THREAD, HVI_WIN_KM_THREAD_STATE);
+    w->off_pcr_thread = km(c, HVI_WIN_KM_PCR, HVI_WIN_KM_PCR_CURRENTTHREAD);
+    w->off_pcr_prcb = km(c, HVI_WIN_KM_PCR, HVI_WIN_KM_PCR_PRCB);
+    w->off_v_parent = km(c, HVI_WIN_KM_VADSHORT, HVI_WIN_KM_VADSHORT_PARENT);
+    w->off_v_left = km(c, HVI_WIN_KM_VADSHORT, HVI_WIN_KM_VADSHORT_LEFT);
+    w->off_v_right = km(c, HVI_WIN_KM_VADSHORT, HVI_WIN_KM_VADSHORT_RIGHT);
+    w->off_v_start = km(c, HVI_WIN_KM_VADSHORT, HVI_WIN_KM_VADSHORT_STARTINGVPN);
+    w->off_v_start_hi = km(c, HVI_WIN_KM_VADSHORT, HVI_WIN_KM_VADSHORT_STARTINGVPNHIGH);
+    w->off_v_end = km(c, HVI_WIN_KM_VADSHORT, HVI_WIN_KM_VADSHORT_ENDINGVPN);
+    w->off_v_end_hi = km(c, HVI_WIN_KM_VADSHORT, HVI_WIN_KM_VADSHORT_ENDINGVPNHIGH);
+    w->off_v_flags = km(c, HVI_WIN_KM_VADSHORT, HVI_WIN_KM_VADSHORT_FLAGS);
+    w->v_flags_size = km(c, HVI_WIN_KM_VADSHORT, HVI_WIN_KM_VADSHORT_FLAGSSIZE);
+    w->v_vpn_size = km(c, HVI_WIN_KM_VADSHORT, HVI_WIN_KM_VADSHORT_VPNSIZE);
+    w->vf_type_shift = km(c, HVI_WIN_KM_VADFLAGS, HVI_WIN_KM_VADFLAGS_TYPESHIFT);
+    w->vf_prot_shift = km(c, HVI_WIN_KM_VADFLAGS, HVI_WIN_KM_VADFLAGS_PROTECTIONSHIFT);
+    w->vad_avl_table = c->build < 9600;
+    if (w->off_t_start + 8 > THREAD_SIZE || w->off_t_list + 16 > THREAD_SIZE ||
+        w->off_t_id + 8 > THREAD_SIZE || w->off_t_teb + 8 > THREAD_SIZE ||
+        w->off_t_process + 8 > THREAD_SIZE || w->off_v_flags + 8 > VAD_SIZE ||
+        w->off_vadroot + 0x18 > 4096 || w->off_threads + 16 > 4096 || w->off_pcr_thread + 8 > 4096 ||
+        (w->v_vpn_size != 4 && w->v_vpn_size != 8) ||
+        (w->v_flags_size != 4 && w->v_flags_size != 8))
+        return HVI_E_FORMAT;
     uint32_t hi[] = {w->off_list + 16, w->off_id + 8,  w->off_ppid + 8, w->off_name + 15,
                      w->off_cr3 + 8,   w->off_peb + 8, w->off_flags + 4};
     for (size_t i = 0; i < sizeof(hi) / sizeof(hi[0]); i++)
@@ -449,6 +490,125 @@ static hvi_status build_data(hvi_sim *sim, const hvi_sim_win_config *cfg, hvi_si
     return hvi_sim_win_poke(sim, w, KBASE + RVA_DATA, d, sizeof(d));
 }
 
+/* One MMVAD_SHORT of process i (node k) with its children, parent, VPNs and flags. */
+static void put_vad(const hvi_sim_win *w, uint8_t *b, uint32_t i, uint32_t k, uint64_t parent,
+                    uint64_t left, uint64_t right)
+{
+    uint8_t *n = b + k * VAD_SIZE;
+    uint64_t s = w->vad_start[i][k] >> 12, e = w->vad_end[i][k] >> 12;
+    put64(n, w->off_v_parent, parent);
+    put64(n, w->off_v_left, left);
+    put64(n, w->off_v_right, right);
+    if (w->v_vpn_size == 8) {
+        put64(n, w->off_v_start, s);
+        put64(n, w->off_v_end, e);
+    } else {
+        put32(n, w->off_v_start, (uint32_t)s);
+        put32(n, w->off_v_end, (uint32_t)e);
+        if (w->off_v_start_hi)
+            n[w->off_v_start_hi] = (uint8_t)(s >> 32);
+        if (w->off_v_end_hi)
+            n[w->off_v_end_hi] = (uint8_t)(e >> 32);
+    }
+    uint64_t f = (uint64_t)w->vad_type[i][k] << w->vf_type_shift |
+                 (uint64_t)w->vad_prot[i][k] << w->vf_prot_shift;
+    if (w->v_flags_size == 8)
+        put64(n, w->off_v_flags, f);
+    else
+        put32(n, w->off_v_flags, (uint32_t)f);
+}
+
+/* Process i's VADs (a 5-node tree: root 2; 0 left with right child 1; 3 right with right child
+ * 4), threads and, in its own address space, PEB and process parameters. */
+static hvi_status populate(hvi_sim *sim, hvi_sim_win *w, uint32_t i)
+{
+    uint64_t pool = 0, ep = w->eprocess[i], cr3 = 0, pid = w->pid[i];
+    hvi_status st = pool_alloc(sim, w, 2, &pool);
+    if (st != HVI_OK)
+        return st;
+    uint8_t b[4096];
+    /* threads: page 2 of the allocation */
+    memset(b, 0, sizeof(b));
+    uint32_t nt = i == 0 ? 1 : HVI_SIM_WIN_THREADS;
+    uint64_t nodes[HVI_SIM_WIN_THREADS];
+    for (uint32_t k = 0; k < nt; k++) {
+        uint8_t *t = b + k * THREAD_SIZE;
+        uint64_t th = pool + 4096 + k * THREAD_SIZE;
+        w->ethread[i][k] = th;
+        w->tid[i][k] = i == 0 ? 8 : (uint32_t)(0x2000 + 8 * pid + 4 * k);
+        w->teb[i][k] = i == 0 ? 0 : TEB_VA + pid * 0x2000 + k * 0x1000ull;
+        w->thread_start[i][k] = i == 0 ? KBASE + RVA_TEXT + OFF_ISR
+                                       : EXE_VA + pid * 0x100000 + 0x1000 + 0x100 * k;
+        put64(t, w->off_t_id - 8, pid); /* Cid.UniqueProcess */
+        put64(t, w->off_t_id, w->tid[i][k]);
+        put64(t, w->off_t_process, ep);
+        put64(t, w->off_t_teb, w->teb[i][k]);
+        put64(t, w->off_t_start, w->thread_start[i][k]);
+        t[w->off_t_state] = 5; /* Waiting */
+        nodes[k] = th + w->off_t_list;
+    }
+    w->nthread[i] = nt;
+    if ((st = hvi_sim_win_poke(sim, w, pool + 4096, b, sizeof(b))) != HVI_OK ||
+        (st = link_list(sim, w, ep + w->off_threads, nodes, nt)) != HVI_OK || i == 0)
+        return st;
+    /* VADs: page 1 */
+    uint64_t peb = PEB_VA + pid * 0x1000, exe = EXE_VA + pid * 0x100000;
+    const uint64_t range[HVI_SIM_WIN_VADS][2] = {
+        {0x1e0000, 0x1effff},    {0x500000, 0x5fffff},       {peb, peb + 0xfff},
+        {exe, exe + 0x2ffff}, {NTDLL_VA, NTDLL_VA + 0x1fffff}};
+    for (uint32_t k = 0; k < HVI_SIM_WIN_VADS; k++) {
+        w->vad_node[i][k] = pool + k * VAD_SIZE;
+        w->vad_start[i][k] = range[k][0];
+        w->vad_end[i][k] = range[k][1];
+        w->vad_type[i][k] = k >= 3 ? 2 : 0;  /* image map / private */
+        w->vad_prot[i][k] = k >= 3 ? 7 : 4;  /* EXECUTE_WRITECOPY / READWRITE */
+    }
+    w->nvad[i] = HVI_SIM_WIN_VADS;
+    const uint64_t *v = w->vad_node[i];
+    uint64_t table = ep + w->off_vadroot;
+    memset(b, 0, sizeof(b));
+    put_vad(w, b, i, 2, w->vad_avl_table ? table : 0, v[0], v[3]);
+    put_vad(w, b, i, 0, v[2], 0, v[1]);
+    put_vad(w, b, i, 1, v[0], 0, 0);
+    put_vad(w, b, i, 3, v[2], 0, v[4]);
+    put_vad(w, b, i, 4, v[3], 0, 0);
+    if ((st = hvi_sim_win_poke(sim, w, pool, b, sizeof(b))) != HVI_OK ||
+        (st = hvi_sim_win_poke(sim, w, table + (w->vad_avl_table ? w->off_v_right : 0), &v[2],
+                               8)) != HVI_OK)
+        return st;
+    /* user memory through the process's own page tables */
+    hvi_gpa gpa = 0;
+    if ((st = hvi_sim_translate(sim, w->cr3, HVI_PAGING_4LVL, ep + w->off_cr3, &gpa)) != HVI_OK ||
+        (st = hvi_sim_phys_read(sim, gpa, &cr3, 8)) != HVI_OK)
+        return st;
+    if ((st = hvi_sim_alloc_frames(sim, 1, 4096, &gpa)) != HVI_OK ||
+        (st = hvi_sim_map(sim, cr3, HVI_PAGING_4LVL, peb, gpa, 4096,
+                          HVI_SIM_PTE_U | PTE_W | PTE_NX)) != HVI_OK)
+        return st;
+    w->peb[i] = peb;
+    w->peb_gpa[i] = gpa;
+    w->params[i] = peb + PEB_PARAMS;
+    char name[16], path[64], cmd[96];
+    memcpy(name, w->name[i], sizeof(name));
+    snprintf(path, sizeof(path), "C:\\Windows\\System32\\%s", name);
+    snprintf(cmd, sizeof(cmd), "\"%s\" -sim %u", path, (unsigned)pid);
+    memcpy(w->image_path[i], path, sizeof(path));
+    memcpy(w->command_line[i], cmd, sizeof(cmd));
+    memset(b, 0, sizeof(b));
+    put64(b, 0x20, peb + PEB_PARAMS); /* PEB.ProcessParameters */
+    put32(b, PEB_PARAMS + 8, 1);       /* Flags: RTL_USER_PROC_PARAMS_NORMALIZED */
+    size_t il = strlen(w->image_path[i]), cl = strlen(w->command_line[i]);
+    put16(b, PEB_PARAMS + 0x60, (uint16_t)(2 * il));
+    put16(b, PEB_PARAMS + 0x62, (uint16_t)(2 * il + 2));
+    put64(b, PEB_PARAMS + 0x68, peb + PEB_IMAGE);
+    put16(b, PEB_PARAMS + 0x70, (uint16_t)(2 * cl));
+    put16(b, PEB_PARAMS + 0x72, (uint16_t)(2 * cl + 2));
+    put64(b, PEB_PARAMS + 0x78, peb + PEB_CMDLINE);
+    utf16(b + PEB_IMAGE, w->image_path[i]);
+    utf16(b + PEB_CMDLINE, w->command_line[i]);
+    return hvi_sim_phys_write(sim, gpa, b, sizeof(b));
+}
+
 static hvi_status build_lists(hvi_sim *sim, const hvi_sim_win_config *cfg, hvi_sim_win *w)
 {
     uint64_t nodes[HVI_SIM_WIN_MAX + 2];
@@ -468,6 +628,8 @@ static hvi_status build_lists(hvi_sim *sim, const hvi_sim_win_config *cfg, hvi_s
         w->pid[i] = pid;
         w->ppid[i] = ppid;
         memcpy(w->name[i], name, sizeof(name));
+        if (st == HVI_OK)
+            st = populate(sim, w, i);
         nodes[i] = w->eprocess[i] + w->off_list;
     }
     w->nproc = cfg->processes + 1;
@@ -515,6 +677,26 @@ static hvi_status build_cpu(hvi_sim *sim, const hvi_sim_win_config *cfg, hvi_sim
         return st;
     w->idt = IDT_VA;
     w->stack_top = STACK_VA + 0x4000 - 0x200;
+    /* a KPCR per vCPU: Self (0x18), CurrentPrcb (Pcr.Prcb) -> the KPRCB at 0x180, and
+     * CurrentThread (Pcr.CurrentThread) -> System's thread */
+    for (uint32_t v = 0; st == HVI_OK && v < hvi_sim_vcpu_count(sim) && v < HVI_SIM_WIN_VCPUS;
+         v++) {
+        uint64_t pcr = 0;
+        if ((st = pool_alloc(sim, w, 2, &pcr)) != HVI_OK)
+            return st;
+        uint8_t k[0x200];
+        memset(k, 0, sizeof(k));
+        put64(k, 0x18, pcr);
+        put64(k, w->off_pcr_prcb, pcr + 0x180);
+        if ((st = hvi_sim_win_poke(sim, w, pcr, k, sizeof(k))) != HVI_OK ||
+            (st = hvi_sim_win_poke(sim, w, pcr + w->off_pcr_thread, &w->ethread[0][0], 8)) !=
+                HVI_OK)
+            return st;
+        w->kpcr[v] = pcr;
+        hvi_regs *r = hvi_sim_vcpu_regs(sim, v);
+        if (r)
+            r->gs_base = pcr;
+    }
     for (uint32_t v = 0; st == HVI_OK && v < hvi_sim_vcpu_count(sim); v++) {
         st = hvi_sim_set_paging(sim, v, HVI_PAGING_4LVL, w->cr3);
         if (st == HVI_OK)
@@ -559,6 +741,21 @@ hvi_status hvi_sim_win_build(hvi_sim *sim, const hvi_cami *cami, const hvi_sim_w
         (st = link_list(sim, out, out->ps_loaded_list, out->ldr, out->ndrv)) != HVI_OK)
         return st;
     return build_cpu(sim, cfg, out);
+}
+
+hvi_status hvi_sim_win_pool(hvi_sim *sim, hvi_sim_win *w, uint32_t pages, uint64_t *va)
+{
+    if (!sim || !w || !va || !pages || pages > 4096)
+        return HVI_E_INVAL;
+    return pool_alloc(sim, w, pages, va);
+}
+
+hvi_status hvi_sim_win_set_current(hvi_sim *sim, const hvi_sim_win *w, uint32_t vcpu,
+                                   uint64_t ethread)
+{
+    if (!sim || !w || vcpu >= HVI_SIM_WIN_VCPUS || !w->kpcr[vcpu])
+        return HVI_E_INVAL;
+    return hvi_sim_win_poke(sim, w, w->kpcr[vcpu] + w->off_pcr_thread, &ethread, 8);
 }
 
 hvi_status hvi_sim_win_call(hvi_sim *sim, hvi_sim_win *w, uint64_t fn, const uint64_t *args,
