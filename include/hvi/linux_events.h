@@ -18,6 +18,7 @@
 #ifndef HVI_LINUX_EVENTS_H
 #define HVI_LINUX_EVENTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,14 @@ extern "C" {
  * otherwise; HVI_E_UNSUPPORTED without hypervisor breakpoints). Idempotent. hvi_detach()
  * removes every detour. */
 hvi_status hvi_linux_events_start(hvi_engine *e);
+/* Record the events with in-guest detours and a ring (default on; docs/linux-indetour.md) or,
+ * off, with hypervisor breakpoints only. Before hvi_linux_events_start() (HVI_E_STATE after).
+ * With the ring, the only breakpoint is begin_new_exec's, placed while HVI_OPT_BLOCK_EXEC is set
+ * and the block list is not empty. */
+hvi_status hvi_linux_events_use_ring(hvi_engine *e, bool on);
+/* Read the ring now (events are otherwise delivered by the engine timer, hvi_timer_tick());
+ * the list functions below drain first. HVI_OK when nothing is recorded in the ring. */
+hvi_status hvi_linux_events_drain(hvi_engine *e);
 /* Remove every detour and forget the lists. */
 hvi_status hvi_linux_events_stop(hvi_engine *e);
 
@@ -58,8 +67,12 @@ typedef struct hvi_linux_events_stats {
     uint64_t bad;                /* hits whose arguments could not be decoded (hostile/garbage) */
     uint64_t reseeds;            /* list walks (start, option re-enabled) */
     uint64_t stepless;           /* hits resumed past the function's no-op prefix (no step-over) */
-    uint32_t detours;            /* breakpoints placed now */
+    uint32_t detours;            /* breakpoints + in-guest detours of enabled events now */
     uint32_t processes, modules; /* sizes of the lists */
+    uint32_t breakpoints;        /* hypervisor breakpoints placed now */
+    uint32_t in_guest;           /* events recorded by in-guest detours (ring) now */
+    uint64_t breakpoint_hits;    /* breakpoint stops handled */
+    uint64_t ring_records;       /* events taken from the in-guest ring */
 } hvi_linux_events_stats;
 hvi_status hvi_linux_events_stats_get(hvi_engine *e, hvi_linux_events_stats *out);
 

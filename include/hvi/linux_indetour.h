@@ -40,15 +40,23 @@ enum hvi_lixd_event {
     HVI_LIXD_BRK = 7,         /* do_brk_flags(mas, vma, addr, len, flags): current's mm */
     HVI_LIXD_EXIT_MMAP = 8,   /* exit_mmap(mm) */
     HVI_LIXD_FORK = 9,        /* wake_up_new_task(p): a new task starts (fork storms) */
-    HVI_LIXD_EVENT_MAX = 10,
+    /* Process and module events for hvi_linux_events (include/hvi/linux_events.h), installed
+     * only when asked for in opts.events: */
+    HVI_LIXD_EXEC = 10,       /* begin_new_exec(bprm): current's pid/tgid, bprm->filename copied */
+    HVI_LIXD_EXIT = 11,       /* do_exit(code): current's pid/tgid */
+    HVI_LIXD_MOD_LOAD = 12,   /* module_param_sysfs_setup(mod, ...): mod->name copied */
+    HVI_LIXD_MOD_UNLOAD = 13, /* module_param_sysfs_remove(mod): mod->name copied */
+    HVI_LIXD_EVENT_MAX = 14,
 };
+/* opts.events == 0 installs these (the VMA events and fork). */
+#define HVI_LIXD_DEFAULT_EVENTS 0x3feu
 const char *hvi_lixd_event_name(uint32_t id);
 
 typedef struct hvi_linux_indetour_opts {
     uint32_t ring_records; /* power of two, 0 = default (8192); shrunk to fit the region */
     uint64_t ring_gva;     /* 0 = find a region (tail of .bss before .bss..decrypted) */
     uint32_t ring_len;     /* with ring_gva: bytes available there */
-    uint32_t events;       /* bit (1 << id) per event to install; 0 = all available */
+    uint32_t events;       /* bit (1 << id) per event to install; 0 = HVI_LIXD_DEFAULT_EVENTS */
 } hvi_linux_indetour_opts;
 
 /* One event as the engine decoded it. vma/start/end/flags are read when the ring is drained
@@ -60,7 +68,10 @@ typedef struct hvi_linux_vma_event {
     int32_t pid, tgid; /* of that task (-1 if unreadable) */
     char comm[17];
     uint64_t vma, mm;              /* the VMA the event is about (0 if none) and its mm */
-    int32_t child_pid, child_tgid; /* HVI_LIXD_FORK: the new task (-1 if unreadable) */
+    int32_t child_pid, child_tgid; /* HVI_LIXD_FORK: the new task; EXEC/EXIT: the current task,
+                                      loaded at the call (-1 if unavailable) */
+    char str[64];                  /* EXEC: filename, MOD_*: module name, copied at the call
+                                      (at most 63 bytes; "" otherwise) */
     uint64_t start, end, flags;
     uint64_t args[5]; /* rdi, rsi, rdx, rcx, r8 */
 } hvi_linux_vma_event;

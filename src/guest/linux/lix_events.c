@@ -9,9 +9,11 @@
 
 #include "core/engine.h"
 #include "guest/linux/lix_events.h"
+#include "guest/linux/lix_indetour.h"
 #include "hvi/cami.h"
 #include "hvi/hook.h"
 #include "hvi/linux_events.h"
+#include "hvi/linux_indetour.h"
 
 #define LIXE_MAX_BLOCKS 64u
 #define LIXE_EACCES 13
@@ -42,7 +44,19 @@ struct lixe_state {
     size_t nblocks;
     struct lixe_slot slot[EV_N];
     hvi_linux_events_stats st;
+    bool no_ring;      /* hvi_linux_events_use_ring(e, false): breakpoints for everything */
+    uint32_t ring;     /* bit (1 << EV_*) per event recorded by an in-guest detour */
+    bool own_indetour; /* the in-guest detours were started for the events: stop them too */
 };
+
+/* Ring event id per EV_*, and the function lix_indetour.c patches for it. */
+static const uint32_t g_ring_id[EV_N] = {HVI_LIXD_FORK, HVI_LIXD_EXEC, HVI_LIXD_EXIT,
+                                         HVI_LIXD_MOD_LOAD, HVI_LIXD_MOD_UNLOAD};
+static const char *const g_ring_fn[EV_N] = {"wake_up_new_task", "begin_new_exec", "do_exit",
+                                            "module_param_sysfs_setup",
+                                            "module_param_sysfs_remove"};
+
+static uint64_t slot_opts(int ev);
 
 /* ---- alerts ---- */
 
@@ -171,6 +185,36 @@ static const char *block_rule(const struct lixe_state *s, const struct lixe_exec
     return NULL;
 }
 
+/*
+ * With the exec event in the ring, the exec breakpoint (blocking only) sits on begin_new_exec's
+ * first byte, before the in-guest detour's CALL that replaced the ftrace NOP. Do what that CALL
+ * does — push the address after it, jump to the stub — so the vCPU continues without a
+ * step-over and the stub records the exec as usual. false (ordinary step-over, which runs the
+ * CALL) when the bytes are not exactly the prefix and our CALL, or the stack is not writable.
+ */
+static bool resume_into_stub(hvi_engine *e, struct lixe_state *s, const struct lixe_slot *sl,
+                             hvi_regs *regs)
+{
+    uint64_t site = 0, stub = 0;
+    uint8_t now[16], call[5];
+    if (!lixd_site_stub(e, HVI_LIXD_EXEC, &site, &stub) || regs->rip != sl->addr ||
+        site < sl->addr || site - sl->addr > 8 || !(e->glue.caps & HVI_CAP_REGS_WRITE) ||
+        !lixd_call_emit(site, stub, call))
+        return false;
+    size_t pre = (size_t)(site - sl->addr);
+    if (lix_read(lix_get(e), sl->addr, now, pre + 5) != HVI_OK || memcmp(now, sl->nops, pre) ||
+        memcmp(now + pre, call, 5))
+        return false;
+    uint64_t ret = site + 5, rsp = regs->gpr[HVI_RSP] - 8;
+    uint64_t cr3 = (regs->valid & HVI_REGS_CR) ? regs->cr3 : 0;
+    if (!lix_is_kptr(rsp) || (rsp & 7) || hvi_gva_write(e, cr3, rsp, &ret, 8) != HVI_OK)
+        return false;
+    regs->gpr[HVI_RSP] = rsp;
+    regs->rip = stub;
+    s->st.stepless++;
+    return true;
+}
+
 static bool on_exec(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *regs, void *ctx)
 {
     (void)h, (void)ctx;
@@ -178,7 +222,9 @@ static bool on_exec(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *regs, v
     struct lix_kernel *k = lix_get(e);
     if (!s || !k)
         return false;
-    s->st.events++;
+    bool ring = (s->ring >> EV_EXEC) & 1; /* the event itself comes through the ring */
+    if (!ring)
+        s->st.events++;
     struct lixe_exec x;
     uint64_t bprm = regs->gpr[HVI_RDI], task = 0;
     hvi_status st = lixe_decode_exec(k, &s->bprm, bprm, &x);
@@ -193,6 +239,8 @@ static bool on_exec(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *regs, v
     if (rule) {
         st = hvi_detour_return(e, regs, (uint64_t)(int64_t)-LIXE_EACCES);
         if (st == HVI_OK) {
+            if (ring)
+                s->st.events++;
             s->st.blocked++;
             emit(e, HVI_EVENT_EXEC_BLOCKED, HVI_ALERT_DENIED, vcpu, &s->slot[EV_EXEC], task, "exec",
                  p.tgid, p.comm, "rule=%s filename=%s interp=%s exe=%s", rule, x.filename, x.interp,
@@ -202,6 +250,8 @@ static bool on_exec(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *regs, v
         hvi_log(e, HVI_LOG_ERROR, "linux events: exec of %s not blocked: %s", x.filename,
                 hvi_strstatus(st));
     }
+    if (ring)
+        return resume_into_stub(e, s, &s->slot[EV_EXEC], regs);
     if (!(e->options & HVI_OPT_EVENT_PROCESS))
         return false;
     s->st.execs++;
@@ -313,9 +363,208 @@ static bool on_hit(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *regs, vo
     struct lixe_state *s = state_of(e);
     if (!s || !sl || sl->ev < 0 || sl->ev >= EV_N)
         return false;
+    s->st.breakpoint_hits++;
     if (g_cb[sl->ev](e, h, vcpu, regs, s))
         return true;
     return resume_past_nops(e, s, sl, regs);
+}
+
+/* ---- events through the in-guest ring (lix_indetour.c drains it and calls
+ * lixe_ring_record) ----
+ *
+ * A record is decoded when the ring is drained, possibly long after the call: the task may have
+ * exited and been reaped, the bprm is freed, an unloaded module's memory too. What is only valid
+ * at the call is captured there by the stub (the current task's pid/tgid, a new task's pid/tgid,
+ * the exec filename and the module name, at most 63 bytes); the rest is read at the drain when
+ * the object is still the same (pid or name matches), else taken from the engine's own list. */
+
+/* pid/tgid loaded by the stub into the r8 slot (0 when the stub could not load them). */
+static bool ring_pids(const struct lix_kernel *k, const struct lixd_record *r, int32_t *pid,
+                      int32_t *tgid)
+{
+    *pid = (int32_t)(uint32_t)r->args[4];
+    *tgid = (int32_t)(uint32_t)(r->args[4] >> 32);
+    return k->off.task_pid && k->off.task_tgid == k->off.task_pid + 4 && *pid > 0 && *tgid > 0;
+}
+
+/* Who the task of a record was, when it is gone: the engine's list entry of `tgid`. */
+static void proc_fallback(struct lixe_state *s, int32_t pid, int32_t tgid, uint64_t task,
+                          struct lixe_proc *p)
+{
+    const struct lixe_proc *x = lixe_proc_find(&s->l, tgid);
+    memset(p, 0, sizeof(*p));
+    if (x)
+        *p = *x;
+    else
+        p->ppid = -1;
+    p->task = task;
+    p->pid = pid;
+    p->tgid = tgid;
+}
+
+static void ring_create(hvi_engine *e, struct lixe_state *s, const struct lixd_record *r)
+{
+    struct lix_kernel *k = lix_get(e);
+    struct lixe_proc p, parent;
+    int32_t pid = 0, tgid = 0;
+    bool pids = ring_pids(k, r, &pid, &tgid);
+    uint64_t task = r->args[0];
+    hvi_status st = lixe_decode_task(k, task, &p);
+    if (st != HVI_OK || (pids && (p.pid != pid || p.tgid != tgid))) {
+        if (!pids) { /* nothing known about the new task */
+            bad(e, s, EV_CREATE, st != HVI_OK ? st : HVI_E_FORMAT, task);
+            return;
+        }
+        /* gone by the drain: a fork copies the parent (current at the call) */
+        if (lixe_decode_task(k, r->task, &parent) != HVI_OK) {
+            memset(&parent, 0, sizeof(parent));
+            parent.tgid = -1;
+        }
+        p = parent;
+        p.task = task;
+        p.pid = pid;
+        p.tgid = tgid;
+        p.ppid = parent.tgid;
+    }
+    if (p.pid != p.tgid) {
+        s->st.threads++;
+        return;
+    }
+    s->st.creates++;
+    if (s->procs_valid && lixe_proc_put(&s->l, &p) != HVI_OK)
+        s->procs_valid = false;
+    emit(e, HVI_EVENT_PROCESS_CREATE, HVI_ALERT_ALLOWED, e->current_vcpu, &s->slot[EV_CREATE], task,
+         "task", p.pid, p.comm, "ppid=%d kernel_thread=%d exe=%s", p.ppid, p.kernel_thread, p.exe);
+}
+
+static void ring_exec(hvi_engine *e, struct lixe_state *s, const struct lixd_record *r)
+{
+    struct lix_kernel *k = lix_get(e);
+    int32_t pid = 0, tgid = 0;
+    char filename[LIXD_STR_LEN];
+    memcpy(filename, r->str, sizeof(filename) - 1);
+    filename[sizeof(filename) - 1] = 0;
+    if (!ring_pids(k, r, &pid, &tgid) || !filename[0]) {
+        bad(e, s, EV_EXEC, HVI_E_FORMAT, r->args[0]);
+        return;
+    }
+    s->st.execs++;
+    /* the list entry is the state before the exec (old comm, parent) */
+    struct lixe_proc old, now;
+    proc_fallback(s, tgid, tgid, r->task, &old);
+    old.exe_pending = false;
+    struct lixe_proc n = old;
+    n.pid = tgid;
+    n.kernel_thread = false;
+    hvi_strlcpy(n.comm, lixe_basename(filename), sizeof(n.comm) - 1);
+    n.comm[15] = 0;
+    /* the new binary's path: the task's exe once the exec is through (its comm is the new one);
+     * otherwise (gone, or not that far yet) read again when the list is asked for */
+    n.exe[0] = 0;
+    n.exe_pending = true;
+    if (lixe_decode_task(k, r->task, &now) == HVI_OK && now.pid == pid &&
+        !strcmp(now.comm, n.comm)) {
+        hvi_strlcpy(n.exe, now.exe, sizeof(n.exe));
+        n.exe_pending = false;
+        if (old.ppid < 0)
+            n.ppid = now.ppid;
+    }
+    if (s->procs_valid && lixe_proc_put(&s->l, &n) != HVI_OK)
+        s->procs_valid = false;
+    emit(e, HVI_EVENT_PROCESS_EXEC, HVI_ALERT_ALLOWED, e->current_vcpu, &s->slot[EV_EXEC], r->task,
+         "task", n.pid, n.comm, "ppid=%d old_comm=%s filename=%s interp=%s exe=%s", n.ppid,
+         old.comm, filename, "", n.exe);
+}
+
+static void ring_exit(hvi_engine *e, struct lixe_state *s, const struct lixd_record *r)
+{
+    struct lix_kernel *k = lix_get(e);
+    int32_t pid = 0, tgid = 0;
+    struct lixe_proc p;
+    if (!ring_pids(k, r, &pid, &tgid)) {
+        bad(e, s, EV_EXIT, HVI_E_FORMAT, r->task);
+        return;
+    }
+    if (pid != tgid) {
+        s->st.threads++;
+        return;
+    }
+    proc_fallback(s, pid, tgid, r->task, &p);
+    if (!lixe_proc_find(&s->l, tgid)) {
+        struct lixe_proc now;
+        if (lixe_decode_task(k, r->task, &now) == HVI_OK && now.pid == pid)
+            p = now;
+    }
+    s->st.exits++;
+    if (s->procs_valid)
+        lixe_proc_del(&s->l, pid);
+    emit(e, HVI_EVENT_PROCESS_EXIT, HVI_ALERT_ALLOWED, e->current_vcpu, &s->slot[EV_EXIT], r->task,
+         "task", pid, p.comm, "ppid=%d code=%lld exe=%s", p.ppid, (long long)(int64_t)r->args[0],
+         p.exe);
+}
+
+static void ring_module(hvi_engine *e, struct lixe_state *s, bool load, const struct lixd_record *r)
+{
+    struct lix_kernel *k = lix_get(e);
+    int ev = load ? EV_MLOAD : EV_MUNLOAD;
+    char name[LIXD_STR_LEN];
+    memcpy(name, r->str, sizeof(name) - 1);
+    name[sizeof(name) - 1] = 0;
+    struct lixe_mod m;
+    uint64_t mod = r->args[0];
+    hvi_status st = lixe_decode_module(k, mod, &m);
+    if (st != HVI_OK || strcmp(m.name, name)) { /* freed (unload) or reused: the name at the call */
+        bool ok = name[0] && lix_is_kptr(mod) && !(mod & 7);
+        for (const char *c = name; ok && *c; c++)
+            ok = (unsigned char)*c > 0x20 && (unsigned char)*c < 0x7f;
+        if (!ok) {
+            bad(e, s, ev, st != HVI_OK ? st : HVI_E_FORMAT, mod);
+            return;
+        }
+        memset(&m, 0, sizeof(m));
+        m.addr = mod;
+        hvi_strlcpy(m.name, name, sizeof(m.name));
+    }
+    struct lixe_proc p;
+    if (lixe_decode_task(k, r->task, &p) != HVI_OK) {
+        memset(&p, 0, sizeof(p));
+        p.tgid = -1;
+    }
+    if (load) {
+        s->st.module_loads++;
+        if (s->mods_valid && lixe_mod_put(&s->l, &m) != HVI_OK)
+            s->mods_valid = false;
+    } else {
+        s->st.module_unloads++;
+        if (s->mods_valid)
+            lixe_mod_del(&s->l, m.addr);
+    }
+    emit(e, load ? HVI_EVENT_MODULE_LOAD : HVI_EVENT_MODULE_UNLOAD, HVI_ALERT_ALLOWED,
+         e->current_vcpu, &s->slot[ev], mod, "module", p.tgid, p.comm,
+         "name=%s base=0x%llx size=%u text_size=%u state=%u", m.name, (unsigned long long)m.base,
+         m.size, m.text_size, m.state);
+}
+
+void lixe_ring_record(hvi_engine *e, const struct lixd_record *r)
+{
+    struct lixe_state *s = state_of(e);
+    if (!s || !s->started || !r || !lix_get(e))
+        return;
+    int ev = -1;
+    for (int i = 0; i < EV_N; i++)
+        if (r->id == g_ring_id[i])
+            ev = i;
+    /* an event whose option is off (its stub keeps recording) or that a breakpoint reports */
+    if (ev < 0 || !((s->ring >> ev) & 1) || !(e->options & slot_opts(ev) & ~HVI_OPT_BLOCK_EXEC))
+        return;
+    s->st.events++;
+    s->st.ring_records++;
+    switch (ev) {
+    case EV_CREATE: ring_create(e, s, r); break;
+    case EV_EXEC: ring_exec(e, s, r); break;
+    case EV_EXIT: ring_exit(e, s, r); break;
+    default: ring_module(e, s, ev == EV_MLOAD, r); break;
+    }
 }
 
 /* ---- seeding ---- */
@@ -393,12 +642,26 @@ static uint64_t slot_opts(int ev)
     }
 }
 
+/* detours = breakpoints placed + in-guest detours whose events are on. */
+static void count_detours(hvi_engine *e, struct lixe_state *s)
+{
+    s->st.breakpoints = s->st.in_guest = 0;
+    for (int ev = 0; ev < EV_N; ev++) {
+        s->st.breakpoints += s->slot[ev].hook != NULL;
+        s->st.in_guest += s->started && ((s->ring >> ev) & 1) &&
+                          (e->options & slot_opts(ev) & ~HVI_OPT_BLOCK_EXEC);
+    }
+    s->st.detours = s->st.breakpoints + s->st.in_guest;
+}
+
 static hvi_status sync_detours(hvi_engine *e, struct lixe_state *s, uint64_t old_opts)
 {
     hvi_status first = HVI_OK;
     for (int ev = 0; ev < EV_N; ev++) {
         struct lixe_slot *sl = &s->slot[ev];
         bool want = s->started && sl->addr && (e->options & slot_opts(ev)) != 0;
+        if ((s->ring >> ev) & 1) /* recorded in the guest: a breakpoint only to block execs */
+            want = s->started && ev == EV_EXEC && (e->options & HVI_OPT_BLOCK_EXEC) && s->nblocks;
         if (want && !sl->hook) {
             hvi_status st = hvi_detour_add(e, sl->addr, on_hit, sl, &sl->hook);
             if (st != HVI_OK) {
@@ -415,9 +678,7 @@ static hvi_status sync_detours(hvi_engine *e, struct lixe_state *s, uint64_t old
                 first = HVI_E_BACKEND;
         }
     }
-    s->st.detours = 0;
-    for (int ev = 0; ev < EV_N; ev++)
-        s->st.detours += s->slot[ev].hook != NULL;
+    count_detours(e, s);
     /* lists governed by an option that was off missed events: walk once more */
     bool procs_on = s->started && (e->options & HVI_OPT_EVENT_PROCESS);
     bool mods_on = s->started && (e->options & HVI_OPT_EVENT_MODULE);
@@ -449,9 +710,10 @@ static void remove_all(hvi_engine *e, struct lixe_state *s)
     for (int ev = 0; ev < EV_N; ev++)
         if (s->slot[ev].hook && hvi_hook_remove(e, s->slot[ev].hook) == HVI_OK)
             s->slot[ev].hook = NULL;
-    s->st.detours = 0;
-    for (int ev = 0; ev < EV_N; ev++)
-        s->st.detours += s->slot[ev].hook != NULL;
+    count_detours(e, s);
+    if (s->own_indetour && hvi_linux_indetour_stop(e) == HVI_OK)
+        s->own_indetour = false; /* else hvi_detach() finishes it (HVI_E_BUSY until safe) */
+    s->ring = 0;
     lixe_lists_clear(&s->l, true, true);
     s->procs_valid = s->mods_valid = false;
 }
@@ -462,7 +724,7 @@ static hvi_status on_detach(hvi_engine *e, void *ctx)
     struct lixe_state *s = state_of(e);
     if (s)
         remove_all(e, s);
-    return s && s->st.detours ? HVI_E_BUSY : HVI_OK;
+    return s && s->st.breakpoints ? HVI_E_BUSY : HVI_OK;
 }
 
 static void on_free(hvi_engine *e, void *ctx)
@@ -611,7 +873,61 @@ static void resolve(hvi_engine *e, struct lixe_state *s)
                 s->slot[ev].from_cami ? " (CAMI hooks list)" : "", s->slot[ev].skip);
 }
 
+/* Record create/exec/exit and the module pair in the guest (lix_indetour.c) where the function
+ * resolved for the event is the one the in-guest detours patch; the others keep breakpoints. */
+static void ring_setup(hvi_engine *e, struct lixe_state *s)
+{
+    uint32_t want = 0;
+    s->ring = 0;
+    if (s->no_ring)
+        return;
+    for (int ev = 0; ev < EV_N; ev++)
+        if (s->slot[ev].addr && !strcmp(s->slot[ev].fn, g_ring_fn[ev]))
+            want |= 1u << g_ring_id[ev];
+    if (!want)
+        return;
+    bool was_active = hvi_linux_indetour_active(e);
+    hvi_status st = lixd_events_start(e, want, s->have_bprm ? s->bprm.filename : 0);
+    if (st != HVI_OK) {
+        hvi_log(e, HVI_LOG_WARN, "linux events: no in-guest detours (%s), breakpoints instead",
+                hvi_last_error(e));
+        return;
+    }
+    s->own_indetour = !was_active;
+    uint32_t have = lixd_events_installed(e);
+    for (int ev = 0; ev < EV_N; ev++)
+        if ((want & have) >> g_ring_id[ev] & 1)
+            s->ring |= 1u << ev;
+    if (((s->ring >> EV_MLOAD) ^ (s->ring >> EV_MUNLOAD)) & 1) /* a pair is used only whole */
+        s->ring &= ~((1u << EV_MLOAD) | (1u << EV_MUNLOAD));
+    for (int ev = 0; ev < EV_N; ev++)
+        hvi_log(e, HVI_LOG_INFO, "linux events: %s by %s", g_what[ev],
+                (s->ring >> ev) & 1 ? "the in-guest ring" : "breakpoint");
+}
+
 /* ---- public API ---- */
+
+hvi_status hvi_linux_events_use_ring(hvi_engine *e, bool on)
+{
+    if (!e)
+        return HVI_E_INVAL;
+    struct lixe_state *s = NULL;
+    hvi_status st = state_get(e, &s);
+    if (st != HVI_OK)
+        return st;
+    if (s->started)
+        return hvi_fail(e, HVI_E_STATE, "linux events: choose the ring before starting");
+    s->no_ring = !on;
+    return HVI_OK;
+}
+
+hvi_status hvi_linux_events_drain(hvi_engine *e)
+{
+    struct lixe_state *s = state_of(e);
+    if (!s || !s->started || !s->ring || !hvi_linux_indetour_active(e))
+        return HVI_OK;
+    return hvi_linux_indetour_drain(e, NULL);
+}
 
 hvi_status hvi_linux_events_start(hvi_engine *e)
 {
@@ -629,6 +945,7 @@ hvi_status hvi_linux_events_start(hvi_engine *e)
     if (s->started)
         return HVI_OK;
     resolve(e, s);
+    ring_setup(e, s);
     s->started = true;
     st = sync_detours(e, s, 0);
     if (st != HVI_OK) {
@@ -662,14 +979,19 @@ hvi_status hvi_linux_block_exec_add(hvi_engine *e, const char *path)
         return hvi_fail(e, HVI_E_LIMIT, "linux events: block list full (%u paths)",
                         LIXE_MAX_BLOCKS);
     hvi_strlcpy(s->blocks[s->nblocks++], path, LIXE_PATH);
+    if (s->started && s->nblocks == 1)
+        return sync_detours(e, s, e->options); /* the exec breakpoint may be needed now */
     return HVI_OK;
 }
 
 void hvi_linux_block_exec_clear(hvi_engine *e)
 {
     struct lixe_state *s = state_of(e);
-    if (s)
-        s->nblocks = 0;
+    if (!s)
+        return;
+    s->nblocks = 0;
+    if (s->started && sync_detours(e, s, e->options) != HVI_OK)
+        hvi_log(e, HVI_LOG_WARN, "linux events: %s", hvi_last_error(e));
 }
 
 hvi_status hvi_linux_events_processes(hvi_engine *e, hvi_linux_process **out, size_t *count)
@@ -682,6 +1004,7 @@ hvi_status hvi_linux_events_processes(hvi_engine *e, hvi_linux_process **out, si
         return hvi_fail(e, HVI_E_STATE,
                         "linux events: no process list (events not started or "
                         "HVI_OPT_EVENT_PROCESS off)");
+    (void)hvi_linux_events_drain(e);
     hvi_linux_process *p = calloc(s->l.np ? s->l.np : 1, sizeof(*p));
     if (!p)
         return HVI_E_NOMEM;
@@ -696,6 +1019,10 @@ hvi_status hvi_linux_events_processes(hvi_engine *e, hvi_linux_process **out, si
         else
             memcpy(comm, x->comm, sizeof(comm));
         hvi_strlcpy(p[i].comm, comm, sizeof(p[i].comm));
+        struct lix_task t;
+        if (x->exe_pending && lix_task_read(k, x->task, &t) == HVI_OK && t.pid == x->pid && t.mm &&
+            lix_task_exe(k, &t, s->l.p[i].exe, sizeof(s->l.p[i].exe)) == HVI_OK)
+            s->l.p[i].exe_pending = false; /* an exec from the ring: its binary, now known */
         hvi_strlcpy(p[i].exe, x->exe, sizeof(p[i].exe));
     }
     *out = p;
@@ -708,6 +1035,7 @@ hvi_status hvi_linux_events_modules(hvi_engine *e, hvi_linux_module **out, size_
     if (!e || !out || !count)
         return HVI_E_INVAL;
     struct lixe_state *s = state_of(e);
+    (void)hvi_linux_events_drain(e);
     if (!s || !s->started || !s->mods_valid)
         return hvi_fail(e, HVI_E_STATE,
                         "linux events: no module list (events not started or "

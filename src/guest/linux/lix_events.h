@@ -25,6 +25,7 @@ struct lixe_proc {
     bool kernel_thread;
     char comm[17];
     char exe[LIXE_PATH];
+    bool exe_pending; /* exec seen in the ring before the task's exe was readable */
 };
 
 struct lixe_mod {
@@ -77,6 +78,12 @@ void lixe_lists_free(struct lixe_lists *l);
 /* Bytes of leading no-op instructions in code[0..len) (endbr64, the 5-byte ftrace nop, the
  * 6-byte nop, 66 90, 90): a detour resumes past them instead of stepping over. */
 uint8_t lixe_nop_prefix(const uint8_t *code, size_t len);
+
+/* A process or module record drained from the in-guest ring (lix_indetour.c calls this for
+ * HVI_LIXD_FORK/EXEC/EXIT/MOD_LOAD/MOD_UNLOAD); ignored unless the events are started and that
+ * event is recorded in the ring. */
+struct lixd_record;
+void lixe_ring_record(hvi_engine *e, const struct lixd_record *r);
 
 /* kbasename(): the part after the last '/'. */
 const char *lixe_basename(const char *path);

@@ -26,6 +26,7 @@
 
 #include "core/engine.h"
 #include "guest/linux/lix.h"
+#include "guest/linux/lix_events.h"
 #include "guest/linux/lix_indetour.h"
 #include "guest/linux/lix_protect.h"
 #include "hvi/cami.h"
@@ -34,7 +35,7 @@
 #include "hvi/mem.h"
 #include "hvi/protect.h"
 
-#define LIXD_NDET 9u
+#define LIXD_NDET 13u
 #define LIXD_MAX_PROCS 16u
 #define LIXD_DEFAULT_RECORDS 8192u
 #define LIXD_MIN_RECORDS 64u
@@ -65,13 +66,18 @@ static const struct {
     {HVI_LIXD_BRK, "do_brk_flags", false},
     {HVI_LIXD_EXIT_MMAP, "exit_mmap", false},
     {HVI_LIXD_FORK, "wake_up_new_task", false},
+    {HVI_LIXD_EXEC, "begin_new_exec", false},
+    {HVI_LIXD_EXIT, "do_exit", false},
+    {HVI_LIXD_MOD_LOAD, "module_param_sysfs_setup", false},
+    {HVI_LIXD_MOD_UNLOAD, "module_param_sysfs_remove", false},
 };
 
 const char *hvi_lixd_event_name(uint32_t id)
 {
     static const char *const names[HVI_LIXD_EVENT_MAX] = {
-        "?",           "vma-store",  "vma-remove", "vma-free",  "vma-adjust",
-        "vma-protect", "vma-expand", "brk",        "exit-mmap", "fork"};
+        "?",           "vma-store",  "vma-remove", "vma-free",    "vma-adjust",
+        "vma-protect", "vma-expand", "brk",        "exit-mmap",   "fork",
+        "exec",        "exit",       "module-load", "module-unload"};
     return id < HVI_LIXD_EVENT_MAX ? names[id] : "?";
 }
 
@@ -117,6 +123,7 @@ struct lixd_state {
     uint32_t nprocs;
     hvi_linux_indetour_stats stats;
     bool registered;
+    uint32_t bprm_filename; /* linux_binprm.filename (from lix_events), 0 = unknown: no EXEC */
 };
 
 /* ---- helpers ------------------------------------------------------------------------------ */
@@ -532,10 +539,14 @@ static hvi_status verify_current_task(hvi_engine *e, struct lixd_state *s)
 static hvi_status select_targets(hvi_engine *e, struct lixd_state *s,
                                  const hvi_linux_indetour_opts *opts)
 {
-    uint32_t want = opts && opts->events ? opts->events : ~0u;
+    uint32_t want = opts && opts->events ? opts->events : HVI_LIXD_DEFAULT_EVENTS;
     for (uint32_t i = 0; i < LIXD_NDET; i++) {
         if (!(want & (1u << g_targets[i].id)))
             continue;
+        if (g_targets[i].id == HVI_LIXD_EXEC && !s->bprm_filename) {
+            hvi_log(e, HVI_LOG_WARN, "in-guest detours: exec skipped: no linux_binprm offsets");
+            continue;
+        }
         const char *why = "";
         struct lixd_detour *d = &s->det[s->ndet];
         memset(d, 0, sizeof(*d));
@@ -570,8 +581,21 @@ static hvi_status place_stub(hvi_engine *e, struct lixd_state *s, struct lixd_de
                                  .event_id = d->id,
                                  .current_task = s->current_task};
     /* the new task may be gone by the drain: its pid and tgid (adjacent s32) at the call */
-    if (d->id == HVI_LIXD_FORK && o->task_tgid == o->task_pid + 4)
+    bool pid_pair = o->task_tgid == o->task_pid + 4 && o->task_pid;
+    if (d->id == HVI_LIXD_FORK && pid_pair)
         p.arg0_load = o->task_pid;
+    /* data only valid at the call, decoded later: the caller's pid/tgid (it may be reaped by the
+     * drain), the exec's filename (freed with the bprm), the module's name (freed on unload) */
+    if ((d->id == HVI_LIXD_EXEC || d->id == HVI_LIXD_EXIT) && pid_pair)
+        p.task_load = o->task_pid;
+    if (d->id == HVI_LIXD_EXEC) {
+        p.str = p.str_deref = true;
+        p.str_off = s->bprm_filename;
+    }
+    if (d->id == HVI_LIXD_MOD_LOAD || d->id == HVI_LIXD_MOD_UNLOAD) {
+        p.str = true;
+        p.str_off = o->mod_name;
+    }
     d->stub_len = (uint32_t)lixd_stub_emit(&p, d->stub_bytes, sizeof(d->stub_bytes));
     if (!d->stub_len || !stub_decodes(d->stub_bytes, d->stub_len, d->stub) ||
         !lixd_call_emit(d->site, d->stub, d->patch) ||
@@ -692,6 +716,44 @@ hvi_status hvi_linux_indetour_start(hvi_engine *e, const hvi_linux_indetour_opts
             "in-guest detours: %u functions, stubs at 0x%llx, ring of %u at 0x%llx", s->ndet,
             (unsigned long long)s->stub_lo, s->ring.nrec, (unsigned long long)s->ring_gva);
     return HVI_OK;
+}
+
+hvi_status lixd_events_start(hvi_engine *e, uint32_t events, uint32_t bprm_filename)
+{
+    if (!e)
+        return HVI_E_INVAL;
+    if (e->lixd && e->lixd->phase != PH_OFF)
+        return e->lixd->phase == PH_ACTIVE ? HVI_OK : HVI_E_BUSY;
+    struct lixd_state *s = NULL;
+    hvi_status st = state_get(e, &s);
+    if (st != HVI_OK)
+        return st;
+    s->bprm_filename = bprm_filename;
+    hvi_linux_indetour_opts o = {.events = events};
+    return hvi_linux_indetour_start(e, &o);
+}
+
+uint32_t lixd_events_installed(hvi_engine *e)
+{
+    uint32_t bits = 0;
+    if (!e || !e->lixd || e->lixd->phase != PH_ACTIVE)
+        return 0;
+    for (uint32_t i = 0; i < e->lixd->ndet; i++)
+        bits |= 1u << e->lixd->det[i].id;
+    return bits;
+}
+
+bool lixd_site_stub(hvi_engine *e, uint32_t id, uint64_t *site, uint64_t *stub)
+{
+    if (!e || !e->lixd || e->lixd->phase != PH_ACTIVE)
+        return false;
+    for (uint32_t i = 0; i < e->lixd->ndet; i++)
+        if (e->lixd->det[i].id == id) {
+            *site = e->lixd->det[i].site;
+            *stub = e->lixd->det[i].stub;
+            return true;
+        }
+    return false;
 }
 
 hvi_status hvi_linux_indetour_stop(hvi_engine *e)
@@ -936,6 +998,7 @@ static void on_record(const struct lixd_record *r, void *ctx)
     ev.id = (uint32_t)r->id;
     ev.task = r->task;
     memcpy(ev.args, r->args, sizeof(ev.args));
+    memcpy(ev.str, r->str, sizeof(ev.str) - 1);
     ev.pid = ev.tgid = ev.child_pid = ev.child_tgid = -1;
     const struct task_info *ti = task_info(d, r->task);
     bool have_task = ti->ok;
@@ -951,6 +1014,15 @@ static void on_record(const struct lixd_record *r, void *ctx)
         ev.mm = have_task ? ti->t.mm : 0;
         break;
     case HVI_LIXD_EXIT_MMAP: ev.mm = r->args[0]; break;
+    case HVI_LIXD_EXEC:
+    case HVI_LIXD_EXIT:
+        if (s->k->off.task_tgid == s->k->off.task_pid + 4) { /* loaded by the stub */
+            ev.child_pid = (int32_t)(uint32_t)r->args[4];
+            ev.child_tgid = (int32_t)(uint32_t)(r->args[4] >> 32);
+        }
+        break;
+    case HVI_LIXD_MOD_LOAD:
+    case HVI_LIXD_MOD_UNLOAD: break;
     case HVI_LIXD_FORK:
         if (s->k->off.task_tgid == s->k->off.task_pid + 4) { /* loaded by the stub */
             ev.child_pid = (int32_t)(uint32_t)r->args[4];
@@ -989,12 +1061,18 @@ static void on_record(const struct lixd_record *r, void *ctx)
         if (p)
             p->need_walk = true; /* brk inserts without vma_mas_store */
         break;
-    case HVI_LIXD_FORK: break; /* no VMA: reported through the callback */
+    case HVI_LIXD_FORK:
+    case HVI_LIXD_EXEC:
+    case HVI_LIXD_EXIT:
+    case HVI_LIXD_MOD_LOAD:
+    case HVI_LIXD_MOD_UNLOAD: break; /* no VMA: reported through the callbacks */
     default:
         if (p)
             p->dirty = true;
         break;
     }
+    if (ev.id == HVI_LIXD_FORK || ev.id >= HVI_LIXD_EXEC)
+        lixe_ring_record(d->e, r); /* process and module events (lix_events.c) */
     if (s->cb)
         s->cb(d->e, &ev, s->cb_ctx);
 }

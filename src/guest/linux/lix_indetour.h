@@ -8,7 +8,13 @@
  *       +0  seq   u64  index + 1 once committed; 0 while being written
  *       +8  id    u64  event id (hvi_lixd_event)
  *       +16 task  u64  gs:current_task at the call
- *       +24 rdi, +32 rsi, +40 rdx, +48 rcx, +56 r8 (or the qword at [rdi + arg0_load])
+ *       +24 rdi, +32 rsi, +40 rdx, +48 rcx,
+ *       +56 r8, or the qword at [rdi + arg0_load], or the qword at [task + task_load]
+ *       +64 str  char[64]  record format 2: a NUL-terminated copy (at most 63 bytes, read byte
+ *                          by byte up to the NUL, never past it) of the string at [rdi + str_off]
+ *                          (inline, e.g. module->name) or at *[rdi + str_off] (str_deref, e.g.
+ *                          bprm->filename), taken at the call; "" when the stub copies none
+ * Format 1 (64-byte records, no str) was the first version; LIXD_REC_FORMAT names the current.
  */
 #ifndef HVI_GUEST_LIX_INDETOUR_H
 #define HVI_GUEST_LIX_INDETOUR_H
@@ -17,12 +23,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hvi/hvi.h"
 #include "hvi/status.h"
 
 #define LIXD_HDR_SIZE 64u
-#define LIXD_REC_SIZE 64u
-#define LIXD_REC_SHIFT 6u
-#define LIXD_STUB_MAX 128u
+#define LIXD_REC_FORMAT 2u
+#define LIXD_REC_SIZE 128u
+#define LIXD_REC_SHIFT 7u
+#define LIXD_STR_OFF 64u /* the string capture inside a record */
+#define LIXD_STR_LEN 64u /* including the terminating NUL */
+#define LIXD_STUB_MAX 192u
 #define LIXD_MAX_STALL 32u /* drains a claimed-but-uncommitted record may block the ring */
 
 struct lixd_stub_params {
@@ -34,14 +44,19 @@ struct lixd_stub_params {
     uint32_t current_task; /* per-CPU offset of current_task (gs-relative), < 2^31 */
     uint32_t arg0_load;    /* non-zero: the r8 slot gets the qword at [rdi + arg0_load] instead
                               (read at the call: e.g. a new task's pid/tgid), < 2^31 */
+    uint32_t task_load;    /* non-zero (and no arg0_load): the r8 slot gets the qword at
+                              [current task + task_load] (e.g. its pid/tgid), < 2^31 */
+    bool str;              /* copy a string into the record's str area (see the layout) */
+    bool str_deref;        /* the string is at *[rdi + str_off] rather than at rdi + str_off */
+    uint32_t str_off;      /* < 2^31 */
 };
 
 /*
  * Emit the stub for one detoured function into buf (cap >= LIXD_STUB_MAX). The function's entry
  * NOP5 becomes `call stub`, so the stub ends with `ret` back into the function (the NOP it
- * replaced needs no re-execution). Saves and restores rax, rcx, rdx; writes the record as in
- * the layout above. Returns the length, 0 when an address is out of rel32 reach or a
- * parameter is invalid.
+ * replaced needs no re-execution). Saves and restores rax, rcx, rdx (and rsi, rdi with a string
+ * copy); writes the record as in the layout above. Returns the length, 0 when an address is out of
+ * rel32 reach or a parameter is invalid.
  */
 size_t lixd_stub_emit(const struct lixd_stub_params *p, uint8_t *buf, size_t cap);
 
@@ -55,6 +70,7 @@ struct lixd_record {
     uint64_t id;
     uint64_t task;
     uint64_t args[5];
+    char str[LIXD_STR_LEN]; /* as read from the guest: not necessarily terminated */
 };
 
 /* Reads [off, off+len) of the ring region (offset from the head); fails whole. */
@@ -79,5 +95,15 @@ struct lixd_ring {
  */
 size_t lixd_ring_drain(struct lixd_ring *r, lixd_read_fn rd, void *rctx, uint32_t id_max,
                        size_t budget, lixd_rec_fn cb, void *cctx, hvi_status *st);
+
+/* ---- for lix_events.c (process and module events through the ring) ---- */
+
+/* Start the in-guest detours with `events` (bits 1 << hvi_lixd_event) unless they already run
+ * (then what is installed stays); bprm_filename = linux_binprm.filename offset for EXEC. */
+hvi_status lixd_events_start(hvi_engine *e, uint32_t events, uint32_t bprm_filename);
+/* Bits of the events whose detour is in place now (0 when not active). */
+uint32_t lixd_events_installed(hvi_engine *e);
+/* The call site (the former NOP5) and the stub of event `id`'s detour; false when none. */
+bool lixd_site_stub(hvi_engine *e, uint32_t id, uint64_t *site, uint64_t *stub);
 
 #endif

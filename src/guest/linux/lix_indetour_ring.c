@@ -51,11 +51,47 @@ bool lixd_call_emit(uint64_t site, uint64_t target, uint8_t out[5])
     return true;
 }
 
+/* Copy the string at [rdi+off] (or *[rdi+off]) into the record's str area, one byte at a time up
+ * to and including the NUL and at most LIXD_STR_LEN - 1 bytes, so it never reads past the end of
+ * the guest's string (a wider copy could run into an unmapped or KFENCE guard page). rcx = the
+ * record; rax (the index) is kept on the stack meanwhile. */
+static void emit_str_copy(struct emit *m, const struct lixd_stub_params *p)
+{
+    static const uint8_t pre[] = {0x56, 0x57, 0x50}; /* push rsi; push rdi; push rax */
+    put(m, pre, sizeof(pre));
+    static const uint8_t src_deref[] = {0x48, 0x8b, 0xb7};  /* mov rsi, [rdi+disp32] */
+    static const uint8_t src_inline[] = {0x48, 0x8d, 0xb7}; /* lea rsi, [rdi+disp32] */
+    put(m, p->str_deref ? src_deref : src_inline, 3);
+    put32(m, p->str_off);
+    /* clang-format off */
+    static const uint8_t loop[] = {
+        0x48, 0x8d, 0x79, LIXD_STR_OFF,            /* lea rdi, [rcx+0x40]    dest */
+        0x48, 0x8d, 0x51, LIXD_STR_OFF + LIXD_STR_LEN - 1, /* lea rdx, [rcx+0x7f]  last byte */
+        0x48, 0x85, 0xf6,                          /* test rsi, rsi */
+        0x74, 0x15,                                /* jz end */
+        /* loop: */
+        0x48, 0x39, 0xd7,                          /* cmp rdi, rdx */
+        0x73, 0x10,                                /* jae end */
+        0x8a, 0x06,                                /* mov al, [rsi] */
+        0x88, 0x07,                                /* mov [rdi], al */
+        0x84, 0xc0,                                /* test al, al */
+        0x74, 0x08,                                /* jz end */
+        0x48, 0xff, 0xc6,                          /* inc rsi */
+        0x48, 0xff, 0xc7,                          /* inc rdi */
+        0xeb, 0xeb,                                /* jmp loop */
+        /* end: */
+        0xc6, 0x07, 0x00,                          /* mov byte [rdi], 0 */
+        0x58, 0x5f, 0x5e,                          /* pop rax; pop rdi; pop rsi */
+    };
+    /* clang-format on */
+    put(m, loop, sizeof(loop));
+}
+
 size_t lixd_stub_emit(const struct lixd_stub_params *p, uint8_t *buf, size_t cap)
 {
     if (!p || !buf || cap < LIXD_STUB_MAX || ((uint64_t)p->mask + 1) & p->mask ||
         p->mask > (1u << 24) - 1 || p->current_task > 0x7fffffffu || p->event_id > 0x7fffffffu ||
-        p->arg0_load > 0x7fffffffu)
+        p->arg0_load > 0x7fffffffu || p->task_load > 0x7fffffffu || p->str_off > 0x7fffffffu)
         return 0;
     struct emit m = {.buf = buf, .cap = cap};
     const uint64_t at = p->stub_va;
@@ -68,7 +104,7 @@ size_t lixd_stub_emit(const struct lixd_stub_params *p, uint8_t *buf, size_t cap
     static const uint8_t idx[] = {0x89, 0xc1, 0x81, 0xe1}; /* mov ecx, eax; and ecx, imm32 */
     put(&m, idx, sizeof(idx));
     put32(&m, p->mask);
-    static const uint8_t shl_lea[] = {0x48, 0xc1, 0xe1, LIXD_REC_SHIFT, /* shl rcx, 6 */
+    static const uint8_t shl_lea[] = {0x48, 0xc1, 0xe1, LIXD_REC_SHIFT, /* shl rcx, 7 */
                                       0x48, 0x8d, 0x15};                /* lea rdx, [rip+d32] */
     put(&m, shl_lea, sizeof(shl_lea));
     put_rel(&m, at, p->records_va, 0);
@@ -100,10 +136,19 @@ size_t lixd_stub_emit(const struct lixd_stub_params *p, uint8_t *buf, size_t cap
         put(&m, load, sizeof(load));
         put32(&m, p->arg0_load);
         put(&m, st8, sizeof(st8));
+    } else if (p->task_load) {
+        static const uint8_t cur_ld[] = {0x48, 0x8b, 0x51, 0x10, /* mov rdx, [rcx+0x10]  task */
+                                         0x48, 0x8b, 0x92};      /* mov rdx, [rdx+disp32] */
+        static const uint8_t st8[] = {0x48, 0x89, 0x51, 0x38};   /* mov [rcx+0x38], rdx */
+        put(&m, cur_ld, sizeof(cur_ld));
+        put32(&m, p->task_load);
+        put(&m, st8, sizeof(st8));
     } else {
         static const uint8_t r8[] = {0x4c, 0x89, 0x41, 0x38}; /* mov [rcx+0x38], r8 */
         put(&m, r8, sizeof(r8));
     }
+    if (p->str)
+        emit_str_copy(&m, p);
     static const uint8_t tail[] = {
         0x48, 0xff, 0xc0, /* inc rax               seq = index + 1 */
         0x48, 0x89, 0x01, /* mov [rcx], rax        commit */

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <asm/prctl.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,7 @@ static const char *const expected[] = {
     "lock xadd [0x0000000000200000], rax",
     "mov ecx, eax",
     "and ecx, 0x3FF",
-    "shl rcx, 0x06",
+    "shl rcx, 0x07",
     "lea rdx, [0x0000000000200040]",
     "add rcx, rdx",
     "mov qword ptr [rcx], 0x00",
@@ -151,6 +152,111 @@ HVI_TEST(stub_with_arg0_load_decodes_and_loads_through_rdi)
     CHECK(seen_load && !seen_r8);
     CHECK_EQ_U64(i, sizeof(expected) / sizeof(expected[0]) + 1);
     p.arg0_load = 0x80000000u;
+    CHECK(lixd_stub_emit(&p, b, sizeof(b)) == 0);
+}
+
+/* Record format 2: the exec stub loads the current task's pid/tgid into the r8 slot and copies
+ * the string at *[rdi+off] byte by byte (at most 63 bytes + NUL) into the record's str area. */
+static const char *const expected_exec_tail[] = {
+    "mov rdx, [rcx+0x10]",
+    "mov rdx, [rdx+0x970]",
+    "mov [rcx+0x38], rdx",
+    "push rsi",
+    "push rdi",
+    "push rax",
+    "mov rsi, [rdi+0x48]",
+    "lea rdi, [rcx+0x40]",
+    "lea rdx, [rcx+0x7F]",
+    "test rsi, rsi",
+    "J",
+    "cmp rdi, rdx",
+    "J",
+    "mov al, [rsi]",
+    "mov [rdi], al",
+    "test al, al",
+    "J",
+    "inc rsi",
+    "inc rdi",
+    "J",
+    "mov byte ptr [rdi], 0x00",
+    "pop rax",
+    "pop rdi",
+    "pop rsi",
+    "inc rax",
+    "mov [rcx], rax",
+    "pop rdx",
+    "pop rcx",
+    "pop rax",
+    "ret",
+    "int3",
+};
+
+HVI_TEST(stub_format2_task_load_and_string_copy_decode_to_the_expected_instructions)
+{
+    struct lixd_stub_params p = {.stub_va = 0x100000,
+                                 .head_va = 0x200000,
+                                 .records_va = 0x200040,
+                                 .mask = 1023,
+                                 .event_id = 5, /* as in `expected` */
+                                 .current_task = 0x1fb80,
+                                 .task_load = 0x970,
+                                 .str = true,
+                                 .str_deref = true,
+                                 .str_off = 0x48};
+    CHECK_EQ_U64(LIXD_REC_FORMAT, 2);
+    CHECK_EQ_U64(LIXD_REC_SIZE, 1u << LIXD_REC_SHIFT);
+    CHECK_EQ_U64(sizeof(struct lixd_record), LIXD_REC_SIZE);
+    CHECK_EQ_U64(offsetof(struct lixd_record, str), LIXD_STR_OFF);
+    uint8_t b[LIXD_STUB_MAX];
+    size_t len = lixd_stub_emit(&p, b, sizeof(b));
+    REQUIRE(len > 0 && len <= LIXD_STUB_MAX);
+    size_t off = 0, i = 0, nhead = 20, ntail = sizeof(expected_exec_tail) / sizeof(char *);
+    uint64_t starts[96], targets[8];
+    size_t nstarts = 0, ntargets = 0;
+    while (off < len) {
+        hvi_insn insn;
+        REQUIRE(hvi_decode_buffer(b + off, len - off, 64, p.stub_va + off, NULL, &insn) == HVI_OK);
+        REQUIRE(i < nhead + ntail && nstarts < 96);
+        starts[nstarts++] = p.stub_va + off;
+        const char *want = i < nhead ? expected[i] : expected_exec_tail[i - nhead];
+        bool ok;
+        if (!strcmp(want, "J")) { /* a short jump: its target must be an instruction start */
+            ok = insn.text[0] == 'j' && insn.len == 2 && ntargets < 8;
+            if (ok)
+                targets[ntargets++] =
+                    p.stub_va + off + 2 + (uint64_t)(int64_t)(int8_t)insn.bytes[1];
+        } else {
+            ok = text_eq(insn.text, want);
+        }
+        if (!ok)
+            fprintf(stderr, "  insn %zu: got \"%s\", want \"%s\"\n", i, insn.text, want);
+        CHECK(ok);
+        off += insn.len;
+        i++;
+    }
+    CHECK_EQ_U64(i, nhead + ntail);
+    CHECK_EQ_U64(ntargets, 4);
+    for (size_t t = 0; t < ntargets; t++) {
+        bool at_start = false;
+        for (size_t k = 0; k < nstarts; k++)
+            at_start |= starts[k] == targets[t];
+        CHECK(at_start);
+    }
+    /* the inline variant (module->name) takes the address instead of loading through it */
+    p.str_deref = false;
+    REQUIRE(lixd_stub_emit(&p, b, sizeof(b)) == len);
+    hvi_insn insn;
+    size_t o2 = 0;
+    for (size_t k = 0; k < 26; k++) { /* to the source instruction */
+        REQUIRE(hvi_decode_buffer(b + o2, len - o2, 64, p.stub_va + o2, NULL, &insn) == HVI_OK);
+        o2 += insn.len;
+    }
+    REQUIRE(hvi_decode_buffer(b + o2, len - o2, 64, p.stub_va + o2, NULL, &insn) == HVI_OK);
+    CHECK(text_eq(insn.text, "lea rsi, [rdi+0x48]"));
+    p.task_load = 0x80000000u;
+    CHECK(lixd_stub_emit(&p, b, sizeof(b)) == 0);
+    p.task_load = 0x970;
+    p.str_off = 0x80000000u;
     CHECK(lixd_stub_emit(&p, b, sizeof(b)) == 0);
 }
 
@@ -292,6 +398,115 @@ HVI_TEST(stub_runs_natively_two_threads_every_call_one_intact_record)
     memcpy(&r2, g_nat.ring + LIXD_HDR_SIZE + (head & (NREC - 1)) * LIXD_REC_SIZE, sizeof(r2));
     CHECK(one.ok && r2.seq == head + 1 && r2.id == 9 && r2.task == one.task &&
           r2.args[0] == g_task_arg && r2.args[4] == fake_task[1]);
+    munmap(m, 1u << 20);
+#else
+    SKIP_CASE("not an x86-64 host");
+#endif
+}
+
+/* Format 2 executed natively: an exec-style stub (pid/tgid through the current task, the string
+ * through *[rdi+off]) and a module-style one (string inline at rdi+off). The strings end at the
+ * last byte of a page followed by an inaccessible page: a copy reading past the NUL would
+ * crash the test. */
+struct call_args {
+    uint64_t task, rdi;
+    uint8_t *percpu;
+    int ok;
+};
+
+static void *thr_call(void *arg)
+{
+    struct call_args *c = arg;
+    memcpy(c->percpu + CUR_OFF, &c->task, 8);
+    if (syscall(SYS_arch_prctl, ARCH_SET_GS, (unsigned long)c->percpu) != 0)
+        return NULL;
+    g_nat.fn(c->rdi, 1, 2, 3, 0xdead);
+    c->ok = 1;
+    return NULL;
+}
+
+static bool call_stub(uint8_t *stub, uint64_t task, uint64_t rdi, struct lixd_record *out)
+{
+    static uint8_t percpu[CUR_OFF + 64];
+    memcpy(&g_nat.fn, &stub, sizeof(stub));
+    uint64_t head;
+    memcpy(&head, g_nat.ring, 8);
+    struct call_args c = {task, rdi, percpu, 0};
+    pthread_t th;
+    if (pthread_create(&th, NULL, thr_call, &c) != 0)
+        return false;
+    pthread_join(th, NULL);
+    memcpy(out, g_nat.ring + LIXD_HDR_SIZE + (head & 63) * LIXD_REC_SIZE, sizeof(*out));
+    return c.ok && out->seq == head + 1;
+}
+
+HVI_TEST(stub_format2_runs_natively_and_copies_strings_without_reading_past_them)
+{
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+    uint8_t *m = mmap(NULL, 1u << 20, PROT_READ | PROT_WRITE | PROT_EXEC,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        SKIP_CASE("no RWX anonymous mapping allowed here");
+    uint8_t *data = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(data != MAP_FAILED);
+    REQUIRE(mprotect(data + 4096, 4096, PROT_NONE) == 0);
+    g_nat.code = m;
+    g_nat.ring = m + 4096;
+    memset(g_nat.ring, 0, LIXD_HDR_SIZE + 64 * LIXD_REC_SIZE);
+    struct lixd_stub_params p = {.stub_va = (uint64_t)(uintptr_t)m,
+                                 .head_va = (uint64_t)(uintptr_t)g_nat.ring,
+                                 .records_va = (uint64_t)(uintptr_t)g_nat.ring + LIXD_HDR_SIZE,
+                                 .mask = 63,
+                                 .event_id = HVI_LIXD_EXEC,
+                                 .current_task = CUR_OFF,
+                                 .task_load = 16,
+                                 .str = true,
+                                 .str_deref = true,
+                                 .str_off = 24};
+    REQUIRE(lixd_stub_emit(&p, m, LIXD_STUB_MAX) > 0);
+    static uint64_t task[4] = {0, 0, 0x0000004d0000004eull, 0}; /* pid 78, tgid 77 */
+    uint64_t bprm[8] = {0};
+    const char *name = "/bin/true";
+    char *str = (char *)data + 4096 - strlen(name) - 1; /* NUL on the page's last byte */
+    memcpy(str, name, strlen(name) + 1);
+    bprm[3] = (uint64_t)(uintptr_t)str;
+    struct lixd_record r;
+    if (!call_stub(m, (uint64_t)(uintptr_t)task, (uint64_t)(uintptr_t)bprm, &r)) {
+        munmap(data, 8192);
+        munmap(m, 1u << 20);
+        SKIP_CASE("arch_prctl(ARCH_SET_GS) refused: cannot give the stub a GS base");
+    }
+    CHECK(r.id == HVI_LIXD_EXEC && r.task == (uint64_t)(uintptr_t)task);
+    CHECK(r.args[0] == (uint64_t)(uintptr_t)bprm && r.args[1] == 1 && r.args[3] == 3);
+    CHECK_EQ_U64(r.args[4], task[2]);
+    CHECK_STR(r.str, "/bin/true");
+    /* a long name is cut at 63 bytes, terminated */
+    char longname[101];
+    memset(longname, 'a', 100);
+    longname[100] = 0;
+    str = (char *)data + 4096 - 101;
+    memcpy(str, longname, 101);
+    bprm[3] = (uint64_t)(uintptr_t)str;
+    REQUIRE(call_stub(m, (uint64_t)(uintptr_t)task, (uint64_t)(uintptr_t)bprm, &r));
+    CHECK(strlen(r.str) == 63 && !strncmp(r.str, longname, 63));
+    /* no string: "" (the slot's old bytes do not leak through) */
+    bprm[3] = 0;
+    REQUIRE(call_stub(m, (uint64_t)(uintptr_t)task, (uint64_t)(uintptr_t)bprm, &r));
+    CHECK_STR(r.str, "");
+    /* module style: the name is inline at rdi + off, and the r8 slot is r8 itself */
+    p.stub_va = (uint64_t)(uintptr_t)(m + 1024);
+    p.event_id = HVI_LIXD_MOD_UNLOAD;
+    p.task_load = 0;
+    p.str_deref = false;
+    p.str_off = 8;
+    REQUIRE(lixd_stub_emit(&p, m + 1024, LIXD_STUB_MAX) > 0);
+    uint8_t *mod = data + 4096 - 8 - 5; /* "crc7" + NUL ends the page */
+    memcpy(mod + 8, "crc7", 5);
+    REQUIRE(call_stub(m + 1024, (uint64_t)(uintptr_t)task, (uint64_t)(uintptr_t)mod, &r));
+    CHECK(r.id == HVI_LIXD_MOD_UNLOAD && r.args[0] == (uint64_t)(uintptr_t)mod);
+    CHECK_EQ_U64(r.args[4], 0xdead);
+    CHECK_STR(r.str, "crc7");
+    munmap(data, 8192);
     munmap(m, 1u << 20);
 #else
     SKIP_CASE("not an x86-64 host");
