@@ -4,7 +4,8 @@
  * attach an engine that finds ntoskrnl by itself, and print the detected build, the functions
  * located by CAMI code patterns, the processes and drivers, a process-creation event from the
  * PspInsertProcess detour, a creation refused by the block list, a driver load event
- * (MiProcessLoaderEntry detour) and a denied SSDT write from a driver. No real Windows guest is
+ * (MiProcessLoaderEntry detour), one process's VADs, threads, image path and command line, and a
+ * denied SSDT write from a driver whose alert names the process running on the vCPU. No real Windows guest is
  * involved: this is the proof on the simulator.
  */
 #include <stdio.h>
@@ -25,17 +26,20 @@ static int usage(FILE *to)
 {
     fprintf(to,
             "usage: hvi win-demo [--cami FILE|DIR] [--build N] [--kpti on|off] [--processes N]\n"
-            "                    [--drivers N] [--json]\n"
+            "                    [--drivers N] [--pid N] [--json]\n"
             "Builds a simulated Windows x64 guest (not a real Windows: the simulator backend)\n"
             "for a build of the support data, lets the engine find ntoskrnl, and prints the\n"
             "build, the kernel functions located by CAMI patterns, processes, drivers, a\n"
             "process-creation event from a detour, a creation refused by the block list, a\n"
-            "driver load event and a denied KiServiceTable write.\n"
+            "driver load event and a denied KiServiceTable write, whose alert names the\n"
+            "process running on the writing vCPU.\n"
             "  --cami      CAMI binary, or a folder of CAMI YAML sources (default: $HVI_CAMI)\n"
             "  --build     Windows build with an x64 entry in the support data (default 17763)\n"
             "  --kpti      the entry's KPTI flag (default on)\n"
             "  --processes user processes besides System (default 6, max 32)\n"
             "  --drivers   drivers besides ntoskrnl.exe and hal.dll (default 5, max 32)\n"
+            "  --pid       the process shown in detail: VADs, threads, image path, command\n"
+            "              line (default: the last one)\n"
             "  --json      print alerts and events as JSON lines\n"
             "Exit status 0 when the SSDT write was denied with an alert, 1 otherwise.\n");
     return to == stdout ? 0 : 2;
@@ -47,6 +51,7 @@ struct demo {
     hvi_sim_win w;
     bool json;
     int denied_alerts, create_events;
+    uint32_t pid; /* the process shown in detail (0: the last one built) */
 };
 
 static void on_alert(const hvi_alert *a, void *user)
@@ -64,13 +69,15 @@ static void on_alert(const hvi_alert *a, void *user)
     if (a->type == HVI_EVENT_MODULE_LOAD || a->type == HVI_EVENT_MODULE_UNLOAD)
         printf("  %s: %s, rip 0x%llx\n", hvi_alert_type_name(a->type), a->module,
                (unsigned long long)a->rip);
-    else if (a->pid >= 0)
+    else if (hvi_alert_is_violation(a->type))
+        printf("  %s: object %s, insn \"%s\", rip 0x%llx in %s (%s)%s\n"
+               "    current process: pid %d \"%s\"\n",
+               hvi_alert_type_name(a->type), a->object, a->insn, (unsigned long long)a->rip,
+               a->module, a->symbol, a->action == HVI_ALERT_DENIED ? ", DENIED" : "", a->pid,
+               a->pid >= 0 ? a->comm : "unknown");
+    else
         printf("  %s: %s pid %d \"%s\", rip 0x%llx in %s\n", hvi_alert_type_name(a->type),
                a->object, a->pid, a->comm, (unsigned long long)a->rip, a->module);
-    else
-        printf("  %s: object %s, insn \"%s\", rip 0x%llx in %s (%s)%s\n",
-               hvi_alert_type_name(a->type), a->object, a->insn, (unsigned long long)a->rip,
-               a->module, a->symbol, a->action == HVI_ALERT_DENIED ? ", DENIED" : "");
     if (a->detail[0])
         printf("    %s\n", a->detail);
 }
@@ -127,6 +134,47 @@ static void print_lists(struct demo *d)
     }
 }
 
+/* One process in detail: its VA space (VAD tree), threads and user-mode parameters. */
+static void print_process(struct demo *d, uint32_t pid)
+{
+    hvi_windows_vad *v = NULL;
+    hvi_windows_thread *t = NULL;
+    size_t n = 0;
+    hvi_windows_process_params pp;
+    printf("process pid %u:\n", pid);
+    hvi_status st = hvi_windows_process_params_get(d->e, pid, &pp);
+    if (st == HVI_OK)
+        printf("  PEB 0x%llx, ProcessParameters 0x%llx\n  image path:   %s\n  command line: %s\n",
+               (unsigned long long)pp.peb, (unsigned long long)pp.params, pp.image_path,
+               pp.command_line);
+    else
+        printf("  parameters: %s (%s)\n", hvi_strstatus(st), hvi_last_error(d->e));
+    st = hvi_windows_vads(d->e, pid, &v, &n);
+    if (st == HVI_OK) {
+        printf("  VA space (%zu VADs, EPROCESS.VadRoot):\n    %-18s %-18s %-8s %s\n", n, "START",
+               "END", "TYPE", "PROTECTION");
+        for (size_t i = 0; i < n; i++)
+            printf("    0x%016llx 0x%016llx %-8s %s\n", (unsigned long long)v[i].start,
+                   (unsigned long long)v[i].end, hvi_windows_vad_type_name(v[i].type),
+                   hvi_windows_protection_name(v[i].protection));
+        hvi_windows_free(v);
+    } else {
+        printf("  VADs: %s (%s)\n", hvi_strstatus(st), hvi_last_error(d->e));
+    }
+    st = hvi_windows_threads(d->e, pid, &t, &n);
+    if (st == HVI_OK) {
+        printf("  threads (%zu, ThreadListHead):\n    %6s  %-18s %-18s %s\n", n, "TID", "ETHREAD",
+               "TEB", "START");
+        for (size_t i = 0; i < n; i++)
+            printf("    %6u  0x%016llx 0x%016llx 0x%llx%s\n", t[i].tid,
+                   (unsigned long long)t[i].ethread, (unsigned long long)t[i].teb,
+                   (unsigned long long)t[i].start_address, t[i].foreign ? "  FOREIGN" : "");
+        hvi_windows_free(t);
+    } else {
+        printf("  threads: %s (%s)\n", hvi_strstatus(st), hvi_last_error(d->e));
+    }
+}
+
 /* The kernel creates "notepad.exe" (PspInsertProcess detour), then a driver patches the SSDT. */
 static void scenario(struct demo *d)
 {
@@ -160,6 +208,10 @@ static void scenario(struct demo *d)
         hvi_event_reply rep;
         (void)hvi_sim_win_call(d->sim, &d->w, d->w.mi_process_loader_entry, args, 2, &rep);
     }
+    uint32_t cur = d->w.nproc - 1;
+    printf("simulated: a thread (tid %u) of %s, pid %u, runs on vCPU 0\n", d->w.tid[cur][0],
+           d->w.name[cur], d->w.pid[cur]);
+    (void)hvi_sim_win_set_current(d->sim, &d->w, 0, d->w.ethread[cur][0]);
     uint32_t drv = d->w.ndrv > 2 ? 2 : d->w.ndrv - 1;
     uint64_t rip = d->w.drv_base[drv] + 0x1a2b, target = d->w.ssdt + 4 * 0x3a;
     printf("simulated: %s (rip 0x%llx) writes KiServiceTable[0x3a] at 0x%llx\n", d->w.drv_name[drv],
@@ -226,6 +278,7 @@ static int run(struct demo *d, const void *support, size_t support_len,
            in.kernel_size, in.sections, (unsigned long long)in.service_table, in.service_count,
            (unsigned long long)in.hal_dispatch_table);
     print_lists(d);
+    print_process(d, d->pid ? d->pid : d->w.pid[d->w.nproc - 1]);
     scenario(d);
     (void)hvi_detach(d->e);
     return d->denied_alerts > 0 ? 0 : 1;
@@ -251,9 +304,11 @@ static int cmd_win_demo(int argc, char **argv)
             cfg.kpti = !strcmp(argv[++i], "on");
         } else if (i + 1 < argc && hvi_cli_parse_u64(argv[i + 1], &v) &&
                    (!strcmp(a, "--build") || !strcmp(a, "--processes") ||
-                    !strcmp(a, "--drivers"))) {
+                    !strcmp(a, "--drivers") || !strcmp(a, "--pid"))) {
             i++;
-            if (!strcmp(a, "--build") && v <= 0xffff)
+            if (!strcmp(a, "--pid") && v && v <= 0xffffffffu)
+                d.pid = (uint32_t)v;
+            else if (!strcmp(a, "--build") && v <= 0xffff)
                 cfg.build = (uint32_t)v;
             else if (!strcmp(a, "--processes") && v <= HVI_SIM_WIN_MAX)
                 cfg.processes = (uint32_t)v;

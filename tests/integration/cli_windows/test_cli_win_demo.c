@@ -59,6 +59,32 @@ HVI_TEST(win_demo_default_build)
     CHECK(strstr(out, "ept-write: object nt-ssdt") != NULL);
     CHECK(strstr(out, "in kd.dll (kd.dll+0x1a2b), DENIED") != NULL);
     CHECK(strstr(out, "write DENIED") != NULL);
+    /* the last process in detail: parameters through its CR3, VADs, threads */
+    CHECK(strstr(out, "process pid 280:") != NULL);
+    CHECK(strstr(out, "image path:   C:\\Windows\\System32\\svchost.exe") != NULL);
+    CHECK(strstr(out, "command line: \"C:\\Windows\\System32\\svchost.exe\" -sim 280") != NULL);
+    CHECK(strstr(out, "VA space (5 VADs, EPROCESS.VadRoot)") != NULL);
+    CHECK(strstr(out, "0x00007ffab0000000 0x00007ffab01fffff image    EXECUTE_WRITECOPY") != NULL);
+    CHECK(strstr(out, "0x00000000001e0000 0x00000000001effff private  READWRITE") != NULL);
+    CHECK(strstr(out, "threads (2, ThreadListHead)") != NULL);
+    CHECK(strstr(out, "10432  0xffffa08") != NULL);
+    /* the SSDT alert names the process whose thread runs on the writing vCPU */
+    CHECK(strstr(out, "current process: pid 280 \"svchost.exe\"") != NULL);
+}
+
+HVI_TEST(win_demo_pid_option)
+{
+    if (!have_cami())
+        SKIP_CASE("reference CAMI file missing: " CAMI_BIN);
+    static char out[32768];
+    CHECK_EQ_U64(run("win-demo --pid 4 --cami " CAMI_BIN, out, sizeof(out)), 0);
+    CHECK(strstr(out, "process pid 4:") != NULL);
+    CHECK(strstr(out, "parameters: not found (pid 4 has no PEB)") != NULL);
+    CHECK(strstr(out, "VA space (0 VADs") != NULL);
+    CHECK(strstr(out, "threads (1, ThreadListHead)") != NULL);
+    CHECK_EQ_U64(run("win-demo --pid 9999 --cami " CAMI_BIN, out, sizeof(out)), 0);
+    CHECK(strstr(out, "VADs: not found (no process with pid 9999)") != NULL);
+    CHECK_EQ_U64(run("win-demo --pid 0 --cami " CAMI_BIN, out, sizeof(out)), 2);
 }
 
 HVI_TEST(win_demo_json_and_other_build)
@@ -76,6 +102,8 @@ HVI_TEST(win_demo_json_and_other_build)
     CHECK(strstr(out, "\"object\":\"nt-ssdt\"") != NULL);
     CHECK(strstr(out, "\"action\":\"denied\"") != NULL);
     CHECK(strstr(out, "\"type\":\"process-create\"") != NULL);
+    CHECK(strstr(out, "\"pid\":264,\"comm\":\"csrss.exe\"") != NULL); /* the SSDT writer's */
+    CHECK(strstr(out, "VA space (5 VADs") != NULL);
 }
 
 HVI_TEST(win_demo_errors)
