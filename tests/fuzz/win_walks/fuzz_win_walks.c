@@ -5,7 +5,9 @@
  * holding the EPROCESS and KLDR_DATA_TABLE_ENTRY objects (their original bytes are restored
  * first), then the process and driver lists are walked, a writer RIP taken from the input is
  * resolved to a driver, an EPROCESS address from the input is read, and the four detours are hit
- * with arguments taken from the input. Any crash, sanitizer report or hang is a bug. Without the
+ * with arguments taken from the input. Pages 7.. of the input overwrite the user processes' VAD
+ * nodes, threads and PEB pages and vCPU 0's KPCR, under the VAD, thread, parameter and
+ * current-process walks (also on an EPROCESS address from the input). Any crash, sanitizer report or hang is a bug. Without the
  * reference CAMI file the target does nothing (and says so).
  */
 #include <stdio.h>
@@ -18,7 +20,7 @@
 #include "hvi_sim_windows.h"
 
 #define CAMI_BIN HVI_SHARED_DIR "/reference/hvmi-cami/intro_live_update.bin"
-#define MAX_PAGES 8
+#define MAX_PAGES 16
 
 static struct {
     bool tried, ok;
@@ -49,13 +51,17 @@ static void *read_file(const char *path, size_t *len)
     return buf;
 }
 
+static void add_gpa(hvi_gpa gpa)
+{
+    if (g.npages < MAX_PAGES && hvi_sim_phys_read(g.sim, gpa, g.orig[g.npages], 4096) == HVI_OK)
+        g.page[g.npages++] = gpa;
+}
+
 static void add_page(uint64_t va)
 {
     hvi_gpa gpa = 0;
-    if (g.npages < MAX_PAGES &&
-        hvi_sim_translate(g.sim, g.w.cr3, HVI_PAGING_4LVL, va & ~0xfffull, &gpa) == HVI_OK &&
-        hvi_sim_phys_read(g.sim, gpa, g.orig[g.npages], 4096) == HVI_OK)
-        g.page[g.npages++] = gpa;
+    if (hvi_sim_translate(g.sim, g.w.cr3, HVI_PAGING_4LVL, va & ~0xfffull, &gpa) == HVI_OK)
+        add_gpa(gpa);
 }
 
 static bool init(void)
@@ -87,12 +93,26 @@ static bool init(void)
         add_page(g.w.eprocess[i]);
     for (uint32_t i = 0; ok && i < g.w.ndrv; i++)
         add_page(g.w.ldr[i]);
+    /* after the first 6 pages (older seeds keep their meaning): the VAD and thread pages of the
+     * two user processes, their PEB pages (user memory) and vCPU 0's KPCR */
+    for (uint32_t i = 1; ok && i < g.w.nproc; i++) {
+        add_page(g.w.vad_node[i][0]);
+        add_page(g.w.ethread[i][0]);
+    }
+    for (uint32_t i = 1; ok && i < g.w.nproc; i++)
+        add_gpa(g.w.peb_gpa[i]);
+    if (ok)
+        add_page(g.w.kpcr[0]);
     /* HVI_FUZZ_DUMP=file writes the original pages: the natural seed input */
     const char *dump = getenv("HVI_FUZZ_DUMP");
     FILE *df = ok && dump ? fopen(dump, "wb") : NULL;
     if (df) {
         fwrite(g.orig, 4096, g.npages, df);
         fclose(df);
+        fprintf(stderr, "pages %u; vad nodes of pid %u at 0x%llx (page 6), offsets left 0x%x "
+                        "right 0x%x\n",
+                g.npages, g.w.pid[1], (unsigned long long)g.w.vad_node[1][0], g.w.off_v_left,
+                g.w.off_v_right);
     }
     hvi_cami_close(c);
     free(buf);
@@ -108,6 +128,18 @@ static uint64_t u64_at(const uint8_t *d, size_t size, size_t off)
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static bool vad_cb(const hvi_windows_vad *v, void *ctx)
+{
+    (void)v, (void)ctx;
+    return true;
+}
+
+static bool thread_cb(const hvi_windows_thread *t, void *ctx)
+{
+    (void)t, (void)ctx;
+    return true;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -150,5 +182,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     args[1] = 1;
     (void)hvi_sim_win_call(g.sim, &g.w, g.w.mi_process_loader_entry, args, 2, &rep);
     (void)hvi_sim_win_call(g.sim, &g.w, g.w.mi_unload_system_image, args, 1, &rep);
+    /* the VA space, threads, parameters and the current process */
+    for (uint32_t i = 1; i < g.w.nproc; i++) {
+        hvi_windows_vad *v = NULL;
+        hvi_windows_thread *t = NULL;
+        hvi_windows_process_params pp;
+        if (hvi_windows_vads(g.e, g.w.pid[i], &v, &n) == HVI_OK)
+            hvi_windows_free(v);
+        if (hvi_windows_threads(g.e, g.w.pid[i], &t, &n) == HVI_OK)
+            hvi_windows_free(t);
+        (void)hvi_windows_process_params_get(g.e, g.w.pid[i], &pp);
+    }
+    (void)hvi_windows_current_process(g.e, 0, &pr, NULL);
+    pr.eprocess = u64_at(data, size, 48);
+    pr.cr3 = u64_at(data, size, 56);
+    pr.peb = u64_at(data, size, 64);
+    (void)win_walk_vads(g.e, &pr, vad_cb, NULL);
+    (void)win_walk_threads(g.e, &pr, thread_cb, NULL);
+    hvi_windows_process_params pp;
+    (void)win_read_params(g.e, &pr, &pp);
     return 0;
 }
