@@ -2,6 +2,7 @@
  * CR3) and the current process of a vCPU (KPCR at GS base), on the simulated guest of every x64
  * corpus build; the same walks under hostile trees, lists and pointers; alerts from the Windows
  * protections name the process of the writing vCPU. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
@@ -216,6 +217,63 @@ HVI_TEST(a_vad_chain_deeper_than_64_is_refused)
     CHECK_EQ_U64(n, 60);
     if (n == 60)
         CHECK_EQ_U64(v[59].start, (0x100ull + 0x10 * 59) << 12);
+    hvi_windows_free(v);
+    wf_free(&f);
+}
+
+#define BIG_TREE 65537u
+#define BIG_STRIDE 0x40u
+
+/* Nodes lo..hi of a sorted array as a balanced tree rooted at the middle; returns the root. */
+static uint64_t big_subtree(uint8_t *mem, uint64_t base, const hvi_sim_win *w, uint32_t lo,
+                            uint32_t hi, uint64_t *rightmost_parent)
+{
+    if (lo > hi || hi == UINT32_MAX)
+        return 0;
+    uint32_t mid = lo + (hi - lo) / 2;
+    uint8_t *n = mem + (size_t)mid * BIG_STRIDE;
+    uint64_t l = mid > lo ? big_subtree(mem, base, w, lo, mid - 1, NULL) : 0;
+    uint64_t r = big_subtree(mem, base, w, mid + 1, hi, rightmost_parent);
+    if (rightmost_parent && mid + 1 == hi)
+        *rightmost_parent = base + (uint64_t)mid * BIG_STRIDE;
+    uint32_t vpn = 0x100 + 2 * mid;
+    memcpy(n + w->off_v_left, &l, 8);
+    memcpy(n + w->off_v_right, &r, 8);
+    memcpy(n + w->off_v_start, &vpn, 4);
+    memcpy(n + w->off_v_end, &vpn, 4);
+    return base + (uint64_t)mid * BIG_STRIDE;
+}
+
+HVI_TEST(a_vad_tree_of_more_than_65536_nodes_is_refused)
+{
+    struct wf f;
+    hvi_sim_win_config c = {.build = 17763, .kpti = true, .processes = 1};
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    REQUIRE(wf_attach(&f, 0, true) == HVI_OK);
+    REQUIRE(f.w.off_v_flags + 4 <= BIG_STRIDE);
+    size_t bytes = (size_t)BIG_TREE * BIG_STRIDE;
+    uint32_t pages = (uint32_t)((bytes + 4095) / 4096);
+    uint64_t pool = 0, parent = 0;
+    REQUIRE(hvi_sim_win_pool(f.sim, &f.w, pages, &pool) == HVI_OK);
+    uint8_t *mem = calloc(1, (size_t)pages * 4096);
+    REQUIRE(mem != NULL);
+    uint64_t root = big_subtree(mem, pool, &f.w, 0, BIG_TREE - 1, &parent);
+    REQUIRE(hvi_sim_win_poke(f.sim, &f.w, pool, mem, (size_t)pages * 4096) == HVI_OK);
+    free(mem);
+    poke64(&f, f.w.eprocess[1] + f.w.off_vadroot, root);
+    hvi_windows_vad *v = NULL;
+    size_t n = 0;
+    CHECK_STATUS(hvi_windows_vads(f.e, f.w.pid[1], &v, &n), HVI_E_LIMIT);
+    CHECK(strstr(hvi_last_error(f.e), "more than 65536 nodes") != NULL);
+    /* without its last node (the rightmost leaf) the tree is within budget and walked whole */
+    REQUIRE(parent != 0);
+    poke64(&f, parent + f.w.off_v_right, 0);
+    CHECK_OK(hvi_windows_vads(f.e, f.w.pid[1], &v, &n));
+    CHECK_EQ_U64(n, BIG_TREE - 1);
+    if (n == BIG_TREE - 1) {
+        CHECK_EQ_U64(v[0].start, 0x100ull << 12);
+        CHECK_EQ_U64(v[n - 1].start, (0x100ull + 2 * (n - 1)) << 12);
+    }
     hvi_windows_free(v);
     wf_free(&f);
 }
