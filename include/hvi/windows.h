@@ -153,8 +153,8 @@ hvi_status hvi_windows_process_params_get(hvi_engine *engine, uint32_t pid,
  * unavailable. *thread (optional) gets the KTHREAD. */
 hvi_status hvi_windows_current_process(hvi_engine *engine, uint32_t vcpu,
                                        hvi_windows_process *out, uint64_t *thread);
-/* "READWRITE", "EXECUTE_WRITECOPY", ... for an MM protection index (cache bits as a suffix
- * "+NOCACHE"/"+GUARD"/"+WRITECOMBINE" are not included: the base name only); never NULL. */
+/* "READWRITE", "EXECUTE_WRITECOPY", ... : the name of an MM protection index's low 3 bits (its
+ * cache/guard bits 3-4 are not named); never NULL. */
 const char *hvi_windows_protection_name(uint32_t protection);
 /* "private", "image", "physical", ... for an MI_VAD_TYPE; never NULL. */
 const char *hvi_windows_vad_type_name(uint32_t type);
