@@ -3,13 +3,19 @@
  * each a fork, an exec and an exit) is typed on the guest console and timed from the host until
  * its end marker, in the same run and alternating:
  *   off   — no detours (events stopped),
- *   exec  — only the begin_new_exec detour (what exec blocking needs; HVI_OPT_BLOCK_EXEC),
- *   on    — process events (wake_up_new_task, begin_new_exec, do_exit) and module events;
+ *   ring  — process events (wake_up_new_task, begin_new_exec, do_exit) and module events,
+ *           recorded by in-guest detours into the ring (the default since issue 8 §3),
+ *   bpev  — the same events by hypervisor breakpoints (hvi_linux_events_use_ring(e, false):
+ *           the mechanism before),
+ *   block — ring events plus exec blocking (HVI_OPT_BLOCK_EXEC, one path that is never run):
+ *           the one breakpoint left, on begin_new_exec, stops every exec,
+ *   exec  — only the exec breakpoint (HVI_OPT_BLOCK_EXEC alone, a path in the block list);
  * and, to tell what a stop costs by its kind, one stop per fork either way:
  *   bp    — a bare breakpoint on wake_up_new_task, resumed past its ftrace nop (no step),
  *   watch — a write watchpoint on the kernel's `total_forks` counter (copy_process increments it).
- * A second thread serves the breakpoints (hvi_qemu_run) in every configuration. Reports medians,
- * ratios against `off`, and the cost per detour hit ((on - off) / hits). JSON to argv[1].
+ * A second thread serves the breakpoints (hvi_qemu_run) and ticks the engine timer (which drains
+ * the ring) in every configuration. Reports medians, ratios against `off`, and the cost per
+ * event ((x - off) / events). JSON to argv[1].
  * Exit 77 (with the reason) when no guest can be booted.
  */
 #define _GNU_SOURCE
@@ -25,6 +31,7 @@
 #include "hvi/hook.h"
 #include "hvi/linux.h"
 #include "hvi/linux_events.h"
+#include "hvi/linux_indetour.h"
 #include "hvi/mem.h"
 #include "hvi_qemu.h"
 
@@ -68,6 +75,7 @@ static void *run_loop(void *p)
             r->failed = st;
             break;
         }
+        (void)hvi_timer_tick(r->e); /* drains the in-guest ring */
     }
     return NULL;
 }
@@ -109,17 +117,37 @@ static uint32_t bare_watch(hvi_engine *e, hvi_hook *h, const hvi_hook_access *a,
 enum { RAW_NONE, RAW_BP, RAW_WATCH };
 
 /* Configure the engine (event loop stopped), then time one loop. */
-static double timed_loop(hvi_qemu_vm *vm, struct runner *r, uint64_t opts, int raw, uint64_t *hits)
+static double timed_loop(hvi_qemu_vm *vm, struct runner *r, uint64_t opts, bool ring, int raw,
+                         uint64_t *hits, uint64_t *stops)
 {
     hvi_linux_events_stats a, b;
     hvi_hook *hook = NULL;
     runner_stop(r);
+    /* from scratch each time: stop (the ring's stubs go once no task is inside one) */
+    for (int i = 0; i < 50 && hvi_linux_events_stop(r->e) != HVI_OK; i++) {
+        runner_start(r);
+        usleep(100000);
+        runner_stop(r);
+    }
+    for (int i = 0; i < 50 && hvi_linux_indetour_stop(r->e) != HVI_OK; i++) {
+        runner_start(r);
+        usleep(100000);
+        runner_stop(r);
+    }
     hvi_options_set(r->e, opts);
-    if (opts)
-        hvi_linux_events_start(r->e);
+    if (opts & HVI_OPT_BLOCK_EXEC)
+        hvi_linux_block_exec_add(r->e, "/bin/hvi-bench-never-run");
     else
-        hvi_linux_events_stop(r->e);
+        hvi_linux_block_exec_clear(r->e);
+    if (opts) {
+        hvi_linux_events_use_ring(r->e, ring);
+        if (hvi_linux_events_start(r->e) != HVI_OK)
+            fprintf(stderr, "  events: %s\n", hvi_last_error(r->e));
+    }
     hvi_linux_events_stats_get(r->e, &a);
+    if (opts && ring && (opts & HVI_OPT_EVENT_PROCESS) && a.in_guest != 5)
+        fprintf(stderr, "  warning: %u events in the ring, %u breakpoints\n", a.in_guest,
+                a.breakpoints);
     uint64_t raw0 = g_raw_hits, addr = 0, gpa = 0;
     if (raw == RAW_BP && hvi_linux_find_symbol(r->e, "wake_up_new_task", &addr) == HVI_OK)
         hvi_detour_add(r->e, addr, bare_bp, NULL, &hook);
@@ -137,8 +165,10 @@ static double timed_loop(hvi_qemu_vm *vm, struct runner *r, uint64_t opts, int r
     double t = ms_now() - t0;
     free(out);
     runner_stop(r);
+    hvi_linux_events_drain(r->e);
     hvi_linux_events_stats_get(r->e, &b);
-    *hits = b.events - a.events + (g_raw_hits - raw0);
+    *hits = b.events - a.events;
+    *stops = b.breakpoint_hits - a.breakpoint_hits + (g_raw_hits - raw0);
     if (hook)
         hvi_hook_remove(r->e, hook);
     runner_start(r);
@@ -183,52 +213,54 @@ int main(int argc, char **argv)
     }
     struct runner r = {.q = q, .e = e};
     runner_start(&r);
-#define NCFG 5
-    const uint64_t cfg[NCFG] = {0, HVI_OPT_BLOCK_EXEC, HVI_OPT_EVENT_PROCESS | HVI_OPT_EVENT_MODULE,
-                                0, 0};
-    const int raw[NCFG] = {RAW_NONE, RAW_NONE, RAW_NONE, RAW_BP, RAW_WATCH};
-    const char *name[NCFG] = {"off", "exec", "on", "bp", "watch"};
+#define NCFG 7
+    const uint64_t ev = HVI_OPT_EVENT_PROCESS | HVI_OPT_EVENT_MODULE;
+    const uint64_t cfg[NCFG] = {0, ev, ev, ev | HVI_OPT_BLOCK_EXEC, HVI_OPT_BLOCK_EXEC, 0, 0};
+    const bool ring[NCFG] = {false, true, false, true, true, false, false};
+    const int raw[NCFG] = {RAW_NONE, RAW_NONE, RAW_NONE, RAW_NONE, RAW_NONE, RAW_BP, RAW_WATCH};
+    const char *name[NCFG] = {"off", "ring", "bpev", "block", "exec", "bp", "watch"};
     double t[NCFG][REPS];
-    uint64_t hits[NCFG] = {0};
-    uint64_t h = 0;
-    timed_loop(vm, &r, 0, RAW_NONE, &h); /* warm-up: page cache, translated code */
+    uint64_t hits[NCFG] = {0}, stops[NCFG] = {0};
+    uint64_t h = 0, sp = 0;
+    timed_loop(vm, &r, 0, false, RAW_NONE, &h, &sp); /* warm-up: page cache, translated code */
     for (int rep = 0; rep < REPS; rep++)
         for (int c = 0; c < NCFG; c++) {
-            t[c][rep] = timed_loop(vm, &r, cfg[c], raw[c], &h);
+            t[c][rep] = timed_loop(vm, &r, cfg[c], ring[c], raw[c], &h, &sp);
             hits[c] += h;
-            fprintf(stderr, "  rep %d %-4s %8.1f ms, %llu detour hits\n", rep, name[c], t[c][rep],
-                    (unsigned long long)h);
+            stops[c] += sp;
+            fprintf(stderr, "  rep %d %-5s %8.1f ms, %llu events, %llu stops\n", rep, name[c],
+                    t[c][rep], (unsigned long long)h, (unsigned long long)sp);
             if (t[c][rep] < 0)
                 goto stop;
         }
     double m[NCFG];
     for (int c = 0; c < NCFG; c++)
         m[c] = median(t[c], REPS);
-    double hits_on = (double)hits[2] / REPS, hits_exec = (double)hits[1] / REPS;
+    double per[NCFG], stp[NCFG];
+    for (int c = 0; c < NCFG; c++) {
+        per[c] = (double)hits[c] / REPS;
+        stp[c] = (double)stops[c] / REPS;
+    }
     FILE *f = fopen(json, "w");
     if (!f)
         goto stop;
     fprintf(f,
             "{\"bench\":\"linux_events\",\"loop\":\"%d x fork+exec /bin/true on the console\","
-            "\"reps\":%d,\"off_ms\":%.1f,\"exec_only_ms\":%.1f,\"on_ms\":%.1f,"
-            "\"ratio_exec_only_vs_off\":%.3f,\"ratio_on_vs_off\":%.3f,"
-            "\"hits_on_per_loop\":%.1f,\"hits_exec_only_per_loop\":%.1f,"
-            "\"ms_per_hit_on\":%.3f,\"ms_per_hit_exec_only\":%.3f,"
-            "\"ms_per_iteration_off\":%.3f,\"ms_per_iteration_on\":%.3f,"
-            "\"bp_fork_ms\":%.1f,\"watch_fork_ms\":%.1f,\"hits_bp_per_loop\":%.1f,"
-            "\"hits_watch_per_loop\":%.1f,\"ms_per_bp_stop\":%.3f,\"ms_per_watch_stop\":%.3f}\n",
-            ITERS, REPS, m[0], m[1], m[2], m[1] / m[0], m[2] / m[0], hits_on, hits_exec,
-            hits_on > 0 ? (m[2] - m[0]) / hits_on : 0,
-            hits_exec > 0 ? (m[1] - m[0]) / hits_exec : 0, m[0] / ITERS, m[2] / ITERS, m[3], m[4],
-            (double)hits[3] / REPS, (double)hits[4] / REPS,
-            hits[3] ? (m[3] - m[0]) / ((double)hits[3] / REPS) : 0,
-            hits[4] ? (m[4] - m[0]) / ((double)hits[4] / REPS) : 0);
+            "\"reps\":%d,\"configs\":{",
+            ITERS, REPS);
+    for (int c = 0; c < NCFG; c++)
+        fprintf(f,
+                "%s\"%s\":{\"median_ms\":%.1f,\"ratio_vs_off\":%.3f,\"events_per_loop\":%.1f,"
+                "\"stops_per_loop\":%.1f,\"ms_per_stop\":%.3f}",
+                c ? "," : "", name[c], m[c], m[c] / m[0], per[c], stp[c],
+                stp[c] > 0 ? (m[c] - m[0]) / stp[c] : 0);
+    fprintf(f, "},\"ratio_bpev_vs_ring\":%.3f}\n", m[2] / m[1]);
     fclose(f);
-    fprintf(stderr,
-            "bench_linux_events: off %.1f ms, exec-only %.1f ms (x%.2f), on %.1f ms (x%.2f) for %d "
-            "fork/exec; %.1f hits/loop on, %.2f ms per hit\n",
-            m[0], m[1], m[1] / m[0], m[2], m[2] / m[0], ITERS, hits_on,
-            hits_on > 0 ? (m[2] - m[0]) / hits_on : 0);
+    fprintf(stderr, "bench_linux_events (%d fork/exec, medians of %d):\n", ITERS, REPS);
+    for (int c = 0; c < NCFG; c++)
+        fprintf(
+            stderr, "  %-5s %8.1f ms  x%-6.2f %5.1f events/loop %5.1f stops/loop  %.1f ms/stop\n",
+            name[c], m[c], m[c] / m[0], per[c], stp[c], stp[c] > 0 ? (m[c] - m[0]) / stp[c] : 0);
     rc = 0;
 stop:
     runner_stop(&r);

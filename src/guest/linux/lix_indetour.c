@@ -722,8 +722,13 @@ hvi_status lixd_events_start(hvi_engine *e, uint32_t events, uint32_t bprm_filen
 {
     if (!e)
         return HVI_E_INVAL;
-    if (e->lixd && e->lixd->phase != PH_OFF)
-        return e->lixd->phase == PH_ACTIVE ? HVI_OK : HVI_E_BUSY;
+    if (e->lixd && e->lixd->phase == PH_ACTIVE)
+        return HVI_OK;
+    if (e->lixd && e->lixd->phase != PH_OFF) { /* an earlier stop waits for the stubs */
+        hvi_status st = do_stop(e, e->lixd);
+        if (st != HVI_OK)
+            return st;
+    }
     struct lixd_state *s = NULL;
     hvi_status st = state_get(e, &s);
     if (st != HVI_OK)
