@@ -308,7 +308,7 @@ hvi_status hvi_sim_win_new_eprocess(hvi_sim *sim, hvi_sim_win *w, const char *na
     memcpy(e + w->off_name, name, nl < 15 ? nl : 15);
     put64(e, w->off_cr3, pid == 4 ? w->cr3 : cr3);
     put64(e, w->off_peb, pid == 4 ? 0 : PEB_VA + pid * 0x1000ull);
-    put32(e, w->off_flags, 0x40000); /* HasAddressSpace */
+    put32(e, w->off_flags, 0x40000);               /* HasAddressSpace */
     put64(e, w->off_threads, va + w->off_threads); /* no threads yet: the head points to itself */
     put64(e, w->off_threads + 8, va + w->off_threads);
     if ((st = hvi_sim_win_poke(sim, w, va, e, sizeof(e))) != HVI_OK)
@@ -367,8 +367,8 @@ static hvi_status offsets(const hvi_cami_win_entry *c, hvi_sim_win *w)
     if (w->off_t_start + 8 > THREAD_SIZE || w->off_t_list + 16 > THREAD_SIZE ||
         w->off_t_id + 8 > THREAD_SIZE || w->off_t_teb + 8 > THREAD_SIZE ||
         w->off_t_process + 8 > THREAD_SIZE || w->off_v_flags + 8 > VAD_SIZE ||
-        w->off_vadroot + 0x18 > 4096 || w->off_threads + 16 > 4096 || w->off_pcr_thread + 8 > 4096 ||
-        (w->v_vpn_size != 4 && w->v_vpn_size != 8) ||
+        w->off_vadroot + 0x18 > 4096 || w->off_threads + 16 > 4096 ||
+        w->off_pcr_thread + 8 > 4096 || (w->v_vpn_size != 4 && w->v_vpn_size != 8) ||
         (w->v_flags_size != 4 && w->v_flags_size != 8))
         return HVI_E_FORMAT;
     uint32_t hi[] = {w->off_list + 16, w->off_id + 8,  w->off_ppid + 8, w->off_name + 15,
@@ -510,8 +510,8 @@ static void put_vad(const hvi_sim_win *w, uint8_t *b, uint32_t i, uint32_t k, ui
         if (w->off_v_end_hi)
             n[w->off_v_end_hi] = (uint8_t)(e >> 32);
     }
-    uint64_t f = (uint64_t)w->vad_type[i][k] << w->vf_type_shift |
-                 (uint64_t)w->vad_prot[i][k] << w->vf_prot_shift;
+    uint64_t f = (uint64_t)w->vad_type[i][k] << w->vf_type_shift | (uint64_t)w->vad_prot[i][k]
+                                                                       << w->vf_prot_shift;
     if (w->v_flags_size == 8)
         put64(n, w->off_v_flags, f);
     else
@@ -537,8 +537,8 @@ static hvi_status populate(hvi_sim *sim, hvi_sim_win *w, uint32_t i)
         w->ethread[i][k] = th;
         w->tid[i][k] = i == 0 ? 8 : (uint32_t)(0x2000 + 8 * pid + 4 * k);
         w->teb[i][k] = i == 0 ? 0 : TEB_VA + pid * 0x2000 + k * 0x1000ull;
-        w->thread_start[i][k] = i == 0 ? KBASE + RVA_TEXT + OFF_ISR
-                                       : EXE_VA + pid * 0x100000 + 0x1000 + 0x100 * k;
+        w->thread_start[i][k] =
+            i == 0 ? KBASE + RVA_TEXT + OFF_ISR : EXE_VA + pid * 0x100000 + 0x1000 + 0x100 * k;
         put64(t, w->off_t_id - 8, pid); /* Cid.UniqueProcess */
         put64(t, w->off_t_id, w->tid[i][k]);
         put64(t, w->off_t_process, ep);
@@ -553,15 +553,17 @@ static hvi_status populate(hvi_sim *sim, hvi_sim_win *w, uint32_t i)
         return st;
     /* VADs: page 1 */
     uint64_t peb = PEB_VA + pid * 0x1000, exe = EXE_VA + pid * 0x100000;
-    const uint64_t range[HVI_SIM_WIN_VADS][2] = {
-        {0x1e0000, 0x1effff},    {0x500000, 0x5fffff},       {peb, peb + 0xfff},
-        {exe, exe + 0x2ffff}, {NTDLL_VA, NTDLL_VA + 0x1fffff}};
+    const uint64_t range[HVI_SIM_WIN_VADS][2] = {{0x1e0000, 0x1effff},
+                                                 {0x500000, 0x5fffff},
+                                                 {peb, peb + 0xfff},
+                                                 {exe, exe + 0x2ffff},
+                                                 {NTDLL_VA, NTDLL_VA + 0x1fffff}};
     for (uint32_t k = 0; k < HVI_SIM_WIN_VADS; k++) {
         w->vad_node[i][k] = pool + k * VAD_SIZE;
         w->vad_start[i][k] = range[k][0];
         w->vad_end[i][k] = range[k][1];
-        w->vad_type[i][k] = k >= 3 ? 2 : 0;  /* image map / private */
-        w->vad_prot[i][k] = k >= 3 ? 7 : 4;  /* EXECUTE_WRITECOPY / READWRITE */
+        w->vad_type[i][k] = k >= 3 ? 2 : 0; /* image map / private */
+        w->vad_prot[i][k] = k >= 3 ? 7 : 4; /* EXECUTE_WRITECOPY / READWRITE */
     }
     w->nvad[i] = HVI_SIM_WIN_VADS;
     const uint64_t *v = w->vad_node[i];
@@ -596,7 +598,7 @@ static hvi_status populate(hvi_sim *sim, hvi_sim_win *w, uint32_t i)
     memcpy(w->command_line[i], cmd, sizeof(cmd));
     memset(b, 0, sizeof(b));
     put64(b, 0x20, peb + PEB_PARAMS); /* PEB.ProcessParameters */
-    put32(b, PEB_PARAMS + 8, 1);       /* Flags: RTL_USER_PROC_PARAMS_NORMALIZED */
+    put32(b, PEB_PARAMS + 8, 1);      /* Flags: RTL_USER_PROC_PARAMS_NORMALIZED */
     size_t il = strlen(w->image_path[i]), cl = strlen(w->command_line[i]);
     put16(b, PEB_PARAMS + 0x60, (uint16_t)(2 * il));
     put16(b, PEB_PARAMS + 0x62, (uint16_t)(2 * il + 2));

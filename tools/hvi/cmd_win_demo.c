@@ -5,8 +5,8 @@
  * located by CAMI code patterns, the processes and drivers, a process-creation event from the
  * PspInsertProcess detour, a creation refused by the block list, a driver load event
  * (MiProcessLoaderEntry detour), one process's VADs, threads, image path and command line, and a
- * denied SSDT write from a driver whose alert names the process running on the vCPU. No real Windows guest is
- * involved: this is the proof on the simulator.
+ * denied SSDT write from a driver whose alert names the process running on the vCPU. No real
+ * Windows guest is involved: this is the proof on the simulator.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -303,8 +303,8 @@ static int cmd_win_demo(int argc, char **argv)
                    (!strcmp(argv[i + 1], "on") || !strcmp(argv[i + 1], "off"))) {
             cfg.kpti = !strcmp(argv[++i], "on");
         } else if (i + 1 < argc && hvi_cli_parse_u64(argv[i + 1], &v) &&
-                   (!strcmp(a, "--build") || !strcmp(a, "--processes") ||
-                    !strcmp(a, "--drivers") || !strcmp(a, "--pid"))) {
+                   (!strcmp(a, "--build") || !strcmp(a, "--processes") || !strcmp(a, "--drivers") ||
+                    !strcmp(a, "--pid"))) {
             i++;
             if (!strcmp(a, "--pid") && v && v <= 0xffffffffu)
                 d.pid = (uint32_t)v;

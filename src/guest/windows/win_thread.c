@@ -126,8 +126,7 @@ hvi_status win_read_params(hvi_engine *e, const hvi_windows_process *p,
         return hvi_fail(e, HVI_E_FORMAT, "pid %u: ProcessParameters 0x%llx is not a user address",
                         p->pid, (unsigned long long)out->params);
     uint8_t probe;
-    if ((st = hvi_gva_read(e, cr3, out->params + PARAMS64_COMMAND_LINE + 15, &probe, 1)) !=
-        HVI_OK)
+    if ((st = hvi_gva_read(e, cr3, out->params + PARAMS64_COMMAND_LINE + 15, &probe, 1)) != HVI_OK)
         return hvi_fail(e, st, "pid %u: ProcessParameters at 0x%llx unreadable (%s)", p->pid,
                         (unsigned long long)out->params, hvi_strstatus(st));
     (void)read_user_ustr(e, cr3, out->params + PARAMS64_IMAGE_PATH, out->image_path,
@@ -161,7 +160,7 @@ hvi_status win_current_process(hvi_engine *e, uint32_t vcpu, hvi_windows_process
         !(r.valid & HVI_REGS_FSGS))
         return hvi_fail(e, HVI_E_BACKEND, "vCPU %u: GS base unavailable", vcpu);
     /* in kernel mode GS base is the KPCR; in user mode (before SWAPGS) KERNEL_GS_BASE is */
-    uint64_t kpcr = kpcr_ok(e, r.gs_base) ? r.gs_base
+    uint64_t kpcr = kpcr_ok(e, r.gs_base)          ? r.gs_base
                     : kpcr_ok(e, r.kernel_gs_base) ? r.kernel_gs_base
                                                    : 0;
     if (!kpcr)

@@ -110,9 +110,12 @@ static hvi_status read_vad(struct vad_walk *vw, uint64_t node, uint32_t depth, h
 {
     const struct win_offsets *o = vw->o;
     uint8_t b[160];
-    uint32_t need = 0, ends[] = {o->v_left + 8,     o->v_right + 8,
-                                 o->v_start + o->v_vpn_size, o->v_end + o->v_vpn_size,
-                                 o->v_start_hi + 1, o->v_end_hi + 1,
+    uint32_t need = 0, ends[] = {o->v_left + 8,
+                                 o->v_right + 8,
+                                 o->v_start + o->v_vpn_size,
+                                 o->v_end + o->v_vpn_size,
+                                 o->v_start_hi + 1,
+                                 o->v_end_hi + 1,
                                  o->v_flags + o->v_flags_size};
     for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++)
         need = ends[i] > need ? ends[i] : need;
@@ -146,8 +149,7 @@ static bool bad_child(uint64_t p)
 }
 
 /* In-order walk of the subtree at node, whose VPNs must lie in [lo, hi]. */
-static hvi_status walk(struct vad_walk *vw, uint64_t node, uint64_t lo, uint64_t hi,
-                       uint32_t depth)
+static hvi_status walk(struct vad_walk *vw, uint64_t node, uint64_t lo, uint64_t hi, uint32_t depth)
 {
     hvi_engine *e = vw->e;
     if (depth >= WIN_MAX_VAD_DEPTH)
@@ -212,16 +214,16 @@ hvi_status win_walk_vads(hvi_engine *e, const hvi_windows_process *p, win_vad_cb
 
 const char *hvi_windows_protection_name(uint32_t protection)
 {
-    static const char *const n[8] = {"NOACCESS",  "READONLY",          "EXECUTE",
-                                     "EXECUTE_READ", "READWRITE",      "WRITECOPY",
+    static const char *const n[8] = {"NOACCESS",          "READONLY",         "EXECUTE",
+                                     "EXECUTE_READ",      "READWRITE",        "WRITECOPY",
                                      "EXECUTE_READWRITE", "EXECUTE_WRITECOPY"};
     return n[protection & 7];
 }
 
 const char *hvi_windows_vad_type_name(uint32_t type)
 {
-    static const char *const n[8] = {"private", "physical",   "image",          "awe",
-                                     "write-watch", "large-pages", "rotate-physical",
-                                     "large-page-section"};
+    static const char *const n[8] = {
+        "private",     "physical",    "image",           "awe",
+        "write-watch", "large-pages", "rotate-physical", "large-page-section"};
     return type < 8 ? n[type] : "?";
 }

@@ -7,8 +7,8 @@
  * resolved to a driver, an EPROCESS address from the input is read, and the four detours are hit
  * with arguments taken from the input. Pages 7.. of the input overwrite the user processes' VAD
  * nodes, threads and PEB pages and vCPU 0's KPCR, under the VAD, thread, parameter and
- * current-process walks (also on an EPROCESS address from the input). Any crash, sanitizer report or hang is a bug. Without the
- * reference CAMI file the target does nothing (and says so).
+ * current-process walks (also on an EPROCESS address from the input). Any crash, sanitizer report
+ * or hang is a bug. Without the reference CAMI file the target does nothing (and says so).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,8 +109,9 @@ static bool init(void)
     if (df) {
         fwrite(g.orig, 4096, g.npages, df);
         fclose(df);
-        fprintf(stderr, "pages %u; vad nodes of pid %u at 0x%llx (page 6), offsets left 0x%x "
-                        "right 0x%x\n",
+        fprintf(stderr,
+                "pages %u; vad nodes of pid %u at 0x%llx (page 6), offsets left 0x%x "
+                "right 0x%x\n",
                 g.npages, g.w.pid[1], (unsigned long long)g.w.vad_node[1][0], g.w.off_v_left,
                 g.w.off_v_right);
     }

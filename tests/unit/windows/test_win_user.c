@@ -165,11 +165,11 @@ HVI_TEST(hostile_vad_trees_stop_with_a_reason)
         REQUIRE(wf_attach(&f, 0, true) == HVI_OK);
         const uint64_t *nd = f.w.vad_node[1];
         uint32_t L = f.w.off_v_left, R = f.w.off_v_right;
-        vad_case(&f, nd[1] + R, nd[2], HVI_E_FORMAT);       /* a leaf pointing back at the root */
-        vad_case(&f, nd[4] + R, nd[4], HVI_E_FORMAT);       /* a node its own child */
-        vad_case(&f, nd[3] + L, nd[1], HVI_E_FORMAT);       /* a node shared by two parents */
+        vad_case(&f, nd[1] + R, nd[2], HVI_E_FORMAT);         /* a leaf pointing back at the root */
+        vad_case(&f, nd[4] + R, nd[4], HVI_E_FORMAT);         /* a node its own child */
+        vad_case(&f, nd[3] + L, nd[1], HVI_E_FORMAT);         /* a node shared by two parents */
         vad_case(&f, nd[0] + L, 0x41414141ull, HVI_E_FORMAT); /* not a kernel pointer */
-        vad_case(&f, nd[0] + L, nd[1] + 4, HVI_E_FORMAT);   /* misaligned */
+        vad_case(&f, nd[0] + L, nd[1] + 4, HVI_E_FORMAT);     /* misaligned */
         vad_case(&f, nd[0] + L, nd[0] + 0x2000, HVI_E_NOT_PRESENT); /* the guard gap */
         /* VPNs out of order: node 0 claims the root's pages */
         uint64_t vpn = f.w.vad_start[1][2] >> 12;
