@@ -84,6 +84,7 @@ typedef struct hvi_sim_win {
     uint64_t vad_end[HVI_SIM_WIN_MAX + 1][HVI_SIM_WIN_VADS];
     uint32_t vad_type[HVI_SIM_WIN_MAX + 1][HVI_SIM_WIN_VADS];
     uint32_t vad_prot[HVI_SIM_WIN_MAX + 1][HVI_SIM_WIN_VADS];
+    char vad_file[HVI_SIM_WIN_MAX + 1][HVI_SIM_WIN_VADS][48]; /* image VADs' FILE_OBJECT names */
     /* threads on KPROCESS.ThreadListHead */
     uint32_t nthread[HVI_SIM_WIN_MAX + 1];
     uint64_t ethread[HVI_SIM_WIN_MAX + 1][HVI_SIM_WIN_THREADS];
@@ -101,6 +102,7 @@ typedef struct hvi_sim_win {
     uint32_t off_v_parent, off_v_left, off_v_right, off_v_start, off_v_start_hi, off_v_end;
     uint32_t off_v_end_hi, off_v_flags, v_flags_size, v_vpn_size;
     uint32_t vf_type_shift, vf_prot_shift;
+    uint32_t off_v_subsection, off_sub_ctlarea, off_ctl_file, off_fo_name_len, off_fo_name_buf;
     bool vad_avl_table;                /* build < 9600: VadRoot is an MM_AVL_TABLE */
     uint64_t pool_next;                /* next free pool page (builder bookkeeping) */
 } hvi_sim_win;

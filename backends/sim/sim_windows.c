@@ -364,6 +364,15 @@ static hvi_status offsets(const hvi_cami_win_entry *c, hvi_sim_win *w)
     w->vf_type_shift = km(c, HVI_WIN_KM_VADFLAGS, HVI_WIN_KM_VADFLAGS_TYPESHIFT);
     w->vf_prot_shift = km(c, HVI_WIN_KM_VADFLAGS, HVI_WIN_KM_VADFLAGS_PROTECTIONSHIFT);
     w->vad_avl_table = c->build < 9600;
+    w->off_v_subsection = km(c, HVI_WIN_KM_VADLONG, HVI_WIN_KM_VADLONG_SUBSECTION);
+    w->off_sub_ctlarea = km(c, HVI_WIN_KM_UNGROUPED, HVI_WIN_KM_UNGROUPED_SUBSECTIONCTLAREA);
+    w->off_ctl_file = km(c, HVI_WIN_KM_UNGROUPED, HVI_WIN_KM_UNGROUPED_CTLAREAFILE);
+    w->off_fo_name_len = km(c, HVI_WIN_KM_FILEOBJECT, HVI_WIN_KM_FILEOBJECT_NAMELENGTH);
+    w->off_fo_name_buf = km(c, HVI_WIN_KM_FILEOBJECT, HVI_WIN_KM_FILEOBJECT_NAMEBUFFER);
+    if (w->off_v_subsection + 8 > VAD_SIZE || w->off_sub_ctlarea + 8 > 0x40 ||
+        w->off_ctl_file + 8 > 0xc0 || w->off_fo_name_len + 2 > 0x80 ||
+        w->off_fo_name_buf + 8 > 0x80)
+        return HVI_E_FORMAT;
     if (w->off_t_start + 8 > THREAD_SIZE || w->off_t_list + 16 > THREAD_SIZE ||
         w->off_t_id + 8 > THREAD_SIZE || w->off_t_teb + 8 > THREAD_SIZE ||
         w->off_t_process + 8 > THREAD_SIZE || w->off_v_flags + 8 > VAD_SIZE ||
@@ -574,6 +583,23 @@ static hvi_status populate(hvi_sim *sim, hvi_sim_win *w, uint32_t i)
     put_vad(w, b, i, 1, v[0], 0, 0);
     put_vad(w, b, i, 3, v[2], 0, v[4]);
     put_vad(w, b, i, 4, v[3], 0, 0);
+    /* the image VADs are MMVADs: Subsection -> SUBSECTION (+0x400 / +0x600 of the page) ->
+     * CONTROL_AREA (+0x40) -> FILE_OBJECT (+0x100, through an EX_FAST_REF with refcount 3) ->
+     * FileName (+0x180) */
+    for (uint32_t k = 3; k < HVI_SIM_WIN_VADS; k++) {
+        uint32_t sub = 0x400 + 0x200 * (k - 3), ctl = sub + 0x40, fo = sub + 0x100;
+        char name[48];
+        snprintf(name, sizeof(name), "\\Windows\\System32\\%.16s",
+                 k == 3 ? w->name[i] : "ntdll.dll");
+        memcpy(w->vad_file[i][k], name, sizeof(name));
+        put64(b + k * VAD_SIZE, w->off_v_subsection, pool + sub);
+        put64(b + sub, w->off_sub_ctlarea, pool + ctl);
+        put64(b + ctl, w->off_ctl_file, (pool + fo) | 3);
+        put16(b + fo, w->off_fo_name_len, (uint16_t)(2 * strlen(name)));
+        put16(b + fo, w->off_fo_name_len + 2, (uint16_t)(2 * strlen(name) + 2));
+        put64(b + fo, w->off_fo_name_buf, pool + sub + 0x180);
+        utf16(b + sub + 0x180, name);
+    }
     if ((st = hvi_sim_win_poke(sim, w, pool, b, sizeof(b))) != HVI_OK ||
         (st = hvi_sim_win_poke(sim, w, table + (w->vad_avl_table ? w->off_v_right : 0), &v[2],
                                8)) != HVI_OK)

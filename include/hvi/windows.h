@@ -74,6 +74,10 @@ typedef struct hvi_windows_vad {
     uint32_t protection;         /* MM protection index 0..31 (4 = READWRITE, 7 = EXECUTE_WRITECOPY) */
     bool no_change;
     uint32_t depth;              /* depth in the tree, root 0 */
+    /* image VADs: FILE_OBJECT.FileName of the mapped image ("\\Windows\\System32\\ntdll.dll"),
+     * UTF-8, "" when not an image VAD or unreadable */
+    bool file_truncated;
+    char file[256];
 } hvi_windows_vad;
 
 typedef struct hvi_windows_thread {
@@ -126,7 +130,8 @@ hvi_status hvi_windows_find_export(hvi_engine *engine, const char *name, uint64_
 hvi_status hvi_windows_block_process_add(hvi_engine *engine, const char *name);
 void hvi_windows_block_process_clear(hvi_engine *engine);
 /*
- * The VADs of process pid (its EPROCESS.VadRoot tree, in address order). *out is a malloc'd
+ * The VADs of process pid (its EPROCESS.VadRoot tree, in address order; image VADs named by their
+ * FILE_OBJECT, a hostile chain to it only leaves the name empty). *out is a malloc'd
  * array (hvi_windows_free); an empty VA space gives HVI_OK with *count 0 and *out NULL.
  * HVI_E_NOT_FOUND: no such pid; HVI_E_UNSUPPORTED: the CAMI entry has no VadRoot/VadShort
  * fields; HVI_E_FORMAT: a child that is not a kernel pointer, out of address order, overlapping

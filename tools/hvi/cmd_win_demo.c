@@ -151,12 +151,12 @@ static void print_process(struct demo *d, uint32_t pid)
         printf("  parameters: %s (%s)\n", hvi_strstatus(st), hvi_last_error(d->e));
     st = hvi_windows_vads(d->e, pid, &v, &n);
     if (st == HVI_OK) {
-        printf("  VA space (%zu VADs, EPROCESS.VadRoot):\n    %-18s %-18s %-8s %s\n", n, "START",
-               "END", "TYPE", "PROTECTION");
+        printf("  VA space (%zu VADs, EPROCESS.VadRoot):\n    %-18s %-18s %-8s %-17s %s\n", n,
+               "START", "END", "TYPE", "PROTECTION", "FILE");
         for (size_t i = 0; i < n; i++)
-            printf("    0x%016llx 0x%016llx %-8s %s\n", (unsigned long long)v[i].start,
+            printf("    0x%016llx 0x%016llx %-8s %-*s%s\n", (unsigned long long)v[i].start,
                    (unsigned long long)v[i].end, hvi_windows_vad_type_name(v[i].type),
-                   hvi_windows_protection_name(v[i].protection));
+                   v[i].file[0] ? 18 : 0, hvi_windows_protection_name(v[i].protection), v[i].file);
         hvi_windows_free(v);
     } else {
         printf("  VADs: %s (%s)\n", hvi_strstatus(st), hvi_last_error(d->e));

@@ -57,6 +57,9 @@ struct win_offsets {
     uint32_t v_flags, v_flags_size, v_vpn_size;
     uint32_t vf_type_shift, vf_type_mask, vf_prot_shift, vf_prot_mask, vf_nochange; /* VadFlags */
     bool vad_avl_table; /* VadRoot is an MM_AVL_TABLE (builds before 9600): root = its RightChild */
+    /* image VAD file names: MMVAD.Subsection -> SUBSECTION.ControlArea -> CONTROL_AREA.FilePointer
+     * (EX_FAST_REF) -> FILE_OBJECT.FileName; 0 for v_subsection when the entry lacks a field */
+    uint32_t v_subsection, sub_ctlarea, ctl_file, fo_name_len, fo_name_buf;
 };
 
 struct win_located {

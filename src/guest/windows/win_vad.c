@@ -58,6 +58,43 @@ void win_load_va_offsets(struct win_state *w)
         o->vf_prot_shift > 63 || o->vf_nochange > 63)
         o->p_vadroot = 0; /* no usable VAD layout */
     o->vad_avl_table = w->build < 9600;
+    ok = true;
+    o->v_subsection = kmf(c, HVI_WIN_KM_VADLONG, HVI_WIN_KM_VADLONG_SUBSECTION, &ok);
+    o->sub_ctlarea = kmf(c, HVI_WIN_KM_UNGROUPED, HVI_WIN_KM_UNGROUPED_SUBSECTIONCTLAREA, &ok);
+    o->ctl_file = kmf(c, HVI_WIN_KM_UNGROUPED, HVI_WIN_KM_UNGROUPED_CTLAREAFILE, &ok);
+    o->fo_name_len = kmf(c, HVI_WIN_KM_FILEOBJECT, HVI_WIN_KM_FILEOBJECT_NAMELENGTH, &ok);
+    o->fo_name_buf = kmf(c, HVI_WIN_KM_FILEOBJECT, HVI_WIN_KM_FILEOBJECT_NAMEBUFFER, &ok);
+    if (!ok || !o->ctl_file || !o->fo_name_buf)
+        o->v_subsection = 0;
+}
+
+#define VAD_TYPE_IMAGE 2u /* MI_VAD_TYPE VadImageMap */
+
+/* The file an image VAD maps: MMVAD.Subsection -> SUBSECTION.ControlArea -> CONTROL_AREA
+ * .FilePointer, an EX_FAST_REF whose low 4 bits are a reference count on x64 -> FILE_OBJECT
+ * .FileName. Each pointer must be a kernel pointer; anything else leaves the name empty. */
+static void vad_file(hvi_engine *e, const struct win_offsets *o, hvi_windows_vad *v)
+{
+    uint64_t sub = 0, ctl = 0, fo = 0, buf = 0;
+    uint16_t len = 0;
+    if (!o->v_subsection || v->type != VAD_TYPE_IMAGE ||
+        win_read_u64(e, v->node + o->v_subsection, &sub) != HVI_OK || !win_is_kptr(sub) ||
+        win_read_u64(e, sub + o->sub_ctlarea, &ctl) != HVI_OK || !win_is_kptr(ctl) ||
+        win_read_u64(e, ctl + o->ctl_file, &fo) != HVI_OK || !win_is_kptr(fo & ~0xfull) ||
+        hvi_gva_read(e, 0, (fo & ~0xfull) + o->fo_name_len, &len, 2) != HVI_OK ||
+        win_read_u64(e, (fo & ~0xfull) + o->fo_name_buf, &buf) != HVI_OK || (len & 1) || !len ||
+        !win_is_kptr(buf))
+        return;
+    size_t chars = len / 2u, got = 0;
+    if (chars > 255) {
+        chars = 255;
+        v->file_truncated = true;
+    }
+    hvi_status st = hvi_gva_read_wstr(e, 0, buf, chars, v->file, sizeof(v->file), &got);
+    if (st != HVI_OK && st != HVI_E_LIMIT)
+        v->file[0] = 0;
+    else if (got + 1 >= sizeof(v->file))
+        v->file_truncated = true;
 }
 
 struct find_pid {
@@ -179,6 +216,7 @@ static hvi_status walk(struct vad_walk *vw, uint64_t node, uint64_t lo, uint64_t
     uint64_t s = v.start, en = v.end;
     v.start = s << 12;
     v.end = (en << 12) | 0xfff;
+    vad_file(e, vw->o, &v);
     if (!vw->cb(&v, vw->ctx)) {
         vw->stop = true;
         return HVI_OK;

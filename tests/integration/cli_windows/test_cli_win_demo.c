@@ -64,7 +64,9 @@ HVI_TEST(win_demo_default_build)
     CHECK(strstr(out, "image path:   C:\\Windows\\System32\\svchost.exe") != NULL);
     CHECK(strstr(out, "command line: \"C:\\Windows\\System32\\svchost.exe\" -sim 280") != NULL);
     CHECK(strstr(out, "VA space (5 VADs, EPROCESS.VadRoot)") != NULL);
-    CHECK(strstr(out, "0x00007ffab0000000 0x00007ffab01fffff image    EXECUTE_WRITECOPY") != NULL);
+    CHECK(strstr(out, "0x00007ffab0000000 0x00007ffab01fffff image    EXECUTE_WRITECOPY "
+                      "\\Windows\\System32\\ntdll.dll") != NULL);
+    CHECK(strstr(out, "image    EXECUTE_WRITECOPY \\Windows\\System32\\svchost.exe") != NULL);
     CHECK(strstr(out, "0x00000000001e0000 0x00000000001effff private  READWRITE") != NULL);
     CHECK(strstr(out, "threads (2, ThreadListHead)") != NULL);
     CHECK(strstr(out, "10432  0xffffa08") != NULL);

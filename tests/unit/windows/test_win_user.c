@@ -26,6 +26,7 @@ static void check_vads(struct wf *f, uint32_t i)
         CHECK_EQ_U64(v[k].type, f->w.vad_type[i][k]);
         CHECK_EQ_U64(v[k].protection, f->w.vad_prot[i][k]);
         CHECK(!v[k].no_change);
+        CHECK_STR(v[k].file, f->w.vad_file[i][k]); /* image VADs named, the others "" */
     }
     if (n == HVI_SIM_WIN_VADS) {
         CHECK_EQ_U64(v[2].depth, 0); /* the root */
@@ -184,6 +185,53 @@ HVI_TEST(hostile_vad_trees_stop_with_a_reason)
         hvi_windows_free(v);
         wf_free(&f);
     }
+}
+
+/* Image VAD names: the EX_FAST_REF's count bits are masked off; a hostile chain to the
+ * FILE_OBJECT leaves the name empty and the walk goes on. */
+HVI_TEST(image_vads_are_named_by_their_file_object)
+{
+    struct wf f;
+    hvi_sim_win_config c = {.build = 7601, .kpti = false, .processes = 1};
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    REQUIRE(wf_attach(&f, 0, true) == HVI_OK);
+    hvi_windows_vad *v = NULL;
+    size_t n = 0;
+    CHECK_OK(hvi_windows_vads(f.e, f.w.pid[1], &v, &n));
+    REQUIRE(n == HVI_SIM_WIN_VADS);
+    CHECK_STR(v[4].file, "\\Windows\\System32\\ntdll.dll");
+    CHECK_STR(v[3].file, "\\Windows\\System32\\smss.exe");
+    CHECK_STR(v[2].file, "");
+    hvi_windows_free(v);
+    uint64_t sub_at = f.w.vad_node[1][4] + f.w.off_v_subsection, sub = 0;
+    hvi_gpa gpa = 0;
+    REQUIRE(hvi_sim_translate(f.sim, f.w.cr3, HVI_PAGING_4LVL, sub_at, &gpa) == HVI_OK);
+    REQUIRE(hvi_sim_phys_read(f.sim, gpa, &sub, 8) == HVI_OK);
+    uint64_t ctl = 0, fo = 0;
+    REQUIRE(hvi_sim_translate(f.sim, f.w.cr3, HVI_PAGING_4LVL, sub, &gpa) == HVI_OK);
+    REQUIRE(hvi_sim_phys_read(f.sim, gpa + f.w.off_sub_ctlarea, &ctl, 8) == HVI_OK);
+    REQUIRE(hvi_sim_translate(f.sim, f.w.cr3, HVI_PAGING_4LVL, ctl, &gpa) == HVI_OK);
+    REQUIRE(hvi_sim_phys_read(f.sim, gpa + f.w.off_ctl_file, &fo, 8) == HVI_OK);
+    CHECK_EQ_U64(fo & 0xf, 3); /* a reference count in the pointer's low bits */
+    const uint64_t bad[] = {0x4141414141414141ull, 0, f.w.vad_node[1][0] + 0x3000};
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        poke64(&f, sub_at, bad[k]);
+        CHECK_OK(hvi_windows_vads(f.e, f.w.pid[1], &v, &n));
+        CHECK_EQ_U64(n, HVI_SIM_WIN_VADS);
+        if (n == HVI_SIM_WIN_VADS) {
+            CHECK_STR(v[4].file, "");
+            CHECK_STR(v[3].file, "\\Windows\\System32\\smss.exe");
+        }
+        hvi_windows_free(v);
+    }
+    poke64(&f, sub_at, sub);
+    uint16_t odd = 9;
+    CHECK_OK(hvi_sim_win_poke(f.sim, &f.w, (fo & ~0xfull) + f.w.off_fo_name_len, &odd, 2));
+    CHECK_OK(hvi_windows_vads(f.e, f.w.pid[1], &v, &n));
+    if (n == HVI_SIM_WIN_VADS)
+        CHECK_STR(v[4].file, "");
+    hvi_windows_free(v);
+    wf_free(&f);
 }
 
 HVI_TEST(a_vad_chain_deeper_than_64_is_refused)
