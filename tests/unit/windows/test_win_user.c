@@ -446,4 +446,28 @@ HVI_TEST(current_process_from_the_kpcr_and_alerts_carry_it)
     wf_free(&f);
 }
 
+/* The LSTAR protection shares the owner resolution: its alert names the process on the vCPU that
+ * wrote the MSR (here vCPU 1, not vCPU 0). */
+HVI_TEST(msr_alert_names_the_process_of_the_writing_vcpu)
+{
+    struct wf f;
+    hvi_sim_win_config c = {.build = 7601, .kpti = true, .processes = 3};
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    REQUIRE(wf_attach(&f, HVI_OPT_KM_MSR, true) == HVI_OK);
+    REQUIRE(hvi_sim_win_set_current(f.sim, &f.w, 1, f.w.ethread[2][0]) == HVI_OK);
+    hvi_event_reply rep;
+    CHECK_OK(hvi_sim_msr_write(f.sim, 1, HVI_MSR_LSTAR, 0xffffa08000400000ull, &rep));
+    CHECK_EQ_U64(rep.action, HVI_ACTION_DENY);
+    const hvi_alert *a = wf_last(&f, HVI_ALERT_MSR);
+    REQUIRE(a != NULL);
+    CHECK_EQ_U64(a->vcpu, 1);
+    CHECK_EQ_U64((uint64_t)a->pid, f.w.pid[2]);
+    CHECK_STR(a->comm, f.w.name[2]);
+    CHECK_OK(hvi_sim_msr_write(f.sim, 0, HVI_MSR_LSTAR, 0xffffa08000400000ull, &rep));
+    a = wf_last(&f, HVI_ALERT_MSR);
+    REQUIRE(a != NULL);
+    CHECK_EQ_U64((uint64_t)a->pid, 4); /* vCPU 0 runs System's thread */
+    wf_free(&f);
+}
+
 HVI_TEST_MAIN()
