@@ -163,7 +163,9 @@ int main(int argc, char **argv)
     }
     fclose(cf);
     double attach[REPS], locate[REPS], imgread[REPS], lp[REPS], lm[REPS], bare[REPS];
-    double det[REPS], callb[REPS], deny[REPS], allow[REPS];
+    double det[REPS], callb[REPS], deny[REPS], allow[REPS], vads[REPS], thr[REPS], par[REPS],
+        cur[REPS];
+    size_t nvad = 0, nthr = 0;
     size_t nproc = 0, nmod = 0, nbare = 0;
     unsigned long alerts = 0;
     for (int r = 0; r < REPS; r++) {
@@ -190,6 +192,27 @@ int main(int argc, char **argv)
             nbare = bare_walk(v.e, v.w.ps_active_head);
         double t3 = now_us();
         lp[r] = (t1 - t0) / INNER, lm[r] = (t2 - t1) / INNER, bare[r] = (t3 - t2) / INNER;
+        /* one process: VADs (5, two named images), threads (2), PEB parameters; current process */
+        uint32_t pid = v.w.pid[v.w.nproc - 1];
+        hvi_windows_vad *vv = NULL;
+        hvi_windows_thread *tt = NULL;
+        hvi_windows_process_params pp;
+        hvi_windows_process cp;
+        t0 = now_us();
+        for (int i = 0; i < INNER; i++, hvi_windows_free(vv))
+            (void)hvi_windows_vads(v.e, pid, &vv, &nvad);
+        t1 = now_us();
+        for (int i = 0; i < INNER; i++, hvi_windows_free(tt))
+            (void)hvi_windows_threads(v.e, pid, &tt, &nthr);
+        t2 = now_us();
+        for (int i = 0; i < INNER; i++)
+            (void)hvi_windows_process_params_get(v.e, pid, &pp);
+        t3 = now_us();
+        for (int i = 0; i < INNER; i++)
+            (void)hvi_windows_current_process(v.e, 0, &cp, NULL);
+        double t4 = now_us();
+        vads[r] = (t1 - t0) / INNER, thr[r] = (t2 - t1) / INNER, par[r] = (t3 - t2) / INNER;
+        cur[r] = (t4 - t3) / INNER;
         uint64_t ep = 0;
         (void)hvi_sim_win_new_eprocess(v.sim, &v.w, "bench.exe", 0x2000, v.w.pid[1], &ep);
         det[r] = call_us(&v, v.w.psp_insert_process, ep, v.w.eprocess[1]);
@@ -201,7 +224,8 @@ int main(int argc, char **argv)
     }
     double a = median(attach), lo = median(locate), ir = median(imgread), p = median(lp),
            m = median(lm), b = median(bare), d = median(det), cb = median(callb), dn = median(deny),
-           al = median(allow);
+           al = median(allow), vd = median(vads), th = median(thr), pa = median(par),
+           cu = median(cur);
     FILE *f = fopen(json, "w");
     if (!f)
         return 1;
@@ -213,10 +237,12 @@ int main(int argc, char **argv)
             " \"list_processes_us\":%.2f,\"list_modules_us\":%.2f,\"bare_walk_us\":%.2f,"
             "\"processes_over_bare\":%.2f,\"modules_over_bare\":%.2f,\n"
             " \"detour_event_us\":%.2f,\"call_baseline_us\":%.2f,\"detour_over_call\":%.2f,\n"
-            " \"denied_write_us\":%.2f,\"allowed_write_us\":%.2f,\"denied_over_allowed\":%.2f}\n",
+            " \"denied_write_us\":%.2f,\"allowed_write_us\":%.2f,\"denied_over_allowed\":%.2f,\n"
+            " \"vads\":%zu,\"vads_us\":%.2f,\"threads\":%zu,\"threads_us\":%.2f,"
+            "\"params_us\":%.2f,\"current_process_us\":%.2f}\n",
             REPS, INNER, nproc, nmod, nbare, alerts, a, lo, ir, ir > 0 ? lo / ir : 0, p, m, b,
             b > 0 ? p / b : 0, b > 0 ? m / b : 0, d, cb, cb > 0 ? d / cb : 0, dn, al,
-            al > 0 ? dn / al : 0);
+            al > 0 ? dn / al : 0, nvad, vd, nthr, th, pa, cu);
     fclose(f);
     hvi_cami_close(v.cami);
     free(v.support);
