@@ -4,8 +4,8 @@
  * Life cycle inside the engine: hvi_new_guest() -> win_activate() finds ntoskrnl from the
  * syscall entry (LSTAR) or the IDT, parses its PE headers and exports, reads NtBuildNumber,
  * decides KPTI (the entry lies in the KVASCODE section) and selects the CAMI entry by (build,
- * kpti, is64). Structure offsets (EPROCESS, KLDR_DATA_TABLE_ENTRY) come from that entry's
- * km/um fields. Option changes place or remove the process detours (functions located by the
+ * kpti, is64). Structure offsets (EPROCESS, KLDR_DATA_TABLE_ENTRY, KTHREAD, MMVAD_SHORT, KPCR)
+ * come from that entry's km/um fields. Option changes place or remove the process detours (functions located by the
  * entry's code patterns) and the protections (SSDT, IDT, HalDispatchTable, kernel sections).
  *
  * Everything read from the guest is hostile: walks are bounded (WIN_MAX_*), pointers must be
