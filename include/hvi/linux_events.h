@@ -73,6 +73,7 @@ typedef struct hvi_linux_events_stats {
     uint32_t in_guest;           /* events recorded by in-guest detours (ring) now */
     uint64_t breakpoint_hits;    /* breakpoint stops handled */
     uint64_t ring_records;       /* events taken from the in-guest ring */
+    uint64_t ring_reseeds;       /* list walks after records were lost in the ring */
 } hvi_linux_events_stats;
 hvi_status hvi_linux_events_stats_get(hvi_engine *e, hvi_linux_events_stats *out);
 

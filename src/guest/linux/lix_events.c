@@ -630,6 +630,26 @@ static hvi_status reseed(hvi_engine *e, struct lixe_state *s, bool procs, bool m
     return HVI_OK;
 }
 
+void lixe_ring_lost(hvi_engine *e)
+{
+    struct lixe_state *s = state_of(e);
+    if (!s || !s->started || !s->ring)
+        return;
+    const uint32_t procs_ev = (1u << EV_CREATE) | (1u << EV_EXEC) | (1u << EV_EXIT);
+    bool procs = (s->ring & procs_ev) && (e->options & HVI_OPT_EVENT_PROCESS);
+    bool mods = ((s->ring >> EV_MLOAD) & 1) && (e->options & HVI_OPT_EVENT_MODULE);
+    if (!procs && !mods)
+        return;
+    const hvi_glue *g = &e->glue;
+    bool paused = (g->caps & HVI_CAP_PAUSE) && g->pause && g->pause(g->ctx) == HVI_OK;
+    hvi_status st = reseed(e, s, procs, mods);
+    if (paused && g->resume)
+        g->resume(g->ctx);
+    s->st.ring_reseeds++;
+    hvi_log(e, st == HVI_OK ? HVI_LOG_INFO : HVI_LOG_WARN,
+            "linux events: in-guest ring lost records: lists walked again (%s)", hvi_strstatus(st));
+}
+
 /* ---- detour placement following the options ---- */
 
 static uint64_t slot_opts(int ev)

@@ -84,6 +84,9 @@ uint8_t lixe_nop_prefix(const uint8_t *code, size_t len);
  * event is recorded in the ring. */
 struct lixd_record;
 void lixe_ring_record(hvi_engine *e, const struct lixd_record *r);
+/* Records were lost (ring overflow, torn or garbage records): the lists that depend on the ring
+ * are walked again (guest paused). */
+void lixe_ring_lost(hvi_engine *e);
 
 /* kbasename(): the part after the last '/'. */
 const char *lixe_basename(const char *path);

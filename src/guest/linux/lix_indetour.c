@@ -1146,8 +1146,11 @@ hvi_status hvi_linux_indetour_drain(hvi_engine *e, size_t *n)
     dc.e = e;
     dc.s = s;
     hvi_status st = HVI_OK;
+    uint64_t missed = s->ring.lost + s->ring.garbage + s->ring.resyncs;
     size_t got = lixd_ring_drain(&s->ring, ring_read, &rr, HVI_LIXD_EVENT_MAX, LIXD_DRAIN_BUDGET,
                                  on_record, &dc, &st);
+    if (s->ring.lost + s->ring.garbage + s->ring.resyncs != missed)
+        lixe_ring_lost(e); /* the process/module lists missed events: walk them again */
     procs_update(e, s);
     check_own_bytes(e, s);
     s->stats.drains++;

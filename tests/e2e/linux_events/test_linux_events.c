@@ -34,6 +34,7 @@
 #include "hvi/cami.h"
 #include "hvi/linux.h"
 #include "hvi/linux_events.h"
+#include "hvi/linux_indetour.h"
 #include "hvi_qemu.h"
 
 #define MAX_ALERTS 4096
@@ -341,6 +342,32 @@ static void compare_lists(struct guest *t)
     runner_start(&t->r);
 }
 
+/* More events than the ring holds while nobody drains: records are lost, the engine walks its
+ * lists again, and they equal the guest's again. */
+static void ring_overflow(struct guest *t)
+{
+    runner_stop(&t->r); /* no drain now; no breakpoint either, so the guest runs on */
+    hvi_linux_indetour_stats a, b;
+    hvi_linux_events_stats s;
+    CHECK_OK(hvi_linux_indetour_stats_get(t->e, &a));
+    char *out = sh(t->vm, "i=0; while [ $i -lt 4400 ]; do ( : ); i=$((i+1)); done; echo HVI-STORM");
+    CHECK(strstr(out, "HVI-STORM") != NULL);
+    free(out);
+    CHECK_OK(hvi_linux_events_drain(t->e));
+    CHECK_OK(hvi_linux_indetour_stats_get(t->e, &b));
+    CHECK_OK(hvi_linux_events_stats_get(t->e, &s));
+    fprintf(stderr, "  storm: %llu records lost (ring of %u), %llu list walks after a loss\n",
+            (unsigned long long)(b.lost - a.lost), b.ring_records,
+            (unsigned long long)s.ring_reseeds);
+    CHECK(b.lost > a.lost);
+    CHECK(s.ring_reseeds >= 1);
+    pthread_mutex_lock(&g_rec.mu); /* ~8 000 event alerts: make room for the checks after */
+    g_rec.n = 0;
+    pthread_mutex_unlock(&g_rec.mu);
+    runner_start(&t->r);
+    compare_lists(t);
+}
+
 static void block_exec(struct guest *t)
 {
     runner_stop(&t->r);
@@ -424,6 +451,7 @@ HVI_TEST(events_follow_the_guest_and_exec_is_blocked)
     workload_events(&t);
     workload_modules(&t);
     compare_lists(&t);
+    ring_overflow(&t);
     block_exec(&t);
     runner_stop(&t.r);
 
