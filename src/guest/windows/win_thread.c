@@ -6,13 +6,16 @@
  * Layout facts the CAMI corpus does not carry (its um Peb/Teb groups describe other fields) and
  * that are the same on every x64 build from Windows XP x64 to 10: PEB.ProcessParameters at 0x20,
  * RTL_USER_PROCESS_PARAMETERS.ImagePathName at 0x60 and CommandLine at 0x70 (UNICODE_STRINGs),
- * KPCR.Self at 0x18. */
+ * RTL_USER_PROCESS_PARAMETERS.Flags at 0x08 (bit 0: normalized; until the process's first thread
+ * normalizes them, string buffers are offsets from the structure), KPCR.Self at 0x18. */
 #include <string.h>
 
 #include "core/engine.h"
 #include "guest/windows/win.h"
 
 #define PEB64_PROCESS_PARAMETERS 0x20u
+#define PARAMS64_FLAGS 0x08u
+#define PARAMS_NORMALIZED 0x1u /* RTL_USER_PROC_PARAMS_NORMALIZED */
 #define PARAMS64_IMAGE_PATH 0x60u
 #define PARAMS64_COMMAND_LINE 0x70u
 #define KPCR64_SELF 0x18u
@@ -75,9 +78,10 @@ static bool is_uptr(uint64_t va)
     return va && va < 0x0000800000000000ull;
 }
 
-/* A UNICODE_STRING in user memory at va (through cr3) -> UTF-8. */
-static hvi_status read_user_ustr(hvi_engine *e, uint64_t cr3, uint64_t va, char *out,
-                                 size_t out_len, bool *truncated)
+/* A UNICODE_STRING in user memory at va (through cr3) -> UTF-8; `rebase` is added to its buffer
+ * (the parameters' address while they are not normalized, else 0). */
+static hvi_status read_user_ustr(hvi_engine *e, uint64_t cr3, uint64_t va, uint64_t rebase,
+                                 char *out, size_t out_len, bool *truncated)
 {
     uint8_t us[16];
     out[0] = 0;
@@ -89,6 +93,9 @@ static hvi_status read_user_ustr(hvi_engine *e, uint64_t cr3, uint64_t va, char 
     memcpy(&buf, us + 8, 8);
     if (len == 0)
         return HVI_OK;
+    if (rebase && buf >= 0x100000000ull) /* an offset, not an address */
+        return HVI_E_FORMAT;
+    buf += rebase;
     if ((len & 1) || !is_uptr(buf))
         return HVI_E_FORMAT;
     size_t chars = len / 2u, got = 0;
@@ -126,12 +133,16 @@ hvi_status win_read_params(hvi_engine *e, const hvi_windows_process *p,
         return hvi_fail(e, HVI_E_FORMAT, "pid %u: ProcessParameters 0x%llx is not a user address",
                         p->pid, (unsigned long long)out->params);
     uint8_t probe;
-    if ((st = hvi_gva_read(e, cr3, out->params + PARAMS64_COMMAND_LINE + 15, &probe, 1)) != HVI_OK)
+    uint32_t flags = 0;
+    if ((st = hvi_gva_read(e, cr3, out->params + PARAMS64_COMMAND_LINE + 15, &probe, 1)) !=
+            HVI_OK ||
+        (st = hvi_gva_read(e, cr3, out->params + PARAMS64_FLAGS, &flags, 4)) != HVI_OK)
         return hvi_fail(e, st, "pid %u: ProcessParameters at 0x%llx unreadable (%s)", p->pid,
                         (unsigned long long)out->params, hvi_strstatus(st));
-    (void)read_user_ustr(e, cr3, out->params + PARAMS64_IMAGE_PATH, out->image_path,
+    uint64_t rebase = (flags & PARAMS_NORMALIZED) ? 0 : out->params;
+    (void)read_user_ustr(e, cr3, out->params + PARAMS64_IMAGE_PATH, rebase, out->image_path,
                          sizeof(out->image_path), &out->truncated);
-    (void)read_user_ustr(e, cr3, out->params + PARAMS64_COMMAND_LINE, out->command_line,
+    (void)read_user_ustr(e, cr3, out->params + PARAMS64_COMMAND_LINE, rebase, out->command_line,
                          sizeof(out->command_line), &out->truncated);
     return HVI_OK;
 }

@@ -393,6 +393,33 @@ HVI_TEST(hostile_peb_and_parameters)
     wf_free(&f);
 }
 
+/* Parameters not yet normalized (Flags bit 0 clear): the buffers are offsets from the
+ * structure. */
+HVI_TEST(parameters_not_yet_normalized_hold_offsets)
+{
+    struct wf f;
+    hvi_sim_win_config c = {.build = 7601, .kpti = false, .processes = 1};
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    REQUIRE(wf_attach(&f, 0, true) == HVI_OK);
+    hvi_windows_process_params pp;
+    uint32_t pid = f.w.pid[1], zero = 0;
+    /* the builder's strings lie at params + 0x200 and + 0x300 */
+    uint64_t img = 0x200, cmd = 0x300;
+    poke_user(&f, 1, 0x800 + 0x08, &zero, 4);
+    poke_user(&f, 1, 0x800 + 0x68, &img, 8);
+    poke_user(&f, 1, 0x800 + 0x78, &cmd, 8);
+    CHECK_OK(hvi_windows_process_params_get(f.e, pid, &pp));
+    CHECK_STR(pp.image_path, f.w.image_path[1]);
+    CHECK_STR(pp.command_line, f.w.command_line[1]);
+    /* an "offset" that is an address is refused, the other string still read */
+    uint64_t abs_img = f.w.params[1] + 0x200;
+    poke_user(&f, 1, 0x800 + 0x68, &abs_img, 8);
+    CHECK_OK(hvi_windows_process_params_get(f.e, pid, &pp));
+    CHECK_STR(pp.image_path, "");
+    CHECK_STR(pp.command_line, f.w.command_line[1]);
+    wf_free(&f);
+}
+
 HVI_TEST(current_process_from_the_kpcr_and_alerts_carry_it)
 {
     struct wf f;
