@@ -96,6 +96,12 @@ typedef struct hvi_sim_win {
     hvi_gpa peb_gpa[HVI_SIM_WIN_MAX + 1];
     char image_path[HVI_SIM_WIN_MAX + 1][64];
     char command_line[HVI_SIM_WIN_MAX + 1][96];
+    /* PEB.Ldr InLoadOrderModuleList: the exe and ntdll (at their image VADs) */
+    uint32_t numod[HVI_SIM_WIN_MAX + 1];
+    uint64_t umod_entry[HVI_SIM_WIN_MAX + 1][2], umod_base[HVI_SIM_WIN_MAX + 1][2];
+    uint32_t umod_size[HVI_SIM_WIN_MAX + 1][2];
+    char umod_name[HVI_SIM_WIN_MAX + 1][2][20];
+    char umod_path[HVI_SIM_WIN_MAX + 1][2][64];
     uint64_t kpcr[HVI_SIM_WIN_VCPUS];  /* GS base of each vCPU; CurrentThread: System's thread */
     uint32_t off_vadroot, off_threads, off_t_process, off_t_list, off_t_teb, off_t_id;
     uint32_t off_t_start, off_t_state, off_pcr_thread, off_pcr_prcb;

@@ -527,6 +527,43 @@ static void put_vad(const hvi_sim_win *w, uint8_t *b, uint32_t i, uint32_t k, ui
         put32(n, w->off_v_flags, (uint32_t)f);
 }
 
+/* PEB.Ldr (0x18) -> PEB_LDR_DATA (+0x100; InLoadOrderModuleList at +0x10) -> two
+ * LDR_DATA_TABLE_ENTRYs (+0x200, +0x300; the exe and ntdll, at their image VADs) with the CAMI um
+ * Dll offsets, names at +0xc00.. (full) and +0xc80.. (base), in the PEB page b. */
+static void put_loader(hvi_sim_win *w, uint8_t *b, uint32_t i, uint64_t peb)
+{
+    uint64_t head = peb + 0x110, node[2] = {peb + 0x200, peb + 0x300};
+    put64(b, 0x18, peb + 0x100);
+    put64(b, 0x110, node[0]);
+    put64(b, 0x118, node[1]);
+    for (uint32_t k = 0; k < 2; k++) {
+        uint8_t *en = b + 0x200 + 0x100 * k;
+        const char *base = k == 0 ? w->name[i] : "ntdll.dll";
+        char full[64];
+        snprintf(full, sizeof(full), "C:\\Windows\\System32\\%.16s", base);
+        put64(en, 0, k == 0 ? node[1] : head);
+        put64(en, 8, k == 0 ? head : node[0]);
+        w->umod_entry[i][k] = node[k];
+        w->umod_base[i][k] = w->vad_start[i][3 + k];
+        w->umod_size[i][k] = (uint32_t)(w->vad_end[i][3 + k] - w->vad_start[i][3 + k] + 1);
+        memcpy(w->umod_path[i][k], full, sizeof(full));
+        snprintf(w->umod_name[i][k], sizeof(w->umod_name[i][k]), "%.16s", base);
+        put64(en, w->off_ldr_base, w->umod_base[i][k]);
+        put32(en, w->off_ldr_size, w->umod_size[i][k]);
+        uint32_t fo = 0xc00 + 0x100 * k, bo = fo + 0x80;
+        size_t fl = strlen(full), bl = strlen(w->umod_name[i][k]);
+        put16(en, w->off_ldr_fullname, (uint16_t)(2 * fl));
+        put16(en, w->off_ldr_fullname + 2, (uint16_t)(2 * fl + 2));
+        put64(en, w->off_ldr_fullname + 8, peb + fo);
+        put16(en, w->off_ldr_basename, (uint16_t)(2 * bl));
+        put16(en, w->off_ldr_basename + 2, (uint16_t)(2 * bl + 2));
+        put64(en, w->off_ldr_basename + 8, peb + bo);
+        utf16(b + fo, full);
+        utf16(b + bo, w->umod_name[i][k]);
+    }
+    w->numod[i] = 2;
+}
+
 /* Process i's VADs (a 5-node tree: root 2; 0 left with right child 1; 3 right with right child
  * 4), threads and, in its own address space, PEB and process parameters. */
 static hvi_status populate(hvi_sim *sim, hvi_sim_win *w, uint32_t i)
@@ -634,6 +671,7 @@ static hvi_status populate(hvi_sim *sim, hvi_sim_win *w, uint32_t i)
     put64(b, PEB_PARAMS + 0x78, peb + PEB_CMDLINE);
     utf16(b + PEB_IMAGE, w->image_path[i]);
     utf16(b + PEB_CMDLINE, w->command_line[i]);
+    put_loader(w, b, i, peb);
     return hvi_sim_phys_write(sim, gpa, b, sizeof(b));
 }
 

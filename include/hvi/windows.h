@@ -152,6 +152,13 @@ hvi_status hvi_windows_threads(hvi_engine *engine, uint32_t pid, hvi_windows_thr
  * not a canonical user address. An unreadable string leaves its field empty. */
 hvi_status hvi_windows_process_params_get(hvi_engine *engine, uint32_t pid,
                                           hvi_windows_process_params *out);
+/* The DLLs of process pid: PEB.Ldr -> InLoadOrderModuleList of LDR_DATA_TABLE_ENTRY (the exe
+ * first), read through the process's CR3 (entry, base, size, BaseDllName, FullDllName). A PEB
+ * without Ldr (loader not run yet): HVI_OK, 0 entries. HVI_E_NOT_FOUND: no such pid or no PEB;
+ * HVI_E_FORMAT: a link that is not a user pointer or whose Blink does not point back (cycles
+ * are caught so); HVI_E_LIMIT: more than 4096 entries; HVI_E_NOT_PRESENT: a paged-out entry. */
+hvi_status hvi_windows_user_modules(hvi_engine *engine, uint32_t pid, hvi_windows_module **out,
+                                    size_t *count);
 /* The process whose thread runs on vcpu now: GS base (or KERNEL_GS_BASE in user mode) is the
  * KPCR (its Self field must point to itself), Pcr.CurrentThread -> Thread.Process.
  * HVI_E_FORMAT: no KPCR there or a hostile pointer; HVI_E_BACKEND: the registers are

@@ -134,7 +134,7 @@ static void print_lists(struct demo *d)
     }
 }
 
-/* One process in detail: its VA space (VAD tree), threads and user-mode parameters. */
+/* One process in detail: user-mode parameters, VA space (VAD tree), DLLs and threads. */
 static void print_process(struct demo *d, uint32_t pid)
 {
     hvi_windows_vad *v = NULL;
@@ -160,6 +160,17 @@ static void print_process(struct demo *d, uint32_t pid)
         hvi_windows_free(v);
     } else {
         printf("  VADs: %s (%s)\n", hvi_strstatus(st), hvi_last_error(d->e));
+    }
+    hvi_windows_module *m = NULL;
+    st = hvi_windows_user_modules(d->e, pid, &m, &n);
+    if (st == HVI_OK) {
+        printf("  modules (%zu, PEB.Ldr):\n", n);
+        for (size_t i = 0; i < n; i++)
+            printf("    0x%016llx 0x%-7x %-14s %s\n", (unsigned long long)m[i].base, m[i].size,
+                   m[i].name, m[i].path);
+        hvi_windows_free(m);
+    } else {
+        printf("  modules: %s (%s)\n", hvi_strstatus(st), hvi_last_error(d->e));
     }
     st = hvi_windows_threads(d->e, pid, &t, &n);
     if (st == HVI_OK) {

@@ -148,6 +148,9 @@ hvi_status win_walk_threads(hvi_engine *e, const hvi_windows_process *p, win_thr
                             void *ctx);
 hvi_status win_read_params(hvi_engine *e, const hvi_windows_process *p,
                            hvi_windows_process_params *out);
+/* DLLs of a process: PEB.Ldr InLoadOrderModuleList, in user memory through its CR3. */
+hvi_status win_walk_user_modules(hvi_engine *e, const hvi_windows_process *p, win_mod_cb cb,
+                                 void *ctx);
 /* The process of the thread running on vcpu (KPCR at GS base -> CurrentThread -> Process). */
 hvi_status win_current_process(hvi_engine *e, uint32_t vcpu, hvi_windows_process *out,
                                uint64_t *thread);

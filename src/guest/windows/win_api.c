@@ -194,6 +194,22 @@ hvi_status hvi_windows_process_params_get(hvi_engine *e, uint32_t pid,
     return win_read_params(e, &p, out);
 }
 
+hvi_status hvi_windows_user_modules(hvi_engine *e, uint32_t pid, hvi_windows_module **out,
+                                    size_t *count)
+{
+    if (!e || !out || !count)
+        return HVI_E_INVAL;
+    hvi_windows_process p;
+    hvi_status st = need_offsets(e);
+    if (st == HVI_OK)
+        st = win_find_pid(e, pid, &p);
+    if (st != HVI_OK)
+        return st;
+    struct grow g = {.size = sizeof(hvi_windows_module)};
+    st = win_walk_user_modules(e, &p, push_mod, &g);
+    return finish(st, &g, (void **)out, count);
+}
+
 hvi_status hvi_windows_current_process(hvi_engine *e, uint32_t vcpu, hvi_windows_process *out,
                                        uint64_t *thread)
 {

@@ -6,13 +6,17 @@
  * Layout facts the CAMI corpus does not carry (its um Peb/Teb groups describe other fields) and
  * that are the same on every x64 build from Windows XP x64 to 10: PEB.ProcessParameters at 0x20,
  * RTL_USER_PROCESS_PARAMETERS.ImagePathName at 0x60 and CommandLine at 0x70 (UNICODE_STRINGs),
- * RTL_USER_PROCESS_PARAMETERS.Flags at 0x08 (bit 0: normalized; until the process's first thread
- * normalizes them, string buffers are offsets from the structure), KPCR.Self at 0x18. */
+ * PEB.Ldr at 0x18, PEB_LDR_DATA.InLoadOrderModuleList at 0x10 (LDR_DATA_TABLE_ENTRY fields come
+ * from the CAMI um Dll group, as for drivers), RTL_USER_PROCESS_PARAMETERS.Flags at 0x08 (bit 0:
+ * normalized; until the process's first thread normalizes them, string buffers are offsets from the
+ * structure), KPCR.Self at 0x18. */
 #include <string.h>
 
 #include "core/engine.h"
 #include "guest/windows/win.h"
 
+#define PEB64_LDR 0x18u
+#define LDR64_IN_LOAD_ORDER 0x10u /* PEB_LDR_DATA.InLoadOrderModuleList */
 #define PEB64_PROCESS_PARAMETERS 0x20u
 #define PARAMS64_FLAGS 0x08u
 #define PARAMS_NORMALIZED 0x1u /* RTL_USER_PROC_PARAMS_NORMALIZED */
@@ -145,6 +149,71 @@ hvi_status win_read_params(hvi_engine *e, const hvi_windows_process *p,
     (void)read_user_ustr(e, cr3, out->params + PARAMS64_COMMAND_LINE, rebase, out->command_line,
                          sizeof(out->command_line), &out->truncated);
     return HVI_OK;
+}
+
+/* Next node of a user-mode LIST_ENTRY: a canonical user pointer, 8-byte aligned, whose Blink is
+ * node. */
+static hvi_status user_list_next(hvi_engine *e, uint64_t cr3, uint64_t node, uint64_t *next)
+{
+    uint64_t f = 0, b = 0;
+    hvi_status st = hvi_gva_read(e, cr3, node, &f, 8);
+    if (st != HVI_OK)
+        return st;
+    if (!is_uptr(f) || (f & 7) || f > 0x00007fffffffff00ull)
+        return HVI_E_FORMAT;
+    if ((st = hvi_gva_read(e, cr3, f + 8, &b, 8)) != HVI_OK)
+        return st;
+    if (b != node)
+        return HVI_E_FORMAT;
+    *next = f;
+    return HVI_OK;
+}
+
+hvi_status win_walk_user_modules(hvi_engine *e, const hvi_windows_process *p, win_mod_cb cb,
+                                 void *ctx)
+{
+    struct win_state *w = win_get(e);
+    if (!w || !w->active)
+        return HVI_E_STATE;
+    const struct win_offsets *o = &w->off;
+    uint64_t cr3 = p->cr3 & 0x000ffffffffff000ull, ldr = 0;
+    if (!p->peb)
+        return hvi_fail(e, HVI_E_NOT_FOUND, "pid %u has no PEB", p->pid);
+    if (!is_uptr(p->peb) || !cr3)
+        return hvi_fail(e, HVI_E_FORMAT, "pid %u: PEB 0x%llx / CR3 0x%llx unusable", p->pid,
+                        (unsigned long long)p->peb, (unsigned long long)p->cr3);
+    hvi_status st = hvi_gva_read(e, cr3, p->peb + PEB64_LDR, &ldr, 8);
+    if (st != HVI_OK)
+        return hvi_fail(e, st, "pid %u: PEB at 0x%llx unreadable (%s)", p->pid,
+                        (unsigned long long)p->peb, hvi_strstatus(st));
+    if (!ldr) /* the loader has not run yet */
+        return HVI_OK;
+    if (!is_uptr(ldr) || ldr > 0x00007fffffffff00ull)
+        return hvi_fail(e, HVI_E_FORMAT, "pid %u: PEB.Ldr 0x%llx is not a user address", p->pid,
+                        (unsigned long long)ldr);
+    uint64_t head = ldr + LDR64_IN_LOAD_ORDER, node = head;
+    for (uint32_t i = 0; i < WIN_MAX_MODULES; i++) {
+        uint64_t next = 0;
+        if ((st = user_list_next(e, cr3, node, &next)) != HVI_OK)
+            return hvi_fail(e, st, "module list of pid %u: bad link after 0x%llx (%s)", p->pid,
+                            (unsigned long long)node, hvi_strstatus(st));
+        if (next == head)
+            return HVI_OK;
+        hvi_windows_module m;
+        memset(&m, 0, sizeof(m));
+        m.entry = next;
+        if ((st = hvi_gva_read(e, cr3, next + o->m_base, &m.base, 8)) != HVI_OK ||
+            (st = hvi_gva_read(e, cr3, next + o->m_size, &m.size, 4)) != HVI_OK)
+            return hvi_fail(e, st, "LDR_DATA_TABLE_ENTRY at 0x%llx unreadable (%s)",
+                            (unsigned long long)next, hvi_strstatus(st));
+        (void)read_user_ustr(e, cr3, next + o->m_basename, 0, m.name, sizeof(m.name), &m.truncated);
+        (void)read_user_ustr(e, cr3, next + o->m_fullname, 0, m.path, sizeof(m.path), &m.truncated);
+        if (!cb(&m, ctx))
+            return HVI_OK;
+        node = next;
+    }
+    return hvi_fail(e, HVI_E_LIMIT, "module list of pid %u longer than %u entries", p->pid,
+                    WIN_MAX_MODULES);
 }
 
 /* The KPCR candidate is taken when its Self field points to itself. */

@@ -6,9 +6,10 @@
  * first), then the process and driver lists are walked, a writer RIP taken from the input is
  * resolved to a driver, an EPROCESS address from the input is read, and the four detours are hit
  * with arguments taken from the input. Pages 7.. of the input overwrite the user processes' VAD
- * nodes, threads and PEB pages and vCPU 0's KPCR, under the VAD, thread, parameter and
- * current-process walks (also on an EPROCESS address from the input). Any crash, sanitizer report
- * or hang is a bug. Without the reference CAMI file the target does nothing (and says so).
+ * nodes, threads and PEB pages and vCPU 0's KPCR, under the VAD, thread, parameter, user-module
+ * (PEB loader list) and current-process walks (also on an EPROCESS address from the input). Any
+ * crash, sanitizer report or hang is a bug. Without the reference CAMI file the target does nothing
+ * (and says so).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +137,12 @@ static bool vad_cb(const hvi_windows_vad *v, void *ctx)
     return true;
 }
 
+static bool mod_cb(const hvi_windows_module *m, void *ctx)
+{
+    (void)m, (void)ctx;
+    return true;
+}
+
 static bool thread_cb(const hvi_windows_thread *t, void *ctx)
 {
     (void)t, (void)ctx;
@@ -193,6 +200,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (hvi_windows_threads(g.e, g.w.pid[i], &t, &n) == HVI_OK)
             hvi_windows_free(t);
         (void)hvi_windows_process_params_get(g.e, g.w.pid[i], &pp);
+        if (hvi_windows_user_modules(g.e, g.w.pid[i], &m, &n) == HVI_OK)
+            hvi_windows_free(m);
     }
     (void)hvi_windows_current_process(g.e, 0, &pr, NULL);
     pr.eprocess = u64_at(data, size, 48);
@@ -202,5 +211,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     (void)win_walk_threads(g.e, &pr, thread_cb, NULL);
     hvi_windows_process_params pp;
     (void)win_read_params(g.e, &pr, &pp);
+    (void)win_walk_user_modules(g.e, &pr, mod_cb, NULL);
     return 0;
 }

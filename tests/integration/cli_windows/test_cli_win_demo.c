@@ -69,6 +69,9 @@ HVI_TEST(win_demo_default_build)
     CHECK(strstr(out, "image    EXECUTE_WRITECOPY \\Windows\\System32\\svchost.exe") != NULL);
     CHECK(strstr(out, "0x00000000001e0000 0x00000000001effff private  READWRITE") != NULL);
     CHECK(strstr(out, "threads (2, ThreadListHead)") != NULL);
+    CHECK(strstr(out, "modules (2, PEB.Ldr):") != NULL);
+    CHECK(strstr(out, "0x00007ffab0000000 0x200000  ntdll.dll      "
+                      "C:\\Windows\\System32\\ntdll.dll") != NULL);
     CHECK(strstr(out, "10432  0xffffa08") != NULL);
     /* the SSDT alert names the process whose thread runs on the writing vCPU */
     CHECK(strstr(out, "current process: pid 280 \"svchost.exe\"") != NULL);

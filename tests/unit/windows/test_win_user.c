@@ -65,6 +65,17 @@ HVI_TEST(vads_threads_and_params_equal_what_was_built_on_every_build)
             CHECK_STR(pp.image_path, f.w.image_path[i]);
             CHECK_STR(pp.command_line, f.w.command_line[i]);
             CHECK(!pp.truncated);
+            hvi_windows_module *m = NULL;
+            CHECK_OK(hvi_windows_user_modules(f.e, f.w.pid[i], &m, &n));
+            CHECK_EQ_U64(n, f.w.numod[i]);
+            for (size_t k = 0; k < n && k < 2; k++) {
+                CHECK_EQ_U64(m[k].entry, f.w.umod_entry[i][k]);
+                CHECK_EQ_U64(m[k].base, f.w.umod_base[i][k]);
+                CHECK_EQ_U64(m[k].size, f.w.umod_size[i][k]);
+                CHECK_STR(m[k].name, f.w.umod_name[i][k]);
+                CHECK_STR(m[k].path, f.w.umod_path[i][k]);
+            }
+            hvi_windows_free(m);
         }
         wf_free(&f);
     }
@@ -390,6 +401,42 @@ HVI_TEST(hostile_peb_and_parameters)
     /* a PEB pointer in the kernel half */
     poke64(&f, f.w.eprocess[1] + f.w.off_peb, kptr);
     CHECK_STATUS(hvi_windows_process_params_get(f.e, pid, &pp), HVI_E_FORMAT);
+    wf_free(&f);
+}
+
+/* The PEB loader list: links are user pointers with Blinks back; a loop, a kernel pointer, an
+ * unmapped Ldr are refused; no Ldr yet is an empty list. */
+HVI_TEST(hostile_user_module_lists)
+{
+    struct wf f;
+    hvi_sim_win_config c = {.build = 17763, .kpti = true, .processes = 1};
+    REQUIRE(wf_build(&f, &c) == HVI_OK);
+    REQUIRE(wf_attach(&f, 0, true) == HVI_OK);
+    hvi_windows_module *m = NULL;
+    size_t n = 0;
+    uint32_t pid = f.w.pid[1];
+    uint64_t second = f.w.umod_entry[1][1], first = f.w.umod_entry[1][0];
+    uint64_t kptr = f.w.eprocess[1], unmapped = f.w.peb[1] + 0x20000, zero = 0;
+    poke_user(&f, 1, 0x300, &second, 8); /* ntdll's Flink to itself: its Blink is the exe */
+    CHECK_STATUS(hvi_windows_user_modules(f.e, pid, &m, &n), HVI_E_FORMAT);
+    poke_user(&f, 1, 0x300, &kptr, 8);
+    CHECK_STATUS(hvi_windows_user_modules(f.e, pid, &m, &n), HVI_E_FORMAT);
+    CHECK(strstr(hvi_last_error(f.e), "module list of pid") != NULL);
+    poke_user(&f, 1, 0x300, &first, 8); /* back to the exe, whose Blink is the head */
+    CHECK_STATUS(hvi_windows_user_modules(f.e, pid, &m, &n), HVI_E_FORMAT);
+    uint64_t head = f.w.peb[1] + 0x110;
+    poke_user(&f, 1, 0x300, &head, 8);
+    CHECK_OK(hvi_windows_user_modules(f.e, pid, &m, &n));
+    CHECK_EQ_U64(n, 2);
+    hvi_windows_free(m);
+    poke_user(&f, 1, 0x18, &unmapped, 8);
+    CHECK_STATUS(hvi_windows_user_modules(f.e, pid, &m, &n), HVI_E_NOT_PRESENT);
+    poke_user(&f, 1, 0x18, &kptr, 8);
+    CHECK_STATUS(hvi_windows_user_modules(f.e, pid, &m, &n), HVI_E_FORMAT);
+    poke_user(&f, 1, 0x18, &zero, 8);
+    CHECK_OK(hvi_windows_user_modules(f.e, pid, &m, &n));
+    CHECK_EQ_U64(n, 0);
+    CHECK_STATUS(hvi_windows_user_modules(f.e, 4, &m, &n), HVI_E_NOT_FOUND); /* System */
     wf_free(&f);
 }
 
