@@ -901,8 +901,12 @@ static void ring_setup(hvi_engine *e, struct lixe_state *s)
     s->ring = 0;
     if (s->no_ring)
         return;
+    const struct lix_kernel *k = lix_get(e);
+    /* create/exec/exit need the pid/tgid pair loaded by the stub (adjacent s32, as in 6.1) */
+    bool pids = k && k->off.task_pid && k->off.task_tgid == k->off.task_pid + 4;
     for (int ev = 0; ev < EV_N; ev++)
-        if (s->slot[ev].addr && !strcmp(s->slot[ev].fn, g_ring_fn[ev]))
+        if (s->slot[ev].addr && !strcmp(s->slot[ev].fn, g_ring_fn[ev]) &&
+            (pids || ev == EV_MLOAD || ev == EV_MUNLOAD))
             want |= 1u << g_ring_id[ev];
     if (!want)
         return;
