@@ -430,6 +430,10 @@ static void ring_create(hvi_engine *e, struct lixe_state *s, const struct lixd_r
         s->st.threads++;
         return;
     }
+    if (r->str[0]) { /* comm at the fork (the child may have exec'd by the drain) */
+        memcpy(p.comm, r->str, sizeof(p.comm) - 1);
+        p.comm[sizeof(p.comm) - 1] = 0;
+    }
     s->st.creates++;
     if (s->procs_valid && lixe_proc_put(&s->l, &p) != HVI_OK)
         s->procs_valid = false;

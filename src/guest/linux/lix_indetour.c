@@ -584,6 +584,10 @@ static hvi_status place_stub(hvi_engine *e, struct lixd_state *s, struct lixd_de
     bool pid_pair = o->task_tgid == o->task_pid + 4 && o->task_pid;
     if (d->id == HVI_LIXD_FORK && pid_pair)
         p.arg0_load = o->task_pid;
+    if (d->id == HVI_LIXD_FORK && o->task_comm) { /* the name at the fork, before any exec */
+        p.str = true;
+        p.str_off = o->task_comm;
+    }
     /* data only valid at the call, decoded later: the caller's pid/tgid (it may be reaped by the
      * drain), the exec's filename (freed with the bprm), the module's name (freed on unload) */
     if ((d->id == HVI_LIXD_EXEC || d->id == HVI_LIXD_EXIT) && pid_pair)
