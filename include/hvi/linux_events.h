@@ -1,13 +1,16 @@
 /*
  * hvi — Linux guest events by detours (src/guest/linux/lix_events.c).
  *
- * hvi_linux_events_start() places hypervisor breakpoints (hvi_detour_add) on the kernel
- * functions that mark process creation, exec, exit, module load and module unload (names from
- * the selected CAMI entry's hooks list, resolved through kallsyms; see docs/linux-guest.md
- * "Events"), seeds the engine's process and module lists with one walk, and from then on keeps
- * them in sync from the events alone. Each event becomes an hvi_alert of kind "event"
- * (process-create/-exec/-exit, module-load/-unload, exec-blocked) delivered through the alert
- * callback. Which detours are placed follows the options at run time:
+ * hvi_linux_events_start() detours the kernel functions that mark process creation, exec, exit,
+ * module load and module unload (names from the selected CAMI entry's hooks list, resolved
+ * through kallsyms; see docs/linux-guest.md "Events"), seeds the engine's process and module
+ * lists with one walk, and from then on keeps them in sync from the events alone. The events are
+ * recorded by in-guest detours into a ring the engine drains (include/hvi/linux_indetour.h; no
+ * VM exit per event); a hypervisor breakpoint (hvi_detour_add) is used only for exec blocking
+ * and for an event the ring cannot carry (hvi_linux_events_use_ring(e, false): for all).
+ * Each event becomes an hvi_alert of kind "event" (process-create/-exec/-exit,
+ * module-load/-unload, exec-blocked) delivered through the alert callback. Which events are
+ * reported and which breakpoint is placed follows the options at run time:
  *   HVI_OPT_EVENT_PROCESS  wake_up_new_task, begin_new_exec, do_exit
  *   HVI_OPT_EVENT_MODULE   module load / unload
  *   HVI_OPT_BLOCK_EXEC     begin_new_exec (also without EVENT_PROCESS): an exec whose path is in
@@ -60,13 +63,14 @@ hvi_status hvi_linux_events_processes(hvi_engine *e, hvi_linux_process **out, si
 hvi_status hvi_linux_events_modules(hvi_engine *e, hvi_linux_module **out, size_t *count);
 
 typedef struct hvi_linux_events_stats {
-    uint64_t events;                         /* detour hits handled */
+    uint64_t events;                         /* ring records + breakpoint events handled */
     uint64_t creates, execs, exits, threads; /* threads: thread creations/exits (no alert) */
     uint64_t module_loads, module_unloads;
     uint64_t blocked;            /* execs refused */
     uint64_t bad;                /* hits whose arguments could not be decoded (hostile/garbage) */
     uint64_t reseeds;            /* list walks (start, option re-enabled) */
-    uint64_t stepless;           /* hits resumed past the function's no-op prefix (no step-over) */
+    uint64_t stepless;           /* breakpoint hits resumed without a step-over (past the no-op
+                                    prefix, or into the in-guest stub) */
     uint32_t detours;            /* breakpoints + in-guest detours of enabled events now */
     uint32_t processes, modules; /* sizes of the lists */
     uint32_t breakpoints;        /* hypervisor breakpoints placed now */
