@@ -1,7 +1,9 @@
-/* hvi guest/linux — events by detours: process create/exec/exit and module load/unload from
- * hypervisor breakpoints on the kernel functions of the CAMI hooks list, the engine's process
- * and module lists kept by those events, and exec blocking (early return of begin_new_exec with
- * -EACCES, before the exec's point of no return). */
+/* hvi guest/linux — events by detours: process create/exec/exit and module load/unload on the
+ * kernel functions of the CAMI hooks list, recorded by in-guest detours into a ring
+ * (lix_indetour.c drains it and calls lixe_ring_record) or, where the ring cannot carry an
+ * event, by hypervisor breakpoints; the engine's process and module lists kept by those events;
+ * and exec blocking (a breakpoint on begin_new_exec, placed only while there is something to
+ * block: early return with -EACCES, before the exec's point of no return). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
