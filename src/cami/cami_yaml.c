@@ -9,6 +9,7 @@
 
 #include "cami/cami_model.h"
 #include "cami/cami_priv.h"
+#include "hvi/hvi.h"
 
 #define TAG_PREFIX "!"
 
@@ -621,14 +622,45 @@ static hvi_status doc_sigs(struct yc *y, const yaml_node_t *n)
 
 /* ---- options ------------------------------------------------------------------------------- */
 
-/* Option names known to hvi (the shemu ones of the format; core/process names may be given as
- * numbers). NONE is 0. */
-static const struct konst opt_names[] = {
-    {"NONE", 0}, {"NOP_SLED", 1}, {"LOAD_RIP", 2}, {"WRITE_SELF", 4},
+/* Option names by list kind. Shemu lists take the shemu names of the format; core and process
+ * lists take hvi's own option names (HVI_OPT_* without the prefix, include/hvi/hvi.h), since the
+ * bits forced on or off are the engine's options. NONE (0) and plain numbers are accepted
+ * everywhere. A name of the other kind is an error, not a silent wrong bit. */
+static const struct konst shemu_names[] = {
+    {"NONE", 0},       {"NOP_SLED", 1}, {"LOAD_RIP", 2},    {"WRITE_SELF", 4},
     {"TIB_ACCESS", 8}, {"SYSCALL", 0x10}, {"STACK_STR", 0x20},
 };
+static const struct konst core_names[] = {
+    {"NONE", 0},
+    {"KM_TEXT", HVI_OPT_KM_TEXT},
+    {"KM_IDT", HVI_OPT_KM_IDT},
+    {"KM_SYSCALL_TABLE", HVI_OPT_KM_SYSCALL_TABLE},
+    {"KM_VDSO", HVI_OPT_KM_VDSO},
+    {"KM_MODULES", HVI_OPT_KM_MODULES},
+    {"KM_MSR", HVI_OPT_KM_MSR},
+    {"KM_CR", HVI_OPT_KM_CR},
+    {"CREDS", HVI_OPT_CREDS},
+    {"KM_UNPACK", HVI_OPT_KM_UNPACK},
+    {"INTEGRITY", HVI_OPT_INTEGRITY},
+    {"EVENT_PROCESS", HVI_OPT_EVENT_PROCESS},
+    {"EVENT_MODULE", HVI_OPT_EVENT_MODULE},
+    {"EVENT_VMA", HVI_OPT_EVENT_VMA},
+    {"BLOCK_EXEC", HVI_OPT_BLOCK_EXEC},
+    {"LOG_ONLY", HVI_OPT_LOG_ONLY},
+};
 
-static hvi_status opt_list(struct yc *y, const yaml_node_t *n, uint64_t *out)
+struct opt_kind {
+    const struct konst *names;
+    size_t count;
+    const char *what;
+};
+static const struct opt_kind SHEMU_OPTS = {shemu_names, sizeof(shemu_names) / sizeof(shemu_names[0]),
+                                           "shemu"};
+static const struct opt_kind CORE_OPTS = {core_names, sizeof(core_names) / sizeof(core_names[0]),
+                                          "core/process"};
+
+static hvi_status opt_list(struct yc *y, const yaml_node_t *n, const struct opt_kind *kind,
+                           uint64_t *out)
 {
     hvi_status st = want_seq(y, n);
     *out = 0;
@@ -637,20 +669,21 @@ static hvi_status opt_list(struct yc *y, const yaml_node_t *n, uint64_t *out)
     SEQ_EACH(y, n, it) {
         yaml_node_t *e = node(y, *it);
         const char *s = scalar(e);
-        size_t k = 0, nk = sizeof(opt_names) / sizeof(opt_names[0]);
-        while (s && k < nk && strcmp(opt_names[k].name, s))
+        size_t k = 0;
+        while (s && k < kind->count && strcmp(kind->names[k].name, s))
             k++;
         uint64_t v;
-        if (k < nk)
-            v = opt_names[k].v;
+        if (k < kind->count)
+            v = kind->names[k].v;
         else if (!s || !parse_uint(s, &v))
-            return yerr(y, e, "unknown option '%s'", s ? s : "?");
+            return yerr(y, e, "unknown %s option '%s'", kind->what, s ? s : "?");
         *out |= v;
     }
     return HVI_OK;
 }
 
-static hvi_status parse_control(struct yc *y, const yaml_node_t *n, struct cm_prot *p)
+static hvi_status parse_control(struct yc *y, const yaml_node_t *n, const struct opt_kind *kind,
+                                struct cm_prot *p)
 {
     static const char *const keys[] = {"force_off", "force_beta", "force_feedback", "force_on", NULL};
     yaml_node_t *v[4];
@@ -660,7 +693,7 @@ static hvi_status parse_control(struct yc *y, const yaml_node_t *n, struct cm_pr
         st = map_keys(y, n, keys, v, 0);
     for (int i = 0; st == HVI_OK && i < 4; i++)
         if (v[i])
-            st = opt_list(y, v[i], dst[i]);
+            st = opt_list(y, v[i], kind, dst[i]);
     return st;
 }
 
@@ -680,7 +713,7 @@ static hvi_status parse_proc(struct yc *y, const yaml_node_t *n, struct cm_proc 
         p->enc = !strcmp(e, "utf-16");
     }
     if (st == HVI_OK)
-        st = parse_control(y, v[2], &p->o);
+        st = parse_control(y, v[2], &CORE_OPTS, &p->o);
     return st;
 }
 
@@ -689,9 +722,9 @@ static hvi_status parse_osopt(struct yc *y, yaml_node_t *core, yaml_node_t *shem
 {
     hvi_status st = HVI_OK;
     if (core)
-        st = parse_control(y, core, &o->core);
+        st = parse_control(y, core, &CORE_OPTS, &o->core);
     if (st == HVI_OK && shemu)
-        st = parse_control(y, shemu, &o->shemu);
+        st = parse_control(y, shemu, &SHEMU_OPTS, &o->shemu);
     if (st != HVI_OK || !procs)
         return st;
     if ((st = want_seq(y, procs)) != HVI_OK)

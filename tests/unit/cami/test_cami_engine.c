@@ -120,7 +120,7 @@ HVI_TEST(live_update_keeps_selected_entry_and_applies_the_rest)
     hvi_engine *e = make_engine();
     REQUIRE(e);
     size_t l1, l2;
-    void *s1 = support(0x5c0, "NONE", &l1), *s2 = support(0x777, "2", &l2);
+    void *s1 = support(0x5c0, "NONE", &l1), *s2 = support(0x777, "KM_IDT", &l2);
     REQUIRE(s1 && s2);
     CHECK_OK(attach(e, s1, l1, HVI_OPT_KM_IDT | HVI_OPT_KM_TEXT));
     CHECK_EQ_U64(hvi_options_get(e), HVI_OPT_KM_IDT | HVI_OPT_KM_TEXT);

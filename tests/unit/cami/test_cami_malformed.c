@@ -91,6 +91,29 @@ HVI_TEST(yaml_errors_name_file_line_column)
     CHECK_STATUS(variant("0x5c0", "twelve", msg, sizeof(msg)), HVI_E_FORMAT);
 }
 
+static const char options_fmt[] = "globals: !global_introcore_options\n"
+                                  "    linux: !global_options\n"
+                                  "        core_options: !options_control\n"
+                                  "            force_off: [%s]\n"
+                                  "        shemu_options: !options_control\n"
+                                  "            force_off: [%s]\n"
+                                  "---\n%s";
+
+HVI_TEST(option_names_are_checked_per_list_kind)
+{
+    char text[2048], msg[512];
+    /* hvi's option names in core lists, the shemu names in shemu lists, numbers in both */
+    snprintf(text, sizeof(text), options_fmt, "KM_IDT, KM_TEXT, 0x100", "TIB_ACCESS, 2", good_lix);
+    CHECK_OK(build_msg(text, msg, sizeof(msg)));
+    /* a name of the other kind is an error naming the place, never a silent wrong bit */
+    snprintf(text, sizeof(text), options_fmt, "TIB_ACCESS", "NONE", good_lix);
+    CHECK_STATUS(build_msg(text, msg, sizeof(msg)), HVI_E_FORMAT);
+    CHECK(strstr(msg, ":4:25: unknown core/process option 'TIB_ACCESS'") != NULL);
+    snprintf(text, sizeof(text), options_fmt, "NONE", "KM_IDT", good_lix);
+    CHECK_STATUS(build_msg(text, msg, sizeof(msg)), HVI_E_FORMAT);
+    CHECK(strstr(msg, ":6:25: unknown shemu option 'KM_IDT'") != NULL);
+}
+
 HVI_TEST(yaml_missing_key_and_duplicates)
 {
     char msg[512], text[4096];
