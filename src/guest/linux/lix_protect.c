@@ -262,24 +262,46 @@ static bool target_ok(const struct lix_kernel *k, uint64_t at, const uint8_t *w,
     return lix_kallsyms_find(&k->ks, at, &fn, &foff) == HVI_OK && fn == tn;
 }
 
-/* The changed bytes [first, last] of a code region are a legitimate patch site. */
+/* A legitimate patch window of n bytes at st (shape before and after, branch target). */
+static bool patch_window(const struct lix_kernel *k, const struct lixp_region *r,
+                         const uint8_t *now, uint32_t st, uint32_t n)
+{
+    uint64_t at = r->gva + st, t_old = 0, t_new = 0;
+    return st + n <= r->len && patch_shape(r->shadow + st, n, at, &t_old) &&
+           patch_shape(now + st, n, at, &t_new) && target_ok(k, at, now + st, t_new);
+}
+
+/* The changed bytes [first, last] of a code region are legitimate patch sites: every changed
+ * byte lies in a 5- or 2-byte patch window, the windows not overlapping. Several sites can change
+ * in one check interval and fall into one run (a static key flips all its sites: two JMP rel8 ->
+ * NOP2 side by side in urandom_read_iter when the CRNG becomes ready, seen in the soak test). */
 static bool legit_code_patch(const struct lix_kernel *k, const struct lixp_region *r,
                              const uint8_t *now, uint32_t first, uint32_t last)
 {
     static const uint32_t sizes[2] = {5, 2};
-    for (int z = 0; z < 2; z++) {
-        uint32_t n = sizes[z];
-        if (last - first >= n)
+    uint32_t free_from = 0; /* the next window starts here or later */
+    for (uint32_t i = first; i <= last;) {
+        if (now[i] == r->shadow[i]) {
+            i++;
             continue;
-        uint32_t lo = last + 1 >= n ? last + 1 - n : 0;
-        for (uint32_t st = lo; st <= first && st + n <= r->len; st++) {
-            uint64_t at = r->gva + st, t_old = 0, t_new = 0;
-            if (patch_shape(r->shadow + st, n, at, &t_old) && patch_shape(now + st, n, at, &t_new) &&
-                target_ok(k, at, now + st, t_new))
-                return true;
         }
+        bool found = false;
+        for (int z = 0; z < 2 && !found; z++) {
+            uint32_t n = sizes[z];
+            uint32_t lo = i + 1 >= n ? i + 1 - n : 0;
+            if (lo < free_from)
+                lo = free_from;
+            for (uint32_t st = lo; st <= i && !found; st++)
+                if (patch_window(k, r, now, st, n)) {
+                    found = true;
+                    free_from = st + n;
+                    i = st + n;
+                }
+        }
+        if (!found)
+            return false;
     }
-    return false;
+    return true;
 }
 
 static void raise_mem_alert(hvi_engine *e, struct lixp_state *s, const struct lixp_region *r,
