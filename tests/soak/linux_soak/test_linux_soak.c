@@ -640,8 +640,9 @@ HVI_TEST(soak_all_protections_events_and_detours_on_a_clean_workload)
     bool follow = fenv && !strcmp(fenv, "1");
     fprintf(stderr, "  HVI_SOAK_FOLLOW=%d (VMA view of a followed process: %s)\n", follow,
             follow ? "checked" : "off, see the file comment");
+    if (ok)
+        runner_start(&c); /* the gdbstub connection paused the guest: let it run */
     if (ok && follow) {
-        runner_start(&c);
         /* one process followed for the whole soak: churned once under the detours, then its
          * view is compared with /proc after every round (losses and re-walks included) */
         char *out = sh(&c, "vmchurn 300 soak > /tmp/soak.out 2>&1 & sleep 0.5; cat /tmp/soak.out",
