@@ -19,7 +19,7 @@
  *   - with HVI_SOAK_FOLLOW=1: the VMA view of one vmchurn process followed since the start (kept
  *     by the in-guest detours) equals its /proc/PID/maps. Opt-in because it currently hangs the
  *     guest: with a followed process, the first round's two concurrent `vmchurn 200 -` never
- *     finish (console timeout, no oops on the serial log; 2 of 2 runs, 2 vCPUs), while without
+ *     finish (console timeout, no oops on the serial log; 3 of 3 runs, 2 vCPUs), while without
  *     one six rounds of the same churn passed. Left for the in-guest detour code
  *     (src/guest/linux/lix_indetour.c, follow/re-walk path);
  *   - the test's anonymous RSS growth since round 1 stays under 64 MiB (a leak, not a timing);
