@@ -527,13 +527,14 @@ static void protect_tick(hvi_engine *e, void *ctx)
 }
 
 /* Only the LSTAR agent ever places something in the guest (2 bytes and a breakpoint, for the
- * time of one rdmsr): undo it if armed; remove the IDT write hooks (watchpoints, nothing in
+ * time of one rdmsr): undo it if armed (HVI_E_BUSY until vCPU 0 is back at it); remove the IDT write hooks (watchpoints, nothing in
  * guest memory); then the checks stop. */
 static hvi_status protect_detach(hvi_engine *e, void *ctx)
 {
     struct lixp_state *s = ctx;
     if (s) {
-        lixp_msr_detach(e, s);
+        if (lixp_msr_detach(e, s) == HVI_E_BUSY)
+            return HVI_E_BUSY; /* vCPU 0 is away from the LSTAR agent's stub: retried */
         lixp_watch_stop(e, s);
     }
     return HVI_OK;

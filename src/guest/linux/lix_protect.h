@@ -107,7 +107,7 @@ void lixp_unpack_free(struct lixp_state *s);
 
 /* lix_protect_msr.c: LSTAR through a one-shot rdmsr agent. */
 void lixp_check_msr(hvi_engine *e, struct lixp_state *s);
-void lixp_msr_detach(hvi_engine *e, struct lixp_state *s);
+hvi_status lixp_msr_detach(hvi_engine *e, struct lixp_state *s);
 
 /* lix_protect_views.c: credentials and cross-view checks. */
 void lixp_check_creds(hvi_engine *e, struct lixp_state *s);

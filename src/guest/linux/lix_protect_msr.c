@@ -66,6 +66,29 @@ static void agent_disarm(hvi_engine *e, struct lixp_state *s)
     s->msr_armed = false;
 }
 
+/* Give up an armed agent whose breakpoint never came. vCPU 0's registers are put back and the
+ * stub removed only while vCPU 0 is still in the stub (before the rdmsr or at the breakpoint
+ * after it). Anywhere else it has moved on, e.g. into an interrupt handler that will return to
+ * the stub: writing the saved registers would corrupt whatever it runs now, and removing the
+ * stub would leave it returning into int3 padding. Then nothing is touched: HVI_E_BUSY. */
+static hvi_status agent_undo_if_at_stub(hvi_engine *e, struct lixp_state *s)
+{
+    const hvi_glue *g = &e->glue;
+    if (g->pause(g->ctx) != HVI_OK)
+        return HVI_E_BUSY;
+    hvi_regs now;
+    memset(&now, 0, sizeof(now));
+    bool at_stub = g->get_regs(g->ctx, 0, HVI_REGS_GPR, &now) == HVI_OK &&
+                   now.rip >= s->msr_stub && now.rip <= s->msr_stub + 2;
+    if (at_stub) {
+        hvi_log(e, 1, "linux protect: LSTAR agent did not complete, disarmed");
+        g->set_regs(g->ctx, 0, HVI_REGS_GPR, &s->msr_saved);
+        agent_disarm(e, s);
+    }
+    g->resume(g->ctx);
+    return at_stub ? HVI_OK : HVI_E_BUSY;
+}
+
 static hvi_status on_breakpoint(hvi_engine *e, const hvi_event *ev, hvi_event_reply *reply,
                                 void *ctx)
 {
@@ -93,12 +116,10 @@ static hvi_status on_breakpoint(hvi_engine *e, const hvi_event *ev, hvi_event_re
 void lixp_check_msr(hvi_engine *e, struct lixp_state *s)
 {
     const hvi_glue *g = &e->glue;
-    if (s->msr_armed) { /* the breakpoint never came: give up this round, restore */
-        if (++s->msr_wait > 8) {
-            hvi_log(e, 1, "linux protect: LSTAR agent did not complete, disarmed");
-            g->set_regs(g->ctx, 0, HVI_REGS_GPR, &s->msr_saved);
-            agent_disarm(e, s);
-        }
+    if (s->msr_armed) { /* the breakpoint never came: give up, but only if it is safe */
+        if (++s->msr_wait > 8 && agent_undo_if_at_stub(e, s) == HVI_E_BUSY && s->msr_wait == 9)
+            hvi_log(e, 1, "linux protect: LSTAR agent did not complete and vCPU 0 is not at its "
+                          "stub: left armed until it returns there");
         return;
     }
     if (s->msr_disabled || (s->stats.checks % LIXP_MSR_EVERY) != 0)
@@ -144,11 +165,9 @@ void lixp_check_msr(hvi_engine *e, struct lixp_state *s)
     g->resume(g->ctx);
 }
 
-/* Detach: an armed agent is undone (registers, stub bytes, breakpoint). */
-void lixp_msr_detach(hvi_engine *e, struct lixp_state *s)
+/* Detach: an armed agent is undone (registers, stub bytes, breakpoint) when that is safe;
+ * HVI_E_BUSY while vCPU 0 is elsewhere (the engine retries the detach from the timer). */
+hvi_status lixp_msr_detach(hvi_engine *e, struct lixp_state *s)
 {
-    if (!s->msr_armed)
-        return;
-    e->glue.set_regs(e->glue.ctx, 0, HVI_REGS_GPR, &s->msr_saved);
-    agent_disarm(e, s);
+    return s->msr_armed ? agent_undo_if_at_stub(e, s) : HVI_OK;
 }
