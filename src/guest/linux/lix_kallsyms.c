@@ -267,21 +267,31 @@ static bool find_offsets(struct ks_scan *s, struct lix_kallsyms *ks, bool *abs_p
 
 /* ---- decoding from the host copy ------------------------------------------------------------ */
 
+/* The token count of the entry at *p (one byte, or two when bit 7 is set: the 6.1 "big symbol"
+ * encoding); moves *p past the count. False when the count or its tokens leave the names. */
+static bool entry_header(const struct lix_ks_data *d, size_t *p, size_t *len)
+{
+    if (*p >= d->names_end)
+        return false;
+    size_t l = d->blob[(*p)++];
+    if (l & 0x80) {
+        if (*p >= d->names_end)
+            return false;
+        l = (l & 0x7f) | ((size_t)d->blob[(*p)++] << 7);
+    }
+    if (l > d->names_end - *p)
+        return false;
+    *len = l;
+    return true;
+}
+
 /* Expand the entry at blob offset *pos into out[KS_NAME_MAX + 1] (type character first,
  * truncated at KS_NAME_MAX bytes, NUL-terminated) and move *pos past it. The entries were
  * walked by names_check(); the bounds are checked again all the same. */
 static bool expand(const struct lix_ks_data *d, size_t *pos, char *out, size_t *outlen)
 {
-    size_t p = *pos;
-    if (p >= d->names_end)
-        return false;
-    size_t l = d->blob[p++];
-    if (l & 0x80) {
-        if (p >= d->names_end)
-            return false;
-        l = (l & 0x7f) | ((size_t)d->blob[p++] << 7);
-    }
-    if (l > d->names_end - p)
+    size_t p = *pos, l;
+    if (!entry_header(d, &p, &l))
         return false;
     size_t n = 0;
     for (size_t i = 0; i < l; i++) {
@@ -301,16 +311,8 @@ static bool expand(const struct lix_ks_data *d, size_t *pos, char *out, size_t *
 /* Expanded length of the entry at *pos without writing it; moves *pos past it. */
 static bool entry_len(const struct lix_ks_data *d, size_t *pos, size_t *outlen)
 {
-    size_t p = *pos;
-    if (p >= d->names_end)
-        return false;
-    size_t l = d->blob[p++];
-    if (l & 0x80) {
-        if (p >= d->names_end)
-            return false;
-        l = (l & 0x7f) | ((size_t)d->blob[p++] << 7);
-    }
-    if (l > d->names_end - p)
+    size_t p = *pos, l;
+    if (!entry_header(d, &p, &l))
         return false;
     size_t n = 0;
     for (size_t i = 0; i < l; i++)
@@ -323,16 +325,8 @@ static bool entry_len(const struct lix_ks_data *d, size_t *pos, size_t *outlen)
 /* Move *pos past the entry there (its length prefix only). */
 static bool skip_entry(const struct lix_ks_data *d, size_t *pos)
 {
-    size_t p = *pos;
-    if (p >= d->names_end)
-        return false;
-    size_t l = d->blob[p++];
-    if (l & 0x80) {
-        if (p >= d->names_end)
-            return false;
-        l = (l & 0x7f) | ((size_t)d->blob[p++] << 7);
-    }
-    if (l > d->names_end - p)
+    size_t p = *pos, l;
+    if (!entry_header(d, &p, &l))
         return false;
     *pos = p + l;
     return true;
