@@ -305,6 +305,26 @@ static bool on_task_exit(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *re
     return false;
 }
 
+/* A decoded module load/unload, from a breakpoint or the in-guest ring: the module list, the
+ * counters and the event line. */
+static void module_event(hvi_engine *e, struct lixe_state *s, bool load, uint32_t vcpu,
+                         const struct lixe_mod *m, const struct lixe_proc *p)
+{
+    if (load) {
+        s->st.module_loads++;
+        if (s->mods_valid && lixe_mod_put(&s->l, m) != HVI_OK)
+            s->mods_valid = false;
+    } else {
+        s->st.module_unloads++;
+        if (s->mods_valid)
+            lixe_mod_del(&s->l, m->addr);
+    }
+    emit(e, load ? HVI_EVENT_MODULE_LOAD : HVI_EVENT_MODULE_UNLOAD, HVI_ALERT_ALLOWED, vcpu,
+         &s->slot[load ? EV_MLOAD : EV_MUNLOAD], m->addr, "module", p->tgid, p->comm,
+         "name=%s base=0x%llx size=%u text_size=%u state=%u", m->name,
+         (unsigned long long)m->base, m->size, m->text_size, m->state);
+}
+
 static bool on_module(hvi_engine *e, bool load, uint32_t vcpu, const hvi_regs *regs)
 {
     struct lixe_state *s = state_of(e);
@@ -327,19 +347,7 @@ static bool on_module(hvi_engine *e, bool load, uint32_t vcpu, const hvi_regs *r
         memset(&p, 0, sizeof(p));
         p.tgid = -1;
     }
-    if (load) {
-        s->st.module_loads++;
-        if (s->mods_valid && lixe_mod_put(&s->l, &m) != HVI_OK)
-            s->mods_valid = false;
-    } else {
-        s->st.module_unloads++;
-        if (s->mods_valid)
-            lixe_mod_del(&s->l, m.addr);
-    }
-    emit(e, load ? HVI_EVENT_MODULE_LOAD : HVI_EVENT_MODULE_UNLOAD, HVI_ALERT_ALLOWED, vcpu,
-         &s->slot[ev], mod, "module", p.tgid, p.comm,
-         "name=%s base=0x%llx size=%u text_size=%u state=%u", m.name, (unsigned long long)m.base,
-         m.size, m.text_size, m.state);
+    module_event(e, s, load, vcpu, &m, &p);
     return false;
 }
 
@@ -536,19 +544,7 @@ static void ring_module(hvi_engine *e, struct lixe_state *s, bool load, const st
         memset(&p, 0, sizeof(p));
         p.tgid = -1;
     }
-    if (load) {
-        s->st.module_loads++;
-        if (s->mods_valid && lixe_mod_put(&s->l, &m) != HVI_OK)
-            s->mods_valid = false;
-    } else {
-        s->st.module_unloads++;
-        if (s->mods_valid)
-            lixe_mod_del(&s->l, m.addr);
-    }
-    emit(e, load ? HVI_EVENT_MODULE_LOAD : HVI_EVENT_MODULE_UNLOAD, HVI_ALERT_ALLOWED,
-         e->current_vcpu, &s->slot[ev], mod, "module", p.tgid, p.comm,
-         "name=%s base=0x%llx size=%u text_size=%u state=%u", m.name, (unsigned long long)m.base,
-         m.size, m.text_size, m.state);
+    module_event(e, s, load, e->current_vcpu, &m, &p);
 }
 
 void lixe_ring_record(hvi_engine *e, const struct lixd_record *r)
