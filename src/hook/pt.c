@@ -276,7 +276,7 @@ hvi_status hvi_hook_pt_add(hvi_engine *e, uint64_t cr3, hvi_gva gva, hvi_pt_hook
 {
     if (!e || !out)
         return HVI_E_INVAL;
-    struct hvi_hook *h;
+    struct hvi_hook *h = NULL;
     hvi_status st = pt_new(e, HOOK_PT, cr3, gva, ctx, &h);
     if (st != HVI_OK)
         return st;
@@ -297,7 +297,7 @@ hvi_status hvi_hook_gva_add(hvi_engine *e, uint64_t cr3, hvi_gva gva, uint32_t l
     if (!e || !out || !cb || len == 0 || !access || (access & ~(uint32_t)HVI_EPT_RWX) ||
         (gva & HVI_PAGE_MASK) != ((gva + len - 1) & HVI_PAGE_MASK))
         return e ? hvi_fail(e, HVI_E_INVAL, "gva hook: bad arguments") : HVI_E_INVAL;
-    struct hvi_hook *h;
+    struct hvi_hook *h = NULL;
     hvi_status st = pt_new(e, HOOK_GVA, cr3, gva, ctx, &h);
     if (st != HVI_OK)
         return st;

@@ -40,6 +40,7 @@ static void put(int fd, const char *s)
 static hvi_rsp *rsp_pair(int *peer, int timeout_ms)
 {
     int sv[2];
+    *peer = -1;
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
         return NULL;
     hvi_rsp *r = NULL;
@@ -185,6 +186,8 @@ HVI_TEST(rsp_hex_helpers)
 static hvi_qmp *qmp_pair(int *peer, const char *prewritten, hvi_status *st)
 {
     int sv[2];
+    *peer = -1;
+    *st = HVI_E_BACKEND;
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
         return NULL;
     put(sv[1], prewritten);
