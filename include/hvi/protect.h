@@ -61,7 +61,8 @@ hvi_status hvi_protect_register(hvi_engine *e, const hvi_protect_desc *desc, uin
 /*
  * hvi_protect_integrity - hash [gva, gva+len) through `cr3` (0 = kernel) now (XXH3-64) and again
  * on every timer tick; a changed hash raises HVI_ALERT_INTEGRITY whose detail names the region,
- * the old and the new hash (the new hash becomes the reference). len <= 16 MiB. Fails with the
+ * the old and the new hash. Deny mode writes the reference bytes back and keeps the reference;
+ * log-only mode (or a failed write-back) makes the new contents the reference. len <= 16 MiB. Fails with the
  * read's status when the region cannot be read now.
  */
 hvi_status hvi_protect_integrity(hvi_engine *e, const hvi_protect_desc *desc, uint64_t cr3,
