@@ -102,7 +102,9 @@ int hvi_insn_write_access(const hvi_insn *insn);
  * `regs` must hold the GPRs and RFLAGS (for ADC/SBB). Writes *out_len bytes (<= 16) into out.
  * Supported: MOV, MOVNTI, XCHG, CMPXCHG (the stored value when the compare succeeds; the old
  * value otherwise), CMPXCHG8B/16B, ADD, ADC, SUB, SBB, AND, OR, XOR, INC, DEC, NOT, NEG, BTS,
- * BTR, BTC, XADD, STOS (one element), PUSH reg/imm, CALL (return address), SETcc. MOVS and
+ * BTR, BTC, XADD, STOS (one element), PUSH reg/imm, CALL (return address), SETcc (from RFLAGS),
+ * SHL/SHR/SAR, ROL/ROR, RCL/RCR (CF from RFLAGS), SHLD/SHRD, MOVBE (counts masked as the CPU
+ * does; an undefined result, SHLD/SHRD of 16 bits by more than 16, is HVI_E_UNSUPPORTED). MOVS and
  * SSE/AVX stores need guest memory or XMM registers: HVI_E_UNSUPPORTED here, use
  * hvi_decode_write_value. Instructions that write no memory: HVI_E_INVAL.
  */

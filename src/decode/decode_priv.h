@@ -30,6 +30,12 @@ static inline const struct hvi_zydis_form *hvi_insn_cform(const hvi_insn *insn)
  * width. HVI_E_UNSUPPORTED for non-GPR registers (XMM, ...). */
 hvi_status hvi_decode_gpr_value(const hvi_regs *regs, ZydisRegister reg, uint64_t *out);
 
+/* Value a shift/rotate/SHLD/SHRD/SETcc/MOVBE writes to memory operand `dst` (size bytes, old
+ * contents `old`). HVI_E_NOT_FOUND for any other mnemonic (the caller handles it),
+ * HVI_E_UNSUPPORTED for results the architecture leaves undefined. value_alu.c. */
+hvi_status hvi_decode_alu_value(const struct hvi_zydis_form *f, const hvi_regs *regs, int dst,
+                                uint32_t size, uint64_t old, uint64_t *out);
+
 /* Recompute the linear addresses of insn's accesses for `regs` (NULL: mark them invalid). */
 void hvi_decode_fill_accesses(hvi_insn *insn, const hvi_regs *regs);
 

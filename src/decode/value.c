@@ -149,7 +149,9 @@ static hvi_status compute(const struct wctx *w, const uint8_t *old, uint8_t *out
         st = bit_op(w, &v);
         break;
     default:
-        st = arith(w, &v);
+        st = hvi_decode_alu_value(w->f, w->regs, w->dst, w->size, w->old, &v);
+        if (st == HVI_E_NOT_FOUND)
+            st = arith(w, &v);
         break;
     }
     if (st != HVI_OK)

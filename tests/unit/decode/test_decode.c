@@ -195,6 +195,58 @@ HVI_TEST(read_modify_write_values)
     CHECK_EQ_U64(wv(xchg, 3, &r, 0, &n), r.gpr[HVI_RDX]);
 }
 
+HVI_TEST(shift_rotate_setcc_movbe_values)
+{
+    hvi_regs r = base_regs();
+    size_t n;
+    r.gpr[HVI_RCX] = 0x44; /* CL = 0x44: 4 after the 5/6-bit count mask */
+    r.gpr[HVI_RDX] = 0xaabbccdd11223344ull;
+    static const uint8_t shl[] = {0xc1, 0x23, 0x04};       /* shl dword [rbx], 4 */
+    CHECK_EQ_U64(wv(shl, 3, &r, 0x80000001u, &n), 0x10);
+    CHECK_EQ_U64(n, 4);
+    static const uint8_t shr[] = {0x48, 0xd3, 0x2b};       /* shr qword [rbx], cl */
+    CHECK_EQ_U64(wv(shr, 3, &r, 0xf000000000000000ull, &n), 0x0f00000000000000ull);
+    static const uint8_t sar1[] = {0xd0, 0x3b};            /* sar byte [rbx], 1 */
+    CHECK_EQ_U64(wv(sar1, 2, &r, 0x80, &n), 0xc0);
+    CHECK_EQ_U64(n, 1);
+    static const uint8_t sar3[] = {0x66, 0xc1, 0x3b, 0x03}; /* sar word [rbx], 3 */
+    CHECK_EQ_U64(wv(sar3, 4, &r, 0x8000, &n), 0xf000);
+    static const uint8_t rol[] = {0xc1, 0x03, 0x08};       /* rol dword [rbx], 8 */
+    CHECK_EQ_U64(wv(rol, 3, &r, 0x12345678, &n), 0x34567812);
+    static const uint8_t ror[] = {0x48, 0xc1, 0x0b, 0x04}; /* ror qword [rbx], 4 */
+    CHECK_EQ_U64(wv(ror, 4, &r, 1, &n), 0x1000000000000000ull);
+    static const uint8_t rolb[] = {0xd2, 0x03};            /* rol byte [rbx], cl */
+    CHECK_EQ_U64(wv(rolb, 2, &r, 0x12, &n), 0x21);
+    static const uint8_t rcl[] = {0xd0, 0x13};             /* rcl byte [rbx], 1 */
+    r.rflags = 1;                                          /* CF rotates in */
+    CHECK_EQ_U64(wv(rcl, 2, &r, 0x80, &n), 0x01);
+    r.rflags = 0;
+    CHECK_EQ_U64(wv(rcl, 2, &r, 0x80, &n), 0x00);
+    static const uint8_t rcr[] = {0x66, 0xd3, 0x1b};       /* rcr word [rbx], cl (17-bit) */
+    CHECK_EQ_U64(wv(rcr, 3, &r, 0x0001, &n), 0x2000);
+    static const uint8_t shld[] = {0x0f, 0xa4, 0x13, 0x08}; /* shld dword [rbx], edx, 8 */
+    CHECK_EQ_U64(wv(shld, 4, &r, 0x12345678, &n), 0x34567811);
+    static const uint8_t shrd[] = {0x48, 0x0f, 0xad, 0x13}; /* shrd qword [rbx], rdx, cl */
+    CHECK_EQ_U64(wv(shrd, 4, &r, 0x10, &n), 0x4000000000000001ull);
+    static const uint8_t sete[] = {0x0f, 0x94, 0x03};      /* sete byte [rbx] */
+    r.rflags = 1u << 6;
+    CHECK_EQ_U64(wv(sete, 3, &r, 0x77, &n), 1);
+    CHECK_EQ_U64(n, 1);
+    r.rflags = 0;
+    CHECK_EQ_U64(wv(sete, 3, &r, 0x77, &n), 0);
+    static const uint8_t setl[] = {0x0f, 0x9c, 0x03};      /* setl byte [rbx]: SF != OF */
+    r.rflags = 1u << 7;
+    CHECK_EQ_U64(wv(setl, 3, &r, 0, &n), 1);
+    r.rflags = (1u << 7) | (1u << 11);
+    CHECK_EQ_U64(wv(setl, 3, &r, 0, &n), 0);
+    r.rflags = 0;
+    static const uint8_t movbe[] = {0x0f, 0x38, 0xf1, 0x13}; /* movbe dword [rbx], edx */
+    CHECK_EQ_U64(wv(movbe, 4, &r, 0, &n), 0x44332211);
+    /* shld word [rbx], dx, 20: a 16-bit operand shifted by more than 16 is undefined */
+    static const uint8_t shldw[] = {0x66, 0x0f, 0xa4, 0x13, 0x14};
+    CHECK_EQ_U64(wv(shldw, 5, &r, 0x1234, &n), 0xbad);
+}
+
 HVI_TEST(cmpxchg8b_16b)
 {
     hvi_regs r = base_regs();
