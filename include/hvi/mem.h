@@ -74,6 +74,15 @@ hvi_status hvi_gpa_write(hvi_engine *e, hvi_gpa gpa, const void *buf, size_t len
 /* Virtual access through `cr3` (0 = kernel), crossing pages; fails whole if any page is absent. */
 hvi_status hvi_gva_read(hvi_engine *e, uint64_t cr3, hvi_gva gva, void *buf, size_t len);
 hvi_status hvi_gva_write(hvi_engine *e, uint64_t cr3, hvi_gva gva, const void *buf, size_t len);
+/* Write guest-supplied or guest-allocated memory the way the guest's CPU would be allowed to:
+ * every page must be present and writable in the tables of `cr3` at privilege level `cpl`
+ * (0..3; CPL 3 also needs user pages; CR0.WP is taken as set, SMAP is not modelled) and, on
+ * a backend with HVI_CAP_EPT, writable in the EPT (so memory the engine write-protects is
+ * refused too). All pages are checked before anything is written: HVI_E_DENIED (with the
+ * reason in hvi_last_error) leaves the guest untouched. The caller keeps the guest paused
+ * between the check and the write (as during an event). */
+hvi_status hvi_gva_write_safe(hvi_engine *e, uint64_t cr3, hvi_gva gva, const void *buf,
+                              size_t len, uint32_t cpl);
 /* Instruction fetch: like read but fails with HVI_E_DENIED when a page is NX. */
 hvi_status hvi_gva_fetch(hvi_engine *e, uint64_t cr3, hvi_gva gva, void *buf, size_t len);
 /* Convenience readers. */

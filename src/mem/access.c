@@ -106,6 +106,50 @@ hvi_status hvi_gva_write(hvi_engine *e, uint64_t cr3, hvi_gva gva, const void *b
     return gva_rw(e, cr3, gva, (uint8_t *)(uintptr_t)buf, len, OP_WRITE);
 }
 
+/* Every page of the range must be writable at `cpl` in the guest's tables (and, with EPT, in
+ * the EPT); checked on a fresh walk of each page before the first byte is written. */
+static hvi_status safe_check(hvi_engine *e, uint64_t cr3, hvi_gva gva, size_t len, uint32_t cpl)
+{
+    uint64_t pages = ((gva & 0xfff) + (uint64_t)len + 0xfff) >> 12;
+    bool ept = (e->glue.caps & HVI_CAP_EPT) && e->glue.get_ept_rights;
+    for (uint64_t i = 0; i < pages; i++) {
+        hvi_gva va = i ? (gva & HVI_PAGE_MASK) + (i << 12) : gva;
+        hvi_gpa pa;
+        uint8_t flags;
+        hvi_status st = mem_xlate(e, cr3, va, false, &pa, &flags);
+        if (st != HVI_OK)
+            return hvi_fail(e, st, "mem: safe write: 0x%llx does not translate",
+                            (unsigned long long)va);
+        const char *why = !(flags & MEM_TC_W)              ? "read-only in the page tables"
+                          : (cpl == 3 && !(flags & MEM_TC_U)) ? "a supervisor page (CPL 3 write)"
+                                                              : NULL;
+        uint32_t rights = HVI_EPT_RWX;
+        if (!why && ept) {
+            st = e->glue.get_ept_rights(e->glue.ctx, pa & HVI_PAGE_MASK, &rights);
+            if (st != HVI_OK)
+                return hvi_fail(e, st, "mem: safe write: EPT rights of GPA 0x%llx",
+                                (unsigned long long)(pa & HVI_PAGE_MASK));
+            if (!(rights & HVI_EPT_W))
+                why = "not writable in the EPT";
+        }
+        if (why)
+            return hvi_fail(e, HVI_E_DENIED, "mem: safe write to 0x%llx refused: %s",
+                            (unsigned long long)va, why);
+    }
+    return HVI_OK;
+}
+
+hvi_status hvi_gva_write_safe(hvi_engine *e, uint64_t cr3, hvi_gva gva, const void *buf,
+                              size_t len, uint32_t cpl)
+{
+    if (!e || (!buf && len) || cpl > 3)
+        return HVI_E_INVAL;
+    if (len > MEM_MAX_ACCESS || gva > UINT64_MAX - len)
+        return HVI_E_RANGE;
+    hvi_status st = safe_check(e, cr3, gva, len, cpl);
+    return st != HVI_OK ? st : hvi_gva_write(e, cr3, gva, buf, len);
+}
+
 hvi_status hvi_gva_fetch(hvi_engine *e, uint64_t cr3, hvi_gva gva, void *buf, size_t len)
 {
     return gva_rw(e, cr3, gva, buf, len, OP_FETCH);

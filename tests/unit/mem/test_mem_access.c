@@ -267,4 +267,48 @@ HVI_TEST(bad_arguments)
     CHECK_EQ_U64(fx_free(&f), 0);
 }
 
+HVI_TEST(gva_write_safe_checks_tables_ring_and_ept)
+{
+    struct fx f;
+    REQUIRE(fx_new(&f, HVI_PAGING_4LVL, 4ull << 20));
+    hvi_gpa rw[2], ro[1], usr[1];
+    hvi_gva va = 0xffffc90000100000ull, va_ro = va + 0x2000, va_u = 0x400000;
+    map_scattered(&f, va, 2, rw, W);
+    map_scattered(&f, va_ro, 1, ro, 0);
+    map_scattered(&f, va_u, 1, usr, W | HVI_SIM_PTE_U);
+    uint8_t z[8] = {0}, got[8];
+    /* writable supervisor pages, across the page boundary: written at CPL 0, refused at CPL 3 */
+    CHECK_OK(hvi_gva_write_safe(f.e, 0, va + 4092, "ABCDEFGH", 8, 0));
+    CHECK_OK(hvi_gva_read(f.e, 0, va + 4092, got, 8));
+    CHECK(memcmp(got, "ABCDEFGH", 8) == 0);
+    CHECK_STATUS(hvi_gva_write_safe(f.e, 0, va, z, 8, 3), HVI_E_DENIED);
+    CHECK(strstr(hvi_last_error(f.e), "supervisor") != NULL);
+    /* a user page is writable at both levels */
+    CHECK_OK(hvi_gva_write_safe(f.e, 0, va_u + 8, "u", 1, 3));
+    /* read-only in the tables: refused, even though plain hvi_gva_write would write it */
+    CHECK_STATUS(hvi_gva_write_safe(f.e, 0, va_ro, "x", 1, 0), HVI_E_DENIED);
+    CHECK(strstr(hvi_last_error(f.e), "read-only") != NULL);
+    /* a range whose second page is read-only or absent leaves the first page untouched */
+    CHECK_OK(hvi_gva_write(f.e, 0, va_ro - 4, "\x11\x22\x33\x44", 4));
+    CHECK_STATUS(hvi_gva_write_safe(f.e, 0, va_ro - 4, z, 8, 0), HVI_E_DENIED);
+    CHECK_OK(hvi_gva_read(f.e, 0, va_ro - 4, got, 4));
+    CHECK(memcmp(got, "\x11\x22\x33\x44", 4) == 0);
+    CHECK_OK(hvi_gva_write(f.e, 0, va_u + 4092, "\x55", 1));
+    CHECK_STATUS(hvi_gva_write_safe(f.e, 0, va_u + 4092, z, 8, 3), HVI_E_NOT_PRESENT);
+    CHECK_OK(hvi_gva_read(f.e, 0, va_u + 4092, got, 1));
+    CHECK_EQ_U64(got[0], 0x55);
+    /* EPT: the frame write-protected (as the engine does for a write hook) is refused */
+    hvi_glue g;
+    REQUIRE(hvi_sim_glue(f.sim, &g) == HVI_OK);
+    REQUIRE(g.set_ept_rights(g.ctx, rw[1], HVI_EPT_R | HVI_EPT_X) == HVI_OK);
+    CHECK_STATUS(hvi_gva_write_safe(f.e, 0, va + 4096, z, 1, 0), HVI_E_DENIED);
+    CHECK(strstr(hvi_last_error(f.e), "EPT") != NULL);
+    CHECK_OK(hvi_gva_write_safe(f.e, 0, va, z, 1, 0)); /* the other frame still is */
+    /* bad arguments */
+    CHECK_STATUS(hvi_gva_write_safe(f.e, 0, va, z, 1, 4), HVI_E_INVAL);
+    CHECK_STATUS(hvi_gva_write_safe(NULL, 0, va, z, 1, 0), HVI_E_INVAL);
+    CHECK_STATUS(hvi_gva_write_safe(f.e, 0, UINT64_MAX - 2, z, 8, 0), HVI_E_RANGE);
+    CHECK_EQ_U64(fx_free(&f), 0);
+}
+
 HVI_TEST_MAIN()
