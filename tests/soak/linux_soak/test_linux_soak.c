@@ -16,12 +16,10 @@
  *     /proc/modules with crc7 loaded and after its removal;
  *   - the engine's process list (kept by the events) equals a fresh task-list walk and the
  *     guest's /proc (minus the console's short-lived helpers);
- *   - with HVI_SOAK_FOLLOW=1: the VMA view of one vmchurn process followed since the start (kept
- *     by the in-guest detours) equals its /proc/PID/maps. Opt-in because it currently hangs the
- *     guest: with a followed process, the first round's two concurrent `vmchurn 200 -` never
- *     finish (console timeout, no oops on the serial log; 3 of 3 runs, 2 vCPUs), while without
- *     one six rounds of the same churn passed. Left for the in-guest detour code
- *     (src/guest/linux/lix_indetour.c, follow/re-walk path);
+ *   - unless HVI_SOAK_FOLLOW=0: the VMA view of one vmchurn process followed since the start (kept
+ *     by the in-guest detours) equals its /proc/PID/maps. (This "hung the guest" until the
+ *     round's churn command named the jobs it waits for: a bare `wait` waited for the followed
+ *     vmchurn too, a background job of the same shell that never exits; both vCPUs were idle.);
  *   - the test's anonymous RSS growth since round 1 stays under 64 MiB (a leak, not a timing);
  *   - the guest still answers on its console.
  * At the end: detach (retried while the stubs are busy), and _stext.._etext equals its copy taken
@@ -473,8 +471,10 @@ static void round_workload(struct soak *c, size_t *mods_in, size_t *mods_out)
     compare_modules(c, true, mods_in);
     sh0(c, "rmmod crc7 && echo HVI-RM-OK", "HVI-RM-OK");
     compare_modules(c, false, mods_out);
-    /* mmap churn, two processes at once on the 2 vCPUs */
-    sh0(c, "vmchurn 200 - & vmchurn 200 - & wait; echo HVI-CHURN", "HVI-CHURN");
+    /* mmap churn, two processes at once on the 2 vCPUs. `wait` names them: a bare `wait` also
+     * waits for the followed vmchurn (a background job of the same console shell that sleeps
+     * until killed), which hung every HVI_SOAK_FOLLOW=1 run here until 2026-12-01 */
+    sh0(c, "vmchurn 200 - & a=$!; vmchurn 200 - & b=$!; wait $a $b; echo HVI-CHURN", "HVI-CHURN");
 }
 
 static void run_soak(struct soak *c, unsigned seconds, int32_t followed)
@@ -637,9 +637,9 @@ HVI_TEST(soak_all_protections_events_and_detours_on_a_clean_workload)
     }
     int32_t followed = -1;
     const char *fenv = getenv("HVI_SOAK_FOLLOW");
-    bool follow = fenv && !strcmp(fenv, "1");
+    bool follow = !(fenv && !strcmp(fenv, "0"));
     fprintf(stderr, "  HVI_SOAK_FOLLOW=%d (VMA view of a followed process: %s)\n", follow,
-            follow ? "checked" : "off, see the file comment");
+            follow ? "checked" : "off");
     if (ok)
         runner_start(&c); /* the gdbstub connection paused the guest: let it run */
     if (ok && follow) {
