@@ -359,9 +359,9 @@ static bool stub_decodes(const uint8_t *b, uint32_t len, uint64_t at)
     return off == len && len >= 2 && b[len - 2] == 0xc3;
 }
 
-static void write_all(hvi_engine *e, struct lixd_state *s, bool on)
+static void write_all(hvi_engine *e, struct lixd_state *s, uint32_t from, bool on)
 {
-    for (uint32_t i = 0; i < s->ndet; i++) {
+    for (uint32_t i = from; i < s->ndet; i++) {
         struct lixd_detour *d = &s->det[i];
         if (on) {
             hvi_gva_write(e, 0, d->stub, d->stub_bytes, d->stub_len);
@@ -375,9 +375,9 @@ static void write_all(hvi_engine *e, struct lixd_state *s, bool on)
     }
 }
 
-static void accept_all(hvi_engine *e, struct lixd_state *s, bool stubs)
+static void accept_all(hvi_engine *e, struct lixd_state *s, uint32_t from, bool stubs)
 {
-    for (uint32_t i = 0; i < s->ndet; i++) {
+    for (uint32_t i = from; i < s->ndet; i++) {
         lixp_accept(e, s->det[i].site, 5);
         if (stubs)
             lixp_accept(e, s->det[i].stub, s->det[i].stub_len);
@@ -416,7 +416,7 @@ static hvi_status remove_stubs(hvi_engine *e, struct lixd_state *s)
     }
     hvi_gva_write(e, 0, s->ring_gva, s->ring_orig, s->ring_len);
     resume_guest(e);
-    accept_all(e, s, true);
+    accept_all(e, s, 0, true);
     s->ndet = 0;
     s->phase = PH_OFF;
     return HVI_OK;
@@ -443,9 +443,9 @@ static hvi_status do_stop(hvi_engine *e, struct lixd_state *s)
         (void)hvi_linux_indetour_drain(e, NULL); /* keep what the guest already recorded */
         if ((st = pause_guest(e)) != HVI_OK)
             return hvi_fail(e, st, "in-guest detours: cannot pause the guest");
-        write_all(e, s, false);
+        write_all(e, s, 0, false);
         resume_guest(e);
-        accept_all(e, s, false);
+        accept_all(e, s, 0, false);
         s->phase = PH_SITES_OFF;
         s->sites_off_ns = hvi_now_ns();
     }
@@ -535,16 +535,25 @@ static hvi_status verify_current_task(hvi_engine *e, struct lixd_state *s)
                     (unsigned long long)gs, s->current_task, (unsigned long long)task);
 }
 
-/* The functions that can be patched (entry NOP verified); a required one missing fails. */
-static hvi_status select_targets(hvi_engine *e, struct lixd_state *s,
-                                 const hvi_linux_indetour_opts *opts)
+static bool installed(const struct lixd_state *s, uint32_t id)
 {
-    uint32_t want = opts && opts->events ? opts->events : HVI_LIXD_DEFAULT_EVENTS;
+    for (uint32_t i = 0; i < s->ndet; i++)
+        if (s->det[i].id == id)
+            return true;
+    return false;
+}
+
+/* Append the functions of `want` not installed yet that can be patched (entry NOP verified);
+ * with `strict` (the default set asked for) a required one missing fails. */
+static hvi_status select_targets(hvi_engine *e, struct lixd_state *s, uint32_t want, bool strict)
+{
     for (uint32_t i = 0; i < LIXD_NDET; i++) {
-        if (!(want & (1u << g_targets[i].id)))
+        if (!(want & (1u << g_targets[i].id)) || installed(s, g_targets[i].id))
             continue;
         if (g_targets[i].id == HVI_LIXD_EXEC && !s->bprm_filename) {
-            hvi_log(e, HVI_LOG_WARN, "in-guest detours: exec skipped: no linux_binprm offsets");
+            hvi_log(e, HVI_LOG_INFO,
+                    "in-guest detours: exec left out until the process events give the "
+                    "linux_binprm offsets");
             continue;
         }
         const char *why = "";
@@ -552,7 +561,7 @@ static hvi_status select_targets(hvi_engine *e, struct lixd_state *s,
         memset(d, 0, sizeof(*d));
         hvi_status st = entry_site(e, s, g_targets[i].func, &d->site, &why);
         if (st != HVI_OK) {
-            if (g_targets[i].required && !(opts && opts->events))
+            if (g_targets[i].required && strict)
                 return hvi_fail(e, st, "in-guest detours: %s: %s", g_targets[i].func, why);
             hvi_log(e, HVI_LOG_WARN, "in-guest detours: %s skipped: %s", g_targets[i].func, why);
             continue;
@@ -616,13 +625,14 @@ static hvi_status place_stub(hvi_engine *e, struct lixd_state *s, struct lixd_de
     return HVI_OK;
 }
 
-/* Paused: the entries must still be NOPs; then stubs and calls are written. */
-static hvi_status write_detours(hvi_engine *e, struct lixd_state *s)
+/* Paused: the entries from `from` on must still be NOPs; then their stubs and calls are
+ * written. */
+static hvi_status write_detours(hvi_engine *e, struct lixd_state *s, uint32_t from)
 {
     hvi_status st = pause_guest(e);
     if (st != HVI_OK)
         return hvi_fail(e, st, "in-guest detours: cannot pause the guest");
-    for (uint32_t i = 0; i < s->ndet; i++) {
+    for (uint32_t i = from; i < s->ndet; i++) {
         uint8_t now[5];
         if (hvi_gva_read(e, 0, s->det[i].site, now, 5) != HVI_OK || memcmp(now, NOP5, 5) != 0) {
             resume_guest(e);
@@ -630,9 +640,38 @@ static hvi_status write_detours(hvi_engine *e, struct lixd_state *s)
                             s->det[i].func);
         }
     }
-    write_all(e, s, true);
+    write_all(e, s, from, true);
     resume_guest(e);
-    accept_all(e, s, true);
+    accept_all(e, s, from, true);
+    return HVI_OK;
+}
+
+/* Install the detours of `want` that are not in place yet (all of them at the first install,
+ * the missing ones when another user asks for more while they run); nothing changes on
+ * failure. */
+static hvi_status add_detours(hvi_engine *e, struct lixd_state *s, uint32_t want, bool strict)
+{
+    uint32_t from = s->ndet;
+    hvi_status st = select_targets(e, s, want, strict);
+    if (st == HVI_OK && s->ndet > from)
+        st = find_slack(e, s, s->ndet * LIXD_STUB_MAX);
+    for (uint32_t i = from; i < s->ndet && st == HVI_OK; i++)
+        st = place_stub(e, s, &s->det[i]);
+    if (st == HVI_OK && s->ndet > from)
+        st = write_detours(e, s, from);
+    if (st != HVI_OK) {
+        for (uint32_t i = from; i < s->ndet; i++)
+            if (s->det[i].stub)
+                hvi_slack_free(e, s->det[i].stub);
+        s->ndet = from;
+        return st;
+    }
+    s->stats.detours = s->ndet;
+    s->stats.stub_gva = s->stub_lo;
+    s->stats.stub_len = s->stub_hi - s->stub_lo;
+    if (s->ndet > from && from)
+        hvi_log(e, HVI_LOG_INFO, "in-guest detours: %u more functions, %u in all",
+                s->ndet - from, s->ndet);
     return HVI_OK;
 }
 
@@ -662,12 +701,17 @@ static hvi_status state_get(hvi_engine *e, struct lixd_state **out)
     return HVI_OK;
 }
 
+static uint32_t wanted(const hvi_linux_indetour_opts *opts)
+{
+    return opts && opts->events ? opts->events : HVI_LIXD_DEFAULT_EVENTS;
+}
+
 hvi_status hvi_linux_indetour_start(hvi_engine *e, const hvi_linux_indetour_opts *opts)
 {
     if (!e)
         return HVI_E_INVAL;
-    if (e->lixd && e->lixd->phase == PH_ACTIVE)
-        return HVI_OK;
+    if (e->lixd && e->lixd->phase == PH_ACTIVE) /* running for another user: add what is missing */
+        return add_detours(e, e->lixd, wanted(opts), false);
     if (e->lixd && e->lixd->phase != PH_OFF)
         return hvi_fail(e, HVI_E_BUSY, "in-guest detours: still being removed");
     struct lix_kernel *k = lix_get(e);
@@ -688,26 +732,11 @@ hvi_status hvi_linux_indetour_start(hvi_engine *e, const hvi_linux_indetour_opts
                         "in-guest detours: no per-CPU current_task symbol (6.1 layout)");
     s->current_task = (uint32_t)ct;
     if ((st = verify_current_task(e, s)) != HVI_OK || (st = find_ring(e, s, opts)) != HVI_OK ||
-        (st = select_targets(e, s, opts)) != HVI_OK ||
-        (st = find_slack(e, s, s->ndet * LIXD_STUB_MAX)) != HVI_OK)
+        (st = add_detours(e, s, wanted(opts), !(opts && opts->events))) != HVI_OK)
         return st;
-    for (uint32_t i = 0; i < s->ndet && st == HVI_OK; i++)
-        st = place_stub(e, s, &s->det[i]);
-    if (st == HVI_OK)
-        st = write_detours(e, s);
-    if (st != HVI_OK) {
-        for (uint32_t i = 0; i < s->ndet; i++)
-            if (s->det[i].stub)
-                hvi_slack_free(e, s->det[i].stub);
-        s->ndet = 0;
-        return st;
-    }
     s->phase = PH_ACTIVE;
-    s->stats.detours = s->ndet;
     s->stats.ring_records = s->ring.nrec;
     s->stats.ring_gva = s->ring_gva;
-    s->stats.stub_gva = s->stub_lo;
-    s->stats.stub_len = s->stub_hi - s->stub_lo;
     if (!s->registered) {
         if ((st = hvi_engine_add_timer(e, on_tick, s)) != HVI_OK ||
             (st = hvi_engine_on_detach(e, on_detach, s)) != HVI_OK) {
@@ -726,8 +755,11 @@ hvi_status lixd_events_start(hvi_engine *e, uint32_t events, uint32_t bprm_filen
 {
     if (!e)
         return HVI_E_INVAL;
-    if (e->lixd && e->lixd->phase == PH_ACTIVE)
-        return HVI_OK;
+    if (e->lixd && e->lixd->phase == PH_ACTIVE) { /* e.g. the VMA detours: add ours to them */
+        if (!e->lixd->bprm_filename)
+            e->lixd->bprm_filename = bprm_filename;
+        return add_detours(e, e->lixd, events, false);
+    }
     if (e->lixd && e->lixd->phase != PH_OFF) { /* an earlier stop waits for the stubs */
         hvi_status st = do_stop(e, e->lixd);
         if (st != HVI_OK)
