@@ -68,6 +68,9 @@ struct lixp_state {
     bool init_cred_looked;
     uint64_t reported_hidden[64];
     uint32_t nreported_hidden;
+    uint64_t suspect_hidden[16]; /* tasks found hidden in the last round: alerted when the next
+                                    round finds them hidden again (an exit racing a round is not) */
+    uint32_t nsuspect_hidden;
     uint8_t *buf;           /* compare buffer */
     /* LSTAR agent (lix_protect_msr.c) */
     uint64_t msr_stub, msr_expected, msr_last, msr_reads;

@@ -383,9 +383,23 @@ static void push_children(const struct lix_kernel *k, struct bfs *b, struct lix_
     }
 }
 
+static bool was_suspect(const struct lixp_state *s, uint64_t task)
+{
+    for (uint32_t i = 0; i < s->nsuspect_hidden; i++)
+        if (s->suspect_hidden[i] == task)
+            return true;
+    return false;
+}
+
+/* A task on its parent's children list but not on the task list is reported when two
+ * consecutive rounds find it so: a task between the two unlinks of its exit (tasks first, then
+ * sibling; the vCPU's host thread may be descheduled in between for a long time under TCG) is
+ * seen once, a hidden one every round. */
 void lixp_check_hidden_tasks(hvi_engine *e, struct lixp_state *s)
 {
     const struct lix_kernel *k = s->k;
+    uint64_t susp[sizeof(s->suspect_hidden) / sizeof(s->suspect_hidden[0])] = {0};
+    uint32_t nsusp = 0;
     struct lix_seen listed, seen;
     struct bfs b = {calloc(LIX_MAX_TASKS, sizeof(uint64_t)), 0, LIX_MAX_TASKS};
     if (!b.q)
@@ -410,18 +424,31 @@ void lixp_check_hidden_tasks(hvi_engine *e, struct lixp_state *s)
             if (lix_task_read(k, b.q[i], &t) != HVI_OK || t.pid <= 0)
                 continue;
             /* a task that is on its parent's children list but on no tasks-list walk; a
-             * second look at the list rules out a fork/exit racing with this round */
-            bool listed_now = false;
+             * second look at the list, with the guest paused, rules out a fork/exit racing
+             * with this round. A second walk that fails (the list changed under it) gives no
+             * verdict: the next round looks again (seen in the soak as a false alert). */
+            bool listed_now = false, looked = false;
             struct lix_seen again;
             if (lix_seen_init(&again, LIX_MAX_TASKS) == HVI_OK) {
-                if (lix_task_walk(k, true, task_collect_cb, &again) == HVI_OK)
-                    listed_now = lix_seen_add(&again, b.q[i]) != HVI_OK;
+                const hvi_glue *g = &e->glue;
+                bool paused = (g->caps & HVI_CAP_PAUSE) && g->pause && g->resume &&
+                              g->pause(g->ctx) == HVI_OK;
+                looked = lix_task_walk(k, true, task_collect_cb, &again) == HVI_OK;
+                if (paused)
+                    g->resume(g->ctx);
+                listed_now = looked && lix_seen_add(&again, b.q[i]) != HVI_OK;
                 lix_seen_free(&again);
             }
-            if (!listed_now && !already_reported(s, b.q[i]))
+            if (!looked || listed_now)
+                continue;
+            if (was_suspect(s, b.q[i]) && !already_reported(s, b.q[i]))
                 hidden_alert(e, s, HVI_ALERT_HIDDEN_PROCESS, b.q[i], t.pid, t.comm,
                              "is on its parent's children list but not on the task list");
+            if (nsusp < sizeof(susp) / sizeof(susp[0]))
+                susp[nsusp++] = b.q[i];
         }
+        memcpy(s->suspect_hidden, susp, sizeof(susp));
+        s->nsuspect_hidden = nsusp;
     }
     lix_seen_free(&seen);
     lix_seen_free(&listed);
