@@ -7,7 +7,7 @@
  * the timer anyway). A difference is an alert naming the first changed address, its symbol,
  * old/new bytes and, for a pointer-sized change, the symbol/module the new value points to;
  * in deny mode the bytes are written back from the shadow. CR0.WP / CR4.SMEP/SMAP are read from
- * every vCPU on every tick. Legitimate kernel code patching (jump labels, ftrace) is recognized
+ * every vCPU on every tick; in deny mode a cleared bit is set again on that vCPU. Legitimate kernel code patching (jump labels, ftrace) is recognized
  * by shape: a 2- or 5-byte NOP/JMP/CALL window becoming another one with a plausible target.
  */
 #include <stdio.h>
@@ -426,31 +426,54 @@ static void check_region(hvi_engine *e, struct lixp_state *s, struct lixp_region
 }
 
 static void cr_alert(hvi_engine *e, struct lixp_state *s, uint32_t vcpu, const char *obj,
-                     uint64_t old, uint64_t now, const char *what)
+                     uint64_t old, uint64_t now, const char *what, bool deny, bool denied)
 {
     hvi_alert a;
     hvi_alert_init(&a, HVI_ALERT_CR, vcpu);
-    a.action = HVI_ALERT_LOGGED;
+    a.action = denied ? HVI_ALERT_DENIED : HVI_ALERT_LOGGED;
     a.old_value = old;
     a.new_value = now;
     a.pid = -1;
     hvi_strlcpy(a.object, obj, sizeof(a.object));
     snprintf(a.detail, sizeof(a.detail),
-             "%s cleared on vCPU %u; writer RIP unknown (registers read on the timer)", what, vcpu);
+             "%s cleared on vCPU %u%s; writer RIP unknown (registers read on the timer)", what,
+             vcpu,
+             denied ? ", set again on the vCPU"
+                    : deny ? ", could not be set again (register write failed)" : "");
     hvi_alert_emit(e, &a);
     s->stats.violations++;
     s->found++;
 }
 
+/* In deny mode a protected bit found clear is set again on that vCPU. The read and the write
+ * happen within one pause of the guest, so the other control registers written back with it
+ * (a register write sets CR0, CR2, CR3, CR4 and CR8 together) are the values of that stop: a
+ * CR3 switched in between would otherwise be undone. The write is read back to confirm. */
+static bool cr_restore(hvi_engine *e, uint32_t v, const hvi_regs *now, uint64_t cr0, uint64_t cr4)
+{
+    const hvi_glue *g = &e->glue;
+    hvi_regs w = *now, back;
+    w.cr0 = cr0;
+    w.cr4 = cr4;
+    memset(&back, 0, sizeof(back));
+    return g->set_regs(g->ctx, v, HVI_REGS_CR, &w) == HVI_OK &&
+           g->get_regs(g->ctx, v, HVI_REGS_CR, &back) == HVI_OK && back.cr0 == cr0 &&
+           back.cr4 == cr4;
+}
+
 static void check_cr(hvi_engine *e, struct lixp_state *s)
 {
+    const hvi_glue *g = &e->glue;
     uint32_t n = 0;
-    if (!e->glue.vcpu_count || e->glue.vcpu_count(e->glue.ctx, &n) != HVI_OK)
+    if (!g->vcpu_count || g->vcpu_count(g->ctx, &n) != HVI_OK)
         return;
+    bool deny = deny_mode(e), can_write = deny && (g->caps & HVI_CAP_REGS_WRITE) &&
+                                        g->set_regs && g->pause && g->resume;
+    bool paused = can_write && g->pause(g->ctx) == HVI_OK;
     for (uint32_t v = 0; v < n && v < LIXP_MAX_VCPUS; v++) {
         hvi_regs r;
         memset(&r, 0, sizeof(r));
-        if (e->glue.get_regs(e->glue.ctx, v, HVI_REGS_CR, &r) != HVI_OK || !(r.valid & HVI_REGS_CR))
+        if (g->get_regs(g->ctx, v, HVI_REGS_CR, &r) != HVI_OK || !(r.valid & HVI_REGS_CR))
             continue;
         if (!s->cr_known[v]) {
             /* Linux always runs with CR0.WP set: a clear bit at start is already a violation */
@@ -458,19 +481,25 @@ static void check_cr(hvi_engine *e, struct lixp_state *s)
             s->cr4[v] = r.cr4;
             s->cr_known[v] = true;
         }
-        {
-            /* alert on the transition only: a bit protected at start and now clear */
-            if ((s->cr0[v] & CR0_WP) && !(r.cr0 & CR0_WP))
-                cr_alert(e, s, v, "cr0.wp", s->cr0[v], r.cr0, "CR0.WP");
-            if ((s->cr4[v] & CR4_SMEP) && !(r.cr4 & CR4_SMEP))
-                cr_alert(e, s, v, "cr4.smep", s->cr4[v], r.cr4, "CR4.SMEP");
-            if ((s->cr4[v] & CR4_SMAP) && !(r.cr4 & CR4_SMAP))
-                cr_alert(e, s, v, "cr4.smap", s->cr4[v], r.cr4, "CR4.SMAP");
-        }
-        s->cr0[v] = r.cr0;
-        s->cr4[v] = r.cr4;
-        s->cr_known[v] = true;
+        /* the bits protected at start (or after the last legitimate change) and now clear */
+        uint64_t lost0 = s->cr0[v] & CR0_WP & ~r.cr0;
+        uint64_t lost4 = s->cr4[v] & (CR4_SMEP | CR4_SMAP) & ~r.cr4;
+        bool denied = (lost0 || lost4) && paused &&
+                      cr_restore(e, v, &r, r.cr0 | lost0, r.cr4 | lost4);
+        if (denied)
+            s->stats.restored++;
+        if (lost0)
+            cr_alert(e, s, v, "cr0.wp", s->cr0[v], r.cr0, "CR0.WP", deny, denied);
+        if (lost4 & CR4_SMEP)
+            cr_alert(e, s, v, "cr4.smep", s->cr4[v], r.cr4, "CR4.SMEP", deny, denied);
+        if (lost4 & CR4_SMAP)
+            cr_alert(e, s, v, "cr4.smap", s->cr4[v], r.cr4, "CR4.SMAP", deny, denied);
+        /* logged: the clear bit is the new state (alert on the next transition only) */
+        s->cr0[v] = denied ? r.cr0 | lost0 : r.cr0;
+        s->cr4[v] = denied ? r.cr4 | lost4 : r.cr4;
     }
+    if (paused)
+        g->resume(g->ctx);
 }
 
 static void state_free(hvi_engine *e, void *ctx)

@@ -1,6 +1,7 @@
 /* Linux kernel protection on the simulator (synthetic 6.1-like kernel, see synth_kernel.h):
- * credentials compared in full and restored in deny mode, cred pointer swaps flagged, and the
- * unpacker's page-table check (a vmalloc page that loses NX; hostile page tables stay bounded). */
+ * credentials compared in full and restored in deny mode, cred pointer swaps flagged, CR0.WP /
+ * CR4.SMEP/SMAP set again in deny mode, and the unpacker's page-table check (a vmalloc page
+ * that loses NX; hostile page tables stay bounded). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,6 +225,45 @@ HVI_TEST(cred_pointer_swapped_to_another_process_is_flagged_once)
     CHECK_EQ_U64(v.seen[0].action, HVI_ALERT_LOGGED); /* swaps are not undone */
     CHECK(strstr(v.seen[0].detail, "the cred of pid 7 (another process)") != NULL);
     CHECK_EQ_U64(hvi_linux_protect_check(v.e), 0); /* once */
+    env_free(&v);
+}
+
+/* CR0.WP / CR4.SMEP / CR4.SMAP cleared on a vCPU: denied = the bit is set again on that vCPU
+ * (the other control registers untouched), log only = reported and left. */
+HVI_TEST(cr_bits_cleared_are_set_again_in_deny_mode)
+{
+    struct env v;
+    REQUIRE(env_new(&v));
+    hvi_regs *r = hvi_sim_vcpu_regs(v.sim, 0);
+    r->cr0 |= 1ull << 16;                 /* WP */
+    r->cr4 |= (1ull << 20) | (1ull << 21); /* SMEP, SMAP */
+    uint64_t cr3 = r->cr3, cr4 = r->cr4, cr0 = r->cr0;
+    CHECK_OK(hvi_options_set(v.e, HVI_OPT_KM_CR));
+    CHECK_OK(hvi_linux_protect_start(v.e));
+    CHECK_EQ_U64(hvi_linux_protect_check(v.e), 0); /* baseline: nothing cleared */
+    r->cr0 &= ~(1ull << 16);
+    r->cr4 &= ~(1ull << 21);
+    CHECK_EQ_U64(hvi_linux_protect_check(v.e), 2);
+    REQUIRE(v.n == 2);
+    CHECK(!strcmp(v.seen[0].object, "cr0.wp") && !strcmp(v.seen[1].object, "cr4.smap"));
+    CHECK_EQ_U64(v.seen[0].type, HVI_ALERT_CR);
+    CHECK_EQ_U64(v.seen[0].action, HVI_ALERT_DENIED);
+    CHECK_EQ_U64(v.seen[1].action, HVI_ALERT_DENIED);
+    CHECK(strstr(v.seen[0].detail, "set again") != NULL);
+    CHECK_EQ_U64(r->cr0, cr0); /* set again on the vCPU */
+    CHECK_EQ_U64(r->cr4, cr4);
+    CHECK_EQ_U64(r->cr3, cr3);
+    CHECK(!hvi_sim_paused(v.sim));
+    CHECK_EQ_U64(hvi_linux_protect_check(v.e), 0); /* restored: nothing more to say */
+    /* log only: reported once and left */
+    CHECK_OK(hvi_options_set(v.e, HVI_OPT_KM_CR | HVI_OPT_LOG_ONLY));
+    r->cr4 &= ~(1ull << 20);
+    CHECK_EQ_U64(hvi_linux_protect_check(v.e), 1);
+    REQUIRE(v.n == 3);
+    CHECK(!strcmp(v.seen[2].object, "cr4.smep"));
+    CHECK_EQ_U64(v.seen[2].action, HVI_ALERT_LOGGED);
+    CHECK_EQ_U64(r->cr4 & (1ull << 20), 0);
+    CHECK_EQ_U64(hvi_linux_protect_check(v.e), 0);
     env_free(&v);
 }
 
