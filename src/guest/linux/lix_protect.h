@@ -73,10 +73,15 @@ struct lixp_state {
     uint32_t nsuspect_hidden;
     uint8_t *buf;           /* compare buffer */
     /* LSTAR agent (lix_protect_msr.c) */
-    uint64_t msr_stub, msr_expected, msr_last, msr_reads;
+    uint64_t msr_stub, msr_expected, msr_reads, msr_writes;
+    uint64_t msr_last[LIXP_MAX_VCPUS]; /* last value read per vCPU (0: none yet) */
+    uint64_t msr_bad;       /* the value being written over (deny in progress) */
     hvi_regs msr_saved;
     uint32_t msr_wait;
+    uint32_t msr_vcpu;      /* the vCPU the agent is armed on */
+    uint32_t msr_next;      /* the vCPU the next run starts looking at */
     bool msr_armed, msr_disabled;
+    bool msr_writing;       /* armed with wrmsr (deny), not rdmsr */
     struct lixp_unpack *unpack; /* lix_protect_unpack.c */
     bool unpack_failed;
     struct lixp_watch watch[LIXP_MAX_WATCH];
