@@ -1,8 +1,13 @@
 /*
- * e2e: boot the test guest with the attack modules, attach, protect everything in deny mode,
- * run a normal workload (no alert allowed), then each attack (each must raise its alert, with
- * the expected type/object); the denied memory attacks must not be left in memory. Detach must
- * leave kernel text byte-identical to what it was at attach (FNV-1a hash before/after).
+ * e2e: boot the test guest (2 vCPUs) with the attack modules, attach, protect everything in
+ * deny mode, run a normal workload (no alert allowed), then each attack (each must raise its
+ * alert, with the expected type/object); the denied memory attacks must not be left in memory,
+ * and the denied register/credential attacks are checked from inside the guest: CR0.WP set
+ * again and LSTAR back at the original entry on every CPU (the attack modules' own readers,
+ * the LSTAR trampoline's count no longer moving), the victim's /proc/PID/status uid back at
+ * 1000. Then the same three attacks with HVI_OPT_LOG_ONLY: reported "logged" and left in place
+ * (seen from inside the guest the same way). The guest must stay healthy (no oops in dmesg).
+ * Detach must leave kernel text byte-identical to what it was at attach (FNV-1a hash).
  *
  * The engine's event loop (hvi_qemu_run + the protection timer) runs in its own thread while
  * the main thread types guest console commands: a vCPU stopped at an engine breakpoint or
@@ -93,6 +98,7 @@ struct ctx {
     atomic_uint ticks;
     bool on;
     hvi_status failed;
+    uint32_t nvcpu;
 };
 
 /* The event loop thread: serve events, tick the protection timer every ~300 ms. */
@@ -130,15 +136,21 @@ static void runner_stop(struct ctx *c)
     CHECK_EQ_U64(c->failed, HVI_OK);
 }
 
-static hvi_status sh(struct ctx *c, const char *cmd)
+/* A guest shell command; its output in *out (caller frees) when out is not NULL. */
+static hvi_status sh_out(struct ctx *c, const char *cmd, char **out)
 {
-    char *out = NULL;
-    hvi_status st = hvi_qemu_vm_console(c->vm, cmd, NULL, 60000, &out);
+    char *o = NULL;
+    hvi_status st = hvi_qemu_vm_console(c->vm, cmd, NULL, 60000, &o);
     if (st != HVI_OK)
         fprintf(stderr, "  console '%s': status %d\n", cmd, st);
-    free(out);
+    if (out)
+        *out = o;
+    else
+        free(o);
     return st;
 }
+
+static hvi_status sh(struct ctx *c, const char *cmd) { return sh_out(c, cmd, NULL); }
 
 /* Wait until the loop thread has ticked `n` more times (bounded: 30 s). */
 static void ticks(struct ctx *c, int n)
@@ -203,6 +215,8 @@ static uint64_t text_hash(hvi_engine *e, bool *ok)
     return h;
 }
 
+enum mode { DENY, LOG_ONLY };
+
 struct attack {
     const char *run;      /* guest shell command */
     uint32_t type;
@@ -211,43 +225,80 @@ struct attack {
     const char *writer;   /* module the alert must name as writer (write hooks), or NULL */
     int gate;             /* IDT vector whose gate must be unchanged afterwards, or -1 */
     const char *detail;   /* text the expected alert's detail must contain, or NULL */
+    enum mode mode;       /* LOG_ONLY: the step runs with HVI_OPT_LOG_ONLY */
+    bool action;          /* the expected alert's action must be DENIED / LOGGED (mode) */
+    bool per_vcpu;        /* one such alert for every vCPU */
+    const char *verify;   /* guest command run after the alert (the guest's own view) */
+    const char *expect;   /* text its output must contain */
+    const char *reject;   /* text its output must not contain */
+    int hits;             /* "hits N" counts in the output: 1 = must not move, 2 = must grow */
 };
 
+#define CR0_READ "for c in 0 1; do taskset -c $c cat /sys/module/hvi_cr0_wp/parameters/cr0; done"
+#define LSTAR_READ                                                                               \
+    "for c in 0 1; do taskset -c $c cat /sys/module/hvi_lstar/parameters/state; done"
+#define LSTAR_VERIFY                                                                             \
+    LSTAR_READ "; for i in $(seq 20); do ls /proc > /dev/null; done; " LSTAR_READ
+#define VICTIM_UID "grep Uid: /proc/$(pidof sleep)/status"
+
 static const struct attack g_attacks[] = {
-    {"insmod /modules/hvi_text_patch.ko", HVI_ALERT_INTEGRITY, "kernel-text",
-     "rmmod hvi_text_patch", NULL, -1, NULL},
-    {"insmod /modules/hvi_syscall_table.ko", HVI_ALERT_INTEGRITY, "sys_call_table",
-     "rmmod hvi_syscall_table", NULL, -1, NULL},
+    {.run = "insmod /modules/hvi_text_patch.ko", .type = HVI_ALERT_INTEGRITY,
+     .object = "kernel-text", .undo = "rmmod hvi_text_patch"},
+    {.run = "insmod /modules/hvi_syscall_table.ko", .type = HVI_ALERT_INTEGRITY,
+     .object = "sys_call_table", .undo = "rmmod hvi_syscall_table"},
     /* an unused vector: caught by the timer check (writer unknown), restored */
-    {"insmod /modules/hvi_idt_entry.ko", HVI_ALERT_INTEGRITY, "idt", "rmmod hvi_idt_entry",
-     NULL, 0xee, NULL},
+    {.run = "insmod /modules/hvi_idt_entry.ko", .type = HVI_ALERT_INTEGRITY, .object = "idt",
+     .undo = "rmmod hvi_idt_entry", .gate = 0xee},
     /* int 0x80, one of the write-hooked gates: caught at the write with the writer's RIP,
      * module and process; never left in memory */
-    {"insmod /modules/hvi_idt_entry.ko vec=0x80", HVI_ALERT_INTEGRITY, "idt",
-     "rmmod hvi_idt_entry", "hvi_idt_entry", 0x80, NULL},
-    {"insmod /modules/hvi_cr0_wp.ko", HVI_ALERT_CR, "cr0.wp", "rmmod hvi_cr0_wp", NULL, -1, NULL},
-    /* read by the one-shot rdmsr agent every 4 ticks */
-    {"insmod /modules/hvi_lstar.ko", HVI_ALERT_MSR, "lstar", "rmmod hvi_lstar", NULL, -1, NULL},
+    {.run = "insmod /modules/hvi_idt_entry.ko vec=0x80", .type = HVI_ALERT_INTEGRITY,
+     .object = "idt", .undo = "rmmod hvi_idt_entry", .writer = "hvi_idt_entry", .gate = 0x80},
+    /* CR0.WP cleared on every CPU: set again on every vCPU; the guest's own CR0 reads say so */
+    {.run = "insmod /modules/hvi_cr0_wp.ko", .type = HVI_ALERT_CR, .object = "cr0.wp",
+     .undo = "rmmod hvi_cr0_wp", .action = true, .per_vcpu = true, .verify = CR0_READ,
+     .expect = "wp set", .reject = "wp clear"},
+    /* LSTAR read by the one-shot rdmsr agent every 4 ticks, one vCPU per run; written back
+     * by the wrmsr agent: every CPU's LSTAR is the original again, and the trampoline's count
+     * stays still while the guest makes system calls */
+    {.run = "insmod /modules/hvi_lstar.ko", .type = HVI_ALERT_MSR, .object = "lstar",
+     .undo = "rmmod hvi_lstar", .action = true, .per_vcpu = true, .verify = LSTAR_VERIFY,
+     .expect = "original", .reject = "hooked", .hits = 1},
     /* code written into a vmalloc page whose PTE then loses NX: owner from the vm_struct */
-    {"insmod /modules/hvi_unpack.ko", HVI_ALERT_UNPACK, "kernel-exec:vmalloc", "rmmod hvi_unpack",
-     NULL, -1, "(hvi_unpack)"},
+    {.run = "insmod /modules/hvi_unpack.ko", .type = HVI_ALERT_UNPACK,
+     .object = "kernel-exec:vmalloc", .undo = "rmmod hvi_unpack", .detail = "(hvi_unpack)"},
     /* module_alloc + set_memory_x through kallsyms: module area, allocated by a module */
-    {"insmod /modules/hvi_unpack.ko mode=1", HVI_ALERT_UNPACK, "kernel-exec:module-area",
-     "rmmod hvi_unpack", NULL, -1, "(hvi_unpack)"},
-    {"echo 'u:x:1000:1000::/tmp:/bin/sh' >> /etc/passwd; chmod 755 / /bin /tmp; "
-     "(su -s /bin/sh u -c 'exec sleep 300' &); sleep 2",
-     0, NULL, NULL, NULL, -1, NULL},
-    {"insmod /modules/hvi_cred_root.ko pid=$(pidof sleep)", HVI_ALERT_CREDS, "cred", NULL, NULL, -1,
-     "uid 1000->0"},
+    {.run = "insmod /modules/hvi_unpack.ko mode=1", .type = HVI_ALERT_UNPACK,
+     .object = "kernel-exec:module-area", .undo = "rmmod hvi_unpack", .detail = "(hvi_unpack)"},
+    {.run = "echo 'u:x:1000:1000::/tmp:/bin/sh' >> /etc/passwd; chmod 755 / /bin /tmp; "
+            "(su -s /bin/sh u -c 'exec sleep 300' &); sleep 2"},
+    /* ids written in place: written back, the guest sees uid 1000 again */
+    {.run = "insmod /modules/hvi_cred_root.ko pid=$(pidof sleep)", .type = HVI_ALERT_CREDS,
+     .object = "cred", .undo = "rmmod hvi_cred_root", .detail = "uid 1000->0", .action = true,
+     .verify = VICTIM_UID, .expect = "Uid:\t1000\t1000\t1000\t1000"},
     /* capabilities raised in place (ids untouched): compared and restored too */
-    {"insmod /modules/hvi_cred_swap.ko mode=1 pid=$(pidof sleep)", HVI_ALERT_CREDS, "cred",
-     "rmmod hvi_cred_swap", NULL, -1, "cap_eff 0x0->0x1ffffffffff"},
+    {.run = "insmod /modules/hvi_cred_swap.ko mode=1 pid=$(pidof sleep)",
+     .type = HVI_ALERT_CREDS, .object = "cred", .undo = "rmmod hvi_cred_swap",
+     .detail = "cap_eff 0x0->0x1ffffffffff", .action = true,
+     .verify = "grep CapEff: /proc/$(pidof sleep)/status", .expect = "0000000000000000"},
     /* cred pointer swapped to init_cred outside commit_creds: flagged (logged) */
-    {"insmod /modules/hvi_cred_swap.ko pid=$(pidof sleep)", HVI_ALERT_CREDS, "cred", NULL, NULL,
-     -1, "init_cred"},
-    {"sleep 400 & insmod /modules/hvi_hide_process.ko pid=$!", HVI_ALERT_HIDDEN_PROCESS,
-     "task-list", NULL, NULL, -1, NULL},
-    {"insmod /modules/hvi_hide_module.ko", HVI_ALERT_HIDDEN_MODULE, "module-list", NULL, NULL, -1, NULL},
+    {.run = "insmod /modules/hvi_cred_swap.ko pid=$(pidof sleep)", .type = HVI_ALERT_CREDS,
+     .object = "cred", .undo = "kill $(pidof sleep); sleep 1", .detail = "init_cred"},
+    /* log-only mode: the same register and credential attacks are reported and left */
+    {.run = "insmod /modules/hvi_cr0_wp.ko", .type = HVI_ALERT_CR, .object = "cr0.wp",
+     .undo = "rmmod hvi_cr0_wp", .mode = LOG_ONLY, .action = true, .per_vcpu = true,
+     .verify = CR0_READ, .expect = "wp clear", .reject = "wp set"},
+    {.run = "insmod /modules/hvi_lstar.ko", .type = HVI_ALERT_MSR, .object = "lstar",
+     .undo = "rmmod hvi_lstar", .mode = LOG_ONLY, .action = true, .per_vcpu = true,
+     .verify = LSTAR_VERIFY, .expect = "hooked", .reject = "original", .hits = 2},
+    {.run = "(su -s /bin/sh u -c 'exec sleep 300' &); sleep 2", .mode = LOG_ONLY},
+    {.run = "insmod /modules/hvi_cred_root.ko pid=$(pidof sleep)", .type = HVI_ALERT_CREDS,
+     .object = "cred", .undo = "rmmod hvi_cred_root; kill $(pidof sleep); sleep 1",
+     .detail = "uid 1000->0", .mode = LOG_ONLY, .action = true, .verify = VICTIM_UID,
+     .expect = "Uid:\t0\t0\t0\t0"},
+    {.run = "sleep 400 & insmod /modules/hvi_hide_process.ko pid=$!",
+     .type = HVI_ALERT_HIDDEN_PROCESS, .object = "task-list"},
+    {.run = "insmod /modules/hvi_hide_module.ko", .type = HVI_ALERT_HIDDEN_MODULE,
+     .object = "module-list"},
 };
 
 static bool read_gate(hvi_engine *e, int vec, uint8_t out[16])
@@ -274,29 +325,92 @@ static void check_writer(const struct seen *s, const struct attack *a)
     CHECK(w->action == HVI_ALERT_DENIED);
 }
 
+/* The step's matching alerts: how many vCPUs they cover, and whether all have `action`. */
+static uint32_t alert_vcpus(struct seen *s, const struct attack *a, uint32_t action,
+                            bool *all_action)
+{
+    uint64_t mask = 0;
+    *all_action = true;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->n; i++)
+        if (s->a[i].type == a->type && !strncmp(s->a[i].object, a->object, strlen(a->object)) &&
+            (!a->detail || strstr(s->a[i].detail, a->detail))) {
+            if (s->a[i].vcpu < 64)
+                mask |= 1ull << s->a[i].vcpu;
+            if (s->a[i].action != action)
+                *all_action = false;
+        }
+    pthread_mutex_unlock(&s->mu);
+    return (uint32_t)__builtin_popcountll(mask);
+}
+
+/* Every "hits N" in out, in order (at most max); returns how many. */
+static size_t parse_hits(const char *out, unsigned long *v, size_t max)
+{
+    size_t n = 0;
+    for (const char *p = out; p && n < max && (p = strstr(p, "hits ")) != NULL; p += 5)
+        v[n++] = strtoul(p + 5, NULL, 10);
+    return n;
+}
+
+/* The guest's own view after the alert (runs with the engine loop going). */
+static void verify_in_guest(struct ctx *c, const struct attack *a)
+{
+    char *out = NULL;
+    CHECK_OK(sh_out(c, a->verify, &out));
+    fprintf(stderr, "  guest says:\n%s", out ? out : "(nothing)\n");
+    CHECK(out && strstr(out, a->expect));
+    if (a->reject)
+        CHECK(out && !strstr(out, a->reject));
+    if (a->hits) {
+        unsigned long h[8];
+        size_t n = parse_hits(out, h, 8);
+        CHECK(n >= 2);
+        if (n >= 2 && a->hits == 1)
+            CHECK_EQ_U64(h[n - 1], h[0]); /* no system call went through the trampoline */
+        if (n >= 2 && a->hits == 2)
+            CHECK(h[n - 1] > h[0]);
+    }
+    free(out);
+}
+
 static void run_attacks(struct ctx *c)
 {
     for (size_t i = 0; i < sizeof(g_attacks) / sizeof(g_attacks[0]); i++) {
         const struct attack *a = &g_attacks[i];
         uint8_t gate_before[16], gate_after[16];
         bool gate = a->object && !strcmp(a->object, "idt");
+        uint32_t action = a->mode == LOG_ONLY ? HVI_ALERT_LOGGED : HVI_ALERT_DENIED;
         runner_stop(c);
+        CHECK_OK(hvi_options_set(c->e, HVI_OPT_ALL_PROTECTION |
+                                           (a->mode == LOG_ONLY ? HVI_OPT_LOG_ONLY : 0)));
         if (gate)
             CHECK(read_gate(c->e, a->gate, gate_before));
         c->seen.n = 0;
         runner_start(c);
         CHECK_OK(sh(c, a->run));
-        /* big regions are checked a slice per tick: allow one full round of them */
-        for (int t = 0;
-             t < 16 && !(a->object && has_alert_detail(&c->seen, a->type, a->object, a->detail));
+        /* big regions are checked a slice per tick: allow one full round of them; the LSTAR
+         * agent runs every 4 ticks on one vCPU at a time */
+        bool all = false;
+        for (int t = 0; t < (a->per_vcpu ? 60 : 16) && a->object &&
+                        !(a->per_vcpu ? alert_vcpus(&c->seen, a, action, &all) >= c->nvcpu
+                                      : has_alert_detail(&c->seen, a->type, a->object, a->detail));
              t++)
             ticks(c, 1);
         ticks(c, 1);
+        if (a->verify)
+            verify_in_guest(c, a);
         runner_stop(c); /* the checks below read guest memory through the engine */
         if (a->object) {
-            fprintf(stderr, "  attack '%s': %zu alert(s)\n", a->run, c->seen.n);
+            fprintf(stderr, "  attack '%s'%s: %zu alert(s)\n", a->run,
+                    a->mode == LOG_ONLY ? " (log only)" : "", c->seen.n);
             CHECK(c->seen.n >= 1 && c->seen.a[0].type == a->type);
             CHECK(has_alert_detail(&c->seen, a->type, a->object, a->detail));
+            uint32_t nv = alert_vcpus(&c->seen, a, action, &all);
+            if (a->per_vcpu)
+                CHECK_EQ_U64(nv, c->nvcpu);
+            if (a->action)
+                CHECK(all);
         }
         if (a->writer)
             check_writer(&c->seen, a);
@@ -338,7 +452,7 @@ HVI_TEST(workload_clean_attacks_caught_detach_restores)
     struct ctx c;
     memset(&c, 0, sizeof(c));
     pthread_mutex_init(&c.seen.mu, NULL);
-    hvi_qemu_vm_opts o = {.add = (const char *const *)adds, .boot_timeout_ms = 120000};
+    hvi_qemu_vm_opts o = {.add = (const char *const *)adds, .smp = 2, .boot_timeout_ms = 180000};
     hvi_status st = hvi_qemu_vm_start(&o, &c.vm);
     if (st != HVI_OK)
         fprintf(stderr, "  boot: %s\n", hvi_qemu_vm_last_error());
@@ -346,6 +460,7 @@ HVI_TEST(workload_clean_attacks_caught_detach_restores)
     hvi_glue g;
     REQUIRE(hvi_qemu_open(c.vm, &c.q) == HVI_OK && hvi_qemu_glue(c.q, &g) == HVI_OK);
     REQUIRE(hvi_engine_new(&g, &c.e) == HVI_OK);
+    REQUIRE(g.vcpu_count(g.ctx, &c.nvcpu) == HVI_OK && c.nvcpu == 2);
     hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = support,
                           .support_len = support_len};
     st = hvi_new_guest(c.e, &p);
@@ -380,6 +495,16 @@ HVI_TEST(workload_clean_attacks_caught_detach_restores)
     runner_stop(&c);
     CHECK_EQ_U64(c.seen.n, 0);
     run_attacks(&c);
+    /* the guest is healthy after every attack and every denial: it answers, makes system
+     * calls, and its kernel log has no oops */
+    runner_start(&c);
+    char *out = NULL;
+    CHECK_OK(sh_out(&c, "ls / > /dev/null && echo ALIVE; dmesg | grep -ciE 'oops|BUG:|general "
+                        "protection|kernel panic'", &out));
+    fprintf(stderr, "  health: %s", out ? out : "(nothing)\n");
+    CHECK(out && strstr(out, "ALIVE") && strstr(out, "\n0"));
+    free(out);
+    runner_stop(&c);
     CHECK_OK(hvi_detach(c.e));
     uint64_t after = text_hash(c.e, &ok2);
     CHECK(ok2);
