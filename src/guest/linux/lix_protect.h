@@ -61,6 +61,7 @@ struct lixp_state {
     uint32_t nregions;
     uint64_t cr0[LIXP_MAX_VCPUS], cr4[LIXP_MAX_VCPUS];
     bool cr_known[LIXP_MAX_VCPUS];
+    bool cr_deferred[LIXP_MAX_VCPUS]; /* a clear bit seen with interrupts off, not yet set */
     struct lixp_cred *creds;
     size_t ncreds, creds_cap;
     uint64_t module_kset;   /* &module_kset variable, 0 if unknown */
