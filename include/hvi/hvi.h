@@ -48,6 +48,8 @@ enum hvi_option {
     HVI_OPT_CREDS = 1ull << 7,            /* process credentials */
     HVI_OPT_KM_UNPACK = 1ull << 8,        /* execution of kernel memory written after start */
     HVI_OPT_INTEGRITY = 1ull << 9,        /* hash-checked regions on the timer */
+    HVI_OPT_PROC_EXPLOIT = 1ull << 10,    /* user-mode exploit protection of the processes on
+                                             the policy (include/hvi/linux_exploit.h) */
     HVI_OPT_EVENT_PROCESS = 1ull << 16,   /* process create/exec/exit events */
     HVI_OPT_EVENT_MODULE = 1ull << 17,    /* module load/unload events */
     HVI_OPT_EVENT_VMA = 1ull << 18,       /* memory map events */

@@ -31,6 +31,7 @@ struct hvi_lix_state;
 struct lixp_state;
 struct lixe_state;
 struct lixd_state;
+struct lixx_state;
 struct win_state;
 
 typedef hvi_status (*hvi_event_handler)(hvi_engine *e, const hvi_event *ev, hvi_event_reply *reply,
@@ -87,6 +88,7 @@ struct hvi_engine {
     struct lixp_state *lixp;      /* guest/linux kernel protection (lix_protect.c) */
     struct lixe_state *lixe;      /* guest/linux events by detours (lix_events.c) */
     struct lixd_state *lixd;      /* guest/linux in-guest detours in slack (lix_indetour.c) */
+    struct lixx_state *lixx;      /* guest/linux user-mode exploit protection (lix_exploit.c) */
     struct win_state *win;        /* guest/windows (src/guest/windows) */
 
     /* event dispatch */
