@@ -10,6 +10,7 @@
 #include "hvi/alert.h"
 #include "hvi/linux.h"
 #include "hvi/linux_events.h"
+#include "hvi/linux_exploit.h"
 #include "hvi/linux_protect.h"
 #include "linux_session.h"
 
@@ -28,7 +29,12 @@
 
 #define MONITOR_EVENTS_USAGE                                                                       \
     "  --events: also report process create/exec/exit and module load/unload (JSON lines)\n"    \
-    "  --block-exec PATH: refuse execs of PATH in the guest (-EACCES; repeatable, max 16)"
+    "  --block-exec PATH: refuse execs of PATH in the guest (-EACCES; repeatable, max 16)\n"     \
+    "  --protect-process P[,P...]: exploit protection of user processes: alert (with --deny:\n" \
+    "        refuse with EACCES) when anonymous, heap or stack memory becomes executable\n"     \
+    "        (mprotect PROT_EXEC, mmap PROT_EXEC|MAP_ANONYMOUS). P: a pid, a name (comm, 15\n"  \
+    "        chars), an exe path (with '/'), or * for every process (repeatable)\n"            \
+    "  --allow-exec P[,P...]: such processes may do it (JIT engines): no alert, no refusal"
 
 static volatile sig_atomic_t g_stop;
 
@@ -96,7 +102,29 @@ struct monitor_args {
     uint64_t evopts;           /* --events / --block-exec */
     const char *blocks[16];
     int nblocks;
+    const char *xp[16];        /* --protect-process / --allow-exec lists */
+    bool xp_allow[16];
+    int nxp;
 };
+
+/* Add one --protect-process / --allow-exec list to the engine's policy. */
+static hvi_status exploit_rules(hvi_engine *e, const char *list, bool allow)
+{
+    char buf[512];
+    if (strlen(list) >= sizeof(buf))
+        return HVI_E_INVAL;
+    memcpy(buf, list, strlen(list) + 1);
+    uint32_t flags = allow ? HVI_LINUX_XP_ALLOW_EXEC : 0;
+    for (char *save = NULL, *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+        uint64_t pid = 0;
+        hvi_status st = hvi_cli_parse_u64(w, &pid) && pid > 0 && pid < 0x7fffffff
+                            ? hvi_linux_exploit_protect_pid(e, (int32_t)pid, flags)
+                            : hvi_linux_exploit_protect_name(e, w, flags);
+        if (st != HVI_OK)
+            return st;
+    }
+    return HVI_OK;
+}
 
 static int parse_args(struct monitor_args *m, int argc, char **argv)
 {
@@ -115,6 +143,12 @@ static int parse_args(struct monitor_args *m, int argc, char **argv)
                 goto usage;
             m->blocks[m->nblocks++] = argv[++i];
             m->evopts |= HVI_OPT_BLOCK_EXEC;
+        } else if (i + 1 < argc &&
+                   (!strcmp(a, "--protect-process") || !strcmp(a, "--allow-exec"))) {
+            if (m->nxp >= 16 || !argv[i + 1][0])
+                goto usage;
+            m->xp_allow[m->nxp] = !strcmp(a, "--allow-exec");
+            m->xp[m->nxp++] = argv[++i];
         } else if (!strcmp(a, "--deny")) {
             m->deny = true;
         } else if (i + 1 < argc && !strcmp(a, "--protect")) {
@@ -174,6 +208,18 @@ static int cmd_monitor(int argc, char **argv)
         linux_session_close(&s);
         return 1;
     }
+    for (int i = 0; i < m.nxp && st == HVI_OK; i++)
+        st = exploit_rules(s.engine, m.xp[i], m.xp_allow[i]);
+    if (m.nxp && st == HVI_OK &&
+        (st = hvi_options_set(s.engine, hvi_options_get(s.engine) | HVI_OPT_PROC_EXPLOIT)) ==
+            HVI_OK)
+        st = hvi_linux_exploit_start(s.engine);
+    if (st != HVI_OK) {
+        fprintf(stderr, "hvi monitor: exploit protection: %s\n", hvi_last_error(s.engine));
+        hvi_detach(s.engine);
+        linux_session_close(&s);
+        return 1;
+    }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     fprintf(stderr, "hvi monitor: protecting (options 0x%llx%s); ^C to stop\n",
@@ -197,6 +243,14 @@ static int cmd_monitor(int argc, char **argv)
                 (unsigned long long)ps.checks, (unsigned long long)ps.violations,
                 (unsigned long long)ps.restored, ps.regions, ps.last_check_ns / 1e6,
                 (unsigned long long)ps.bytes_compared);
+    hvi_linux_exploit_stats xs;
+    if (m.nxp && hvi_linux_exploit_stats_get(s.engine, &xs) == HVI_OK)
+        fprintf(stderr,
+                "hvi monitor: exploit protection: %llu breakpoint hits, %llu violations (%llu "
+                "denied), %llu allowed, %llu undecoded\n",
+                (unsigned long long)xs.hits, (unsigned long long)xs.violations,
+                (unsigned long long)xs.denied, (unsigned long long)xs.allowed,
+                (unsigned long long)xs.bad);
     hvi_detach(s.engine);
     linux_session_close(&s);
     return st == HVI_OK || st == HVI_E_TIMEOUT ? 0 : 1;
