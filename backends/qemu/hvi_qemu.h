@@ -42,6 +42,8 @@ typedef struct hvi_qemu_vm_opts {
     uint32_t smp;             /* 0 = 1 */
     bool nokaslr;             /* add "nokaslr" */
     bool cpu_max;             /* -cpu max (LA57: 5-level paging); default CPU model: 4-level */
+    const char *cpu;          /* -cpu MODEL (e.g. "qemu64,+smep,+smap"); NULL = qemu64, or max
+                                 with cpu_max. Takes precedence over cpu_max. */
     uint32_t boot_timeout_ms; /* 0 = 90000 */
     bool persistent;          /* QEMU outlives this process (-daemonize; `hvi vm start`). When
                                  false QEMU is this process's child and gets SIGKILL if it dies,

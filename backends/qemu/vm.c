@@ -314,10 +314,12 @@ hvi_status hvi_qemu_build_cmdline(const hvi_qemu_vm *vm, const hvi_qemu_vm_opts 
         "qemu-system-x86_64", "-accel", c->accel, "-machine", "q35,memory-backend=mem", "-object",
         c->memobj, "-m", c->mem, "-smp", c->smp,
         /* qemu64 keeps 4-level paging and the same CPUID under both accelerators; max = all
-         * the host has under KVM (LA57 only if the host CPU has it), everything under TCG */
-        "-cpu", o->cpu_max ? "max" : "qemu64", "-kernel", kernel, "-initrd", initrd, "-append",
-        c->append, "-display", "none", "-monitor", "none", "-parallel", "none", "-no-reboot",
-        "-chardev", c->chardev, "-serial", "chardev:ser0", "-gdb", c->gdb, "-qmp", c->qmp};
+         * the host has under KVM (LA57 only if the host CPU has it), everything under TCG;
+         * o->cpu: any model the caller names (qemu64 plus SMEP/SMAP keeps 4-level paging) */
+        "-cpu", o->cpu ? o->cpu : o->cpu_max ? "max" : "qemu64", "-kernel", kernel, "-initrd",
+        initrd, "-append", c->append, "-display", "none", "-monitor", "none", "-parallel", "none",
+        "-no-reboot", "-chardev", c->chardev, "-serial", "chardev:ser0", "-gdb", c->gdb, "-qmp",
+        c->qmp};
     size_t n = 0;
     for (; n < sizeof(args) / sizeof(args[0]); n++)
         c->argv[n] = (char *)args[n];

@@ -31,11 +31,13 @@ static int vm_start(int argc, char **argv)
         if (hvi_cli_is_help(a)) {
             printf(
                 "usage: hvi vm start [--name N] [--nokaslr] [--smp N] [--mem MiB] [--cpu-max]\n"
+                "                    [--cpu MODEL]\n"
                 "                    [--workload W] [--insmod M] [--add FILE:DEST]... [--kernel "
                 "K]\n"
                 "                    [--accel tcg|kvm|auto]\n"
                 "  --accel  tcg (default), kvm, or auto: kvm when the CPU has VMX/SVM and a KVM\n"
-                "           VM can be created (not merely when /dev/kvm exists), else tcg\n");
+                "           VM can be created (not merely when /dev/kvm exists), else tcg\n"
+                "  --cpu    QEMU CPU model, e.g. qemu64,+smep,+smap (default qemu64, or max)\n");
             return 0;
         } else if (!strcmp(a, "--nokaslr")) {
             o.nokaslr = true;
@@ -51,6 +53,8 @@ static int vm_start(int argc, char **argv)
             o.workload = argv[++i];
         } else if (v && !strcmp(a, "--insmod")) {
             o.insmod = argv[++i];
+        } else if (v && !strcmp(a, "--cpu")) {
+            o.cpu = argv[++i];
         } else if (v && !strcmp(a, "--accel")) {
             o.accel = argv[++i];
         } else if (v && !strcmp(a, "--kernel")) {

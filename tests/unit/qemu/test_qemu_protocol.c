@@ -767,6 +767,10 @@ HVI_TEST(cmdline_tcg_kvm_and_accel_choice)
     CHECK(argv_find(c->argv, "-accel", "tcg") < 0 &&
           argv_find(c->argv, "-accel", "tcg,thread=multi") < 0);
     CHECK(argv_find(c->argv, "-cpu", "max") > 0);
+    o.cpu = "qemu64,+smep,+smap"; /* an explicit model wins over cpu_max */
+    CHECK_OK(hvi_qemu_build_cmdline(&vm, &o, "/boot/k", "/w/i", "kvm", c));
+    CHECK(argv_find(c->argv, "-cpu", "qemu64,+smep,+smap") > 0);
+    o.cpu = NULL;
     CHECK(argv_find(c->argv, "-machine", "q35,memory-backend=mem") > 0);
     CHECK(argv_find(c->argv, "-gdb", "tcp:127.0.0.1:4321") > 0);
     CHECK(argv_find(c->argv, "-pidfile", "/w/g/qemu.pid") > 0);
