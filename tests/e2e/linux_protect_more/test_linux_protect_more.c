@@ -12,7 +12,8 @@
  *   any other alert (write hook) must name the attack module as writer (rip, symbol, module);
  * - read back from the guest's OWN view (each module's read-only `state` parameter reads the
  *   patched location through the kernel's mapping, or CR4 of the CPU): "original" after a
- *   denied write; for CR4 "set" again only when the alert says `denied` (else still "clear");
+ *   denied write; for CR4 "set" again only when the last alert of the bit says `denied` (else
+ *   still "clear"; a deny put off to a later tick, "not set again yet", is waited for);
  *   the engine's view agrees (memory: the alert's old value at its gva);
  * - unloading the module (which writes its saved bytes back) raises nothing more.
  * The guest must not have oopsed at the end.
@@ -190,6 +191,29 @@ static bool find_alert(struct ctx *c, uint32_t type, const char *object, hvi_ale
     return found;
 }
 
+/* The last alert with this type and exact object (copied out), or false. */
+static bool find_last_alert(struct ctx *c, uint32_t type, const char *object, hvi_alert *out)
+{
+    bool found = false;
+    pthread_mutex_lock(&c->seen.mu);
+    for (size_t i = c->seen.n; i-- > 0 && !found;)
+        if (c->seen.a[i].type == type && !strcmp(c->seen.a[i].object, object)) {
+            found = true;
+            if (out)
+                *out = c->seen.a[i];
+        }
+    pthread_mutex_unlock(&c->seen.mu);
+    return found;
+}
+
+/* A CR alert is final unless the deny was put off to a later tick (the vCPU had interrupts
+ * off: the engine reports it "logged ... not set again yet" and retries). */
+static bool cr_settled(struct ctx *c, uint32_t type, const char *object)
+{
+    hvi_alert a;
+    return find_last_alert(c, type, object, &a) && !strstr(a.detail, "not set again yet");
+}
+
 struct step {
     const char *mod;     /* hvi_MOD.ko, and /sys/module/hvi_MOD/parameters/state */
     uint32_t type;       /* expected alert */
@@ -329,7 +353,7 @@ static void run_cr_step(struct ctx *c, const struct step *s)
     uint64_t cr4 = guest_cr4(c);
     fprintf(stderr, "  engine: vCPU 0 CR4 0x%llx\n", (unsigned long long)cr4);
     for (int i = 0; i < 2; i++) {
-        bool got = find_alert(c, s->type, objs[i], &a[i]);
+        bool got = find_last_alert(c, s->type, objs[i], &a[i]); /* the final verdict */
         CHECK(got);
         if (!got)
             continue;
@@ -367,8 +391,10 @@ static void run_steps(struct ctx *c)
             fprintf(stderr, "  insmod hvi_%s: %s\n", s->mod, out);
         /* kernel text/rodata are compared a 2 MiB slice per tick: allow two full rounds */
         for (int t = 0; t < 24 && loaded &&
-                        !(find_alert(c, s->type, s->object, NULL) &&
-                          (!s->object2 || find_alert(c, s->type, s->object2, NULL)));
+                        !(s->type == HVI_ALERT_CR
+                              ? cr_settled(c, s->type, s->object) &&
+                                    (!s->object2 || cr_settled(c, s->type, s->object2))
+                              : find_alert(c, s->type, s->object, NULL));
              t++)
             ticks(c, 1);
         ticks(c, 1);
