@@ -26,6 +26,16 @@ ld cr0_wp
 cr0=$(dmesg | sed -n 's/.*CR0.WP cleared (cr0=\([0-9a-f]*\)).*/\1/p' | tail -n 1)
 [ -n "$cr0" ] && [ $(( 0x$cr0 & 0x10000 )) -eq 0 ] && ok cr0_wp || bad cr0_wp "cr0=$cr0"
 rmmod hvi_cr0_wp
+st() { cat "/sys/module/hvi_$1/parameters/state"; }
+patched() { ld "$1" "$2"; st "$1" | grep -q ' patched$' && ok "$1" || bad "$1" "state: $(st "$1")"; rmmod "hvi_$1"; }
+patched rodata_patch
+patched vdso_patch
+insmod /modules/crc7.ko; patched modtext_patch; rmmod crc7
+# the kernel sets SMEP/SMAP back at its next global TLB flush (README): let the module
+# unloads above settle (their memory is freed after an RCU grace period), clear them again
+ld cr4_smep; sleep 2; echo 1 > /sys/module/hvi_cr4_smep/parameters/clear
+st cr4_smep | grep -q 'smep clear smap clear' && ok cr4_smep || bad cr4_smep "state: $(st cr4_smep)"
+rmmod hvi_cr4_smep
 echo "u:x:1000:1000::/tmp:/bin/sh" >> /etc/passwd; echo "u:x:1000:" >> /etc/group
 su -s /bin/sh u -c "exec sleep 60" & v=$!; sleep 1
 u0=$(awk '/^Uid:/ {print $2}' /proc/$v/status)
