@@ -270,6 +270,23 @@ static void check_writer(const hvi_alert *a, const struct step *s)
     CHECK(!strncmp(a->symbol, mod, strlen(mod)) || strstr(a->detail, from));
 }
 
+/* The alert's JSON line (what `hvi monitor` prints) carries the same verdict. */
+static void check_json(const hvi_alert *a, const char *type)
+{
+    char j[4096], want[160];
+    CHECK_OK(hvi_alert_to_json(a, j, sizeof(j), NULL));
+    snprintf(want, sizeof(want), "\"type\":\"%s\",\"kind\":\"violation\",\"action\":\"%s\"", type,
+             a->action == HVI_ALERT_DENIED ? "denied" : "logged");
+    CHECK(strstr(j, want) != NULL);
+    snprintf(want, sizeof(want), "\"object\":\"%s\"", a->object);
+    CHECK(strstr(j, want) != NULL);
+    snprintf(want, sizeof(want), "\"gva\":\"0x%llx\"", (unsigned long long)a->gva);
+    CHECK(strstr(j, want) != NULL);
+    snprintf(want, sizeof(want), "\"old_value\":\"0x%llx\",\"new_value\":\"0x%llx\"",
+             (unsigned long long)a->old_value, (unsigned long long)a->new_value);
+    CHECK(strstr(j, want) != NULL);
+}
+
 /* The "at 0x..." address in a state line, or 0. */
 static uint64_t state_addr(const char *line)
 {
@@ -319,6 +336,7 @@ static void run_memory_step(struct ctx *c, const struct step *s)
     CHECK(p != NULL);
     CHECK_EQ_U64(guest_now, a.old_value);
     check_writer(&a, s);
+    check_json(&a, "integrity");
     /* denied: the guest reads the original bytes again, and so does the engine */
     CHECK(strstr(st, " original") != NULL);
     uint64_t now = 0;
@@ -362,6 +380,7 @@ static void run_cr_step(struct ctx *c, const struct step *s)
         CHECK(a[i].old_value & bit);
         CHECK(!(a[i].new_value & bit));
         check_writer(&a[i], s);
+        check_json(&a[i], "cr");
         /* restored only when the alert says so; logged: the guest still runs without it */
         char want[32];
         const char *p = strstr(st, bits[i]);
