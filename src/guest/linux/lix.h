@@ -270,6 +270,10 @@ struct lix_thrsafe_hit {
 hvi_status lix_thread_safe_check(const struct lix_kernel *k, const uint64_t *rips, uint32_t nrips,
                                  uint64_t start, uint64_t end, struct lix_thrsafe_hit *hit);
 
+/* Offset in text[0..len) of the first of at least 4 int3 padding bytes right after a `ret`
+ * (lix_text_pad.c): never executed, so agents may use it as a stub or return address. */
+bool lix_find_int3_pad(const uint8_t *text, size_t len, size_t *off);
+
 /* ---- engine integration (lix_engine.c) ---------------------------------------------------- */
 /* Discover the kernel of the attached guest, select the CAMI entry, fill the offsets. Called
  * by hvi_new_guest() for os_hint LINUX or UNKNOWN. HVI_E_UNSUPPORTED names the version when

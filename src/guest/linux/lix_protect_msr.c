@@ -28,15 +28,13 @@ static bool find_padding(struct lixp_state *s, uint64_t *stub)
 {
     for (uint32_t i = 0; i < s->nregions; i++) {
         const struct lixp_region *r = &s->regions[i];
+        size_t off = 0;
         if (strcmp(r->object, "kernel-text"))
             continue;
-        /* ret; then at least 4 int3 of padding */
-        for (uint32_t j = 1; j + 4 < r->len && j < (8u << 20); j++)
-            if (r->shadow[j - 1] == 0xc3 && r->shadow[j] == 0xcc && r->shadow[j + 1] == 0xcc &&
-                r->shadow[j + 2] == 0xcc && r->shadow[j + 3] == 0xcc) {
-                *stub = r->gva + j;
-                return true;
-            }
+        if (lix_find_int3_pad(r->shadow, r->len < (8u << 20) ? r->len : (8u << 20), &off)) {
+            *stub = r->gva + off;
+            return true;
+        }
     }
     return false;
 }
