@@ -89,6 +89,7 @@ struct hvi_engine {
     struct lixe_state *lixe;      /* guest/linux events by detours (lix_events.c) */
     struct lixd_state *lixd;      /* guest/linux in-guest detours in slack (lix_indetour.c) */
     struct lixx_state *lixx;      /* guest/linux user-mode exploit protection (lix_exploit.c) */
+    struct lixa_state *lixa;      /* guest/linux agents (lix_agent.c) */
     struct win_state *win;        /* guest/windows (src/guest/windows) */
 
     /* event dispatch */
