@@ -65,8 +65,8 @@ hvi_status hvi_linux_agent_run_start(hvi_engine *e, const char *const *argv,
  * the borrowed task's file-system context; only a task whose fsuid is 0 is borrowed. */
 hvi_status hvi_linux_agent_put_start(hvi_engine *e, const char *guest_path, const void *data,
                                      size_t len, const hvi_linux_agent_opts *o);
-/* HVI_E_BUSY while the agent runs; HVI_OK when it finished and the task is restored (*out
- * filled; for a put, value < len or negative is still HVI_OK: the kernel's answer); an error
+/* HVI_E_BUSY while the agent runs (*out then shows the progress: pid >= 0 once a task is
+ * borrowed); HVI_OK when it finished and the task is restored (*out filled; for a put, value < len or negative is still HVI_OK: the kernel's answer); an error
  * with out->why (HVI_E_TIMEOUT: no task borrowed in time, or a call that has not returned:
  * then the task is restored when it returns and hvi_detach answers HVI_E_BUSY until then). */
 hvi_status hvi_linux_agent_poll(hvi_engine *e, hvi_linux_agent_result *out);

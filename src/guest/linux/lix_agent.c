@@ -380,7 +380,7 @@ hvi_status hvi_linux_agent_poll(hvi_engine *e, hvi_linux_agent_result *out)
         return HVI_E_STATE;
     lixa_tick(&s->m);
     hvi_status st = lixa_poll(&s->m);
-    if (out && st != HVI_E_BUSY) {
+    if (out) {
         const struct lixa_machine *m = &s->m;
         memset(out, 0, sizeof(*out));
         out->value = s->value;

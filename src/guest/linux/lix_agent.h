@@ -73,7 +73,10 @@ struct lixa_machine {
     uint32_t ntriggers;
     uint32_t trigger_index; /* which trigger the borrowed task hit */
     uint64_t pad;          /* int3 padding byte in kernel text: the return address */
-    hvi_hook *pad_hook;
+    bool pad_set;          /* its breakpoint is placed (a raw one, not a detour: the hook
+                              layer's detach removes every detour, and the pad must outlive a
+                              detach that a borrowed task still inside a call makes wait) */
+    bool handler_added;    /* the machine's HVI_EV_BREAKPOINT handler (kept across runs) */
     lixa_accept_fn accept;
     void *accept_ctx;
     lixa_next_fn next;

@@ -77,10 +77,8 @@ static void remove_triggers(struct lixa_machine *m)
 
 static void remove_pad(struct lixa_machine *m)
 {
-    if (m->pad_hook) {
-        hvi_hook_remove(m->e, m->pad_hook);
-        m->pad_hook = NULL;
-    }
+    if (m->pad_set && m->e->glue.set_breakpoint(m->e->glue.ctx, m->pad, false) == HVI_OK)
+        m->pad_set = false;
 }
 
 static void finish(struct lixa_machine *m, hvi_status st, const char *why)
@@ -135,35 +133,50 @@ static void restore_task(struct lixa_machine *m, hvi_regs *regs)
     regs->rflags = m->saved.rflags;
 }
 
-static bool on_pad(hvi_engine *e, hvi_hook *hook, uint32_t vcpu, hvi_regs *regs, void *ctx)
+static hvi_status on_pad(hvi_engine *e, const hvi_event *ev, hvi_event_reply *reply, void *ctx)
 {
-    (void)e, (void)hook;
     struct lixa_machine *m = ctx;
-    if (m->phase != LIXA_IN_CALL)
-        return false;
-    if (regs->gpr[HVI_RSP] != m->ret_slot + 8 || regs->rip != m->pad) {
+    if (m->phase != LIXA_IN_CALL || ev->gva != m->pad)
+        return HVI_OK;
+    hvi_regs now;
+    memset(&now, 0, sizeof(now));
+    if (e->glue.get_regs(e->glue.ctx, ev->vcpu, HVI_REGS_GPR, &now) != HVI_OK)
+        return hvi_fail(e, HVI_E_BACKEND, "linux agent: cannot read vCPU %u at the pad",
+                        ev->vcpu);
+    if (now.gpr[HVI_RSP] != m->ret_slot + 8 || now.rip != m->pad) {
         m->wrong_returns++;
-        hvi_log(m->e, HVI_LOG_WARN, "linux agent: pad hit on vCPU %u with RSP 0x%llx, expected "
-                "0x%llx: not the borrowed task", vcpu, (unsigned long long)regs->gpr[HVI_RSP],
+        hvi_log(e, HVI_LOG_WARN, "linux agent: pad hit on vCPU %u with RSP 0x%llx, expected "
+                "0x%llx: not the borrowed task", ev->vcpu, (unsigned long long)now.gpr[HVI_RSP],
                 (unsigned long long)(m->ret_slot + 8));
-        return false;
+        return HVI_OK;
     }
-    m->last_rax = regs->gpr[HVI_RAX];
+    m->last_rax = now.gpr[HVI_RAX];
     m->calls++;
     struct lixa_call c;
     memset(&c, 0, sizeof(c));
     int r = m->next(m->job, false, m->last_rax, m->top, &c);
+    bool again = false;
     if (r == 1) {
-        hvi_status st = place_call(m, &c, regs);
-        if (st == HVI_OK)
-            return true;
-        r = st;
-        snprintf(m->why, sizeof(m->why), "the next call could not be placed on the stack");
+        hvi_status st = place_call(m, &c, &now);
+        again = st == HVI_OK;
+        if (!again) {
+            r = st;
+            snprintf(m->why, sizeof(m->why), "the next call could not be placed on the stack");
+        }
     }
-    restore_task(m, regs);
-    remove_pad(m);
-    finish(m, r == 0 ? HVI_OK : (hvi_status)r, r == 0 ? NULL : m->why);
-    return true;
+    if (!again)
+        restore_task(m, &now);
+    /* the registers are written before anything else changes: if this fails the vCPU would
+     * execute the int3 padding, so the pad stays armed and the next hit retries */
+    if (e->glue.set_regs(e->glue.ctx, ev->vcpu, HVI_REGS_GPR, &now) != HVI_OK)
+        return hvi_fail(e, HVI_E_BACKEND, "linux agent: cannot write vCPU %u's registers",
+                        ev->vcpu);
+    reply->regs_changed = true;
+    if (!again) {
+        remove_pad(m);
+        finish(m, r == 0 ? HVI_OK : (hvi_status)r, r == 0 ? NULL : m->why);
+    }
+    return HVI_OK;
 }
 
 static bool on_trigger(hvi_engine *e, hvi_hook *hook, uint32_t vcpu, hvi_regs *regs, void *ctx)
@@ -195,8 +208,10 @@ static bool on_trigger(hvi_engine *e, hvi_hook *hook, uint32_t vcpu, hvi_regs *r
     memset(&c, 0, sizeof(c));
     int r = m->next(m->job, true, 0, m->top, &c);
     hvi_status st = r == 1 ? place_call(m, &c, regs) : (r < 0 ? (hvi_status)r : HVI_E_INTERNAL);
-    if (st == HVI_OK && !m->pad_hook)
-        st = hvi_detour_add(e, m->pad, on_pad, m, &m->pad_hook);
+    if (st == HVI_OK && !m->pad_set) {
+        st = e->glue.set_breakpoint(e->glue.ctx, m->pad, true) == HVI_OK ? HVI_OK : HVI_E_BACKEND;
+        m->pad_set = st == HVI_OK;
+    }
     remove_triggers(m);
     m->t_trigger_ns = hvi_now_ns();
     if (st != HVI_OK) {
@@ -221,7 +236,11 @@ hvi_status lixa_start(struct lixa_machine *m, hvi_engine *e, const uint64_t *tri
     if (!(e->glue.caps & HVI_CAP_BREAKPOINT) || !(e->glue.caps & HVI_CAP_REGS_WRITE))
         return hvi_fail(e, HVI_E_UNSUPPORTED,
                         "linux agent: the backend needs hypervisor breakpoints and register writes");
+    bool handler = m->handler_added && m->e == e;
+    if (!handler && hvi_engine_add_handler(e, HVI_EV_BREAKPOINT, on_pad, m) != HVI_OK)
+        return hvi_fail(e, HVI_E_LIMIT, "linux agent: no room for a breakpoint handler");
     memset(m, 0, sizeof(*m));
+    m->handler_added = true;
     m->e = e;
     m->pad = pad;
     m->accept = accept, m->accept_ctx = actx, m->next = next, m->job = job;

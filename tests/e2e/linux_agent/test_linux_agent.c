@@ -9,8 +9,10 @@
  *     file afterwards holds exactly 1..N (the borrowed write finished normally);
  *   - a file agent delivers 200 KiB of pseudo-random bytes: the guest's md5sum equals the
  *     host's; the same for an empty file and a 5-byte file with a mode of 0600;
- *   - kernel text before and after is byte-identical (no code was ever written), detach is
- *     HVI_OK and the guest still answers.
+ *   - a detach while the borrowed task is inside call_usermodehelper (`sleep 2`) answers
+ *     HVI_E_BUSY until the task returned and was restored, then HVI_OK; the process finished;
+ *   - kernel text before and after is the same but for the kernel's own static-key patching
+ *     (the agents never write code) and the guest still answers.
  * Skipped (77) without QEMU, a kernel or support data.
  */
 #include <stdio.h>
@@ -247,8 +249,30 @@ HVI_TEST(process_and_file_agents_on_real_guest)
     CHECK(st == HVI_OK && r.value == -2 /* ENOENT */ && r.calls == 1);
     free(blob);
 
-    /* 4. nothing left behind */
-    CHECK_OK(hvi_detach(c.e));
+    /* 4. detach while a borrowed task is inside call_usermodehelper (sleep 2): HVI_E_BUSY until
+     * it returned and was restored, then HVI_OK; the process ran to its end */
+    out = sh(&c, "sh -c 'for i in $(seq 600); do sleep 0.1; done' >/dev/null 2>&1 & echo BG $!",
+             20000);
+    free(out);
+    static const char *const slow[] = {"/bin/sh", "-c", "sleep 2; echo late > /tmp/late", NULL};
+    CHECK_OK(hvi_linux_agent_run_start(c.e, slow, NULL, NULL));
+    hvi_status dst = HVI_E_BUSY;
+    int busy = 0;
+    memset(&r, 0, sizeof(r));
+    for (int i = 0; i < 100 && hvi_linux_agent_poll(c.e, &r) == HVI_E_BUSY && r.pid < 0; i++)
+        CHECK_OK(pump(c.e, 100, &c));
+    CHECK(r.pid > 0); /* borrowed: the task is inside the call now */
+    for (int i = 0; i < 300 && (dst = hvi_detach(c.e)) == HVI_E_BUSY; i++, busy++)
+        CHECK_OK(pump(c.e, 100, &c));
+    memset(&r, 0, sizeof(r));
+    st = hvi_linux_agent_poll(c.e, &r);
+    print_result("run during detach", st, &r);
+    fprintf(stderr, "  detach answered BUSY %d times, then %s\n", busy, hvi_strstatus(dst));
+    CHECK_OK(dst);
+    CHECK(busy > 0);
+    CHECK(st == HVI_OK && r.value == 0);
+
+    /* 5. nothing left behind */
     uint8_t *text1 = read_text(c.e, &tlen2);
     /* The agents never write code. The kernel patches its own text meanwhile (static keys:
      * NOP2 <-> JMP rel8, NOP5 <-> JMP/CALL rel32), seen in 1 of 2 runs: such changes are
@@ -280,8 +304,8 @@ HVI_TEST(process_and_file_agents_on_real_guest)
     free(text1);
     hvi_engine_free(c.e);
     hvi_qemu_close(c.q);
-    out = sh(&c, "echo still-alive", 20000);
-    CHECK(out && strstr(out, "still-alive"));
+    out = sh(&c, "echo still-alive; cat /tmp/late", 20000);
+    CHECK(out && strstr(out, "still-alive") && strstr(out, "late"));
     free(out);
     hvi_qemu_vm_stop(c.vm);
     free(support);

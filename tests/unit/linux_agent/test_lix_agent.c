@@ -378,6 +378,26 @@ HVI_TEST(hostile_trigger_states_refused)
     fx_free(&f);
 }
 
+/* The hook layer's detach removes every detour; the pad is a raw breakpoint of the agent and
+ * survives it, so a borrowed task inside a call still comes back to the engine. */
+HVI_TEST(pad_survives_hook_detach)
+{
+    struct fx f;
+    REQUIRE(fx_init(&f, 1) == 0);
+    static struct lixa_machine m;
+    struct job j = {.calls_wanted = 1};
+    uint64_t trig[] = {TRIG_VA};
+    REQUIRE(lixa_start(&m, f.e, trig, 1, PAD_VA, accept_ok, NULL, job_next, &j, 5000, 5000) ==
+            HVI_OK);
+    hvi_event_reply rep = {0};
+    CHECK_OK(hvi_sim_guest_exec(f.sim, 0, TRIG_VA, &rep));
+    CHECK(m.phase == LIXA_IN_CALL);
+    (void)hvi_detach(f.e);
+    CHECK(hvi_sim_breakpoint_at(f.sim, PAD_VA));
+    CHECK(lixa_cancel(&m) == HVI_E_BUSY);
+    fx_free(&f);
+}
+
 /* A stack that reads but is not writable: nothing is changed, the run fails cleanly. */
 HVI_TEST(read_only_stack_fails_cleanly)
 {
