@@ -237,6 +237,12 @@ hvi_status lixa_start(struct lixa_machine *m, hvi_engine *e, const uint64_t *tri
         return hvi_fail(e, HVI_E_UNSUPPORTED,
                         "linux agent: the backend needs hypervisor breakpoints and register writes");
     bool handler = m->handler_added && m->e == e;
+    if (handler && m->pad_set) { /* a pad breakpoint a finished run could not remove */
+        remove_pad(m);
+        if (m->pad_set)
+            return hvi_fail(e, HVI_E_BACKEND, "linux agent: the previous return breakpoint "
+                                              "could not be removed");
+    }
     if (!handler && hvi_engine_add_handler(e, HVI_EV_BREAKPOINT, on_pad, m) != HVI_OK)
         return hvi_fail(e, HVI_E_LIMIT, "linux agent: no room for a breakpoint handler");
     memset(m, 0, sizeof(*m));
