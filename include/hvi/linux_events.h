@@ -78,6 +78,9 @@ typedef struct hvi_linux_events_stats {
     uint64_t breakpoint_hits;    /* breakpoint stops handled */
     uint64_t ring_records;       /* events taken from the in-guest ring */
     uint64_t ring_reseeds;       /* list walks after records were lost in the ring */
+    uint32_t watchpoints;        /* 1 while exec blocking uses the exec stub's doorbell (a write
+                                    watchpoint) instead of a breakpoint */
+    uint64_t doorbell_hits;      /* doorbell watchpoint stops handled (exec decisions) */
 } hvi_linux_events_stats;
 hvi_status hvi_linux_events_stats_get(hvi_engine *e, hvi_linux_events_stats *out);
 

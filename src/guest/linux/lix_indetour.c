@@ -604,6 +604,8 @@ static hvi_status place_stub(hvi_engine *e, struct lixd_state *s, struct lixd_de
     if (d->id == HVI_LIXD_EXEC) {
         p.str = p.str_deref = true;
         p.str_off = s->bprm_filename;
+        p.ask = true; /* exec blocking by a watched doorbell write (lix_events.c) */
+        p.doorbell_va = s->ring_gva + LIXD_DOORBELL_OFF;
     }
     if (d->id == HVI_LIXD_MOD_LOAD || d->id == HVI_LIXD_MOD_UNLOAD) {
         p.str = true;
@@ -795,6 +797,39 @@ bool lixd_site_stub(hvi_engine *e, uint32_t id, uint64_t *site, uint64_t *stub)
             return true;
         }
     return false;
+}
+
+bool lixd_doorbell(hvi_engine *e, uint64_t *gva)
+{
+    uint64_t site = 0, stub = 0;
+    if (!lixd_site_stub(e, HVI_LIXD_EXEC, &site, &stub))
+        return false;
+    *gva = e->lixd->ring_gva + LIXD_DOORBELL_OFF;
+    return true;
+}
+
+uint32_t lixd_answer(hvi_engine *e, lixd_deny_fn deny, void *ctx)
+{
+    struct lixd_state *s = e ? e->lixd : NULL;
+    uint64_t head = 0;
+    uint32_t n = 0;
+    if (!s || s->phase != PH_ACTIVE || !deny ||
+        hvi_gva_read(e, 0, s->ring_gva, &head, sizeof(head)) != HVI_OK)
+        return 0;
+    for (uint64_t i = head, k = 0; i > 0 && k < LIXD_ASK_SCAN && k < s->ring.nrec; k++) {
+        i--;
+        uint64_t at = s->ring_gva + LIXD_HDR_SIZE + (i & (s->ring.nrec - 1)) * LIXD_REC_SIZE;
+        struct lixd_record r;
+        if (hvi_gva_read(e, 0, at, &r, sizeof(r)) != HVI_OK)
+            break;
+        if (r.seq != 0 || r.id != HVI_LIXD_EXEC || r.args[LIXD_VERDICT_SLOT] != LIXD_VERDICT_ASK)
+            continue;
+        uint64_t v = deny(e, &r, ctx) ? LIXD_VERDICT_DENY : LIXD_VERDICT_ALLOW;
+        if (hvi_gva_write(e, 0, at + offsetof(struct lixd_record, args) + 8 * LIXD_VERDICT_SLOT,
+                          &v, sizeof(v)) == HVI_OK)
+            n++;
+    }
+    return n;
 }
 
 hvi_status hvi_linux_indetour_stop(hvi_engine *e)

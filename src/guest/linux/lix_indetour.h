@@ -32,7 +32,7 @@
 #define LIXD_REC_SHIFT 7u
 #define LIXD_STR_OFF 64u /* the string capture inside a record */
 #define LIXD_STR_LEN 64u /* including the terminating NUL */
-#define LIXD_STUB_MAX 192u
+#define LIXD_STUB_MAX 256u
 #define LIXD_MAX_STALL 32u /* drains a claimed-but-uncommitted record may block the ring */
 
 struct lixd_stub_params {
@@ -49,7 +49,21 @@ struct lixd_stub_params {
     bool str;              /* copy a string into the record's str area (see the layout) */
     bool str_deref;        /* the string is at *[rdi + str_off] rather than at rdi + str_off */
     uint32_t str_off;      /* < 2^31 */
+    /* Ask the engine (exec blocking without a breakpoint): once the record is written, the stub
+     * sets its rcx slot (+48) to LIXD_VERDICT_ASK, stores the record's address into the doorbell
+     * (a write the engine watches: the vCPU stops there), commits the record, and returns
+     * -EACCES to the detoured function's caller when the engine has put LIXD_VERDICT_DENY into
+     * that slot meanwhile; anything else returns into the function as usual. */
+    bool ask;
+    uint64_t doorbell_va; /* with ask: the watched qword */
 };
+
+#define LIXD_DOORBELL_OFF 8u   /* the doorbell qword in the ring header */
+#define LIXD_VERDICT_SLOT 3u   /* args[] index of the verdict (the rcx slot, record +48) */
+#define LIXD_VERDICT_ASK 1u    /* written by the stub before it rings */
+#define LIXD_VERDICT_ALLOW 2u  /* written by the engine */
+#define LIXD_VERDICT_DENY 3u   /* written by the engine: the function returns -EACCES */
+#define LIXD_EACCES 13
 
 /*
  * Emit the stub for one detoured function into buf (cap >= LIXD_STUB_MAX). The function's entry
@@ -98,12 +112,22 @@ size_t lixd_ring_drain(struct lixd_ring *r, lixd_read_fn rd, void *rctx, uint32_
 
 /* ---- for lix_events.c (process and module events through the ring) ---- */
 
-/* Start the in-guest detours with `events` (bits 1 << hvi_lixd_event) unless they already run
- * (then what is installed stays); bprm_filename = linux_binprm.filename offset for EXEC. */
+/* Start the in-guest detours with `events` (bits 1 << hvi_lixd_event); when they already run,
+ * the missing ones are added; bprm_filename = linux_binprm.filename offset for EXEC. */
 hvi_status lixd_events_start(hvi_engine *e, uint32_t events, uint32_t bprm_filename);
 /* Bits of the events whose detour is in place now (0 when not active). */
 uint32_t lixd_events_installed(hvi_engine *e);
 /* The call site (the former NOP5) and the stub of event `id`'s detour; false when none. */
 bool lixd_site_stub(hvi_engine *e, uint32_t id, uint64_t *site, uint64_t *stub);
+/* The doorbell of the exec stub (it asks before returning, see lixd_stub_params.ask); false
+ * when no such stub is in place. */
+bool lixd_doorbell(hvi_engine *e, uint64_t *gva);
+/* The doorbell rang (the ringing vCPUs are stopped after their store): every exec record among
+ * the last LIXD_ASK_SCAN claimed slots that is still asking (uncommitted, verdict ASK) gets
+ * LIXD_VERDICT_DENY when `deny` says so, else LIXD_VERDICT_ALLOW. Several vCPUs may have rung
+ * at once and QEMU names one: all are answered. Returns how many were answered. */
+#define LIXD_ASK_SCAN 64u
+typedef bool (*lixd_deny_fn)(hvi_engine *e, const struct lixd_record *r, void *ctx);
+uint32_t lixd_answer(hvi_engine *e, lixd_deny_fn deny, void *ctx);
 
 #endif

@@ -149,6 +149,29 @@ size_t lixd_stub_emit(const struct lixd_stub_params *p, uint8_t *buf, size_t cap
     }
     if (p->str)
         emit_str_copy(&m, p);
+    if (p->ask) {
+        /* clang-format off */
+        static const uint8_t ask[] = {
+            0x48, 0xc7, 0x41, 0x30, LIXD_VERDICT_ASK, 0, 0, 0, /* mov qword [rcx+0x30], ASK */
+            0x48, 0x89, 0x0d,                                  /* mov [rip+d32], rcx  doorbell */
+        };
+        static const uint8_t tail_ask[] = {
+            0x48, 0xff, 0xc0,                   /* inc rax                seq = index + 1 */
+            0x48, 0x89, 0x01,                   /* mov [rcx], rax         commit */
+            0x48, 0x83, 0x79, 0x30, LIXD_VERDICT_DENY, /* cmp qword [rcx+0x30], DENY */
+            0x5a, 0x59, 0x58,                   /* pop rdx; pop rcx; pop rax (flags kept) */
+            0x75, 0x0b,                         /* jne ret */
+            0x48, 0x83, 0xc4, 0x08,             /* add rsp, 8             drop the return into
+                                                   the function: back to its caller */
+            0x48, 0xc7, 0xc0, (uint8_t)-LIXD_EACCES, 0xff, 0xff, 0xff, /* mov rax, -EACCES */
+            0xc3, 0xcc,                         /* ret: ret; int3 */
+        };
+        /* clang-format on */
+        put(&m, ask, sizeof(ask));
+        put_rel(&m, at, p->doorbell_va, 0);
+        put(&m, tail_ask, sizeof(tail_ask));
+        return m.bad ? 0 : m.len;
+    }
     static const uint8_t tail[] = {
         0x48, 0xff, 0xc0, /* inc rax               seq = index + 1 */
         0x48, 0x89, 0x01, /* mov [rcx], rax        commit */

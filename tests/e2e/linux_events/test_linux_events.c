@@ -16,9 +16,10 @@
  *   - switching HVI_OPT_EVENT_PROCESS off removes its detours; detach removes all; no hit was
  *     undecodable.
  * The events are recorded by in-guest detours into a ring (docs/linux-indetour.md): no
- * breakpoint at all until an exec is to be blocked, then exactly one (begin_new_exec). The ring
- * is drained by the engine timer (hvi_timer_tick in the run loop) and, before a check, by
- * hvi_linux_events_drain() so that what the console printed has been read.
+ * breakpoint at all, also when an exec is to be blocked (the exec stub asks through a watched
+ * doorbell: a write watchpoint). The ring is drained by the engine timer (hvi_timer_tick in the
+ * run loop) and, before a check, by hvi_linux_events_drain() so that what the console printed
+ * has been read.
  */
 #define _GNU_SOURCE
 #include <glob.h>
@@ -375,8 +376,11 @@ static void block_exec(struct guest *t)
     CHECK_OK(hvi_options_set(t->e, hvi_options_get(t->e) | HVI_OPT_BLOCK_EXEC));
     hvi_linux_events_stats s;
     CHECK_OK(hvi_linux_events_stats_get(t->e, &s));
-    CHECK_EQ_U64(s.breakpoints, 1); /* begin_new_exec, for the decision only */
+    /* the decision comes from the exec stub's doorbell (a write watchpoint): no breakpoint */
+    CHECK_EQ_U64(s.breakpoints, 0);
+    CHECK_EQ_U64(s.watchpoints, 1);
     CHECK_EQ_U64(s.in_guest, 5);
+    uint64_t hits0 = s.breakpoint_hits, bells0 = s.doorbell_hits;
     runner_start(&t->r);
     char *out = sh(t->vm, "/bin/uname -s; echo HVI-RC $?");
     fprintf(stderr, "  blocked exec printed: %s", out);
@@ -388,9 +392,18 @@ static void block_exec(struct guest *t)
     out = sh(t->vm, "/bin/echo HVI-ALIVE; uname -s");
     CHECK(strstr(out, "HVI-ALIVE") != NULL && strstr(out, "Linux") != NULL);
     free(out);
-    /* the exec that was not blocked still came through the ring, past the breakpoint */
+    /* the exec that was not blocked still came through the ring; the blocked one did not */
     drain(&t->r);
     CHECK(seen(HVI_EVENT_PROCESS_EXEC, -2, "filename=/bin/echo "));
+    CHECK(!seen(HVI_EVENT_PROCESS_EXEC, -2, "filename=/bin/uname "));
+    runner_stop(&t->r);
+    CHECK_OK(hvi_linux_events_stats_get(t->e, &s));
+    runner_start(&t->r);
+    fprintf(stderr, "  exec decisions: %llu doorbell stops, %llu breakpoint stops\n",
+            (unsigned long long)(s.doorbell_hits - bells0),
+            (unsigned long long)(s.breakpoint_hits - hits0));
+    CHECK(s.doorbell_hits - bells0 >= 2); /* /bin/uname and /bin/echo at least */
+    CHECK_EQ_U64(s.breakpoint_hits, hits0);
 }
 
 HVI_TEST(events_follow_the_guest_and_exec_is_blocked)
@@ -465,25 +478,28 @@ HVI_TEST(events_follow_the_guest_and_exec_is_blocked)
             (unsigned long long)s.module_loads, (unsigned long long)s.module_unloads,
             (unsigned long long)s.blocked, (unsigned long long)s.bad);
     CHECK_EQ_U64(s.bad, 0);
-    /* Debian's 6.1 functions start with the ftrace nop: every hit that was not an early return
-     * resumed past it without a step-over */
+    /* no breakpoint stop at all: the events come through the ring, the exec decisions through
+     * the doorbell watchpoint */
     fprintf(stderr,
             "  %llu events from the ring, %llu breakpoint hits, %llu resumed without a "
             "step-over\n",
             (unsigned long long)s.ring_records, (unsigned long long)s.breakpoint_hits,
             (unsigned long long)s.stepless);
     CHECK(s.ring_records > 0 && s.ring_records + s.blocked == s.events);
-    CHECK_EQ_U64(s.stepless, s.breakpoint_hits - s.blocked);
+    CHECK_EQ_U64(s.breakpoint_hits, 0);
+    CHECK(s.doorbell_hits >= s.blocked);
     CHECK(s.blocked >= 1 && s.module_loads == 1 && s.module_unloads == 1);
     /* options follow at run time: process events off keeps exec (blocking) and modules */
     CHECK_OK(hvi_options_set(t.e, HVI_OPT_EVENT_MODULE | HVI_OPT_BLOCK_EXEC));
     CHECK_OK(hvi_linux_events_stats_get(t.e, &s));
-    CHECK_EQ_U64(s.detours, 3);
+    CHECK_EQ_U64(s.detours, 2);     /* the module pair in the ring */
+    CHECK_EQ_U64(s.watchpoints, 1); /* exec blocking: the doorbell */
     CHECK_STATUS(hvi_linux_events_processes(t.e, &(hvi_linux_process *){NULL}, &(size_t){0}),
                  HVI_E_STATE);
     CHECK_OK(hvi_detach(t.e));
     CHECK_OK(hvi_linux_events_stats_get(t.e, &s));
     CHECK_EQ_U64(s.detours, 0);
+    CHECK_EQ_U64(s.watchpoints, 0);
     /* the guest runs on without the engine */
     char *out = sh(t.vm, "/bin/echo HVI-AFTER");
     CHECK(strstr(out, "HVI-AFTER") != NULL);
