@@ -9,12 +9,12 @@
  * compared byte for byte first) becomes `call stub`; QEMU/TCG keeps translated code, so the
  * glue's code_written() makes the backend drop it.
  *
- * Drain: the ring is read through the RAM mapping while the guest runs; events update the VMA
- * view of followed processes: STORE adds the VMA to its mm's set, REMOVE/FREE drop it, ADJUST/
- * PROTECT/EXPAND mark it touched; the entries of a touched process are then re-read (in-place
- * changes of vm_start/vm_end/vm_flags need no event). Lost events, a brk (do_brk_flags inserts
- * with mas_store_gfp, no vma_mas_store), exit_mmap, an exec (task->mm changed) or an
- * inconsistent view make the engine re-walk that process's maple tree.
+ * Drain (lix_indetour_drain.c): the ring is read through the RAM mapping while the guest runs;
+ * events update the VMA view of followed processes: STORE adds the VMA to its mm's set,
+ * REMOVE/FREE drop it, ADJUST/PROTECT/EXPAND mark it touched; the entries of a touched process
+ * are then re-read (in-place changes of vm_start/vm_end/vm_flags need no event). Lost events, a
+ * brk (do_brk_flags inserts with mas_store_gfp, no vma_mas_store), exit_mmap, an exec
+ * (task->mm changed) or an inconsistent view make the engine re-walk that process's maple tree.
  *
  * Remove: the call sites get their NOPs back at once; stubs and ring only when no vCPU runs in
  * a stub and no stack holds a pointer into one (lix_thread_safe), else HVI_E_BUSY.
@@ -28,6 +28,7 @@
 #include "guest/linux/lix.h"
 #include "guest/linux/lix_events.h"
 #include "guest/linux/lix_indetour.h"
+#include "guest/linux/lix_indetour_state.h"
 #include "guest/linux/lix_protect.h"
 #include "hvi/cami.h"
 #include "hvi/decode.h"
@@ -35,19 +36,15 @@
 #include "hvi/mem.h"
 #include "hvi/protect.h"
 
-#define LIXD_NDET 13u
-#define LIXD_MAX_PROCS 16u
 #define LIXD_DEFAULT_RECORDS 8192u
 #define LIXD_MIN_RECORDS 64u
 #define LIXD_BSS_MARGIN (64u << 10) /* left free above the last .bss symbol (its size is unknown)  \
                                      */
 #define LIXD_SLACK_MIN_RUN 48u      /* int3 runs shorter than this are left alone */
 #define LIXD_SCAN_CHUNK (64u << 10)
-#define LIXD_DRAIN_BUDGET (1u << 20)
 #define LIXD_GRACE_NS 1000000000ull /* stale stack words accepted this long after the sites went   \
                                      */
 
-enum { PH_OFF, PH_ACTIVE, PH_SITES_OFF };
 
 static const uint8_t NOP5[5] = {0x0f, 0x1f, 0x44, 0x00, 0x00};
 static const uint8_t ENDBR64[4] = {0xf3, 0x0f, 0x1e, 0xfa};
@@ -81,61 +78,16 @@ const char *hvi_lixd_event_name(uint32_t id)
     return id < HVI_LIXD_EVENT_MAX ? names[id] : "?";
 }
 
-struct lixd_detour {
-    uint32_t id;
-    const char *func;
-    uint64_t site;
-    uint8_t orig[5], patch[5];
-    uint64_t stub;
-    uint32_t stub_len;
-    uint8_t stub_bytes[LIXD_STUB_MAX];
-    uint8_t stub_orig[LIXD_STUB_MAX];
-};
-
-struct lixd_ent {
-    uint64_t vma, start, end, flags, pgoff, file;
-};
-
-struct lixd_proc {
-    int32_t pid;
-    uint64_t task, mm;
-    struct lixd_ent *v;
-    size_t n, cap;
-    bool dirty, need_walk;
-};
-
-struct lixd_state {
-    struct lix_kernel *k;
-    uint32_t vma_mm_off;
-    uint32_t current_task;
-    uint64_t ring_gva;
-    uint32_t ring_len;
-    uint8_t *ring_orig;
-    struct lixd_ring ring;
-    struct lixd_detour det[LIXD_NDET];
-    uint32_t ndet;
-    uint64_t stub_lo, stub_hi;
-    int phase;
-    uint64_t sites_off_ns;
-    hvi_linux_vma_event_cb cb;
-    void *cb_ctx;
-    struct lixd_proc procs[LIXD_MAX_PROCS];
-    uint32_t nprocs;
-    hvi_linux_indetour_stats stats;
-    bool registered;
-    uint32_t bprm_filename; /* linux_binprm.filename (from lix_events), 0 = unknown: no EXEC */
-};
-
 /* ---- helpers ------------------------------------------------------------------------------ */
 
 /* Make a backend that caches translated code (QEMU/TCG: writes to its RAM file go unseen) drop
  * what it translated from [gva, gva+len), which now holds `bytes`. */
-static void code_sync(hvi_engine *e, uint64_t gva, const void *bytes, uint32_t len)
+void lixd_code_sync(hvi_engine *e, uint64_t gva, const void *bytes, uint32_t len)
 {
     hvi_code_written(e, gva, bytes, len);
 }
 
-static hvi_status pause_guest(hvi_engine *e)
+hvi_status lixd_pause(hvi_engine *e)
 {
     const hvi_glue *g = &e->glue;
     if (!(g->caps & HVI_CAP_PAUSE) || !g->pause)
@@ -143,7 +95,7 @@ static hvi_status pause_guest(hvi_engine *e)
     return g->pause(g->ctx);
 }
 
-static void resume_guest(hvi_engine *e)
+void lixd_resume(hvi_engine *e)
 {
     const hvi_glue *g = &e->glue;
     if ((g->caps & HVI_CAP_PAUSE) && g->resume)
@@ -365,12 +317,12 @@ static void write_all(hvi_engine *e, struct lixd_state *s, uint32_t from, bool o
         struct lixd_detour *d = &s->det[i];
         if (on) {
             hvi_gva_write(e, 0, d->stub, d->stub_bytes, d->stub_len);
-            code_sync(e, d->stub, d->stub_bytes, d->stub_len);
+            lixd_code_sync(e, d->stub, d->stub_bytes, d->stub_len);
             hvi_gva_write(e, 0, d->site, d->patch, 5);
-            code_sync(e, d->site, d->patch, 5);
+            lixd_code_sync(e, d->site, d->patch, 5);
         } else {
             hvi_gva_write(e, 0, d->site, d->orig, 5);
-            code_sync(e, d->site, d->orig, 5);
+            lixd_code_sync(e, d->site, d->orig, 5);
         }
     }
 }
@@ -384,19 +336,12 @@ static void accept_all(hvi_engine *e, struct lixd_state *s, uint32_t from, bool 
     }
 }
 
-static void procs_free(struct lixd_state *s)
-{
-    for (uint32_t i = 0; i < s->nprocs; i++)
-        free(s->procs[i].v);
-    s->nprocs = 0;
-}
-
 static void state_free(hvi_engine *e, void *ctx)
 {
     struct lixd_state *s = ctx;
     if (!s)
         return;
-    procs_free(s);
+    lixd_procs_free(s);
     free(s->ring_orig);
     free(s);
     if (e && e->lixd == s)
@@ -406,16 +351,16 @@ static void state_free(hvi_engine *e, void *ctx)
 /* Put the stubs' padding and the ring back (sites already restored). */
 static hvi_status remove_stubs(hvi_engine *e, struct lixd_state *s)
 {
-    hvi_status st = pause_guest(e);
+    hvi_status st = lixd_pause(e);
     if (st != HVI_OK)
         return hvi_fail(e, st, "in-guest detours: cannot pause the guest");
     for (uint32_t i = 0; i < s->ndet; i++) {
         hvi_gva_write(e, 0, s->det[i].stub, s->det[i].stub_orig, s->det[i].stub_len);
-        code_sync(e, s->det[i].stub, s->det[i].stub_orig, s->det[i].stub_len);
+        lixd_code_sync(e, s->det[i].stub, s->det[i].stub_orig, s->det[i].stub_len);
         hvi_slack_free(e, s->det[i].stub);
     }
     hvi_gva_write(e, 0, s->ring_gva, s->ring_orig, s->ring_len);
-    resume_guest(e);
+    lixd_resume(e);
     accept_all(e, s, 0, true);
     s->ndet = 0;
     s->phase = PH_OFF;
@@ -441,10 +386,10 @@ static hvi_status do_stop(hvi_engine *e, struct lixd_state *s)
     hvi_status st;
     if (s->phase == PH_ACTIVE) {
         (void)hvi_linux_indetour_drain(e, NULL); /* keep what the guest already recorded */
-        if ((st = pause_guest(e)) != HVI_OK)
+        if ((st = lixd_pause(e)) != HVI_OK)
             return hvi_fail(e, st, "in-guest detours: cannot pause the guest");
         write_all(e, s, 0, false);
-        resume_guest(e);
+        lixd_resume(e);
         accept_all(e, s, 0, false);
         s->phase = PH_SITES_OFF;
         s->sites_off_ns = hvi_now_ns();
@@ -452,10 +397,10 @@ static hvi_status do_stop(hvi_engine *e, struct lixd_state *s)
     /* no vCPU inside a stub, no return address or interrupted RIP into one on any stack */
     struct lix_thrsafe_hit hit;
     memset(&hit, 0, sizeof(hit));
-    st = pause_guest(e);
+    st = lixd_pause(e);
     if (st == HVI_OK) {
         st = lix_thread_safe(e, s->stub_lo, s->stub_hi, &hit);
-        resume_guest(e);
+        lixd_resume(e);
     }
     if (st == HVI_E_BUSY && !hit.on_cpu && hvi_now_ns() - s->sites_off_ns > LIXD_GRACE_NS &&
         !preempt_full(s)) {
@@ -495,7 +440,7 @@ static hvi_status verify_current_task(hvi_engine *e, struct lixd_state *s)
     uint32_t n = 1;
     if (e->glue.vcpu_count && (e->glue.vcpu_count(e->glue.ctx, &n) != HVI_OK || n == 0))
         n = 1;
-    if (pause_guest(e) != HVI_OK)
+    if (lixd_pause(e) != HVI_OK)
         return hvi_fail(e, HVI_E_BACKEND, "in-guest detours: cannot pause the guest");
     bool regs_seen = false;
     uint64_t gs = 0, task = 0;
@@ -515,7 +460,7 @@ static hvi_status verify_current_task(hvi_engine *e, struct lixd_state *s)
             gs = cand[c];
             if (lix_is_kptr(gs) && lix_read_u64(s->k, gs + s->current_task, &task) == HVI_OK &&
                 lix_task_read(s->k, task, &t) == HVI_OK && t.pid >= 0) {
-                resume_guest(e);
+                lixd_resume(e);
                 hvi_log(e, HVI_LOG_INFO,
                         "in-guest detours: gs:current_task verified (vCPU %u runs pid %d %s)", v,
                         t.pid, t.comm);
@@ -524,7 +469,7 @@ static hvi_status verify_current_task(hvi_engine *e, struct lixd_state *s)
             }
         }
     }
-    resume_guest(e);
+    lixd_resume(e);
     if (!regs_seen) {
         hvi_log(e, HVI_LOG_WARN, "in-guest detours: GS base unavailable, current_task unverified");
         return HVI_OK;
@@ -631,19 +576,19 @@ static hvi_status place_stub(hvi_engine *e, struct lixd_state *s, struct lixd_de
  * written. */
 static hvi_status write_detours(hvi_engine *e, struct lixd_state *s, uint32_t from)
 {
-    hvi_status st = pause_guest(e);
+    hvi_status st = lixd_pause(e);
     if (st != HVI_OK)
         return hvi_fail(e, st, "in-guest detours: cannot pause the guest");
     for (uint32_t i = from; i < s->ndet; i++) {
         uint8_t now[5];
         if (hvi_gva_read(e, 0, s->det[i].site, now, 5) != HVI_OK || memcmp(now, NOP5, 5) != 0) {
-            resume_guest(e);
+            lixd_resume(e);
             return hvi_fail(e, HVI_E_STATE, "in-guest detours: %s changed under us",
                             s->det[i].func);
         }
     }
     write_all(e, s, from, true);
-    resume_guest(e);
+    lixd_resume(e);
     accept_all(e, s, from, true);
     return HVI_OK;
 }
@@ -865,430 +810,5 @@ hvi_status hvi_linux_indetour_stats_get(hvi_engine *e, hvi_linux_indetour_stats 
     s->stats.resyncs = s->ring.resyncs;
     s->stats.events = s->ring.consumed;
     *out = s->stats;
-    return HVI_OK;
-}
-
-/* ---- the VMA view --------------------------------------------------------------------------- */
-
-static struct lixd_proc *proc_by_mm(struct lixd_state *s, uint64_t mm)
-{
-    for (uint32_t i = 0; mm && i < s->nprocs; i++)
-        if (s->procs[i].mm == mm)
-            return &s->procs[i];
-    return NULL;
-}
-
-static struct lixd_proc *proc_by_pid(struct lixd_state *s, int32_t pid)
-{
-    for (uint32_t i = 0; i < s->nprocs; i++)
-        if (s->procs[i].pid == pid)
-            return &s->procs[i];
-    return NULL;
-}
-
-static hvi_status ent_read(struct lixd_state *s, uint64_t vma, struct lixd_ent *x, uint64_t *mm)
-{
-    const struct lix_offsets *o = &s->k->off;
-    hvi_status st;
-    x->vma = vma;
-    if (!lix_is_kptr(vma))
-        return HVI_E_FORMAT;
-    if ((st = lix_read_u64(s->k, vma + o->vma_start, &x->start)) != HVI_OK ||
-        (st = lix_read_u64(s->k, vma + o->vma_end, &x->end)) != HVI_OK ||
-        (st = lix_read_u64(s->k, vma + o->vma_flags, &x->flags)) != HVI_OK ||
-        (st = lix_read_u64(s->k, vma + o->vma_pgoff, &x->pgoff)) != HVI_OK ||
-        (st = lix_read_u64(s->k, vma + o->vma_file, &x->file)) != HVI_OK ||
-        (st = lix_read_u64(s->k, vma + s->vma_mm_off, mm)) != HVI_OK)
-        return st;
-    return HVI_OK;
-}
-
-static hvi_status proc_add(struct lixd_proc *p, const struct lixd_ent *x)
-{
-    for (size_t i = 0; i < p->n; i++)
-        if (p->v[i].vma == x->vma) {
-            p->v[i] = *x;
-            return HVI_OK;
-        }
-    if (p->n >= LIX_MAX_VMAS)
-        return HVI_E_LIMIT;
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 64;
-        struct lixd_ent *v = realloc(p->v, cap * sizeof(*v));
-        if (!v)
-            return HVI_E_NOMEM;
-        p->v = v;
-        p->cap = cap;
-    }
-    p->v[p->n++] = *x;
-    return HVI_OK;
-}
-
-static bool proc_del(struct lixd_proc *p, uint64_t vma)
-{
-    for (size_t i = 0; i < p->n; i++)
-        if (p->v[i].vma == vma) {
-            p->v[i] = p->v[--p->n];
-            return true;
-        }
-    return false;
-}
-
-static bool walk_cb(const struct lix_vma *v, void *ctx)
-{
-    struct lixd_proc *p = ctx;
-    struct lixd_ent x = {v->addr, v->start, v->end, v->flags, v->pgoff, v->file};
-    return proc_add(p, &x) == HVI_OK;
-}
-
-struct find_pid {
-    int32_t pid;
-    uint64_t task, mm;
-    bool found;
-};
-
-static bool find_pid_cb(const struct lix_task *t, void *ctx)
-{
-    struct find_pid *f = ctx;
-    if (t->pid != f->pid)
-        return true;
-    f->task = t->addr;
-    f->mm = t->mm;
-    f->found = true;
-    return false;
-}
-
-/* A full maple-tree walk, with the guest paused (a tree changing under the walk fails it);
- * a failed walk is retried at the next drain. */
-static hvi_status proc_walk(hvi_engine *e, struct lixd_state *s, struct lixd_proc *p)
-{
-    p->n = 0;
-    p->dirty = p->need_walk = false;
-    if (!p->mm)
-        return HVI_OK;
-    bool paused = pause_guest(e) == HVI_OK;
-    hvi_status st = lix_vma_walk(s->k, p->mm, walk_cb, p);
-    if (paused)
-        resume_guest(e);
-    if (st != HVI_OK) {
-        p->n = 0;
-        p->need_walk = true;
-    }
-    return st;
-}
-
-static int ent_cmp(const void *a, const void *b)
-{
-    const struct lixd_ent *x = a, *y = b;
-    return x->start < y->start ? -1 : x->start > y->start;
-}
-
-/* Re-read every entry of a touched process; false when the view is inconsistent. */
-static bool proc_refresh(struct lixd_state *s, struct lixd_proc *p)
-{
-    for (size_t i = 0; i < p->n;) {
-        uint64_t mm = 0;
-        struct lixd_ent x;
-        if (ent_read(s, p->v[i].vma, &x, &mm) != HVI_OK)
-            return false;
-        if (mm != p->mm) { /* freed and reused (its free event is still in the ring) */
-            p->v[i] = p->v[--p->n];
-            continue;
-        }
-        p->v[i++] = x;
-    }
-    qsort(p->v, p->n, sizeof(*p->v), ent_cmp);
-    for (size_t i = 0; i < p->n; i++)
-        if (p->v[i].end <= p->v[i].start || (i && p->v[i].start < p->v[i - 1].end))
-            return false;
-    return true;
-}
-
-/* After events: exec (task->mm changed) and lost events need a walk, touched ones a refresh. */
-static void procs_update(hvi_engine *e, struct lixd_state *s)
-{
-    bool lost = s->ring.lost_since;
-    s->ring.lost_since = false;
-    for (uint32_t i = 0; i < s->nprocs; i++) {
-        struct lixd_proc *p = &s->procs[i];
-        struct lix_task t;
-        if (lix_task_read(s->k, p->task, &t) != HVI_OK || t.pid != p->pid) {
-            p->mm = 0; /* the process is gone */
-            p->n = 0;
-            continue;
-        }
-        if (t.mm != p->mm) {
-            p->mm = t.mm;
-            p->need_walk = true;
-        }
-        if (lost)
-            p->need_walk = true;
-        if (!p->need_walk && p->dirty) {
-            s->stats.refreshes++;
-            if (!proc_refresh(s, p)) {
-                hvi_log(e, HVI_LOG_DEBUG, "in-guest detours: pid %d view inconsistent, re-walk",
-                        p->pid);
-                p->need_walk = true;
-            }
-            p->dirty = false;
-        }
-        if (p->need_walk) {
-            s->stats.rewalks++;
-            if (proc_walk(e, s, p) == HVI_OK)
-                qsort(p->v, p->n, sizeof(*p->v), ent_cmp);
-        }
-    }
-}
-
-#define LIXD_TASK_CACHE 8u
-
-struct task_info {
-    uint64_t task;
-    struct lix_task t;
-    bool ok;
-};
-
-struct drain_ctx {
-    hvi_engine *e;
-    struct lixd_state *s;
-    struct task_info cache[LIXD_TASK_CACHE]; /* one drain: most events come from few tasks */
-};
-
-static const struct task_info *task_info(struct drain_ctx *d, uint64_t task)
-{
-    struct task_info *c = &d->cache[(task >> 6) % LIXD_TASK_CACHE];
-    if (c->task != task || !task) {
-        c->task = task;
-        c->ok = lix_task_read(d->s->k, task, &c->t) == HVI_OK;
-    }
-    return c;
-}
-
-static void on_record(const struct lixd_record *r, void *ctx)
-{
-    struct drain_ctx *d = ctx;
-    struct lixd_state *s = d->s;
-    hvi_linux_vma_event ev;
-    memset(&ev, 0, sizeof(ev));
-    ev.seq = r->seq;
-    ev.id = (uint32_t)r->id;
-    ev.task = r->task;
-    memcpy(ev.args, r->args, sizeof(ev.args));
-    memcpy(ev.str, r->str, sizeof(ev.str) - 1);
-    ev.pid = ev.tgid = ev.child_pid = ev.child_tgid = -1;
-    const struct task_info *ti = task_info(d, r->task);
-    bool have_task = ti->ok;
-    if (have_task) {
-        ev.pid = ti->t.pid;
-        ev.tgid = ti->t.tgid;
-        memcpy(ev.comm, ti->t.comm, sizeof(ev.comm));
-    }
-    switch (ev.id) {
-    case HVI_LIXD_VMA_PROTECT: ev.vma = r->args[1]; break;
-    case HVI_LIXD_BRK:
-        ev.vma = r->args[1];
-        ev.mm = have_task ? ti->t.mm : 0;
-        break;
-    case HVI_LIXD_EXIT_MMAP: ev.mm = r->args[0]; break;
-    case HVI_LIXD_EXEC:
-    case HVI_LIXD_EXIT:
-        if (s->k->off.task_tgid == s->k->off.task_pid + 4) { /* loaded by the stub */
-            ev.child_pid = (int32_t)(uint32_t)r->args[4];
-            ev.child_tgid = (int32_t)(uint32_t)(r->args[4] >> 32);
-        }
-        break;
-    case HVI_LIXD_MOD_LOAD:
-    case HVI_LIXD_MOD_UNLOAD: break;
-    case HVI_LIXD_FORK:
-        if (s->k->off.task_tgid == s->k->off.task_pid + 4) { /* loaded by the stub */
-            ev.child_pid = (int32_t)(uint32_t)r->args[4];
-            ev.child_tgid = (int32_t)(uint32_t)(r->args[4] >> 32);
-        }
-        break;
-    default: ev.vma = r->args[0]; break;
-    }
-    struct lixd_ent x;
-    memset(&x, 0, sizeof(x));
-    uint64_t mm = 0;
-    bool have_vma = ev.vma && ent_read(s, ev.vma, &x, &mm) == HVI_OK;
-    if (have_vma && ev.id != HVI_LIXD_BRK) {
-        ev.mm = mm;
-        ev.start = x.start;
-        ev.end = x.end;
-        ev.flags = x.flags;
-    }
-    struct lixd_proc *p = proc_by_mm(s, ev.mm);
-    switch (ev.id) {
-    case HVI_LIXD_VMA_STORE:
-        if (p && have_vma) {
-            p->dirty = true;
-            if (proc_add(p, &x) != HVI_OK)
-                p->need_walk = true;
-        }
-        break;
-    case HVI_LIXD_VMA_REMOVE:
-    case HVI_LIXD_VMA_FREE:
-        for (uint32_t i = 0; i < s->nprocs; i++)
-            if (proc_del(&s->procs[i], ev.vma))
-                s->procs[i].dirty = true;
-        break;
-    case HVI_LIXD_BRK:
-    case HVI_LIXD_EXIT_MMAP:
-        if (p)
-            p->need_walk = true; /* brk inserts without vma_mas_store */
-        break;
-    case HVI_LIXD_FORK:
-    case HVI_LIXD_EXEC:
-    case HVI_LIXD_EXIT:
-    case HVI_LIXD_MOD_LOAD:
-    case HVI_LIXD_MOD_UNLOAD: break; /* no VMA: reported through the callbacks */
-    default:
-        if (p)
-            p->dirty = true;
-        break;
-    }
-    if (ev.id == HVI_LIXD_FORK || ev.id >= HVI_LIXD_EXEC)
-        lixe_ring_record(d->e, r); /* process and module events (lix_events.c) */
-    if (s->cb)
-        s->cb(d->e, &ev, s->cb_ctx);
-}
-
-struct ring_rd {
-    hvi_engine *e;
-    uint64_t base;
-    uint32_t len;
-};
-
-static hvi_status ring_read(void *ctx, uint64_t off, void *buf, size_t len)
-{
-    struct ring_rd *r = ctx;
-    if (off > r->len || len > r->len - off)
-        return HVI_E_RANGE;
-    return hvi_gva_read(r->e, 0, r->base + off, buf, len);
-}
-
-/* The engine's own bytes must still be there (the guest or an attacker may write them). */
-static void check_own_bytes(hvi_engine *e, struct lixd_state *s)
-{
-    for (uint32_t i = 0; i < s->ndet; i++) {
-        struct lixd_detour *d = &s->det[i];
-        uint8_t now[LIXD_STUB_MAX], site[5];
-        if (hvi_gva_read(e, 0, d->stub, now, d->stub_len) != HVI_OK ||
-            hvi_gva_read(e, 0, d->site, site, 5) != HVI_OK)
-            continue;
-        if (!memcmp(now, d->stub_bytes, d->stub_len) && !memcmp(site, d->patch, 5))
-            continue;
-        s->stats.tamper++;
-        hvi_alert a;
-        hvi_alert_init(&a, HVI_ALERT_INTEGRITY, e->current_vcpu);
-        /* always put back, also in log-only mode: this is code the engine made the kernel run */
-        a.action = HVI_ALERT_DENIED;
-        a.gva = memcmp(site, d->patch, 5) ? d->site : d->stub;
-        a.pid = -1;
-        hvi_strlcpy(a.object, "indetour", sizeof(a.object));
-        snprintf(a.detail, sizeof(a.detail), "in-guest detour of %s changed (%s)", d->func,
-                 memcmp(site, d->patch, 5) ? "call site" : "stub");
-        hvi_alert_emit(e, &a);
-        if (pause_guest(e) == HVI_OK) {
-            hvi_gva_write(e, 0, d->stub, d->stub_bytes, d->stub_len);
-            code_sync(e, d->stub, d->stub_bytes, d->stub_len);
-            hvi_gva_write(e, 0, d->site, d->patch, 5);
-            code_sync(e, d->site, d->patch, 5);
-            resume_guest(e);
-            lixp_accept(e, d->stub, d->stub_len);
-            lixp_accept(e, d->site, 5);
-        }
-    }
-}
-
-hvi_status hvi_linux_indetour_drain(hvi_engine *e, size_t *n)
-{
-    if (n)
-        *n = 0;
-    if (!e)
-        return HVI_E_INVAL;
-    struct lixd_state *s = e->lixd;
-    if (!s || s->phase != PH_ACTIVE)
-        return HVI_E_STATE;
-    uint64_t t0 = hvi_now_ns();
-    struct ring_rd rr = {e, s->ring_gva, s->ring_len};
-    struct drain_ctx dc;
-    memset(&dc, 0, sizeof(dc));
-    dc.e = e;
-    dc.s = s;
-    hvi_status st = HVI_OK;
-    uint64_t missed = s->ring.lost + s->ring.garbage + s->ring.resyncs;
-    size_t got = lixd_ring_drain(&s->ring, ring_read, &rr, HVI_LIXD_EVENT_MAX, LIXD_DRAIN_BUDGET,
-                                 on_record, &dc, &st);
-    if (s->ring.lost + s->ring.garbage + s->ring.resyncs != missed)
-        lixe_ring_lost(e); /* the process/module lists missed events: walk them again */
-    procs_update(e, s);
-    check_own_bytes(e, s);
-    s->stats.drains++;
-    s->stats.last_drain_ns = hvi_now_ns() - t0;
-    if (n)
-        *n = got;
-    if (st != HVI_OK)
-        return hvi_fail(e, st, "in-guest detours: ring at 0x%llx unreadable",
-                        (unsigned long long)s->ring_gva);
-    return HVI_OK;
-}
-
-hvi_status hvi_linux_vma_follow(hvi_engine *e, int32_t pid)
-{
-    if (!e || pid <= 0)
-        return HVI_E_INVAL;
-    struct lixd_state *s = e->lixd;
-    if (!s || !s->k)
-        return hvi_fail(e, HVI_E_STATE, "vma follow: in-guest detours not started");
-    if (proc_by_pid(s, pid))
-        return HVI_OK;
-    if (s->nprocs == LIXD_MAX_PROCS)
-        return hvi_fail(e, HVI_E_LIMIT, "vma follow: at most %u processes", LIXD_MAX_PROCS);
-    struct find_pid f = {.pid = pid};
-    bool paused = pause_guest(e) == HVI_OK; /* a consistent task list */
-    hvi_status st = lix_task_walk(s->k, false, find_pid_cb, &f);
-    if (paused)
-        resume_guest(e);
-    if (st != HVI_OK)
-        return hvi_fail(e, st, "vma follow: task walk failed");
-    if (!f.found)
-        return hvi_fail(e, HVI_E_NOT_FOUND, "vma follow: no process %d", pid);
-    struct lixd_proc *p = &s->procs[s->nprocs];
-    memset(p, 0, sizeof(*p));
-    p->pid = pid;
-    p->task = f.task;
-    p->mm = f.mm;
-    if ((st = proc_walk(e, s, p)) != HVI_OK) {
-        free(p->v);
-        return hvi_fail(e, st, "vma follow: maple tree of pid %d unreadable", pid);
-    }
-    qsort(p->v, p->n, sizeof(*p->v), ent_cmp);
-    s->nprocs++;
-    return HVI_OK;
-}
-
-hvi_status hvi_linux_vma_view(hvi_engine *e, int32_t pid, hvi_linux_vma **out, size_t *count)
-{
-    if (!e || !out || !count)
-        return HVI_E_INVAL;
-    *out = NULL;
-    *count = 0;
-    struct lixd_proc *p = e->lixd ? proc_by_pid(e->lixd, pid) : NULL;
-    if (!p)
-        return hvi_fail(e, HVI_E_NOT_FOUND, "vma view: pid %d is not followed", pid);
-    hvi_linux_vma *v = calloc(p->n ? p->n : 1, sizeof(*v));
-    if (!v)
-        return HVI_E_NOMEM;
-    for (size_t i = 0; i < p->n; i++) {
-        v[i].start = p->v[i].start;
-        v[i].end = p->v[i].end;
-        v[i].flags = p->v[i].flags;
-        v[i].pgoff = p->v[i].pgoff;
-        if (p->v[i].file)
-            (void)lix_file_path(e->lixd->k, p->v[i].file, v[i].path, sizeof(v[i].path));
-    }
-    *out = v;
-    *count = p->n;
     return HVI_OK;
 }
