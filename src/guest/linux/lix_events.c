@@ -2,8 +2,9 @@
  * kernel functions of the CAMI hooks list, recorded by in-guest detours into a ring
  * (lix_indetour.c drains it and calls lixe_ring_record) or, where the ring cannot carry an
  * event, by hypervisor breakpoints; the engine's process and module lists kept by those events;
- * and exec blocking (a breakpoint on begin_new_exec, placed only while there is something to
- * block: early return with -EACCES, before the exec's point of no return). */
+ * and exec blocking (the exec stub's doorbell, lix_events_ring.c, or a breakpoint on
+ * begin_new_exec, placed only while there is something to block: early return with -EACCES,
+ * before the exec's point of no return). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,47 +12,14 @@
 
 #include "core/engine.h"
 #include "guest/linux/lix_events.h"
+#include "guest/linux/lix_events_state.h"
 #include "guest/linux/lix_indetour.h"
 #include "hvi/cami.h"
 #include "hvi/hook.h"
 #include "hvi/linux_events.h"
 #include "hvi/linux_indetour.h"
 
-#define LIXE_MAX_BLOCKS 64u
-#define LIXE_EACCES 13
-
-enum { EV_CREATE, EV_EXEC, EV_EXIT, EV_MLOAD, EV_MUNLOAD, EV_N };
-
 static const char *const g_what[EV_N] = {"create", "exec", "exit", "module-load", "module-unload"};
-
-struct lixe_slot {
-    hvi_hook *hook;
-    uint64_t addr; /* resolved function, 0 when none */
-    char fn[64];
-    bool from_cami; /* the name is in the selected CAMI entry's hooks list */
-    uint8_t skip;   /* bytes of leading no-op instructions (endbr64, the ftrace nop) */
-    uint8_t nops[16];
-    int ev;
-};
-
-struct lixe_state {
-    bool started, registered;
-    struct lixe_lists l;
-    bool procs_valid, mods_valid;
-    struct lixe_binprm bprm;
-    bool have_bprm;
-    uint64_t pcpu_current;
-    bool have_current;
-    char blocks[LIXE_MAX_BLOCKS][LIXE_PATH];
-    size_t nblocks;
-    struct lixe_slot slot[EV_N];
-    hvi_linux_events_stats st;
-    bool no_ring;      /* hvi_linux_events_use_ring(e, false): breakpoints for everything */
-    uint32_t ring;     /* bit (1 << EV_*) per event recorded by an in-guest detour */
-    bool own_indetour; /* the in-guest detours were started for the events: stop them too */
-    uint64_t doorbell; /* exec blocking by the exec stub's doorbell: the watched qword */
-    bool watching;     /* ... and the write watchpoint on it is set */
-};
 
 /* Ring event id per EV_*, and the function lix_indetour.c patches for it. */
 static const uint32_t g_ring_id[EV_N] = {HVI_LIXD_FORK, HVI_LIXD_EXEC, HVI_LIXD_EXIT,
@@ -64,12 +32,9 @@ static uint64_t slot_opts(int ev);
 
 /* ---- alerts ---- */
 
-static void emit(hvi_engine *e, uint32_t type, uint32_t action, uint32_t vcpu,
-                 const struct lixe_slot *sl, uint64_t gva, const char *object, int32_t pid,
-                 const char *comm, const char *fmt, ...) __attribute__((format(printf, 10, 11)));
-static void emit(hvi_engine *e, uint32_t type, uint32_t action, uint32_t vcpu,
-                 const struct lixe_slot *sl, uint64_t gva, const char *object, int32_t pid,
-                 const char *comm, const char *fmt, ...)
+void lixe_emit(hvi_engine *e, uint32_t type, uint32_t action, uint32_t vcpu,
+               const struct lixe_slot *sl, uint64_t gva, const char *object, int32_t pid,
+               const char *comm, const char *fmt, ...)
 {
     hvi_alert a;
     hvi_alert_init(&a, type, vcpu);
@@ -88,12 +53,12 @@ static void emit(hvi_engine *e, uint32_t type, uint32_t action, uint32_t vcpu,
     hvi_alert_emit(e, &a);
 }
 
-static struct lixe_state *state_of(hvi_engine *e)
+struct lixe_state *lixe_state_of(hvi_engine *e)
 {
     return e ? e->lixe : NULL;
 }
 
-static void bad(hvi_engine *e, struct lixe_state *s, int ev, hvi_status st, uint64_t arg)
+void lixe_bad(hvi_engine *e, struct lixe_state *s, int ev, hvi_status st, uint64_t arg)
 {
     s->st.bad++;
     hvi_log(e, HVI_LOG_WARN, "linux events: %s at %s: argument 0x%llx not decoded: %s", g_what[ev],
@@ -156,7 +121,7 @@ uint8_t lixe_nop_prefix(const uint8_t *code, size_t len)
 static bool on_create(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *regs, void *ctx)
 {
     (void)h, (void)ctx;
-    struct lixe_state *s = state_of(e);
+    struct lixe_state *s = lixe_state_of(e);
     struct lix_kernel *k = lix_get(e);
     if (!s || !k)
         return false;
@@ -165,7 +130,7 @@ static bool on_create(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *regs,
     uint64_t task = regs->gpr[HVI_RDI];
     hvi_status st = lixe_decode_task(k, task, &p);
     if (st != HVI_OK) {
-        bad(e, s, EV_CREATE, st, task);
+        lixe_bad(e, s, EV_CREATE, st, task);
         return false;
     }
     if (p.pid != p.tgid) {
@@ -175,12 +140,13 @@ static bool on_create(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *regs,
     s->st.creates++;
     if (s->procs_valid && lixe_proc_put(&s->l, &p) != HVI_OK)
         s->procs_valid = false; /* full: the list can no longer be trusted */
-    emit(e, HVI_EVENT_PROCESS_CREATE, HVI_ALERT_ALLOWED, vcpu, &s->slot[EV_CREATE], task, "task",
-         p.pid, p.comm, "ppid=%d kernel_thread=%d exe=%s", p.ppid, p.kernel_thread, p.exe);
+    lixe_emit(e, HVI_EVENT_PROCESS_CREATE, HVI_ALERT_ALLOWED, vcpu, &s->slot[EV_CREATE], task,
+              "task", p.pid, p.comm, "ppid=%d kernel_thread=%d exe=%s", p.ppid, p.kernel_thread,
+              p.exe);
     return false;
 }
 
-static const char *block_rule(const struct lixe_state *s, const struct lixe_exec *x)
+const char *lixe_block_rule(const struct lixe_state *s, const struct lixe_exec *x)
 {
     for (size_t i = 0; i < s->nblocks; i++)
         if (!strcmp(s->blocks[i], x->filename) || !strcmp(s->blocks[i], x->interp) ||
@@ -222,7 +188,7 @@ static bool resume_into_stub(hvi_engine *e, struct lixe_state *s, const struct l
 static bool on_exec(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *regs, void *ctx)
 {
     (void)h, (void)ctx;
-    struct lixe_state *s = state_of(e);
+    struct lixe_state *s = lixe_state_of(e);
     struct lix_kernel *k = lix_get(e);
     if (!s || !k)
         return false;
@@ -236,19 +202,19 @@ static bool on_exec(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *regs, v
     if (st == HVI_OK && (st = current_task(e, s, regs, &task)) == HVI_OK)
         st = lixe_decode_task(k, task, &p);
     if (st != HVI_OK) {
-        bad(e, s, EV_EXEC, st, bprm);
+        lixe_bad(e, s, EV_EXEC, st, bprm);
         return false;
     }
-    const char *rule = (e->options & HVI_OPT_BLOCK_EXEC) ? block_rule(s, &x) : NULL;
+    const char *rule = (e->options & HVI_OPT_BLOCK_EXEC) ? lixe_block_rule(s, &x) : NULL;
     if (rule) {
         st = hvi_detour_return(e, regs, (uint64_t)(int64_t)-LIXE_EACCES);
         if (st == HVI_OK) {
             if (ring)
                 s->st.events++;
             s->st.blocked++;
-            emit(e, HVI_EVENT_EXEC_BLOCKED, HVI_ALERT_DENIED, vcpu, &s->slot[EV_EXEC], task, "exec",
-                 p.tgid, p.comm, "rule=%s filename=%s interp=%s exe=%s", rule, x.filename, x.interp,
-                 x.exe);
+            lixe_emit(e, HVI_EVENT_EXEC_BLOCKED, HVI_ALERT_DENIED, vcpu, &s->slot[EV_EXEC], task,
+                      "exec", p.tgid, p.comm, "rule=%s filename=%s interp=%s exe=%s", rule,
+                      x.filename, x.interp, x.exe);
             return true;
         }
         hvi_log(e, HVI_LOG_ERROR, "linux events: exec of %s not blocked: %s", x.filename,
@@ -271,16 +237,16 @@ static bool on_exec(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *regs, v
     hvi_strlcpy(n.exe, x.exe, sizeof(n.exe));
     if (s->procs_valid && lixe_proc_put(&s->l, &n) != HVI_OK)
         s->procs_valid = false;
-    emit(e, HVI_EVENT_PROCESS_EXEC, HVI_ALERT_ALLOWED, vcpu, &s->slot[EV_EXEC], task, "task", n.pid,
-         n.comm, "ppid=%d old_comm=%s filename=%s interp=%s exe=%s", p.ppid, old_comm, x.filename,
-         x.interp, x.exe);
+    lixe_emit(e, HVI_EVENT_PROCESS_EXEC, HVI_ALERT_ALLOWED, vcpu, &s->slot[EV_EXEC], task, "task",
+              n.pid, n.comm, "ppid=%d old_comm=%s filename=%s interp=%s exe=%s", p.ppid, old_comm,
+              x.filename, x.interp, x.exe);
     return false;
 }
 
 static bool on_task_exit(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *regs, void *ctx)
 {
     (void)h, (void)ctx;
-    struct lixe_state *s = state_of(e);
+    struct lixe_state *s = lixe_state_of(e);
     struct lix_kernel *k = lix_get(e);
     if (!s || !k)
         return false;
@@ -291,7 +257,7 @@ static bool on_task_exit(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *re
     if (st == HVI_OK)
         st = lixe_decode_task(k, task, &p);
     if (st != HVI_OK) {
-        bad(e, s, EV_EXIT, st, regs->gs_base);
+        lixe_bad(e, s, EV_EXIT, st, regs->gs_base);
         return false;
     }
     if (p.pid != p.tgid) {
@@ -302,15 +268,15 @@ static bool on_task_exit(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *re
     if (s->procs_valid)
         lixe_proc_del(&s->l, p.pid);
     int64_t code = (int64_t)regs->gpr[HVI_RDI];
-    emit(e, HVI_EVENT_PROCESS_EXIT, HVI_ALERT_ALLOWED, vcpu, &s->slot[EV_EXIT], task, "task", p.pid,
-         p.comm, "ppid=%d code=%lld exe=%s", p.ppid, (long long)code, p.exe);
+    lixe_emit(e, HVI_EVENT_PROCESS_EXIT, HVI_ALERT_ALLOWED, vcpu, &s->slot[EV_EXIT], task, "task",
+              p.pid, p.comm, "ppid=%d code=%lld exe=%s", p.ppid, (long long)code, p.exe);
     return false;
 }
 
 /* A decoded module load/unload, from a breakpoint or the in-guest ring: the module list, the
  * counters and the event line. */
-static void module_event(hvi_engine *e, struct lixe_state *s, bool load, uint32_t vcpu,
-                         const struct lixe_mod *m, const struct lixe_proc *p)
+void lixe_module_event(hvi_engine *e, struct lixe_state *s, bool load, uint32_t vcpu,
+                       const struct lixe_mod *m, const struct lixe_proc *p)
 {
     if (load) {
         s->st.module_loads++;
@@ -321,15 +287,15 @@ static void module_event(hvi_engine *e, struct lixe_state *s, bool load, uint32_
         if (s->mods_valid)
             lixe_mod_del(&s->l, m->addr);
     }
-    emit(e, load ? HVI_EVENT_MODULE_LOAD : HVI_EVENT_MODULE_UNLOAD, HVI_ALERT_ALLOWED, vcpu,
-         &s->slot[load ? EV_MLOAD : EV_MUNLOAD], m->addr, "module", p->tgid, p->comm,
-         "name=%s base=0x%llx size=%u text_size=%u state=%u", m->name,
-         (unsigned long long)m->base, m->size, m->text_size, m->state);
+    lixe_emit(e, load ? HVI_EVENT_MODULE_LOAD : HVI_EVENT_MODULE_UNLOAD, HVI_ALERT_ALLOWED, vcpu,
+              &s->slot[load ? EV_MLOAD : EV_MUNLOAD], m->addr, "module", p->tgid, p->comm,
+              "name=%s base=0x%llx size=%u text_size=%u state=%u", m->name,
+              (unsigned long long)m->base, m->size, m->text_size, m->state);
 }
 
 static bool on_module(hvi_engine *e, bool load, uint32_t vcpu, const hvi_regs *regs)
 {
-    struct lixe_state *s = state_of(e);
+    struct lixe_state *s = lixe_state_of(e);
     struct lix_kernel *k = lix_get(e);
     if (!s || !k)
         return false;
@@ -339,7 +305,7 @@ static bool on_module(hvi_engine *e, bool load, uint32_t vcpu, const hvi_regs *r
     uint64_t mod = regs->gpr[HVI_RDI], task = 0;
     hvi_status st = lixe_decode_module(k, mod, &m);
     if (st != HVI_OK) {
-        bad(e, s, ev, st, mod);
+        lixe_bad(e, s, ev, st, mod);
         return false;
     }
     struct lixe_proc p;
@@ -349,7 +315,7 @@ static bool on_module(hvi_engine *e, bool load, uint32_t vcpu, const hvi_regs *r
         memset(&p, 0, sizeof(p));
         p.tgid = -1;
     }
-    module_event(e, s, load, vcpu, &m, &p);
+    lixe_module_event(e, s, load, vcpu, &m, &p);
     return false;
 }
 
@@ -367,77 +333,12 @@ static bool on_munload(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *regs
 
 static const hvi_detour_cb g_cb[EV_N] = {on_create, on_exec, on_task_exit, on_mload, on_munload};
 
-/* ---- exec blocking by the exec stub's doorbell (no breakpoint) ----
- *
- * The exec stub writes its record, marks it "asking" and stores the record's address into a
- * doorbell word that the engine watches (write watchpoint): the vCPU stops right after that
- * store. The engine decides every asking record (the record holds bprm and the current task,
- * both valid while the vCPU waits inside begin_new_exec's stub) and writes the verdict into it;
- * resumed, the stub commits the record and, for a denial, returns -EACCES to begin_new_exec's
- * caller. On QEMU/TCG a watchpoint stop costs about 1 ms where a breakpoint stop costs hundreds
- * (docs/linux-guest.md, "The bench settles what is expensive"). */
-
-static bool exec_deny(hvi_engine *e, const struct lixd_record *r, void *ctx)
-{
-    struct lixe_state *s = ctx;
-    struct lix_kernel *k = lix_get(e);
-    struct lixe_exec x;
-    struct lixe_proc p;
-    hvi_status st = lixe_decode_exec(k, &s->bprm, r->args[0], &x);
-    if (st == HVI_OK)
-        st = lixe_decode_task(k, r->task, &p);
-    if (st != HVI_OK) {
-        bad(e, s, EV_EXEC, st, r->args[0]);
-        return false; /* undecodable: let it run, as the breakpoint path does */
-    }
-    const char *rule = (e->options & HVI_OPT_BLOCK_EXEC) ? block_rule(s, &x) : NULL;
-    if (!rule)
-        return false;
-    s->st.events++;
-    s->st.blocked++;
-    emit(e, HVI_EVENT_EXEC_BLOCKED, HVI_ALERT_DENIED, e->current_vcpu, &s->slot[EV_EXEC], r->task,
-         "exec", p.tgid, p.comm, "rule=%s filename=%s interp=%s exe=%s", rule, x.filename,
-         x.interp, x.exe);
-    return true;
-}
-
-static hvi_status on_doorbell(hvi_engine *e, const hvi_event *ev, hvi_event_reply *reply,
-                              void *ctx)
-{
-    (void)reply, (void)ctx;
-    struct lixe_state *s = state_of(e);
-    if (!s || !s->watching || ev->gva > s->doorbell || ev->gva + (ev->len ? ev->len : 1) <= s->doorbell)
-        return HVI_OK;
-    s->st.doorbell_hits++;
-    (void)lixd_answer(e, exec_deny, s);
-    return HVI_OK;
-}
-
-/* Watch the doorbell (on) or stop watching it; whether it is watched now. */
-static bool doorbell_watch(hvi_engine *e, struct lixe_state *s, bool on)
-{
-    const hvi_glue *g = &e->glue;
-    if (on && !s->watching && (g->caps & HVI_CAP_WATCHPOINT) && g->set_watchpoint &&
-        lixd_doorbell(e, &s->doorbell)) {
-        hvi_status st = g->set_watchpoint(g->ctx, s->doorbell, 8, HVI_WATCH_WRITE, true);
-        s->watching = st == HVI_OK;
-        hvi_log(e, s->watching ? HVI_LOG_INFO : HVI_LOG_WARN,
-                "linux events: exec blocking %s", s->watching
-                    ? "by the exec stub's doorbell (write watchpoint), no breakpoint"
-                    : "by a breakpoint: no watchpoint free for the exec stub's doorbell");
-    } else if (!on && s->watching) {
-        if (g->set_watchpoint(g->ctx, s->doorbell, 8, HVI_WATCH_WRITE, false) == HVI_OK)
-            s->watching = false;
-    }
-    return s->watching;
-}
-
 /* Every detour: the event's handler, then (unless it already set the registers, e.g. an early
  * return) a resume past the function's no-op prefix instead of a step-over. */
 static bool on_hit(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *regs, void *ctx)
 {
     struct lixe_slot *sl = ctx;
-    struct lixe_state *s = state_of(e);
+    struct lixe_state *s = lixe_state_of(e);
     if (!s || !sl || sl->ev < 0 || sl->ev >= EV_N)
         return false;
     s->st.breakpoint_hits++;
@@ -446,179 +347,9 @@ static bool on_hit(hvi_engine *e, hvi_hook *h, uint32_t vcpu, hvi_regs *regs, vo
     return resume_past_nops(e, s, sl, regs);
 }
 
-/* ---- events through the in-guest ring (lix_indetour.c drains it and calls
- * lixe_ring_record) ----
- *
- * A record is decoded when the ring is drained, possibly long after the call: the task may have
- * exited and been reaped, the bprm is freed, an unloaded module's memory too. What is only valid
- * at the call is captured there by the stub (the current task's pid/tgid, a new task's pid/tgid,
- * the exec filename and the module name, at most 63 bytes); the rest is read at the drain when
- * the object is still the same (pid or name matches), else taken from the engine's own list. */
-
-/* pid/tgid loaded by the stub into the r8 slot (0 when the stub could not load them). */
-static bool ring_pids(const struct lix_kernel *k, const struct lixd_record *r, int32_t *pid,
-                      int32_t *tgid)
-{
-    *pid = (int32_t)(uint32_t)r->args[4];
-    *tgid = (int32_t)(uint32_t)(r->args[4] >> 32);
-    return k->off.task_pid && k->off.task_tgid == k->off.task_pid + 4 && *pid > 0 && *tgid > 0;
-}
-
-/* Who the task of a record was, when it is gone: the engine's list entry of `tgid`. */
-static void proc_fallback(struct lixe_state *s, int32_t pid, int32_t tgid, uint64_t task,
-                          struct lixe_proc *p)
-{
-    const struct lixe_proc *x = lixe_proc_find(&s->l, tgid);
-    memset(p, 0, sizeof(*p));
-    if (x)
-        *p = *x;
-    else
-        p->ppid = -1;
-    p->task = task;
-    p->pid = pid;
-    p->tgid = tgid;
-}
-
-static void ring_create(hvi_engine *e, struct lixe_state *s, const struct lixd_record *r)
-{
-    struct lix_kernel *k = lix_get(e);
-    struct lixe_proc p, parent;
-    int32_t pid = 0, tgid = 0;
-    bool pids = ring_pids(k, r, &pid, &tgid);
-    uint64_t task = r->args[0];
-    hvi_status st = lixe_decode_task(k, task, &p);
-    if (st != HVI_OK || (pids && (p.pid != pid || p.tgid != tgid))) {
-        if (!pids) { /* nothing known about the new task */
-            bad(e, s, EV_CREATE, st != HVI_OK ? st : HVI_E_FORMAT, task);
-            return;
-        }
-        /* gone by the drain: a fork copies the parent (current at the call) */
-        if (lixe_decode_task(k, r->task, &parent) != HVI_OK) {
-            memset(&parent, 0, sizeof(parent));
-            parent.tgid = -1;
-        }
-        p = parent;
-        p.task = task;
-        p.pid = pid;
-        p.tgid = tgid;
-        p.ppid = parent.tgid;
-    }
-    if (p.pid != p.tgid) {
-        s->st.threads++;
-        return;
-    }
-    if (r->str[0]) { /* comm at the fork (the child may have exec'd by the drain) */
-        memcpy(p.comm, r->str, sizeof(p.comm) - 1);
-        p.comm[sizeof(p.comm) - 1] = 0;
-    }
-    s->st.creates++;
-    if (s->procs_valid && lixe_proc_put(&s->l, &p) != HVI_OK)
-        s->procs_valid = false;
-    emit(e, HVI_EVENT_PROCESS_CREATE, HVI_ALERT_ALLOWED, e->current_vcpu, &s->slot[EV_CREATE], task,
-         "task", p.pid, p.comm, "ppid=%d kernel_thread=%d exe=%s", p.ppid, p.kernel_thread, p.exe);
-}
-
-static void ring_exec(hvi_engine *e, struct lixe_state *s, const struct lixd_record *r)
-{
-    struct lix_kernel *k = lix_get(e);
-    int32_t pid = 0, tgid = 0;
-    char filename[LIXD_STR_LEN];
-    memcpy(filename, r->str, sizeof(filename) - 1);
-    filename[sizeof(filename) - 1] = 0;
-    if (r->args[LIXD_VERDICT_SLOT] == LIXD_VERDICT_DENY)
-        return; /* refused at the doorbell (exec-blocked reported there): no exec happened */
-    if (!ring_pids(k, r, &pid, &tgid) || !filename[0]) {
-        bad(e, s, EV_EXEC, HVI_E_FORMAT, r->args[0]);
-        return;
-    }
-    s->st.execs++;
-    /* the list entry is the state before the exec (old comm, parent) */
-    struct lixe_proc old, now;
-    proc_fallback(s, tgid, tgid, r->task, &old);
-    old.exe_pending = false;
-    struct lixe_proc n = old;
-    n.pid = tgid;
-    n.kernel_thread = false;
-    hvi_strlcpy(n.comm, lixe_basename(filename), sizeof(n.comm) - 1);
-    n.comm[15] = 0;
-    /* the new binary's path: the task's exe once the exec is through (its comm is the new one);
-     * otherwise (gone, or not that far yet) read again when the list is asked for */
-    n.exe[0] = 0;
-    n.exe_pending = true;
-    if (lixe_decode_task(k, r->task, &now) == HVI_OK && now.pid == pid &&
-        !strcmp(now.comm, n.comm)) {
-        hvi_strlcpy(n.exe, now.exe, sizeof(n.exe));
-        n.exe_pending = false;
-        if (old.ppid < 0)
-            n.ppid = now.ppid;
-    }
-    if (s->procs_valid && lixe_proc_put(&s->l, &n) != HVI_OK)
-        s->procs_valid = false;
-    emit(e, HVI_EVENT_PROCESS_EXEC, HVI_ALERT_ALLOWED, e->current_vcpu, &s->slot[EV_EXEC], r->task,
-         "task", n.pid, n.comm, "ppid=%d old_comm=%s filename=%s interp=%s exe=%s", n.ppid,
-         old.comm, filename, "", n.exe);
-}
-
-static void ring_exit(hvi_engine *e, struct lixe_state *s, const struct lixd_record *r)
-{
-    struct lix_kernel *k = lix_get(e);
-    int32_t pid = 0, tgid = 0;
-    struct lixe_proc p;
-    if (!ring_pids(k, r, &pid, &tgid)) {
-        bad(e, s, EV_EXIT, HVI_E_FORMAT, r->task);
-        return;
-    }
-    if (pid != tgid) {
-        s->st.threads++;
-        return;
-    }
-    proc_fallback(s, pid, tgid, r->task, &p);
-    if (!lixe_proc_find(&s->l, tgid)) {
-        struct lixe_proc now;
-        if (lixe_decode_task(k, r->task, &now) == HVI_OK && now.pid == pid)
-            p = now;
-    }
-    s->st.exits++;
-    if (s->procs_valid)
-        lixe_proc_del(&s->l, pid);
-    emit(e, HVI_EVENT_PROCESS_EXIT, HVI_ALERT_ALLOWED, e->current_vcpu, &s->slot[EV_EXIT], r->task,
-         "task", pid, p.comm, "ppid=%d code=%lld exe=%s", p.ppid, (long long)(int64_t)r->args[0],
-         p.exe);
-}
-
-static void ring_module(hvi_engine *e, struct lixe_state *s, bool load, const struct lixd_record *r)
-{
-    struct lix_kernel *k = lix_get(e);
-    int ev = load ? EV_MLOAD : EV_MUNLOAD;
-    char name[LIXD_STR_LEN];
-    memcpy(name, r->str, sizeof(name) - 1);
-    name[sizeof(name) - 1] = 0;
-    struct lixe_mod m;
-    uint64_t mod = r->args[0];
-    hvi_status st = lixe_decode_module(k, mod, &m);
-    if (st != HVI_OK || strcmp(m.name, name)) { /* freed (unload) or reused: the name at the call */
-        bool ok = name[0] && lix_is_kptr(mod) && !(mod & 7);
-        for (const char *c = name; ok && *c; c++)
-            ok = (unsigned char)*c > 0x20 && (unsigned char)*c < 0x7f;
-        if (!ok) {
-            bad(e, s, ev, st != HVI_OK ? st : HVI_E_FORMAT, mod);
-            return;
-        }
-        memset(&m, 0, sizeof(m));
-        m.addr = mod;
-        hvi_strlcpy(m.name, name, sizeof(m.name));
-    }
-    struct lixe_proc p;
-    if (lixe_decode_task(k, r->task, &p) != HVI_OK) {
-        memset(&p, 0, sizeof(p));
-        p.tgid = -1;
-    }
-    module_event(e, s, load, e->current_vcpu, &m, &p);
-}
-
 void lixe_ring_record(hvi_engine *e, const struct lixd_record *r)
 {
-    struct lixe_state *s = state_of(e);
+    struct lixe_state *s = lixe_state_of(e);
     if (!s || !s->started || !r || !lix_get(e))
         return;
     int ev = -1;
@@ -630,12 +361,7 @@ void lixe_ring_record(hvi_engine *e, const struct lixd_record *r)
         return;
     s->st.events++;
     s->st.ring_records++;
-    switch (ev) {
-    case EV_CREATE: ring_create(e, s, r); break;
-    case EV_EXEC: ring_exec(e, s, r); break;
-    case EV_EXIT: ring_exit(e, s, r); break;
-    default: ring_module(e, s, ev == EV_MLOAD, r); break;
-    }
+    lixe_ring_event(e, s, ev, r);
 }
 
 /* ---- seeding ---- */
@@ -703,7 +429,7 @@ static hvi_status reseed(hvi_engine *e, struct lixe_state *s, bool procs, bool m
 
 void lixe_ring_lost(hvi_engine *e)
 {
-    struct lixe_state *s = state_of(e);
+    struct lixe_state *s = lixe_state_of(e);
     if (!s || !s->started || !s->ring)
         return;
     const uint32_t procs_ev = (1u << EV_CREATE) | (1u << EV_EXEC) | (1u << EV_EXIT);
@@ -756,9 +482,9 @@ static hvi_status sync_detours(hvi_engine *e, struct lixe_state *s, uint64_t old
             bool block =
                 s->started && ev == EV_EXEC && (e->options & HVI_OPT_BLOCK_EXEC) && s->nblocks;
             /* the stub's doorbell when a watchpoint is free, else a breakpoint */
-            want = ev == EV_EXEC && block && !doorbell_watch(e, s, true);
+            want = ev == EV_EXEC && block && !lixe_doorbell_watch(e, s, true);
             if (ev == EV_EXEC && !block)
-                doorbell_watch(e, s, false);
+                lixe_doorbell_watch(e, s, false);
         }
         if (want && !sl->hook) {
             hvi_status st = hvi_detour_add(e, sl->addr, on_hit, sl, &sl->hook);
@@ -797,7 +523,7 @@ static hvi_status sync_detours(hvi_engine *e, struct lixe_state *s, uint64_t old
 static void on_options(hvi_engine *e, uint64_t old_opts, uint64_t new_opts, void *ctx)
 {
     (void)new_opts, (void)ctx;
-    struct lixe_state *s = state_of(e);
+    struct lixe_state *s = lixe_state_of(e);
     if (s && s->started && sync_detours(e, s, old_opts) != HVI_OK)
         hvi_log(e, HVI_LOG_WARN, "linux events: %s", hvi_last_error(e));
 }
@@ -808,7 +534,7 @@ static void remove_all(hvi_engine *e, struct lixe_state *s)
     for (int ev = 0; ev < EV_N; ev++)
         if (s->slot[ev].hook && hvi_hook_remove(e, s->slot[ev].hook) == HVI_OK)
             s->slot[ev].hook = NULL;
-    doorbell_watch(e, s, false);
+    lixe_doorbell_watch(e, s, false);
     count_detours(e, s);
     if (s->own_indetour && hvi_linux_indetour_stop(e) == HVI_OK)
         s->own_indetour = false; /* else hvi_detach() finishes it (HVI_E_BUSY until safe) */
@@ -820,7 +546,7 @@ static void remove_all(hvi_engine *e, struct lixe_state *s)
 static hvi_status on_detach(hvi_engine *e, void *ctx)
 {
     (void)ctx;
-    struct lixe_state *s = state_of(e);
+    struct lixe_state *s = lixe_state_of(e);
     if (s)
         remove_all(e, s);
     return s && s->st.breakpoints ? HVI_E_BUSY : HVI_OK;
@@ -829,7 +555,7 @@ static hvi_status on_detach(hvi_engine *e, void *ctx)
 static void on_free(hvi_engine *e, void *ctx)
 {
     (void)ctx;
-    struct lixe_state *s = state_of(e);
+    struct lixe_state *s = lixe_state_of(e);
     if (!s)
         return;
     lixe_lists_free(&s->l);
@@ -856,7 +582,7 @@ static hvi_status state_get(hvi_engine *e, struct lixe_state **out)
         if (st == HVI_OK)
             st = hvi_engine_on_options(e, on_options, NULL);
         if (st == HVI_OK)
-            st = hvi_engine_add_handler(e, HVI_EV_WATCHPOINT, on_doorbell, NULL);
+            st = hvi_engine_add_handler(e, HVI_EV_WATCHPOINT, lixe_on_doorbell, NULL);
         if (st != HVI_OK)
             return st;
         s->registered = true;
@@ -1028,7 +754,7 @@ hvi_status hvi_linux_events_use_ring(hvi_engine *e, bool on)
 
 hvi_status hvi_linux_events_drain(hvi_engine *e)
 {
-    struct lixe_state *s = state_of(e);
+    struct lixe_state *s = lixe_state_of(e);
     if (!s || !s->started || !s->ring || !hvi_linux_indetour_active(e))
         return HVI_OK;
     return hvi_linux_indetour_drain(e, NULL);
@@ -1062,7 +788,7 @@ hvi_status hvi_linux_events_start(hvi_engine *e)
 
 hvi_status hvi_linux_events_stop(hvi_engine *e)
 {
-    struct lixe_state *s = state_of(e);
+    struct lixe_state *s = lixe_state_of(e);
     if (!s)
         return e ? HVI_OK : HVI_E_INVAL;
     remove_all(e, s);
@@ -1091,7 +817,7 @@ hvi_status hvi_linux_block_exec_add(hvi_engine *e, const char *path)
 
 void hvi_linux_block_exec_clear(hvi_engine *e)
 {
-    struct lixe_state *s = state_of(e);
+    struct lixe_state *s = lixe_state_of(e);
     if (!s)
         return;
     s->nblocks = 0;
@@ -1103,7 +829,7 @@ hvi_status hvi_linux_events_processes(hvi_engine *e, hvi_linux_process **out, si
 {
     if (!e || !out || !count)
         return HVI_E_INVAL;
-    struct lixe_state *s = state_of(e);
+    struct lixe_state *s = lixe_state_of(e);
     struct lix_kernel *k = lix_get(e);
     if (!s || !k || !s->started || !s->procs_valid)
         return hvi_fail(e, HVI_E_STATE,
@@ -1139,7 +865,7 @@ hvi_status hvi_linux_events_modules(hvi_engine *e, hvi_linux_module **out, size_
 {
     if (!e || !out || !count)
         return HVI_E_INVAL;
-    struct lixe_state *s = state_of(e);
+    struct lixe_state *s = lixe_state_of(e);
     (void)hvi_linux_events_drain(e);
     if (!s || !s->started || !s->mods_valid)
         return hvi_fail(e, HVI_E_STATE,
@@ -1165,7 +891,7 @@ hvi_status hvi_linux_events_stats_get(hvi_engine *e, hvi_linux_events_stats *out
 {
     if (!e || !out)
         return HVI_E_INVAL;
-    struct lixe_state *s = state_of(e);
+    struct lixe_state *s = lixe_state_of(e);
     memset(out, 0, sizeof(*out));
     if (!s)
         return HVI_OK;
@@ -1181,7 +907,7 @@ const char *hvi_linux_events_function(hvi_engine *e, const char *what)
         return NULL;
     for (int ev = 0; ev < EV_N; ev++)
         if (!strcmp(what, g_what[ev])) {
-            struct lixe_state *s = state_of(e);
+            struct lixe_state *s = lixe_state_of(e);
             return s && s->slot[ev].addr ? s->slot[ev].fn : "";
         }
     return NULL;
