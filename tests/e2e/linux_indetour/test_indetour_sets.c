@@ -124,8 +124,10 @@ static void check_both(const char *order, hvi_engine *e, hvi_qemu *q, hvi_qemu_v
     hvi_linux_events_stats es;
     CHECK_OK(hvi_linux_events_stats_get(e, &es));
     uint32_t n = ndetours(e);
-    fprintf(stderr, "  %s: %u in-guest detours (VMA set alone: %u); events: %u in the ring, %u "
-            "breakpoints\n", order, n, vma_set, es.in_guest, es.breakpoints);
+    fprintf(stderr,
+            "  %s: %u in-guest detours (VMA set alone: %u); events: %u in the ring, %u "
+            "breakpoints\n",
+            order, n, vma_set, es.in_guest, es.breakpoints);
     CHECK_EQ_U64(es.in_guest, 5);
     CHECK_EQ_U64(es.breakpoints, 0);
     CHECK_EQ_U64(n, vma_set + 4); /* fork is in both sets */
@@ -140,9 +142,11 @@ static void check_both(const char *order, hvi_engine *e, hvi_qemu *q, hvi_qemu_v
     CHECK_OK(hvi_linux_indetour_drain(e, NULL));
     hvi_timer_tick(e); /* deliver the queued event lines */
     CHECK_OK(hvi_linux_events_stats_get(e, &es));
-    fprintf(stderr, "  %s: exec of /bin/true seen %u times, %llu VMA stores, %llu ring records, "
-            "%llu breakpoint hits\n", order, g_execs_true, (unsigned long long)g_stores,
-            (unsigned long long)es.ring_records, (unsigned long long)es.breakpoint_hits);
+    fprintf(stderr,
+            "  %s: exec of /bin/true seen %u times, %llu VMA stores, %llu ring records, "
+            "%llu breakpoint hits\n",
+            order, g_execs_true, (unsigned long long)g_stores, (unsigned long long)es.ring_records,
+            (unsigned long long)es.breakpoint_hits);
     CHECK(g_execs_true >= 1);
     CHECK(g_stores > 0);
     CHECK_EQ_U64(es.breakpoint_hits, 0);

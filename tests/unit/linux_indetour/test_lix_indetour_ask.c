@@ -28,11 +28,19 @@
 #define CUR_OFF 0x1fb80u
 #define NREC 64u
 
-static const char *const expected_tail[] = {
-    "mov qword ptr [rcx+0x30], 0x01", "mov [rip+D], rcx", "inc rax", "mov [rcx], rax",
-    "cmp qword ptr [rcx+0x30], 0x03", "pop rdx",          "pop rcx", "pop rax",
-    "jnz +0x0b",                       "add rsp, 0x08",    "mov rax, 0xFFFFFFFFFFFFFFF3",
-    "ret",                             "int3"};
+static const char *const expected_tail[] = {"mov qword ptr [rcx+0x30], 0x01",
+                                            "mov [rip+D], rcx",
+                                            "inc rax",
+                                            "mov [rcx], rax",
+                                            "cmp qword ptr [rcx+0x30], 0x03",
+                                            "pop rdx",
+                                            "pop rcx",
+                                            "pop rax",
+                                            "jnz +0x0b",
+                                            "add rsp, 0x08",
+                                            "mov rax, 0xFFFFFFFFFFFFFFF3",
+                                            "ret",
+                                            "int3"};
 
 HVI_TEST(ask_stub_ends_with_doorbell_commit_and_early_return)
 {
@@ -69,12 +77,11 @@ HVI_TEST(ask_stub_ends_with_doorbell_commit_and_early_return)
         if (!strcmp(want, "mov [rip+D], rcx")) { /* the doorbell, reached rip-relative */
             int32_t d;
             memcpy(&d, x->bytes + 3, 4);
-            ok = x->len == 7 && x->bytes[0] == 0x48 && x->bytes[1] == 0x89 &&
-                 x->bytes[2] == 0x0d &&
+            ok = x->len == 7 && x->bytes[0] == 0x48 && x->bytes[1] == 0x89 && x->bytes[2] == 0x0d &&
                  p.stub_va + at[n - nt + i] + 7 + (uint64_t)(int64_t)d == p.doorbell_va;
         } else if (!strcmp(want, "jnz +0x0b")) { /* lands on the final ret */
-            ok = x->len == 2 && x->bytes[0] == 0x75 &&
-                 at[n - nt + i] + 2 + x->bytes[1] == at[n - 2];
+            ok =
+                x->len == 2 && x->bytes[0] == 0x75 && at[n - nt + i] + 2 + x->bytes[1] == at[n - 2];
         } else {
             ok = strcasecmp(x->text, want) == 0 ||
                  /* Zydis spells some immediates differently: compare the bytes' meaning */
@@ -98,10 +105,10 @@ HVI_TEST(ask_stub_ends_with_doorbell_commit_and_early_return)
 
 static struct {
     uint8_t *code, *ring, *bell_page;
-    uint64_t verdict;     /* what the "engine" answers */
-    int rings;            /* doorbell stops seen */
-    bool record_ok;       /* the record was complete, asking and uncommitted at the stop */
-    uint64_t bell_value;  /* the record address the stub stored */
+    uint64_t verdict;    /* what the "engine" answers */
+    int rings;           /* doorbell stops seen */
+    bool record_ok;      /* the record was complete, asking and uncommitted at the stop */
+    uint64_t bell_value; /* the record address the stub stored */
 } g;
 
 static void on_segv(int sig, siginfo_t *si, void *uc)
