@@ -12,7 +12,9 @@
  *   - a detach while the borrowed task is inside call_usermodehelper (`sleep 2`) answers
  *     HVI_E_BUSY until the task returned and was restored, then HVI_OK; the process finished;
  *   - kernel text before and after is the same but for the kernel's own static-key patching
- *     (the agents never write code) and the guest still answers.
+ *     (the agents never write code) and the guest still answers;
+ *   - the CLI on the same guest: `hvi agent put` a 10 000-byte file, `hvi agent run` md5sum
+ *     of it inside the guest: both exit 0, the guest's md5 equals the host's.
  * Skipped (77) without QEMU, a kernel or support data.
  */
 #include <stdio.h>
@@ -307,6 +309,44 @@ HVI_TEST(process_and_file_agents_on_real_guest)
     out = sh(&c, "echo still-alive; cat /tmp/late", 20000);
     CHECK(out && strstr(out, "still-alive") && strstr(out, "late"));
     free(out);
+
+    /* 6. the CLI on the same guest (our session is closed): hvi agent put, then hvi agent run
+     * computing the delivered file's md5sum inside the guest */
+    char dir[512], sup[] = "/tmp/hvi-agent-sup-XXXXXX", loc[] = "/tmp/hvi-agent-loc-XXXXXX";
+    snprintf(dir, sizeof(dir), "%s", hvi_qemu_vm_dir(c.vm));
+    char *slash = strrchr(dir, '/');
+    int fs = mkstemp(sup), fl = mkstemp(loc);
+    uint8_t small[10000];
+    for (size_t i = 0; i < sizeof(small); i++)
+        small[i] = (uint8_t)(i * 31 + (i >> 8));
+    host_md5(small, sizeof(small), md5);
+    bool files = slash && fs >= 0 && fl >= 0 &&
+                 write(fs, support, support_len) == (ssize_t)support_len &&
+                 write(fl, small, sizeof(small)) == (ssize_t)sizeof(small);
+    CHECK(files);
+    if (files) {
+        *slash = 0;
+        char line2[2048];
+        snprintf(line2, sizeof(line2),
+                 "HVI_GUEST_WORK='%s' '%s/tools/hvi/hvi' agent put --vm '%s' --cami %s %s "
+                 "/tmp/cli.bin", dir, HVI_BINARY_DIR, slash + 1, sup, loc);
+        int rc1 = system(line2);
+        snprintf(line2, sizeof(line2),
+                 "HVI_GUEST_WORK='%s' '%s/tools/hvi/hvi' agent run --vm '%s' --cami %s -- "
+                 "/bin/sh -c 'md5sum /tmp/cli.bin > /tmp/cli.md5'", dir, HVI_BINARY_DIR,
+                 slash + 1, sup);
+        int rc2 = system(line2);
+        fprintf(stderr, "  CLI put: status %d, CLI run: status %d\n", rc1, rc2);
+        CHECK(rc1 == 0 && rc2 == 0);
+        out = sh(&c, "cat /tmp/cli.md5", 20000);
+        fprintf(stderr, "  guest md5 of the CLI's file: %s", out ? out : "?\n");
+        CHECK(out && md5[0] && !strncmp(out, md5, 32));
+        free(out);
+    }
+    if (fs >= 0)
+        close(fs), unlink(sup);
+    if (fl >= 0)
+        close(fl), unlink(loc);
     hvi_qemu_vm_stop(c.vm);
     free(support);
 }
