@@ -49,6 +49,7 @@ typedef struct hvi_linux_agent_result {
     char trigger[48];     /* the system call handler it was borrowed at */
     uint32_t vcpu;        /* where it was borrowed */
     uint64_t calls;       /* kernel functions called */
+    uint64_t other_vcpu;  /* calls that returned on another vCPU (the task migrated) */
     uint64_t trigger_hits, rejected; /* trigger breakpoint hits, and those refused */
     uint64_t wait_ns;     /* start -> borrowed */
     uint64_t run_ns;      /* borrowed -> restored */

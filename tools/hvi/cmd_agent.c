@@ -92,10 +92,11 @@ static void print_result(const char *what, hvi_status st, const hvi_linux_agent_
     if (st == HVI_OK)
         fprintf(stderr,
                 "hvi agent: %s: borrowed pid %d (%s) at %s on vCPU %u after %.1f ms (%llu hits, "
-                "%llu refused); %llu kernel call(s) in %.1f ms\n",
+                "%llu refused); %llu kernel call(s) in %.1f ms, %llu returned on another vCPU\n",
                 what, r->pid, r->comm, r->trigger, r->vcpu, (double)r->wait_ns / 1e6,
                 (unsigned long long)r->trigger_hits, (unsigned long long)r->rejected,
-                (unsigned long long)r->calls, (double)r->run_ns / 1e6);
+                (unsigned long long)r->calls, (double)r->run_ns / 1e6,
+                (unsigned long long)r->other_vcpu);
     else
         fprintf(stderr, "hvi agent: %s: %s%s%s\n", what, hvi_strstatus(st), r->why[0] ? ": " : "",
                 r->why);

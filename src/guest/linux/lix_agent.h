@@ -96,6 +96,7 @@ struct lixa_machine {
     bool result_taken;     /* a timeout was reported while the task is still inside a call */
     char why[256];
     uint64_t trigger_hits, rejected, calls, wrong_returns;
+    uint64_t other_vcpu;   /* returns on a vCPU other than the one the task was borrowed on */
     uint64_t t_start_ns, t_trigger_ns, t_done_ns;
     uint64_t last_rax;
 };

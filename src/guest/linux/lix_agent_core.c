@@ -152,6 +152,7 @@ static hvi_status on_pad(hvi_engine *e, const hvi_event *ev, hvi_event_reply *re
     }
     m->last_rax = now.gpr[HVI_RAX];
     m->calls++;
+    m->other_vcpu += ev->vcpu != m->vcpu;
     struct lixa_call c;
     memset(&c, 0, sizeof(c));
     int r = m->next(m->job, false, m->last_rax, m->top, &c);

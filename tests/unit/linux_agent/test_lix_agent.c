@@ -265,6 +265,7 @@ HVI_TEST(two_calls_other_vcpu_wrong_rsp)
     r1 = hvi_sim_vcpu_regs(f.sim, 1);
     CHECK_EQ_U64(r1->rip, FN2_VA);
     CHECK_EQ_U64(j.rax[0], 7);
+    CHECK_EQ_U64(m.other_vcpu, 1);
     r1->gpr[HVI_RSP] += 8;
     r1->gpr[HVI_RAX] = (uint64_t)-2;
     CHECK_OK(hvi_sim_guest_exec(f.sim, 1, PAD_VA, &rep));
