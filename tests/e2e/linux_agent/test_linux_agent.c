@@ -1,5 +1,6 @@
 /*
- * Linux agents on the real Debian 6.1 guest (QEMU/TCG, KASLR), one boot:
+ * Linux agents on the real Debian 6.1 guest (QEMU/TCG, KASLR, 2 vCPUs: a borrowed task may
+ * migrate between calls; how many calls returned on the other vCPU is printed), one boot:
  *   - an idle guest makes no system call: a process agent with a 3 s trigger timeout fails
  *     cleanly with HVI_E_TIMEOUT and leaves the guest answering;
  *   - while a shell loop appends its counter 1..N to a file (a write(2) per line), a process
@@ -117,10 +118,12 @@ static bool patch_shape(const uint8_t *b, int n)
 static void print_result(const char *what, hvi_status st, const hvi_linux_agent_result *r)
 {
     fprintf(stderr, "  %s: %s value %lld, pid %d (%s) at %s on vCPU %u, wait %.1f ms, %llu "
-            "call(s) in %.1f ms (%.2f ms/call), %llu hits %llu refused%s%s\n", what,
+            "call(s) in %.1f ms (%.2f ms/call, %llu returned on the other vCPU), %llu hits %llu "
+            "refused%s%s\n", what,
             hvi_strstatus(st), (long long)r->value, r->pid, r->comm, r->trigger, r->vcpu,
             (double)r->wait_ns / 1e6, (unsigned long long)r->calls, (double)r->run_ns / 1e6,
             r->calls ? (double)r->run_ns / 1e6 / (double)r->calls : 0.0,
+            (unsigned long long)r->other_vcpu,
             (unsigned long long)r->trigger_hits, (unsigned long long)r->rejected,
             r->why[0] ? "; " : "", r->why);
 }
@@ -136,7 +139,7 @@ HVI_TEST(process_and_file_agents_on_real_guest)
         SKIP_CASE(why);
     struct ctx c;
     memset(&c, 0, sizeof(c));
-    hvi_qemu_vm_opts o = {.boot_timeout_ms = 120000};
+    hvi_qemu_vm_opts o = {.boot_timeout_ms = 120000, .smp = 2};
     hvi_status st = hvi_qemu_vm_start(&o, &c.vm);
     if (st != HVI_OK)
         fprintf(stderr, "  boot: %s\n", hvi_qemu_vm_last_error());
