@@ -44,16 +44,16 @@ typedef struct hvi_linux_agent_result {
      * or the signal), else 0; a negative errno when the kernel could not start it.
      * put: bytes written (== the length on success) or a negative errno. */
     int64_t value;
-    int32_t pid;          /* the borrowed task */
+    int32_t pid; /* the borrowed task */
     char comm[16];
-    char trigger[48];     /* the system call handler it was borrowed at */
-    uint32_t vcpu;        /* where it was borrowed */
-    uint64_t calls;       /* kernel functions called */
-    uint64_t other_vcpu;  /* calls that returned on another vCPU (the task migrated) */
+    char trigger[48];                /* the system call handler it was borrowed at */
+    uint32_t vcpu;                   /* where it was borrowed */
+    uint64_t calls;                  /* kernel functions called */
+    uint64_t other_vcpu;             /* calls that returned on another vCPU (the task migrated) */
     uint64_t trigger_hits, rejected; /* trigger breakpoint hits, and those refused */
-    uint64_t wait_ns;     /* start -> borrowed */
-    uint64_t run_ns;      /* borrowed -> restored */
-    char why[256];        /* on failure */
+    uint64_t wait_ns;                /* start -> borrowed */
+    uint64_t run_ns;                 /* borrowed -> restored */
+    char why[256];                   /* on failure */
 } hvi_linux_agent_result;
 
 /* Arm a process agent: argv[0] is the guest path of the program; envp may be NULL (then
@@ -67,9 +67,10 @@ hvi_status hvi_linux_agent_run_start(hvi_engine *e, const char *const *argv,
 hvi_status hvi_linux_agent_put_start(hvi_engine *e, const char *guest_path, const void *data,
                                      size_t len, const hvi_linux_agent_opts *o);
 /* HVI_E_BUSY while the agent runs (*out then shows the progress: pid >= 0 once a task is
- * borrowed); HVI_OK when it finished and the task is restored (*out filled; for a put, value < len or negative is still HVI_OK: the kernel's answer); an error
- * with out->why (HVI_E_TIMEOUT: no task borrowed in time, or a call that has not returned:
- * then the task is restored when it returns and hvi_detach answers HVI_E_BUSY until then). */
+ * borrowed); HVI_OK when it finished and the task is restored (*out filled; for a put, value < len
+ * or negative is still HVI_OK: the kernel's answer); an error with out->why (HVI_E_TIMEOUT: no task
+ * borrowed in time, or a call that has not returned: then the task is restored when it returns and
+ * hvi_detach answers HVI_E_BUSY until then). */
 hvi_status hvi_linux_agent_poll(hvi_engine *e, hvi_linux_agent_result *out);
 /* Stop waiting for a task: HVI_OK when nothing of the agent is left in the guest, HVI_E_BUSY
  * while a borrowed task is inside a call. */
@@ -80,11 +81,10 @@ hvi_status hvi_linux_agent_cancel(hvi_engine *e);
 typedef hvi_status (*hvi_linux_agent_pump)(hvi_engine *e, uint32_t ms, void *user);
 /* Start, pump until done, fill *out. The pump's failure is returned as is. */
 hvi_status hvi_linux_agent_run(hvi_engine *e, const char *const *argv, const char *const *envp,
-                               const hvi_linux_agent_opts *o, hvi_linux_agent_pump pump,
-                               void *user, hvi_linux_agent_result *out);
-hvi_status hvi_linux_agent_put(hvi_engine *e, const char *guest_path, const void *data,
-                               size_t len, const hvi_linux_agent_opts *o,
-                               hvi_linux_agent_pump pump, void *user,
+                               const hvi_linux_agent_opts *o, hvi_linux_agent_pump pump, void *user,
+                               hvi_linux_agent_result *out);
+hvi_status hvi_linux_agent_put(hvi_engine *e, const char *guest_path, const void *data, size_t len,
+                               const hvi_linux_agent_opts *o, hvi_linux_agent_pump pump, void *user,
                                hvi_linux_agent_result *out);
 
 #ifdef __cplusplus

@@ -16,8 +16,8 @@
     "hvi agent run [--vm NAME] [--cami FILE|DIR | --offsets FILE] [--timeout S] [--no-wait]\n"     \
     "              [--no-nudge] -- PROGRAM [ARG]...\n"                                             \
     "  Borrows a task entering a system call and has it call call_usermodehelper(PROGRAM,\n"       \
-    "  ARGs); prints the exit status (--no-wait: return once exec'd). PROGRAM is a guest path.\n" \
-    "  An idle guest makes no system call: unless --no-nudge, an empty command is typed on\n"     \
+    "  ARGs); prints the exit status (--no-wait: return once exec'd). PROGRAM is a guest path.\n"  \
+    "  An idle guest makes no system call: unless --no-nudge, an empty command is typed on\n"      \
     "  its console after 1 s without one. --timeout bounds each wait (default 30 s)."
 #define PUT_USAGE                                                                                  \
     "hvi agent put [--vm NAME] [--cami FILE|DIR | --offsets FILE] [--timeout S] [--mode OCTAL]\n"  \
@@ -72,13 +72,16 @@ static int finish(struct linux_session *s, struct pump_ctx *c, int rc)
     for (int i = 0; i < 600 && (st = hvi_detach(s->engine)) == HVI_E_BUSY; i++) {
         uint32_t n = 0;
         if (i == 0)
-            fprintf(stderr, "hvi agent: waiting for the borrowed task to return before detaching\n");
+            fprintf(stderr,
+                    "hvi agent: waiting for the borrowed task to return before detaching\n");
         hvi_qemu_run(s->q, s->engine, 100, 0, &n);
         hvi_timer_tick(s->engine);
     }
     if (st != HVI_OK) {
-        fprintf(stderr, "hvi agent: detach: %s (the borrowed task is still inside the kernel "
-                        "call; the guest will fault when it returns)\n", hvi_strstatus(st));
+        fprintf(stderr,
+                "hvi agent: detach: %s (the borrowed task is still inside the kernel "
+                "call; the guest will fault when it returns)\n",
+                hvi_strstatus(st));
         rc = 1;
     }
     if (c->th_on)
@@ -164,8 +167,8 @@ static int agent_run(int argc, char **argv)
     struct pump_ctx c = {.s = &s, .nudge = nudge};
     hvi_linux_agent_result r;
     memset(&r, 0, sizeof(r));
-    hvi_status st = hvi_linux_agent_run(s.engine, (const char *const *)(argv + at), NULL, &o,
-                                        pump, &c, &r);
+    hvi_status st =
+        hvi_linux_agent_run(s.engine, (const char *const *)(argv + at), NULL, &o, pump, &c, &r);
     if (st != HVI_OK && !r.why[0])
         snprintf(r.why, sizeof(r.why), "%s", hvi_last_error(s.engine));
     print_result("run", st, &r);

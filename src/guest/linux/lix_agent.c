@@ -28,10 +28,12 @@
 /* Frequent system calls of a working guest (a shell, a loop, a daemon). Only the entry of the
  * handler is used: the task is in process context, holds no lock, interrupts are on. */
 static const char *const trigger_names[] = {
-    "__x64_sys_write", "__x64_sys_read", "__x64_sys_wait4", "__x64_sys_rt_sigprocmask",
-    "__x64_sys_rt_sigaction", "__x64_sys_ioctl", "__x64_sys_newfstatat", "__x64_sys_openat",
-    "__x64_sys_close", "__x64_sys_getpid", "__x64_sys_poll", "__x64_sys_nanosleep",
-    "__x64_sys_clock_nanosleep", "__x64_sys_dup2", "__x64_sys_fcntl", "__x64_sys_getppid",
+    "__x64_sys_write",           "__x64_sys_read",         "__x64_sys_wait4",
+    "__x64_sys_rt_sigprocmask",  "__x64_sys_rt_sigaction", "__x64_sys_ioctl",
+    "__x64_sys_newfstatat",      "__x64_sys_openat",       "__x64_sys_close",
+    "__x64_sys_getpid",          "__x64_sys_poll",         "__x64_sys_nanosleep",
+    "__x64_sys_clock_nanosleep", "__x64_sys_dup2",         "__x64_sys_fcntl",
+    "__x64_sys_getppid",
 };
 
 enum job_kind { JOB_RUN, JOB_PUT };
@@ -39,7 +41,7 @@ enum job_kind { JOB_RUN, JOB_PUT };
 struct lixa_state {
     struct lixa_machine m;
     hvi_engine *e;
-    bool hooked;                       /* timer, detach and cleanup registered */
+    bool hooked; /* timer, detach and cleanup registered */
     bool have_syms;
     uint64_t f_umh, f_open, f_write, f_close, pad;
     uint64_t pcpu_current, pcpu_preempt;
@@ -48,11 +50,11 @@ struct lixa_state {
     uint32_t ntrig;
     /* the job */
     enum job_kind kind;
-    struct lixa_block blk;             /* staging of the current call's data */
-    char strs[LIXA_MAX_SCRATCH];       /* run: copies of the argv/envp strings */
+    struct lixa_block blk;       /* staging of the current call's data */
+    char strs[LIXA_MAX_SCRATCH]; /* run: copies of the argv/envp strings */
     const char *argv[LIXA_MAX_ARGS + 1], *envp[LIXA_MAX_ARGS + 1];
     int wait;
-    uint8_t *data;                     /* put: the file */
+    uint8_t *data; /* put: the file */
     size_t len, off;
     uint32_t chunk, mode;
     char path[1024];
@@ -116,8 +118,7 @@ static hvi_status resolve(hvi_engine *e, struct lixa_state *s, struct lix_kernel
     uint64_t *dst[] = {&s->f_umh, &s->f_open, &s->f_write, &s->f_close};
     for (int i = 0; i < 4; i++)
         if (lix_kallsyms_lookup(&k->ks, fn[i], dst[i]) != HVI_OK || !lix_is_kptr(*dst[i]))
-            return hvi_fail(e, HVI_E_UNSUPPORTED, "linux agent: kernel symbol %s not found",
-                            fn[i]);
+            return hvi_fail(e, HVI_E_UNSUPPORTED, "linux agent: kernel symbol %s not found", fn[i]);
     if (!pcpu_offset(k, "current_task", &s->pcpu_current) ||
         !pcpu_offset(k, "__preempt_count", &s->pcpu_preempt))
         return hvi_fail(e, HVI_E_UNSUPPORTED,
@@ -125,8 +126,8 @@ static hvi_status resolve(hvi_engine *e, struct lixa_state *s, struct lix_kernel
     /* the return address: int3 padding in the text after call_usermodehelper */
     size_t off = 0, tlen = 65536;
     uint8_t *text = malloc(tlen);
-    bool found = text && lix_read(k, s->f_umh, text, tlen) == HVI_OK &&
-                 lix_find_int3_pad(text, tlen, &off);
+    bool found =
+        text && lix_read(k, s->f_umh, text, tlen) == HVI_OK && lix_find_int3_pad(text, tlen, &off);
     free(text);
     if (!found)
         return hvi_fail(e, HVI_E_NOT_FOUND, "linux agent: no int3 padding found in kernel text");
@@ -165,7 +166,7 @@ static hvi_status accept(void *ctx, uint32_t vcpu, const hvi_regs *r, uint64_t *
         return HVI_E_FORMAT;
     uint64_t size = k->off.thread_size ? k->off.thread_size : 16384, rsp = r->gpr[HVI_RSP];
     if (stack + size < stack || rsp <= stack || rsp > stack + size)
-        return HVI_E_RANGE; /* not on its task stack (an IRQ or exception stack) */
+        return HVI_E_RANGE;   /* not on its task stack (an IRQ or exception stack) */
     if (s->kind == JOB_PUT) { /* the file is created with this task's credentials */
         uint64_t cred = 0;
         uint32_t fsuid = 1, at = k->off.cred_fsuid ? k->off.cred_fsuid : k->off.cred_euid;
@@ -194,16 +195,15 @@ static int run_next(void *job, bool first, uint64_t rax, uint64_t top, struct li
     hvi_status st = lixa_layout_argv(&s->blk, top, s->argv, s->envp);
     if (st != HVI_OK)
         return st;
-    *c = (struct lixa_call){.fn = s->f_umh, .data_base = s->blk.base, .data = s->blk.buf,
-                            .len = s->blk.len};
+    *c = (struct lixa_call){
+        .fn = s->f_umh, .data_base = s->blk.base, .data = s->blk.buf, .len = s->blk.len};
     c->args[0] = s->blk.path, c->args[1] = s->blk.argv, c->args[2] = s->blk.envp;
     c->args[3] = (uint64_t)s->wait;
     return 1;
 }
 
 /* put: stage `n` bytes of `bytes` after a 16-byte header (loff_t pos) below `top`. */
-static void stage(struct lixa_state *s, uint64_t top, const void *bytes, uint32_t n,
-                  uint64_t pos)
+static void stage(struct lixa_state *s, uint64_t top, const void *bytes, uint32_t n, uint64_t pos)
 {
     uint32_t len = (16 + n + 15) & ~15u;
     memset(s->blk.buf, 0, len);
@@ -219,8 +219,8 @@ static int put_next(void *job, bool first, uint64_t rax, uint64_t top, struct li
     if (first) {
         s->stage = 0, s->off = 0, s->err = 0, s->file = 0;
         stage(s, top, s->path, (uint32_t)strlen(s->path) + 1, 0);
-        *c = (struct lixa_call){.fn = s->f_open, .data_base = s->blk.base, .data = s->blk.buf,
-                                .len = s->blk.len};
+        *c = (struct lixa_call){
+            .fn = s->f_open, .data_base = s->blk.base, .data = s->blk.buf, .len = s->blk.len};
         c->args[0] = s->blk.base + 16, c->args[1] = O_WRONLY_CREAT_TRUNC, c->args[2] = s->mode;
         s->stage = 1;
         return 1;
@@ -231,7 +231,7 @@ static int put_next(void *job, bool first, uint64_t rax, uint64_t top, struct li
             return 0;
         }
         s->file = rax;
-    } else if (s->stage == 2) { /* kernel_write returned the bytes written */
+    } else if (s->stage == 2) {                /* kernel_write returned the bytes written */
         if ((int64_t)rax != (int64_t)s->chunk) /* stop writing, close */
             s->err = (int64_t)rax < 0 ? (int64_t)rax : -28 /* ENOSPC: short write */;
         else
@@ -243,8 +243,8 @@ static int put_next(void *job, bool first, uint64_t rax, uint64_t top, struct li
     if (s->off < s->len && !s->err) {
         s->chunk = (uint32_t)(s->len - s->off < PUT_CHUNK ? s->len - s->off : PUT_CHUNK);
         stage(s, top, s->data + s->off, s->chunk, s->off);
-        *c = (struct lixa_call){.fn = s->f_write, .data_base = s->blk.base, .data = s->blk.buf,
-                                .len = s->blk.len};
+        *c = (struct lixa_call){
+            .fn = s->f_write, .data_base = s->blk.base, .data = s->blk.buf, .len = s->blk.len};
         c->args[0] = s->file, c->args[1] = s->blk.base + 16, c->args[2] = s->chunk;
         c->args[3] = s->blk.base;
         s->stage = 2;
@@ -352,8 +352,9 @@ hvi_status hvi_linux_agent_put_start(hvi_engine *e, const char *guest_path, cons
     opts_or_default(o, &d);
     if (!guest_path || guest_path[0] != '/' || strlen(guest_path) >= sizeof(s->path) ||
         (len && !data))
-        return e ? hvi_fail(e, HVI_E_INVAL, "linux agent: the guest path must be absolute "
-                                            "(under 1024 bytes)")
+        return e ? hvi_fail(e, HVI_E_INVAL,
+                            "linux agent: the guest path must be absolute "
+                            "(under 1024 bytes)")
                  : HVI_E_INVAL;
     if (len > HVI_LINUX_AGENT_MAX_FILE)
         return hvi_fail(e, HVI_E_LIMIT, "linux agent: %zu bytes is over the %u-byte limit", len,
@@ -418,8 +419,8 @@ static hvi_status pump_until_done(hvi_engine *e, hvi_linux_agent_pump pump, void
 }
 
 hvi_status hvi_linux_agent_run(hvi_engine *e, const char *const *argv, const char *const *envp,
-                               const hvi_linux_agent_opts *o, hvi_linux_agent_pump pump,
-                               void *user, hvi_linux_agent_result *out)
+                               const hvi_linux_agent_opts *o, hvi_linux_agent_pump pump, void *user,
+                               hvi_linux_agent_result *out)
 {
     if (!pump)
         return HVI_E_INVAL;
@@ -427,9 +428,8 @@ hvi_status hvi_linux_agent_run(hvi_engine *e, const char *const *argv, const cha
     return st != HVI_OK ? st : pump_until_done(e, pump, user, out);
 }
 
-hvi_status hvi_linux_agent_put(hvi_engine *e, const char *guest_path, const void *data,
-                               size_t len, const hvi_linux_agent_opts *o,
-                               hvi_linux_agent_pump pump, void *user,
+hvi_status hvi_linux_agent_put(hvi_engine *e, const char *guest_path, const void *data, size_t len,
+                               const hvi_linux_agent_opts *o, hvi_linux_agent_pump pump, void *user,
                                hvi_linux_agent_result *out)
 {
     if (!pump)

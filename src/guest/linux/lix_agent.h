@@ -22,18 +22,18 @@
 #include "hvi/hook.h"
 #include "hvi/hvi.h"
 
-#define LIXA_MAX_SCRATCH 4096u   /* bytes of data one call may place on the stack */
-#define LIXA_REDZONE 256u        /* bytes right below the interrupted RSP left untouched */
+#define LIXA_MAX_SCRATCH 4096u /* bytes of data one call may place on the stack */
+#define LIXA_REDZONE 256u      /* bytes right below the interrupted RSP left untouched */
 #define LIXA_SAVE (LIXA_MAX_SCRATCH + LIXA_REDZONE + 32u) /* stack window saved and restored */
-#define LIXA_STACK_MARGIN 8192u  /* stack that must stay free below the return slot */
+#define LIXA_STACK_MARGIN 8192u /* stack that must stay free below the return slot */
 #define LIXA_MAX_TRIGGERS 16u
-#define LIXA_MAX_ARGS 64u        /* argv and envp entries each */
+#define LIXA_MAX_ARGS 64u /* argv and envp entries each */
 
 /* ---- argv/envp layout in a scratch block (pure, unit-tested) ------------------------------ */
 struct lixa_block {
     uint8_t buf[LIXA_MAX_SCRATCH];
-    uint32_t len;   /* bytes of buf used (a multiple of 16) */
-    uint64_t base;  /* guest address of buf[0]: 16-aligned, base + len <= top */
+    uint32_t len;              /* bytes of buf used (a multiple of 16) */
+    uint64_t base;             /* guest address of buf[0]: 16-aligned, base + len <= top */
     uint64_t path, argv, envp; /* guest pointers: argv[0], the argv and envp arrays */
 };
 /* Lay out NULL-terminated pointer arrays argv[] and envp[] (envp may be NULL: an empty array)
@@ -45,11 +45,11 @@ hvi_status lixa_layout_argv(struct lixa_block *b, uint64_t top, const char *cons
 
 /* ---- one call ------------------------------------------------------------------------------ */
 struct lixa_call {
-    uint64_t fn;          /* kernel function to call */
-    uint64_t args[6];     /* RDI RSI RDX RCX R8 R9 */
-    uint64_t data_base;   /* where data goes (16-aligned), <= top; 0 with no data */
-    const uint8_t *data;  /* bytes to place at data_base (may be NULL: len 0) */
-    uint32_t len;         /* <= LIXA_MAX_SCRATCH */
+    uint64_t fn;         /* kernel function to call */
+    uint64_t args[6];    /* RDI RSI RDX RCX R8 R9 */
+    uint64_t data_base;  /* where data goes (16-aligned), <= top; 0 with no data */
+    const uint8_t *data; /* bytes to place at data_base (may be NULL: len 0) */
+    uint32_t len;        /* <= LIXA_MAX_SCRATCH */
 };
 
 /* The job: asked for the first call (first = true) and after each return (rax = the returned
@@ -72,31 +72,31 @@ struct lixa_machine {
     hvi_hook *trigger[LIXA_MAX_TRIGGERS];
     uint32_t ntriggers;
     uint32_t trigger_index; /* which trigger the borrowed task hit */
-    uint64_t pad;          /* int3 padding byte in kernel text: the return address */
-    bool pad_set;          /* its breakpoint is placed (a raw one, not a detour: the hook
-                              layer's detach removes every detour, and the pad must outlive a
-                              detach that a borrowed task still inside a call makes wait) */
-    bool handler_added;    /* the machine's HVI_EV_BREAKPOINT handler (kept across runs) */
+    uint64_t pad;           /* int3 padding byte in kernel text: the return address */
+    bool pad_set;           /* its breakpoint is placed (a raw one, not a detour: the hook
+                               layer's detach removes every detour, and the pad must outlive a
+                               detach that a borrowed task still inside a call makes wait) */
+    bool handler_added;     /* the machine's HVI_EV_BREAKPOINT handler (kept across runs) */
     lixa_accept_fn accept;
     void *accept_ctx;
     lixa_next_fn next;
     void *job;
 
     /* the borrowed task */
-    uint32_t vcpu;         /* where the trigger hit */
-    hvi_regs saved;        /* its registers then (GPR, RIP, RFLAGS) */
-    uint64_t save_lo;      /* saved stack window [save_lo, saved RSP) */
+    uint32_t vcpu;    /* where the trigger hit */
+    hvi_regs saved;   /* its registers then (GPR, RIP, RFLAGS) */
+    uint64_t save_lo; /* saved stack window [save_lo, saved RSP) */
     uint8_t save_buf[LIXA_SAVE];
-    uint64_t ret_slot;     /* where the return address sits: RSP at the called function */
-    uint64_t top;          /* highest address data may reach: saved RSP - LIXA_REDZONE */
+    uint64_t ret_slot; /* where the return address sits: RSP at the called function */
+    uint64_t top;      /* highest address data may reach: saved RSP - LIXA_REDZONE */
 
     uint64_t trigger_deadline_ns, call_deadline_ns;
     uint32_t call_timeout_ms;
-    hvi_status result;     /* HVI_OK, or why it failed */
-    bool result_taken;     /* a timeout was reported while the task is still inside a call */
+    hvi_status result; /* HVI_OK, or why it failed */
+    bool result_taken; /* a timeout was reported while the task is still inside a call */
     char why[256];
     uint64_t trigger_hits, rejected, calls, wrong_returns;
-    uint64_t other_vcpu;   /* returns on a vCPU other than the one the task was borrowed on */
+    uint64_t other_vcpu; /* returns on a vCPU other than the one the task was borrowed on */
     uint64_t t_start_ns, t_trigger_ns, t_done_ns;
     uint64_t last_rax;
 };
@@ -104,8 +104,8 @@ struct lixa_machine {
 /* Arm: place the trigger breakpoints (addresses that a detour does not already hold; at least
  * one must be placed) and wait. HVI_E_STATE while another run is active. */
 hvi_status lixa_start(struct lixa_machine *m, hvi_engine *e, const uint64_t *triggers, uint32_t n,
-                      uint64_t pad, lixa_accept_fn accept, void *actx, lixa_next_fn next,
-                      void *job, uint32_t trigger_timeout_ms, uint32_t call_timeout_ms);
+                      uint64_t pad, lixa_accept_fn accept, void *actx, lixa_next_fn next, void *job,
+                      uint32_t trigger_timeout_ms, uint32_t call_timeout_ms);
 /* Deadlines (call it from the engine timer and from polls): a trigger wait past its deadline
  * removes the triggers and fails with HVI_E_TIMEOUT; a call past its deadline is reported as
  * HVI_E_TIMEOUT but stays armed (the task is inside the kernel function: its registers and

@@ -141,12 +141,13 @@ static hvi_status on_pad(hvi_engine *e, const hvi_event *ev, hvi_event_reply *re
     hvi_regs now;
     memset(&now, 0, sizeof(now));
     if (e->glue.get_regs(e->glue.ctx, ev->vcpu, HVI_REGS_GPR, &now) != HVI_OK)
-        return hvi_fail(e, HVI_E_BACKEND, "linux agent: cannot read vCPU %u at the pad",
-                        ev->vcpu);
+        return hvi_fail(e, HVI_E_BACKEND, "linux agent: cannot read vCPU %u at the pad", ev->vcpu);
     if (now.gpr[HVI_RSP] != m->ret_slot + 8 || now.rip != m->pad) {
         m->wrong_returns++;
-        hvi_log(e, HVI_LOG_WARN, "linux agent: pad hit on vCPU %u with RSP 0x%llx, expected "
-                "0x%llx: not the borrowed task", ev->vcpu, (unsigned long long)now.gpr[HVI_RSP],
+        hvi_log(e, HVI_LOG_WARN,
+                "linux agent: pad hit on vCPU %u with RSP 0x%llx, expected "
+                "0x%llx: not the borrowed task",
+                ev->vcpu, (unsigned long long)now.gpr[HVI_RSP],
                 (unsigned long long)(m->ret_slot + 8));
         return HVI_OK;
     }
@@ -191,9 +192,9 @@ static bool on_trigger(hvi_engine *e, hvi_hook *hook, uint32_t vcpu, hvi_regs *r
         if (m->trigger[i] == hook)
             m->trigger_index = i;
     /* kernel mode, interrupts on, the callback's own checks, room on the stack */
-    if ((regs->seg[HVI_CS].selector & 3) != 0 || !(regs->rflags & RFLAGS_IF) ||
-        rsp < LIXA_SAVE || m->accept(m->accept_ctx, vcpu, regs, &stack_lo) != HVI_OK ||
-        rsp - LIXA_SAVE < stack_lo || rsp - LIXA_SAVE - stack_lo < LIXA_STACK_MARGIN) {
+    if ((regs->seg[HVI_CS].selector & 3) != 0 || !(regs->rflags & RFLAGS_IF) || rsp < LIXA_SAVE ||
+        m->accept(m->accept_ctx, vcpu, regs, &stack_lo) != HVI_OK || rsp - LIXA_SAVE < stack_lo ||
+        rsp - LIXA_SAVE - stack_lo < LIXA_STACK_MARGIN) {
         m->rejected++;
         return false;
     }
@@ -217,8 +218,9 @@ static bool on_trigger(hvi_engine *e, hvi_hook *hook, uint32_t vcpu, hvi_regs *r
     m->t_trigger_ns = hvi_now_ns();
     if (st != HVI_OK) {
         restore_task(m, regs); /* puts back whatever part was written */
-        finish(m, st, "the first call could not be placed (stack not writable, or the return "
-                      "breakpoint could not be set)");
+        finish(m, st,
+               "the first call could not be placed (stack not writable, or the return "
+               "breakpoint could not be set)");
         return true;
     }
     m->phase = LIXA_IN_CALL;
@@ -227,22 +229,24 @@ static bool on_trigger(hvi_engine *e, hvi_hook *hook, uint32_t vcpu, hvi_regs *r
 }
 
 hvi_status lixa_start(struct lixa_machine *m, hvi_engine *e, const uint64_t *triggers, uint32_t n,
-                      uint64_t pad, lixa_accept_fn accept, void *actx, lixa_next_fn next,
-                      void *job, uint32_t trigger_timeout_ms, uint32_t call_timeout_ms)
+                      uint64_t pad, lixa_accept_fn accept, void *actx, lixa_next_fn next, void *job,
+                      uint32_t trigger_timeout_ms, uint32_t call_timeout_ms)
 {
     if (!m || !e || !triggers || !n || n > LIXA_MAX_TRIGGERS || !pad || !accept || !next)
         return HVI_E_INVAL;
     if (m->phase == LIXA_WAIT_TRIGGER || m->phase == LIXA_IN_CALL)
         return hvi_fail(e, HVI_E_STATE, "linux agent: another agent is still running");
     if (!(e->glue.caps & HVI_CAP_BREAKPOINT) || !(e->glue.caps & HVI_CAP_REGS_WRITE))
-        return hvi_fail(e, HVI_E_UNSUPPORTED,
-                        "linux agent: the backend needs hypervisor breakpoints and register writes");
+        return hvi_fail(
+            e, HVI_E_UNSUPPORTED,
+            "linux agent: the backend needs hypervisor breakpoints and register writes");
     bool handler = m->handler_added && m->e == e;
     if (handler && m->pad_set) { /* a pad breakpoint a finished run could not remove */
         remove_pad(m);
         if (m->pad_set)
-            return hvi_fail(e, HVI_E_BACKEND, "linux agent: the previous return breakpoint "
-                                              "could not be removed");
+            return hvi_fail(e, HVI_E_BACKEND,
+                            "linux agent: the previous return breakpoint "
+                            "could not be removed");
     }
     if (!handler && hvi_engine_add_handler(e, HVI_EV_BREAKPOINT, on_pad, m) != HVI_OK)
         return hvi_fail(e, HVI_E_LIMIT, "linux agent: no room for a breakpoint handler");
@@ -285,7 +289,8 @@ void lixa_tick(struct lixa_machine *m)
         m->result = HVI_E_TIMEOUT;
         snprintf(m->why, sizeof(m->why),
                  "the called kernel function has not returned after %u ms; the borrowed task "
-                 "is restored when it returns (detach waits for it)", m->call_timeout_ms);
+                 "is restored when it returns (detach waits for it)",
+                 m->call_timeout_ms);
         m->result_taken = true;
     }
 }
@@ -304,13 +309,9 @@ hvi_status lixa_cancel(struct lixa_machine *m)
 hvi_status lixa_poll(const struct lixa_machine *m)
 {
     switch (m->phase) {
-    case LIXA_IDLE:
-        return HVI_E_STATE;
-    case LIXA_WAIT_TRIGGER:
-        return HVI_E_BUSY;
-    case LIXA_IN_CALL:
-        return m->result_taken ? m->result : HVI_E_BUSY;
-    default:
-        return m->result;
+    case LIXA_IDLE: return HVI_E_STATE;
+    case LIXA_WAIT_TRIGGER: return HVI_E_BUSY;
+    case LIXA_IN_CALL: return m->result_taken ? m->result : HVI_E_BUSY;
+    default: return m->result;
     }
 }

@@ -117,15 +117,15 @@ static bool patch_shape(const uint8_t *b, int n)
 
 static void print_result(const char *what, hvi_status st, const hvi_linux_agent_result *r)
 {
-    fprintf(stderr, "  %s: %s value %lld, pid %d (%s) at %s on vCPU %u, wait %.1f ms, %llu "
+    fprintf(stderr,
+            "  %s: %s value %lld, pid %d (%s) at %s on vCPU %u, wait %.1f ms, %llu "
             "call(s) in %.1f ms (%.2f ms/call, %llu returned on the other vCPU), %llu hits %llu "
-            "refused%s%s\n", what,
-            hvi_strstatus(st), (long long)r->value, r->pid, r->comm, r->trigger, r->vcpu,
+            "refused%s%s\n",
+            what, hvi_strstatus(st), (long long)r->value, r->pid, r->comm, r->trigger, r->vcpu,
             (double)r->wait_ns / 1e6, (unsigned long long)r->calls, (double)r->run_ns / 1e6,
             r->calls ? (double)r->run_ns / 1e6 / (double)r->calls : 0.0,
-            (unsigned long long)r->other_vcpu,
-            (unsigned long long)r->trigger_hits, (unsigned long long)r->rejected,
-            r->why[0] ? "; " : "", r->why);
+            (unsigned long long)r->other_vcpu, (unsigned long long)r->trigger_hits,
+            (unsigned long long)r->rejected, r->why[0] ? "; " : "", r->why);
 }
 
 HVI_TEST(process_and_file_agents_on_real_guest)
@@ -147,8 +147,8 @@ HVI_TEST(process_and_file_agents_on_real_guest)
     hvi_glue g;
     REQUIRE(hvi_qemu_open(c.vm, &c.q) == HVI_OK && hvi_qemu_glue(c.q, &g) == HVI_OK);
     REQUIRE(hvi_engine_new(&g, &c.e) == HVI_OK);
-    hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = support,
-                          .support_len = support_len};
+    hvi_guest_params p = {
+        .size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = support, .support_len = support_len};
     st = hvi_new_guest(c.e, &p);
     if (st != HVI_OK)
         fprintf(stderr, "  attach: %s\n", hvi_last_error(c.e));
@@ -176,7 +176,8 @@ HVI_TEST(process_and_file_agents_on_real_guest)
     snprintf(cmd, sizeof(cmd),
              "rm -f /tmp/cnt /tmp/loopdone; sh -c 'i=0; while [ $i -lt %d ]; do i=$((i+1)); "
              "echo $i >> /tmp/cnt; done; echo $i > /tmp/loopdone' >/dev/null 2>&1 & "
-             "echo LOOP $!", LOOP_N);
+             "echo LOOP $!",
+             LOOP_N);
     out = sh(&c, cmd, 20000);
     int loop_pid = 0;
     CHECK(out && sscanf(strstr(out, "LOOP") ? strstr(out, "LOOP") : "", "LOOP %d", &loop_pid) == 1);
@@ -197,8 +198,9 @@ HVI_TEST(process_and_file_agents_on_real_guest)
     out = sh(&c, "cat /tmp/agent.out", 20000);
     CHECK(out && strstr(out, "agent-42"));
     free(out);
-    out = sh(&c, "while [ ! -e /tmp/loopdone ]; do sleep 1; done; cat /tmp/loopdone; "
-                 "awk 'NR != $1 { bad++ } END { print \"LINES\", NR, bad + 0 }' /tmp/cnt",
+    out = sh(&c,
+             "while [ ! -e /tmp/loopdone ]; do sleep 1; done; cat /tmp/loopdone; "
+             "awk 'NR != $1 { bad++ } END { print \"LINES\", NR, bad + 0 }' /tmp/cnt",
              300000);
     snprintf(cmd, sizeof(cmd), "LINES %d 0", LOOP_N);
     fprintf(stderr, "  loop: %s\n", out ? out : "?");
@@ -298,12 +300,12 @@ HVI_TEST(process_and_file_agents_on_real_guest)
         uint64_t off = 0;
         (void)hvi_linux_symbolize(c.e, stext + i, sym, sizeof(sym), &off);
         fprintf(stderr, "  text changed at %s+0x%llx: %02x -> %02x (%s)\n", sym,
-                (unsigned long long)off, text0[i], text1[i], ok ? "kernel code patching" : "NOT EXPLAINED");
+                (unsigned long long)off, text0[i], text1[i],
+                ok ? "kernel code patching" : "NOT EXPLAINED");
         unexplained += !ok;
     }
     fprintf(stderr, "  kernel text %llu bytes: %llu changed, %llu not kernel patching\n",
-            (unsigned long long)tlen, (unsigned long long)changed,
-            (unsigned long long)unexplained);
+            (unsigned long long)tlen, (unsigned long long)changed, (unsigned long long)unexplained);
     CHECK_EQ_U64(unexplained, 0);
     free(text0);
     free(text1);
@@ -332,12 +334,13 @@ HVI_TEST(process_and_file_agents_on_real_guest)
         char line2[2048];
         snprintf(line2, sizeof(line2),
                  "HVI_GUEST_WORK='%s' '%s/tools/hvi/hvi' agent put --vm '%s' --cami %s %s "
-                 "/tmp/cli.bin", dir, HVI_BINARY_DIR, slash + 1, sup, loc);
+                 "/tmp/cli.bin",
+                 dir, HVI_BINARY_DIR, slash + 1, sup, loc);
         int rc1 = system(line2);
         snprintf(line2, sizeof(line2),
                  "HVI_GUEST_WORK='%s' '%s/tools/hvi/hvi' agent run --vm '%s' --cami %s -- "
-                 "/bin/sh -c 'md5sum /tmp/cli.bin > /tmp/cli.md5'", dir, HVI_BINARY_DIR,
-                 slash + 1, sup);
+                 "/bin/sh -c 'md5sum /tmp/cli.bin > /tmp/cli.md5'",
+                 dir, HVI_BINARY_DIR, slash + 1, sup);
         int rc2 = system(line2);
         fprintf(stderr, "  CLI put: status %d, CLI run: status %d\n", rc1, rc2);
         CHECK(rc1 == 0 && rc2 == 0);

@@ -39,7 +39,8 @@ static int fx_init(struct fx *f, uint32_t vcpus)
     for (int i = 0; i < 4; i++)
         if (hvi_sim_alloc_frame(f->sim, &f->stack_gpa[i]) ||
             hvi_sim_map(f->sim, f->cr3, HVI_PAGING_4LVL, STACK_VA + (uint64_t)i * 4096,
-                        f->stack_gpa[i], HVI_SIM_4K, HVI_SIM_PTE_P | HVI_SIM_PTE_W | HVI_SIM_PTE_NX))
+                        f->stack_gpa[i], HVI_SIM_4K,
+                        HVI_SIM_PTE_P | HVI_SIM_PTE_W | HVI_SIM_PTE_NX))
             return -1;
     for (int i = 0; i < 4; i++) { /* a recognisable stack */
         uint8_t *p = hvi_sim_phys_ptr(f->sim, f->stack_gpa[i]);
@@ -112,8 +113,8 @@ static int job_next(void *p, bool first, uint64_t rax, uint64_t top, struct lixa
     hvi_status st = lixa_layout_argv(&j->b, top, argv, envp);
     if (st != HVI_OK)
         return st;
-    *c = (struct lixa_call){.fn = j->made ? FN2_VA : FN_VA, .data_base = j->b.base,
-                            .data = j->b.buf, .len = j->b.len};
+    *c = (struct lixa_call){
+        .fn = j->made ? FN2_VA : FN_VA, .data_base = j->b.base, .data = j->b.buf, .len = j->b.len};
     c->args[0] = j->b.path, c->args[1] = j->b.argv, c->args[2] = j->b.envp, c->args[3] = 2;
     j->made++;
     return 1;
@@ -293,8 +294,7 @@ HVI_TEST(trigger_timeout)
     static struct lixa_machine m;
     struct job j = {.calls_wanted = 1};
     uint64_t trig[] = {TRIG_VA};
-    REQUIRE(lixa_start(&m, f.e, trig, 1, PAD_VA, accept_ok, NULL, job_next, &j, 1, 5000) ==
-            HVI_OK);
+    REQUIRE(lixa_start(&m, f.e, trig, 1, PAD_VA, accept_ok, NULL, job_next, &j, 1, 5000) == HVI_OK);
     CHECK(lixa_start(&m, f.e, trig, 1, PAD_VA, accept_ok, NULL, job_next, &j, 1, 5000) ==
           HVI_E_STATE);
     sleep_ms(3);
@@ -317,8 +317,7 @@ HVI_TEST(call_timeout_then_late_return)
     hvi_regs before = *hvi_sim_vcpu_regs(f.sim, 0);
     snap_stack(&f);
     uint64_t trig[] = {TRIG_VA};
-    REQUIRE(lixa_start(&m, f.e, trig, 1, PAD_VA, accept_ok, NULL, job_next, &j, 5000, 1) ==
-            HVI_OK);
+    REQUIRE(lixa_start(&m, f.e, trig, 1, PAD_VA, accept_ok, NULL, job_next, &j, 5000, 1) == HVI_OK);
     hvi_event_reply rep = {0};
     CHECK_OK(hvi_sim_guest_exec(f.sim, 0, TRIG_VA, &rep));
     hvi_regs *r = hvi_sim_vcpu_regs(f.sim, 0);
