@@ -21,9 +21,6 @@
 
 #define UMH_WAIT_EXEC 1
 #define UMH_WAIT_PROC 2
-#define O_WRONLY_CREAT_TRUNC 01101 /* O_WRONLY | O_CREAT | O_TRUNC (x86-64 values) */
-#define PUT_CHUNK 2048u
-#define MAX_ERRNO 4095ull
 
 /* Frequent system calls of a working guest (a shell, a loop, a daemon). Only the entry of the
  * handler is used: the task is in process context, holds no lock, interrupts are on. */
@@ -48,19 +45,11 @@ struct lixa_state {
     uint64_t trig[LIXA_MAX_TRIGGERS];
     const char *trig_name[LIXA_MAX_TRIGGERS];
     uint32_t ntrig;
-    /* the job */
+    /* the job (lix_agent_jobs.c) */
     enum job_kind kind;
-    struct lixa_block blk;       /* staging of the current call's data */
-    char strs[LIXA_MAX_SCRATCH]; /* run: copies of the argv/envp strings */
-    const char *argv[LIXA_MAX_ARGS + 1], *envp[LIXA_MAX_ARGS + 1];
-    int wait;
-    uint8_t *data; /* put: the file */
-    size_t len, off;
-    uint32_t chunk, mode;
-    char path[1024];
-    int stage;
-    uint64_t file;
-    int64_t value, err;
+    struct lixa_run run;
+    struct lixa_put put;
+    uint8_t *data; /* put: the engine's copy of the file */
     /* the task borrowed (filled by accept) */
     int32_t pid;
     char comm[16];
@@ -185,77 +174,6 @@ static hvi_status accept(void *ctx, uint32_t vcpu, const hvi_regs *r, uint64_t *
     return HVI_OK;
 }
 
-static int run_next(void *job, bool first, uint64_t rax, uint64_t top, struct lixa_call *c)
-{
-    struct lixa_state *s = job;
-    if (!first) {
-        s->value = (int32_t)(uint32_t)rax; /* call_usermodehelper returns an int */
-        return 0;
-    }
-    hvi_status st = lixa_layout_argv(&s->blk, top, s->argv, s->envp);
-    if (st != HVI_OK)
-        return st;
-    *c = (struct lixa_call){
-        .fn = s->f_umh, .data_base = s->blk.base, .data = s->blk.buf, .len = s->blk.len};
-    c->args[0] = s->blk.path, c->args[1] = s->blk.argv, c->args[2] = s->blk.envp;
-    c->args[3] = (uint64_t)s->wait;
-    return 1;
-}
-
-/* put: stage `n` bytes of `bytes` after a 16-byte header (loff_t pos) below `top`. */
-static void stage(struct lixa_state *s, uint64_t top, const void *bytes, uint32_t n, uint64_t pos)
-{
-    uint32_t len = (16 + n + 15) & ~15u;
-    memset(s->blk.buf, 0, len);
-    memcpy(s->blk.buf, &pos, 8);
-    memcpy(s->blk.buf + 16, bytes, n);
-    s->blk.len = len;
-    s->blk.base = (top - len) & ~15ull;
-}
-
-static int put_next(void *job, bool first, uint64_t rax, uint64_t top, struct lixa_call *c)
-{
-    struct lixa_state *s = job;
-    if (first) {
-        s->stage = 0, s->off = 0, s->err = 0, s->file = 0;
-        stage(s, top, s->path, (uint32_t)strlen(s->path) + 1, 0);
-        *c = (struct lixa_call){
-            .fn = s->f_open, .data_base = s->blk.base, .data = s->blk.buf, .len = s->blk.len};
-        c->args[0] = s->blk.base + 16, c->args[1] = O_WRONLY_CREAT_TRUNC, c->args[2] = s->mode;
-        s->stage = 1;
-        return 1;
-    }
-    if (s->stage == 1) { /* filp_open returned a file or ERR_PTR */
-        if (rax >= (uint64_t)-MAX_ERRNO || !lix_is_kptr(rax)) {
-            s->value = rax >= (uint64_t)-MAX_ERRNO ? (int64_t)rax : -14 /* EFAULT */;
-            return 0;
-        }
-        s->file = rax;
-    } else if (s->stage == 2) {                /* kernel_write returned the bytes written */
-        if ((int64_t)rax != (int64_t)s->chunk) /* stop writing, close */
-            s->err = (int64_t)rax < 0 ? (int64_t)rax : -28 /* ENOSPC: short write */;
-        else
-            s->off += s->chunk;
-    } else if (s->stage == 3) { /* filp_close */
-        s->value = s->err ? s->err : (int64_t)s->len;
-        return 0;
-    }
-    if (s->off < s->len && !s->err) {
-        s->chunk = (uint32_t)(s->len - s->off < PUT_CHUNK ? s->len - s->off : PUT_CHUNK);
-        stage(s, top, s->data + s->off, s->chunk, s->off);
-        *c = (struct lixa_call){
-            .fn = s->f_write, .data_base = s->blk.base, .data = s->blk.buf, .len = s->blk.len};
-        c->args[0] = s->file, c->args[1] = s->blk.base + 16, c->args[2] = s->chunk;
-        c->args[3] = s->blk.base;
-        s->stage = 2;
-        return 1;
-    }
-    *c = (struct lixa_call){.fn = s->f_close};
-    c->args[0] = s->file;
-    s->stage = 3;
-    return 1;
-}
-
 static hvi_status prepare(hvi_engine *e, struct lixa_state **out)
 {
     struct lix_kernel *k = e ? lix_get(e) : NULL;
@@ -302,10 +220,10 @@ static void opts_or_default(const hvi_linux_agent_opts *o, hvi_linux_agent_opts 
 }
 
 static hvi_status arm(hvi_engine *e, struct lixa_state *s, const hvi_linux_agent_opts *o,
-                      lixa_next_fn next)
+                      lixa_next_fn next, void *job)
 {
-    s->pid = -1, s->comm[0] = 0, s->value = 0;
-    return lixa_start(&s->m, e, s->trig, s->ntrig, s->pad, accept, s, next, s,
+    s->pid = -1, s->comm[0] = 0, s->run.value = 0, s->put.value = 0;
+    return lixa_start(&s->m, e, s->trig, s->ntrig, s->pad, accept, s, next, job,
                       o->trigger_timeout_ms, o->call_timeout_ms);
 }
 
@@ -324,24 +242,13 @@ hvi_status hvi_linux_agent_run_start(hvi_engine *e, const char *const *argv,
         return st;
     if (!envp)
         envp = dflt_env;
-    /* deep copy, checked against the layout limits with a block placed anywhere */
-    if (lixa_layout_argv(&s->blk, ~0ull & ~15ull, argv, envp) != HVI_OK)
+    if (lixa_run_set(&s->run, argv, envp) != HVI_OK)
         return hvi_fail(e, HVI_E_LIMIT, "linux agent: argv/envp over %u entries or %u bytes",
                         LIXA_MAX_ARGS, LIXA_MAX_SCRATCH);
-    size_t at = 0, na = 0, ne = 0;
-    for (; argv[na]; na++, at += strlen(s->strs + at) + 1) {
-        memcpy(s->strs + at, argv[na], strlen(argv[na]) + 1);
-        s->argv[na] = s->strs + at;
-    }
-    s->argv[na] = NULL;
-    for (; envp[ne]; ne++, at += strlen(s->strs + at) + 1) {
-        memcpy(s->strs + at, envp[ne], strlen(envp[ne]) + 1);
-        s->envp[ne] = s->strs + at;
-    }
-    s->envp[ne] = NULL;
     s->kind = JOB_RUN;
-    s->wait = d.no_wait ? UMH_WAIT_EXEC : UMH_WAIT_PROC;
-    return arm(e, s, &d, run_next);
+    s->run.fn = s->f_umh;
+    s->run.wait = d.no_wait ? UMH_WAIT_EXEC : UMH_WAIT_PROC;
+    return arm(e, s, &d, lixa_run_next, &s->run);
 }
 
 hvi_status hvi_linux_agent_put_start(hvi_engine *e, const char *guest_path, const void *data,
@@ -350,7 +257,7 @@ hvi_status hvi_linux_agent_put_start(hvi_engine *e, const char *guest_path, cons
     struct lixa_state *s = NULL;
     hvi_linux_agent_opts d;
     opts_or_default(o, &d);
-    if (!guest_path || guest_path[0] != '/' || strlen(guest_path) >= sizeof(s->path) ||
+    if (!guest_path || guest_path[0] != '/' || strlen(guest_path) >= sizeof(s->put.path) ||
         (len && !data))
         return e ? hvi_fail(e, HVI_E_INVAL,
                             "linux agent: the guest path must be absolute "
@@ -368,10 +275,13 @@ hvi_status hvi_linux_agent_put_start(hvi_engine *e, const char *guest_path, cons
     if (len)
         memcpy(copy, data, len);
     free(s->data);
-    s->data = copy, s->len = len, s->mode = d.mode & 07777;
-    hvi_strlcpy(s->path, guest_path, sizeof(s->path));
+    s->data = copy;
+    memset(&s->put, 0, sizeof(s->put));
+    s->put.f_open = s->f_open, s->put.f_write = s->f_write, s->put.f_close = s->f_close;
+    s->put.data = copy, s->put.len = len, s->put.mode = d.mode & 07777;
+    hvi_strlcpy(s->put.path, guest_path, sizeof(s->put.path));
     s->kind = JOB_PUT;
-    return arm(e, s, &d, put_next);
+    return arm(e, s, &d, lixa_put_next, &s->put);
 }
 
 hvi_status hvi_linux_agent_poll(hvi_engine *e, hvi_linux_agent_result *out)
@@ -384,7 +294,7 @@ hvi_status hvi_linux_agent_poll(hvi_engine *e, hvi_linux_agent_result *out)
     if (out) {
         const struct lixa_machine *m = &s->m;
         memset(out, 0, sizeof(*out));
-        out->value = s->value;
+        out->value = s->kind == JOB_PUT ? s->put.value : s->run.value;
         out->pid = s->pid;
         memcpy(out->comm, s->comm, sizeof(out->comm));
         if (m->t_trigger_ns && m->trigger_index < s->ntrig)

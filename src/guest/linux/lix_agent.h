@@ -63,6 +63,40 @@ typedef int (*lixa_next_fn)(void *job, bool first, uint64_t rax, uint64_t top,
 typedef hvi_status (*lixa_accept_fn)(void *ctx, uint32_t vcpu, const hvi_regs *regs,
                                      uint64_t *stack_lo);
 
+/* ---- the two jobs (lix_agent_jobs.c; pure: unit-tested with hostile return values) ------- */
+/* run: call_usermodehelper(argv[0], argv, envp, wait) with argv/envp laid out below `top`. */
+struct lixa_run {
+    uint64_t fn;                 /* call_usermodehelper */
+    int wait;                    /* UMH_WAIT_EXEC (1) or UMH_WAIT_PROC (2) */
+    char strs[LIXA_MAX_SCRATCH]; /* copies of the strings (lixa_run_set) */
+    const char *argv[LIXA_MAX_ARGS + 1], *envp[LIXA_MAX_ARGS + 1];
+    struct lixa_block blk;
+    int64_t value; /* the int it returned, sign-extended */
+};
+/* Copy argv/envp (limits of lixa_layout_argv: HVI_E_LIMIT / HVI_E_INVAL). */
+hvi_status lixa_run_set(struct lixa_run *r, const char *const *argv, const char *const *envp);
+int lixa_run_next(void *job, bool first, uint64_t rax, uint64_t top, struct lixa_call *c);
+
+#define LIXA_PUT_CHUNK 2048u
+#define LIXA_O_WRONLY_CREAT_TRUNC 01101 /* O_WRONLY | O_CREAT | O_TRUNC (x86-64 values) */
+/* put: filp_open(path, O_WRONLY|O_CREAT|O_TRUNC, mode); kernel_write(file, chunk, n, &pos) per
+ * LIXA_PUT_CHUNK bytes, each chunk and pos staged below `top`; filp_close(file, NULL). An
+ * ERR_PTR or non-kernel pointer from filp_open ends the job (value = the errno, or -EFAULT); a
+ * write returning anything but its length stops the writes (value = its errno, or -ENOSPC for a
+ * short or impossible count) and still closes the file. value = len on success. */
+struct lixa_put {
+    uint64_t f_open, f_write, f_close;
+    const uint8_t *data; /* borrowed */
+    size_t len, off;
+    uint32_t chunk, mode;
+    char path[1024];
+    int stage;
+    uint64_t file;
+    int64_t value, err;
+    struct lixa_block blk;
+};
+int lixa_put_next(void *job, bool first, uint64_t rax, uint64_t top, struct lixa_call *c);
+
 enum lixa_phase { LIXA_IDLE, LIXA_WAIT_TRIGGER, LIXA_IN_CALL, LIXA_DONE };
 
 struct lixa_machine {

@@ -445,4 +445,132 @@ HVI_TEST(backend_without_breakpoints)
     fx_free(&f);
 }
 
+/* ---- the jobs (lix_agent_jobs.c) with the kernel's answers, hostile ones included ---- */
+#define F_OPEN 0xffffffff81300000ull
+#define F_WRITE 0xffffffff81300100ull
+#define F_CLOSE 0xffffffff81300200ull
+#define FILEP 0xffff888001234500ull
+#define TOP 0xffffc90000013f00ull
+
+static void put_init(struct lixa_put *p, const uint8_t *data, size_t len)
+{
+    memset(p, 0, sizeof(*p));
+    p->f_open = F_OPEN, p->f_write = F_WRITE, p->f_close = F_CLOSE;
+    p->data = data, p->len = len, p->mode = 0600;
+    strcpy(p->path, "/tmp/f");
+}
+
+HVI_TEST(put_job_calls_in_order)
+{
+    static uint8_t data[5000];
+    static struct lixa_put p;
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 13);
+    put_init(&p, data, sizeof(data));
+    struct lixa_call c;
+    REQUIRE(lixa_put_next(&p, true, 0, TOP, &c) == 1);
+    CHECK_EQ_U64(c.fn, F_OPEN);
+    CHECK_EQ_U64(c.args[0], c.data_base + 16);
+    CHECK(!strcmp((const char *)c.data + 16, "/tmp/f"));
+    CHECK_EQ_U64(c.args[1], 01101);
+    CHECK_EQ_U64(c.args[2], 0600);
+    CHECK(c.data_base + c.len <= TOP && (c.data_base & 15) == 0);
+    uint64_t ret = FILEP;
+    static const uint32_t chunk[3] = {2048, 2048, 904};
+    for (int i = 0; i < 3; i++) {
+        REQUIRE(lixa_put_next(&p, false, ret, TOP, &c) == 1);
+        CHECK_EQ_U64(c.fn, F_WRITE);
+        CHECK_EQ_U64(c.args[0], FILEP);
+        CHECK_EQ_U64(c.args[1], c.data_base + 16);
+        CHECK_EQ_U64(c.args[2], chunk[i]);
+        CHECK_EQ_U64(c.args[3], c.data_base); /* &pos */
+        uint64_t pos = 0;
+        memcpy(&pos, c.data, 8);
+        CHECK_EQ_U64(pos, 2048u * (unsigned)i);
+        CHECK(!memcmp(c.data + 16, data + 2048 * i, chunk[i]));
+        CHECK(c.data_base + c.len <= TOP && c.len <= LIXA_MAX_SCRATCH);
+        ret = chunk[i];
+    }
+    REQUIRE(lixa_put_next(&p, false, ret, TOP, &c) == 1);
+    CHECK_EQ_U64(c.fn, F_CLOSE);
+    CHECK_EQ_U64(c.args[0], FILEP);
+    CHECK_EQ_U64(c.len, 0);
+    CHECK(lixa_put_next(&p, false, 0, TOP, &c) == 0);
+    CHECK_EQ_U64((uint64_t)p.value, sizeof(data));
+    CHECK(lixa_put_next(&p, false, 0, TOP, &c) == HVI_E_STATE); /* nothing after the end */
+    /* an empty file: open, close */
+    put_init(&p, data, 0);
+    REQUIRE(lixa_put_next(&p, true, 0, TOP, &c) == 1);
+    REQUIRE(lixa_put_next(&p, false, FILEP, TOP, &c) == 1);
+    CHECK_EQ_U64(c.fn, F_CLOSE);
+    CHECK(lixa_put_next(&p, false, 0, TOP, &c) == 0);
+    CHECK_EQ_U64(p.value, 0);
+}
+
+HVI_TEST(put_job_hostile_returns)
+{
+    static uint8_t data[3000];
+    static struct lixa_put p;
+    struct lixa_call c;
+    /* filp_open: ERR_PTR(-ENOENT) ends the job with the errno, no close */
+    put_init(&p, data, sizeof(data));
+    REQUIRE(lixa_put_next(&p, true, 0, TOP, &c) == 1);
+    CHECK(lixa_put_next(&p, false, (uint64_t)-2, TOP, &c) == 0);
+    CHECK(p.value == -2);
+    /* a user-space "file": -EFAULT, nothing written, no close of a bogus pointer */
+    put_init(&p, data, sizeof(data));
+    REQUIRE(lixa_put_next(&p, true, 0, TOP, &c) == 1);
+    CHECK(lixa_put_next(&p, false, 0x7fff00001000ull, TOP, &c) == 0);
+    CHECK(p.value == -14);
+    /* kernel_write: an errno, a count larger than asked, a negative non-errno: stop, close */
+    static const uint64_t bad[3] = {(uint64_t)-5, 100000, 0xffff800000000000ull};
+    static const int64_t want[3] = {-5, -28, -28};
+    for (int i = 0; i < 3; i++) {
+        put_init(&p, data, sizeof(data));
+        REQUIRE(lixa_put_next(&p, true, 0, TOP, &c) == 1);
+        REQUIRE(lixa_put_next(&p, false, FILEP, TOP, &c) == 1);
+        REQUIRE(lixa_put_next(&p, false, bad[i], TOP, &c) == 1);
+        CHECK_EQ_U64(c.fn, F_CLOSE);
+        CHECK_EQ_U64(c.args[0], FILEP);
+        CHECK(lixa_put_next(&p, false, 0, TOP, &c) == 0);
+        CHECK(p.value == want[i]);
+    }
+    /* a short write stops too */
+    put_init(&p, data, sizeof(data));
+    REQUIRE(lixa_put_next(&p, true, 0, TOP, &c) == 1);
+    REQUIRE(lixa_put_next(&p, false, FILEP, TOP, &c) == 1);
+    REQUIRE(lixa_put_next(&p, false, 10, TOP, &c) == 1);
+    CHECK_EQ_U64(c.fn, F_CLOSE);
+    /* no path, or a top too low for a block: refused before any call */
+    put_init(&p, data, 1);
+    p.path[0] = 0;
+    CHECK(lixa_put_next(&p, true, 0, TOP, &c) == HVI_E_INVAL);
+    put_init(&p, data, 1);
+    CHECK(lixa_put_next(&p, true, 0, 64, &c) == HVI_E_INVAL);
+}
+
+HVI_TEST(run_job_call_and_status)
+{
+    static struct lixa_run r;
+    static const char *const argv[] = {"/bin/sh", "-c", "exit 3", NULL};
+    memset(&r, 0, sizeof(r));
+    REQUIRE(lixa_run_set(&r, argv, NULL) == HVI_OK);
+    r.fn = 0xffffffff81100000ull, r.wait = 2;
+    struct lixa_call c;
+    REQUIRE(lixa_run_next(&r, true, 0, TOP, &c) == 1);
+    CHECK_EQ_U64(c.fn, 0xffffffff81100000ull);
+    CHECK_EQ_U64(c.args[0], r.blk.path);
+    CHECK_EQ_U64(c.args[1], r.blk.argv);
+    CHECK_EQ_U64(c.args[2], r.blk.envp);
+    CHECK_EQ_U64(c.args[3], 2);
+    CHECK(c.data == r.blk.buf && c.len == r.blk.len && c.data_base == r.blk.base);
+    /* an int comes back in EAX; the upper half is garbage */
+    CHECK(lixa_run_next(&r, false, 0xdeadbeef00000300ull, TOP, &c) == 0);
+    CHECK(r.value == 0x300);
+    CHECK(lixa_run_next(&r, false, 0x00000000fffffffeull, TOP, &c) == 0);
+    CHECK(r.value == -2);
+    const char *const none[] = {NULL};
+    CHECK(lixa_run_set(&r, none, NULL) == HVI_E_INVAL);
+}
+
 HVI_TEST_MAIN()
