@@ -14,11 +14,12 @@
 
 #define RUN_USAGE                                                                                  \
     "hvi agent run [--vm NAME] [--cami FILE|DIR | --offsets FILE] [--timeout S] [--no-wait]\n"     \
-    "              [--no-nudge] -- PROGRAM [ARG]...\n"                                             \
+    "              [--no-nudge] [--env NAME=VALUE]... -- PROGRAM [ARG]...\n"                       \
     "  Borrows a task entering a system call and has it call call_usermodehelper(PROGRAM,\n"       \
     "  ARGs); prints the exit status (--no-wait: return once exec'd). PROGRAM is a guest path.\n"  \
     "  An idle guest makes no system call: unless --no-nudge, an empty command is typed on\n"      \
-    "  its console after 1 s without one. --timeout bounds each wait (default 30 s)."
+    "  its console after 1 s without one. --timeout bounds each wait (default 30 s). Without\n"    \
+    "  --env the environment is HOME=/ and PATH=/sbin:/bin:/usr/sbin:/usr/bin."
 #define PUT_USAGE                                                                                  \
     "hvi agent put [--vm NAME] [--cami FILE|DIR | --offsets FILE] [--timeout S] [--mode OCTAL]\n"  \
     "              [--no-nudge] LOCAL GUEST_PATH\n"                                                \
@@ -108,7 +109,7 @@ static void print_result(const char *what, hvi_status st, const hvi_linux_agent_
 /* Our options out of argv; the session's (--vm, --cami, --offsets) into pass[]. Returns the
  * index after the options (or after "--"), -1 for help, -2 for a usage error. */
 static int parse(int argc, char **argv, char **pass, int *npass, hvi_linux_agent_opts *o,
-                 bool *nudge, bool dashdash)
+                 bool *nudge, bool dashdash, const char **env, int *nenv)
 {
     *npass = 0;
     pass[(*npass)++] = argv[0];
@@ -132,6 +133,11 @@ static int parse(int argc, char **argv, char **pass, int *npass, hvi_linux_agent
             if (!end || *end || m > 07777)
                 return -2;
             o->mode = (uint32_t)m;
+        } else if (i + 1 < argc && !strcmp(a, "--env") && env && strchr(argv[i + 1], '=')) {
+            if (*nenv >= 64)
+                return -2;
+            env[(*nenv)++] = argv[++i];
+            env[*nenv] = NULL;
         } else if (!strcmp(a, "--no-wait")) {
             o->no_wait = true;
         } else if (!strcmp(a, "--no-nudge")) {
@@ -155,7 +161,9 @@ static int agent_run(int argc, char **argv)
     int npass = 0;
     bool nudge = true;
     hvi_linux_agent_opts o = {.size = sizeof(o)};
-    int at = parse(argc, argv, pass, &npass, &o, &nudge, true);
+    const char *env[65] = {NULL};
+    int nenv = 0;
+    int at = parse(argc, argv, pass, &npass, &o, &nudge, true, env, &nenv);
     if (at == -1)
         return printf("usage: %s\n", RUN_USAGE), 0;
     if (at < 0 || at >= argc)
@@ -167,8 +175,8 @@ static int agent_run(int argc, char **argv)
     struct pump_ctx c = {.s = &s, .nudge = nudge};
     hvi_linux_agent_result r;
     memset(&r, 0, sizeof(r));
-    hvi_status st =
-        hvi_linux_agent_run(s.engine, (const char *const *)(argv + at), NULL, &o, pump, &c, &r);
+    hvi_status st = hvi_linux_agent_run(s.engine, (const char *const *)(argv + at),
+                                        nenv ? env : NULL, &o, pump, &c, &r);
     if (st != HVI_OK && !r.why[0])
         snprintf(r.why, sizeof(r.why), "%s", hvi_last_error(s.engine));
     print_result("run", st, &r);
@@ -191,7 +199,7 @@ static int agent_put(int argc, char **argv)
     int npass = 0;
     bool nudge = true;
     hvi_linux_agent_opts o = {.size = sizeof(o)};
-    int at = parse(argc, argv, pass, &npass, &o, &nudge, false);
+    int at = parse(argc, argv, pass, &npass, &o, &nudge, false, NULL, NULL);
     if (at == -1)
         return printf("usage: %s\n", PUT_USAGE), 0;
     if (at < 0 || at + 2 != argc)

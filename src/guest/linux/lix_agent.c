@@ -112,11 +112,21 @@ static hvi_status resolve(hvi_engine *e, struct lixa_state *s, struct lix_kernel
         !pcpu_offset(k, "__preempt_count", &s->pcpu_preempt))
         return hvi_fail(e, HVI_E_UNSUPPORTED,
                         "linux agent: per-CPU current_task/__preempt_count not found");
-    /* the return address: int3 padding in the text after call_usermodehelper */
-    size_t off = 0, tlen = 65536;
+    /* the return address: int3 padding in the text after call_usermodehelper, in a run shorter
+     * than the in-guest detours' slack minimum (48 bytes: lix_indetour.c) so that no stub is
+     * ever placed over it */
+    size_t off = 0, tlen = 65536, at = 0;
     uint8_t *text = malloc(tlen);
-    bool found =
-        text && lix_read(k, s->f_umh, text, tlen) == HVI_OK && lix_find_int3_pad(text, tlen, &off);
+    bool found = false;
+    if (text && lix_read(k, s->f_umh, text, tlen) == HVI_OK)
+        while (!found && at < tlen && lix_find_int3_pad(text + at, tlen - at, &off)) {
+            size_t run = 0;
+            off += at;
+            while (off + run < tlen && text[off + run] == 0xcc)
+                run++;
+            found = run < 48 && off + run < tlen;
+            at = off + run;
+        }
     free(text);
     if (!found)
         return hvi_fail(e, HVI_E_NOT_FOUND, "linux agent: no int3 padding found in kernel text");

@@ -14,8 +14,9 @@
  *     HVI_E_BUSY until the task returned and was restored, then HVI_OK; the process finished;
  *   - kernel text before and after is the same but for the kernel's own static-key patching
  *     (the agents never write code) and the guest still answers;
- *   - the CLI on the same guest: `hvi agent put` a 10 000-byte file, `hvi agent run` md5sum
- *     of it inside the guest: both exit 0, the guest's md5 equals the host's.
+ *   - the CLI on the same guest: `hvi agent put` a 10 000-byte file, `hvi agent run` (with
+ *     --env) md5sum of it inside the guest: both exit 0, the guest's md5 equals the host's,
+ *     the variable reached the program.
  * Skipped (77) without QEMU, a kernel or support data.
  */
 #include <stdio.h>
@@ -338,12 +339,16 @@ HVI_TEST(process_and_file_agents_on_real_guest)
                  dir, HVI_BINARY_DIR, slash + 1, sup, loc);
         int rc1 = system(line2);
         snprintf(line2, sizeof(line2),
-                 "HVI_GUEST_WORK='%s' '%s/tools/hvi/hvi' agent run --vm '%s' --cami %s -- "
-                 "/bin/sh -c 'md5sum /tmp/cli.bin > /tmp/cli.md5'",
+                 "HVI_GUEST_WORK='%s' '%s/tools/hvi/hvi' agent run --vm '%s' --cami %s "
+                 "--env PATH=/bin --env HVI_X=from-cli -- "
+                 "/bin/sh -c 'md5sum /tmp/cli.bin > /tmp/cli.md5; echo $HVI_X > /tmp/cli.env'",
                  dir, HVI_BINARY_DIR, slash + 1, sup);
         int rc2 = system(line2);
         fprintf(stderr, "  CLI put: status %d, CLI run: status %d\n", rc1, rc2);
         CHECK(rc1 == 0 && rc2 == 0);
+        out = sh(&c, "cat /tmp/cli.env", 20000);
+        CHECK(out && strstr(out, "from-cli"));
+        free(out);
         out = sh(&c, "cat /tmp/cli.md5", 20000);
         fprintf(stderr, "  guest md5 of the CLI's file: %s", out ? out : "?\n");
         CHECK(out && md5[0] && !strncmp(out, md5, 32));
