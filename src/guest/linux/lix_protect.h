@@ -44,6 +44,7 @@ struct lixp_cred {
 };
 
 #define LIXP_MAX_WATCH 8u
+#define LIXP_MSR_KINDS 2u /* MSRs the agent checks: LSTAR, SYSENTER_EIP */
 
 struct lixp_state;
 /* One write-hooked 8-byte piece of an IDT gate (lix_protect_watch.c). */
@@ -74,13 +75,16 @@ struct lixp_state {
     uint32_t nsuspect_hidden;
     uint8_t *buf;           /* compare buffer */
     /* LSTAR agent (lix_protect_msr.c) */
-    uint64_t msr_stub, msr_expected, msr_reads, msr_writes;
-    uint64_t msr_last[LIXP_MAX_VCPUS]; /* last value read per vCPU (0: none yet) */
+    uint64_t msr_stub, msr_reads, msr_writes;
+    uint64_t msr_expected[LIXP_MSR_KINDS]; /* the kernel's entry point; 0 = MSR not checked */
+    uint64_t msr_last[LIXP_MAX_VCPUS][LIXP_MSR_KINDS]; /* last value read (0: none yet) */
     uint64_t msr_bad;       /* the value being written over (deny in progress) */
     hvi_regs msr_saved;
     uint32_t msr_wait;
     uint32_t msr_vcpu;      /* the vCPU the agent is armed on */
+    uint32_t msr_kind;      /* the MSR it reads/writes (index into the agent's table) */
     uint32_t msr_next;      /* the vCPU the next run starts looking at */
+    uint8_t msr_next_kind[LIXP_MAX_VCPUS]; /* the MSR the next run on that vCPU reads */
     bool msr_armed, msr_disabled;
     bool msr_writing;       /* armed with wrmsr (deny), not rdmsr */
     struct lixp_unpack *unpack; /* lix_protect_unpack.c */

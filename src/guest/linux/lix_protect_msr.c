@@ -1,14 +1,15 @@
 /*
- * hvi guest/linux — MSR LSTAR check (and deny) by a one-shot agent, for backends that cannot
- * read or write MSRs (QEMU's gdbstub exposes none).
+ * hvi guest/linux — system-call entry MSRs (LSTAR, SYSENTER_EIP) checked (and denied) by a
+ * one-shot agent, for backends that cannot read or write MSRs (QEMU's gdbstub exposes none).
  *
  * On a timer tick the guest is paused and one vCPU found in kernel mode (CPL 0) is taken, in
- * turn over the vCPUs: the engine saves its registers, writes `rdmsr` (0f 32) into int3 padding
- * of kernel text (found in the shadow), sets RIP there and RCX = 0xC0000082, arms a hypervisor
- * breakpoint right after the instruction and lets the guest go. When the breakpoint is
- * reported, EDX:EAX is LSTAR. A value other than entry_SYSCALL_64 is an alert; in deny mode the
- * stub becomes `wrmsr` (0f 30) with EDX:EAX = entry_SYSCALL_64, RIP is set back to it and the
- * same breakpoint reports its end. Then the padding bytes and every register are put back and
+ * turn over the vCPUs (each vCPU alternating between the MSRs): the engine saves its registers,
+ * writes `rdmsr` (0f 32) into int3 padding of kernel text (found in the shadow), sets RIP there
+ * and RCX = the MSR, arms a hypervisor breakpoint right after the instruction and lets the guest
+ * go. When the breakpoint is reported, EDX:EAX is the MSR. A value other than the kernel's entry
+ * point (entry_SYSCALL_64, entry_SYSENTER_compat) is an alert; in deny mode the stub becomes
+ * `wrmsr` (0f 30) with EDX:EAX = that entry point, RIP is set back to it and the same
+ * breakpoint reports its end. Then the padding bytes and every register are put back and
  * the breakpoint is removed. Limits: skipped on a tick that finds every vCPU in user mode;
  * interrupts taken before the instruction return to the stub (harmless); the text check skips
  * the stub bytes while the agent is armed.
@@ -19,10 +20,19 @@
 #include "guest/linux/lix_protect.h"
 #include "hvi/mem.h"
 
-#define MSR_LSTAR 0xc0000082u
 #define LIXP_MSR_EVERY 4u /* ticks between two agent runs */
 
 enum lstar_how { LSTAR_LOGGED, LSTAR_DENIED, LSTAR_DENY_FAILED, LSTAR_DENY_UNCONFIRMED };
+
+/* The MSRs checked, with the kernel symbol each must hold (a kernel without the symbol, e.g.
+ * SYSENTER without IA32 emulation, does not get that MSR checked). */
+static const struct {
+    uint32_t msr;
+    const char *object, *name, *symbol;
+} g_kinds[LIXP_MSR_KINDS] = {
+    {0xc0000082u, "lstar", "LSTAR", "entry_SYSCALL_64"},
+    {0x176u, "sysenter_eip", "SYSENTER_EIP", "entry_SYSENTER_compat"},
+};
 
 static bool find_padding(struct lixp_state *s, uint64_t *stub)
 {
@@ -44,22 +54,25 @@ static void lstar_alert(hvi_engine *e, struct lixp_state *s, uint32_t vcpu, uint
 {
     static const char *const what[] = {
         [LSTAR_LOGGED] = "",
-        [LSTAR_DENIED] = "; entry_SYSCALL_64 written back (one-shot wrmsr agent)",
-        [LSTAR_DENY_FAILED] = "; could not be written back (agent placement failed)",
-        [LSTAR_DENY_UNCONFIRMED] = "; write-back not confirmed (the agent did not complete)"};
+        [LSTAR_DENIED] = " written back (one-shot wrmsr agent)",
+        [LSTAR_DENY_FAILED] = " could not be written back (agent placement failed)",
+        [LSTAR_DENY_UNCONFIRMED] = " written back, not confirmed (the agent did not complete)"};
+    uint32_t k = s->msr_kind;
     hvi_alert a;
     hvi_alert_init(&a, HVI_ALERT_MSR, vcpu);
     a.action = how == LSTAR_DENIED ? HVI_ALERT_DENIED : HVI_ALERT_LOGGED;
-    a.old_value = s->msr_expected;
+    a.old_value = s->msr_expected[k];
     a.new_value = lstar;
     a.pid = -1;
-    hvi_strlcpy(a.object, "lstar", sizeof(a.object));
+    hvi_strlcpy(a.object, g_kinds[k].object, sizeof(a.object));
     lixp_alert_writer(s, &a, lstar);
     snprintf(a.detail, sizeof(a.detail),
-             "MSR LSTAR of vCPU %u is 0x%llx, expected entry_SYSCALL_64 0x%llx (read by a "
-             "one-shot rdmsr agent); now points into %s%s; writer RIP unknown (timer check)",
-             vcpu, (unsigned long long)lstar, (unsigned long long)s->msr_expected,
-             a.module[0] ? a.module : "unknown memory", what[how]);
+             "MSR %s of vCPU %u is 0x%llx, expected %s 0x%llx (read by a one-shot rdmsr agent); "
+             "now points into %s%s%s%s; writer RIP unknown (timer check)",
+             g_kinds[k].name, vcpu, (unsigned long long)lstar, g_kinds[k].symbol,
+             (unsigned long long)s->msr_expected[k], a.module[0] ? a.module : "unknown memory",
+             how == LSTAR_LOGGED ? "" : "; ", how == LSTAR_LOGGED ? "" : g_kinds[k].symbol,
+             what[how]);
     hvi_alert_emit(e, &a);
     s->stats.violations++;
     s->found++;
@@ -95,7 +108,7 @@ static hvi_status agent_undo_if_at_stub(hvi_engine *e, struct lixp_state *s)
         agent_disarm(e, s);
         if (s->msr_writing) { /* the wrmsr may or may not have run */
             lstar_alert(e, s, s->msr_vcpu, s->msr_bad, LSTAR_DENY_UNCONFIRMED);
-            s->msr_last[s->msr_vcpu] = 0; /* read it again and judge afresh */
+            s->msr_last[s->msr_vcpu][s->msr_kind] = 0; /* read it again, judge afresh */
             s->msr_writing = false;
         }
     }
@@ -103,18 +116,19 @@ static hvi_status agent_undo_if_at_stub(hvi_engine *e, struct lixp_state *s)
     return at_stub ? HVI_OK : HVI_E_BUSY;
 }
 
-/* Deny: turn the stub into `wrmsr` of entry_SYSCALL_64 and run the vCPU through it once more;
+/* Deny: turn the stub into `wrmsr` of the entry point and run the vCPU through it once more;
  * the same breakpoint after it reports the end (on_breakpoint). False when it cannot be placed
  * (the stub keeps rdmsr; the caller puts everything back). */
 static bool agent_write_back(hvi_engine *e, struct lixp_state *s, uint32_t v, uint64_t bad,
                              hvi_event_reply *reply)
 {
     static const uint8_t wrmsr[2] = {0x0f, 0x30};
+    uint64_t want = s->msr_expected[s->msr_kind];
     hvi_regs run = s->msr_saved;
     run.rip = s->msr_stub;
-    run.gpr[HVI_RCX] = MSR_LSTAR;
-    run.gpr[HVI_RAX] = s->msr_expected & 0xffffffffull;
-    run.gpr[HVI_RDX] = s->msr_expected >> 32;
+    run.gpr[HVI_RCX] = g_kinds[s->msr_kind].msr;
+    run.gpr[HVI_RAX] = want & 0xffffffffull;
+    run.gpr[HVI_RDX] = want >> 32;
     if (hvi_gva_write(e, 0, s->msr_stub, wrmsr, 2) != HVI_OK)
         return false;
     hvi_code_written(e, s->msr_stub, wrmsr, 2);
@@ -131,7 +145,7 @@ static hvi_status on_breakpoint(hvi_engine *e, const hvi_event *ev, hvi_event_re
                                 void *ctx)
 {
     struct lixp_state *s = ctx;
-    uint32_t v = s->msr_vcpu;
+    uint32_t v = s->msr_vcpu, k = s->msr_kind;
     if (!s->msr_armed || ev->gva != s->msr_stub + 2 || ev->vcpu != v)
         return HVI_OK;
     if (s->msr_writing) { /* the wrmsr ran: put the vCPU back, report the denial */
@@ -141,7 +155,7 @@ static hvi_status on_breakpoint(hvi_engine *e, const hvi_event *ev, hvi_event_re
         s->msr_writing = false;
         s->msr_writes++;
         s->stats.restored++;
-        s->msr_last[v] = s->msr_expected; /* a new bad value later is a new alert */
+        s->msr_last[v][k] = s->msr_expected[k]; /* a new bad value later is a new alert */
         lstar_alert(e, s, v, s->msr_bad, LSTAR_DENIED);
         return HVI_OK;
     }
@@ -150,7 +164,7 @@ static hvi_status on_breakpoint(hvi_engine *e, const hvi_event *ev, hvi_event_re
     hvi_status st = e->glue.get_regs(e->glue.ctx, v, HVI_REGS_GPR, &now);
     uint64_t lstar = (now.gpr[HVI_RDX] & 0xffffffffull) << 32 | (now.gpr[HVI_RAX] & 0xffffffffull);
     s->msr_reads++;
-    bool bad = st == HVI_OK && lstar != s->msr_expected;
+    bool bad = st == HVI_OK && lstar != s->msr_expected[k];
     if (bad && !(e->options & HVI_OPT_LOG_ONLY)) {
         if (agent_write_back(e, s, v, lstar, reply))
             return HVI_OK; /* armed again, with wrmsr */
@@ -158,19 +172,19 @@ static hvi_status on_breakpoint(hvi_engine *e, const hvi_event *ev, hvi_event_re
         if (e->glue.set_regs(e->glue.ctx, v, HVI_REGS_GPR, &s->msr_saved) == HVI_OK)
             reply->regs_changed = true;
         agent_disarm(e, s);
-        if (lstar != s->msr_last[v])
+        if (lstar != s->msr_last[v][k])
             lstar_alert(e, s, v, lstar, LSTAR_DENY_FAILED);
-        s->msr_last[v] = lstar;
+        s->msr_last[v][k] = lstar;
         return HVI_OK;
     }
     if (e->glue.set_regs(e->glue.ctx, v, HVI_REGS_GPR, &s->msr_saved) == HVI_OK)
         reply->regs_changed = true;
     agent_disarm(e, s);
     /* one alert per new bad value (not one per agent run) */
-    if (bad && lstar != s->msr_last[v])
+    if (bad && lstar != s->msr_last[v][k])
         lstar_alert(e, s, v, lstar, LSTAR_LOGGED);
     if (st == HVI_OK)
-        s->msr_last[v] = lstar;
+        s->msr_last[v][k] = lstar;
     return HVI_OK;
 }
 
@@ -209,9 +223,11 @@ void lixp_check_msr(hvi_engine *e, struct lixp_state *s)
     if (s->msr_disabled || (s->stats.checks % LIXP_MSR_EVERY) != 0)
         return;
     if (!s->msr_stub) {
+        for (uint32_t k = 0; k < LIXP_MSR_KINDS; k++)
+            if (lix_kallsyms_lookup(&s->k->ks, g_kinds[k].symbol, &s->msr_expected[k]) != HVI_OK)
+                s->msr_expected[k] = 0;
         if (!(g->caps & HVI_CAP_BREAKPOINT) || !(g->caps & HVI_CAP_REGS_WRITE) || !g->pause ||
-            !g->resume || lix_kallsyms_lookup(&s->k->ks, "entry_SYSCALL_64", &s->msr_expected) ||
-            !find_padding(s, &s->msr_stub) ||
+            !g->resume || !s->msr_expected[0] || !find_padding(s, &s->msr_stub) ||
             hvi_engine_add_handler(e, HVI_EV_BREAKPOINT, on_breakpoint, s) != HVI_OK) {
             s->msr_disabled = true;
             hvi_log(e, 1, "linux protect: LSTAR agent unavailable on this backend/kernel");
@@ -227,12 +243,17 @@ void lixp_check_msr(hvi_engine *e, struct lixp_state *s)
         return;
     }
     static const uint8_t rdmsr[2] = {0x0f, 0x32};
+    uint32_t k = s->msr_next_kind[v] % LIXP_MSR_KINDS;
+    if (!s->msr_expected[k])
+        k = 0; /* LSTAR is always there (checked above) */
+    s->msr_next_kind[v] = (uint8_t)((k + 1) % LIXP_MSR_KINDS);
     s->msr_saved = r;
     s->msr_vcpu = v;
+    s->msr_kind = k;
     s->msr_writing = false;
     hvi_regs run = r;
     run.rip = s->msr_stub;
-    run.gpr[HVI_RCX] = MSR_LSTAR;
+    run.gpr[HVI_RCX] = g_kinds[k].msr;
     bool placed = hvi_gva_write(e, 0, s->msr_stub, rdmsr, 2) == HVI_OK;
     if (placed)
         hvi_code_written(e, s->msr_stub, rdmsr, 2);
