@@ -263,6 +263,10 @@ static const struct attack g_attacks[] = {
     {.run = "insmod /modules/hvi_lstar.ko", .type = HVI_ALERT_MSR, .object = "lstar",
      .undo = "rmmod hvi_lstar", .action = true, .per_vcpu = true, .verify = LSTAR_VERIFY,
      .expect = "original", .reject = "hooked", .hits = 1},
+    /* SYSENTER_EIP (the 32-bit sysenter entry), read and written back by the same agent */
+    {.run = "insmod /modules/hvi_lstar.ko sysenter=1", .type = HVI_ALERT_MSR,
+     .object = "sysenter_eip", .undo = "rmmod hvi_lstar", .action = true, .per_vcpu = true,
+     .verify = LSTAR_READ, .expect = "original", .reject = "hooked"},
     /* code written into a vmalloc page whose PTE then loses NX: owner from the vm_struct */
     {.run = "insmod /modules/hvi_unpack.ko", .type = HVI_ALERT_UNPACK,
      .object = "kernel-exec:vmalloc", .undo = "rmmod hvi_unpack", .detail = "(hvi_unpack)"},
@@ -290,6 +294,9 @@ static const struct attack g_attacks[] = {
     {.run = "insmod /modules/hvi_lstar.ko", .type = HVI_ALERT_MSR, .object = "lstar",
      .undo = "rmmod hvi_lstar", .mode = LOG_ONLY, .action = true, .per_vcpu = true,
      .verify = LSTAR_VERIFY, .expect = "hooked", .reject = "original", .hits = 2},
+    {.run = "insmod /modules/hvi_lstar.ko sysenter=1", .type = HVI_ALERT_MSR,
+     .object = "sysenter_eip", .undo = "rmmod hvi_lstar", .mode = LOG_ONLY, .action = true,
+     .per_vcpu = true, .verify = LSTAR_READ, .expect = "hooked", .reject = "original"},
     {.run = "(su -s /bin/sh u -c 'exec sleep 300' &); sleep 2", .mode = LOG_ONLY},
     {.run = "insmod /modules/hvi_cred_root.ko pid=$(pidof sleep)", .type = HVI_ALERT_CREDS,
      .object = "cred", .undo = "rmmod hvi_cred_root; kill $(pidof sleep); sleep 1",
