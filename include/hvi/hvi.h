@@ -43,7 +43,7 @@ enum hvi_option {
     HVI_OPT_KM_SYSCALL_TABLE = 1ull << 2, /* sys_call_table */
     HVI_OPT_KM_VDSO = 1ull << 3,          /* vDSO image */
     HVI_OPT_KM_MODULES = 1ull << 4,       /* loaded modules' text */
-    HVI_OPT_KM_MSR = 1ull << 5,           /* syscall-entry MSRs: LSTAR (SYSENTER_*: not yet) */
+    HVI_OPT_KM_MSR = 1ull << 5,           /* syscall-entry MSRs: LSTAR (+ SYSENTER_EIP, Linux) */
     HVI_OPT_KM_CR = 1ull << 6,            /* CR0.WP, CR4.SMEP/SMAP */
     HVI_OPT_CREDS = 1ull << 7,            /* process credentials */
     HVI_OPT_KM_UNPACK = 1ull << 8,        /* execution of kernel memory written after start */
