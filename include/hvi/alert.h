@@ -33,6 +33,7 @@ enum hvi_alert_type {
     HVI_ALERT_HIDDEN_MODULE = 10,
     HVI_ALERT_HIDDEN_PROCESS = 11,
     HVI_ALERT_XCR = 12,
+    HVI_ALERT_EXPLOIT = 13,      /* user memory made executable in a protected process */
     /* events */
     HVI_EVENT_PROCESS_CREATE = 64,
     HVI_EVENT_PROCESS_EXEC = 65,

@@ -23,6 +23,7 @@ static const struct {
     {HVI_ALERT_HIDDEN_MODULE, "hidden-module"},
     {HVI_ALERT_HIDDEN_PROCESS, "hidden-process"},
     {HVI_ALERT_XCR, "xcr"},
+    {HVI_ALERT_EXPLOIT, "exploit"},
     {HVI_EVENT_PROCESS_CREATE, "process-create"},
     {HVI_EVENT_PROCESS_EXEC, "process-exec"},
     {HVI_EVENT_PROCESS_EXIT, "process-exit"},
