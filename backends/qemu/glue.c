@@ -392,7 +392,10 @@ static hvi_status qemu_set_watchpoint(void *ctx, hvi_gva gva, uint32_t len, uint
                                       bool enable)
 {
     struct hvi_qemu *q = ctx;
-    if ((len != 1 && len != 2 && len != 4 && len != 8) || (gva & (len - 1)) || kind < 1 || kind > 3)
+    if (kind < 1 || kind > 3 || !len || gva + len - 1 < gva)
+        return HVI_E_INVAL;
+    if (q->wp_range ? len > HVI_WATCH_RANGE_MAX_LEN
+                    : (len != 1 && len != 2 && len != 4 && len != 8) || (gva & (len - 1)))
         return HVI_E_INVAL;
     if (q->dead)
         return HVI_E_CLOSED;
@@ -403,7 +406,7 @@ static hvi_status qemu_set_watchpoint(void *ctx, hvi_gva gva, uint32_t len, uint
         return HVI_E_EXISTS;
     if (!enable && i == q->nwp)
         return HVI_E_NOT_FOUND;
-    if (enable && q->nwp == HVI_QEMU_MAX_WATCHPOINTS)
+    if (enable && q->nwp == (q->wp_range ? HVI_QEMU_MAX_WATCHPOINTS_TCG : HVI_QEMU_MAX_WATCHPOINTS))
         return HVI_E_LIMIT;
     static const unsigned ztype[4] = {0, 2, 3, 4}; /* write, read, access */
     hvi_status st = z_packet(q, enable, ztype[kind], gva, len);
@@ -493,7 +496,8 @@ hvi_status hvi_qemu_glue(hvi_qemu *q, hvi_glue *out)
     out->size = sizeof(*out);
     out->caps = HVI_CAP_REGS_WRITE | HVI_CAP_BREAKPOINT | HVI_CAP_WATCHPOINT | HVI_CAP_SINGLE_STEP |
                 HVI_CAP_PAUSE | (q->ram ? HVI_CAP_PHYS_MAP : 0) | (q->qmp ? HVI_CAP_DTR : 0) |
-                (q->msr_on ? HVI_CAP_MSR_READ : 0) | HVI_CAP_VEC_REGS;
+                (q->msr_on ? HVI_CAP_MSR_READ : 0) | HVI_CAP_VEC_REGS |
+                (q->wp_range ? HVI_CAP_WATCH_RANGE : 0);
     out->ctx = q;
     out->name = "qemu";
     out->vcpu_count = qemu_vcpu_count;

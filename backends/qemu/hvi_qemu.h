@@ -27,7 +27,8 @@ extern "C" {
 
 #define HVI_QEMU_MAX_VCPUS 16
 #define HVI_QEMU_MAX_BREAKPOINTS 64
-#define HVI_QEMU_MAX_WATCHPOINTS 4
+#define HVI_QEMU_MAX_WATCHPOINTS 4        /* KVM (debug registers: 1/2/4/8 bytes), or accel unknown */
+#define HVI_QEMU_MAX_WATCHPOINTS_TCG 256  /* TCG: software watchpoints of any length */
 
 typedef struct hvi_qemu_vm_opts {
     const char *name;         /* state directory name; NULL = "t<pid>-<counter>" */

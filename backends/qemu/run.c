@@ -118,6 +118,10 @@ static hvi_status connect_parts(struct hvi_qemu *q, const hvi_qemu_conn *c)
         strstr(kvm, "\"enabled\":true")) {
         q->bp_type = 1;
         q->max_bp = HVI_QEMU_MAX_WATCHPOINTS;
+    } else if (kvm && strstr(kvm, "\"enabled\":false")) {
+        /* TCG: gdbstub watchpoints are QEMU's software watchpoints (any number, any length;
+         * only writes to the watched pages take the slow path). Unknown accel: be strict. */
+        q->wp_range = true;
     }
     free(kvm);
     if (c->ram_path && (st = map_ram(q, c->ram_path, c->ram_bytes)) != HVI_OK)
@@ -222,9 +226,19 @@ static bool make_event(struct hvi_qemu *q, const char *reply, bool stepping, hvi
         ev->type = HVI_EV_WATCHPOINT;
         ev->gva = watch;
         ev->after_access = true;
-        for (uint32_t i = 0; i < q->nwp; i++)
-            if (watch >= q->wp[i].gva && watch < q->wp[i].gva + q->wp[i].len)
-                ev->len = q->wp[i].len, ev->gva = q->wp[i].gva;
+        /* QEMU names the hit watchpoint by its start address: prefer the entry starting
+         * there (the longest if several do), else one containing the address */
+        int best = -1;
+        for (uint32_t i = 0; i < q->nwp; i++) {
+            const struct hvi_qemu_wp *wp = &q->wp[i];
+            if (watch < wp->gva || watch - wp->gva >= wp->len)
+                continue;
+            if (best < 0 || (wp->gva == watch && (q->wp[best].gva != watch ||
+                                                  wp->len > q->wp[best].len)))
+                best = (int)i;
+        }
+        if (best >= 0)
+            ev->len = q->wp[best].len, ev->gva = q->wp[best].gva;
         return true;
     }
     if (stepping) {

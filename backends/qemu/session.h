@@ -30,8 +30,10 @@ struct hvi_qemu {
     int timeout_ms;
     uint64_t bp[HVI_QEMU_MAX_BREAKPOINTS];
     uint32_t nbp;
-    struct hvi_qemu_wp wp[HVI_QEMU_MAX_WATCHPOINTS];
+    struct hvi_qemu_wp wp[HVI_QEMU_MAX_WATCHPOINTS_TCG];
     uint32_t nwp;
+    bool wp_range; /* TCG (QMP query-kvm: disabled): watchpoints of any length, up to
+                      HVI_QEMU_MAX_WATCHPOINTS_TCG; else 4 of 1/2/4/8 bytes (HVI_CAP_WATCH_RANGE) */
     bool step[HVI_QEMU_MAX_VCPUS];
     /* A breakpoint event was delivered for vCPU v at hit_rip[v] and not yet stepped over: only
      * then is a breakpoint at its RIP stepped over on resume; one not yet delivered is left for

@@ -60,13 +60,17 @@ hvi_status hvi_sim_glue(hvi_sim *sim, hvi_glue *out);
     ((uint64_t)(HVI_CAP_PHYS_MAP | HVI_CAP_REGS_WRITE | HVI_CAP_MSR_READ | HVI_CAP_MSR_WRITE |   \
                 HVI_CAP_DTR | HVI_CAP_EPT | HVI_CAP_REG_EXITS | HVI_CAP_BREAKPOINT |           \
                 HVI_CAP_WATCHPOINT | HVI_CAP_SINGLE_STEP | HVI_CAP_PAUSE | HVI_CAP_INJECT |    \
-                HVI_CAP_VMCALL | HVI_CAP_TIMER | HVI_CAP_VEC_REGS))
+                HVI_CAP_VMCALL | HVI_CAP_TIMER | HVI_CAP_VEC_REGS | HVI_CAP_WATCH_RANGE))
 /* The QEMU-like profile: breakpoints, watchpoints, stepping, pause, registers; no EPT, no
  * register exits, no injection. */
 #define HVI_SIM_CAPS_QEMU_LIKE                                                                    \
     ((uint64_t)(HVI_CAP_PHYS_MAP | HVI_CAP_REGS_WRITE | HVI_CAP_MSR_READ | HVI_CAP_DTR |          \
                 HVI_CAP_BREAKPOINT | HVI_CAP_WATCHPOINT | HVI_CAP_SINGLE_STEP | HVI_CAP_PAUSE | \
                 HVI_CAP_TIMER))
+/* QEMU under TCG: the QEMU-like profile with software watchpoints of any length and number
+ * (HVI_CAP_WATCH_RANGE); a watchpoint event names the watchpoint (start, length), as QEMU's
+ * `watch:ADDR` stop reply does, not the bytes written. */
+#define HVI_SIM_CAPS_QEMU_TCG (HVI_SIM_CAPS_QEMU_LIKE | (uint64_t)HVI_CAP_WATCH_RANGE)
 void hvi_sim_set_caps(hvi_sim *sim, uint64_t caps);
 uint64_t hvi_sim_caps(const hvi_sim *sim);
 

@@ -149,9 +149,11 @@ static hvi_status watch_after(const struct acc *a, hvi_event_reply *out)
         hvi_event ev;
         ev_init(&ev, HVI_EV_WATCHPOINT, a->vcpu);
         ev.access = a->right, ev.gva = a->gva, ev.len = (uint32_t)a->len;
+        if (a->s->caps & HVI_CAP_WATCH_RANGE) /* like QEMU/TCG: the watchpoint, not the bytes */
+            ev.gva = w->gva, ev.len = w->len;
         ev.after_access = true;
         ev.insn = a->insn, ev.insn_len = (uint32_t)a->insn_len;
-        (void)vcpu_xlate(a->s, a->vcpu, a->gva, &ev.gpa);
+        (void)vcpu_xlate(a->s, a->vcpu, ev.gva, &ev.gpa);
         hvi_event_reply r = {HVI_ACTION_ALLOW, false};
         hvi_status st = deliver(a->s, &ev, &r);
         if (st != HVI_OK)

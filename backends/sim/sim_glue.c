@@ -208,7 +208,9 @@ static hvi_status g_set_watchpoint(void *ctx, hvi_gva gva, uint32_t len, uint32_
 {
     hvi_sim *s = ctx;
     GATE(s, HVI_SIM_CALL_SET_WATCHPOINT);
-    if (!len || len > HVI_PAGE_SIZE || kind < HVI_WATCH_WRITE || kind > HVI_WATCH_ACCESS)
+    bool range = (s->caps & HVI_CAP_WATCH_RANGE) != 0;
+    if (!len || len > (range ? HVI_WATCH_RANGE_MAX_LEN : HVI_PAGE_SIZE) || gva + len - 1 < gva ||
+        kind < HVI_WATCH_WRITE || kind > HVI_WATCH_ACCESS)
         return HVI_E_INVAL;
     for (uint32_t i = 0; i < s->nwp; i++) {
         struct sim_wp *w = &s->wp[i];
@@ -220,7 +222,7 @@ static hvi_status g_set_watchpoint(void *ctx, hvi_gva gva, uint32_t len, uint32_
     }
     if (!enable)
         return HVI_OK;
-    if (s->nwp >= SIM_MAX_WP)
+    if (s->nwp >= (range ? HVI_WATCH_RANGE_MAX : SIM_MAX_WP))
         return HVI_E_LIMIT;
     s->wp[s->nwp].gva = gva;
     s->wp[s->nwp].len = len;

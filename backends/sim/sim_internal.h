@@ -7,7 +7,7 @@
 #define SIM_MAX_VCPUS 64u
 #define SIM_MAX_MSRS 64u
 #define SIM_MAX_BP 64u
-#define SIM_MAX_WP 16u
+#define SIM_MAX_WP 16u /* without HVI_CAP_WATCH_RANGE; with it HVI_WATCH_RANGE_MAX */
 #define SIM_MAX_EXITS 64u
 
 struct sim_msr {
@@ -55,7 +55,7 @@ struct hvi_sim {
     uint32_t nvcpus;
     hvi_gva bp[SIM_MAX_BP];
     uint32_t nbp;
-    struct sim_wp wp[SIM_MAX_WP];
+    struct sim_wp wp[HVI_WATCH_RANGE_MAX];
     uint32_t nwp;
     struct sim_exit exits[SIM_MAX_EXITS];
     uint32_t nexits;

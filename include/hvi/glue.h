@@ -111,6 +111,10 @@ enum hvi_exit_kind {
 /* Watchpoint kinds. */
 enum hvi_watch_kind { HVI_WATCH_WRITE = 1, HVI_WATCH_READ = 2, HVI_WATCH_ACCESS = 3 };
 
+/* Watchpoints a backend with HVI_CAP_WATCH_RANGE offers at least, and the longest one. */
+#define HVI_WATCH_RANGE_MAX 256u
+#define HVI_WATCH_RANGE_MAX_LEN (64u << 20)
+
 /* Capability bits: what a backend can do. The engine adapts to them. */
 enum hvi_caps {
     HVI_CAP_PHYS_MAP = 1u << 0,     /* map_gpa/unmap_gpa */
@@ -128,6 +132,11 @@ enum hvi_caps {
     HVI_CAP_VMCALL = 1u << 12,      /* the guest can call the engine with VMCALL */
     HVI_CAP_TIMER = 1u << 13,       /* the backend calls hvi_timer_tick() periodically */
     HVI_CAP_VEC_REGS = 1u << 14,    /* get_vec_reg (appended member: the table's size must cover it) */
+    /* set_watchpoint takes any length (1 byte .. 64 MiB, any alignment) and many watchpoints
+     * (HVI_WATCH_RANGE_MAX at least); the HVI_EV_WATCHPOINT event then names the watchpoint's
+     * whole range (gva = its start, len = its length), not the bytes written. Without it a
+     * watchpoint is 1/2/4/8 naturally aligned bytes and a handful exist (debug registers). */
+    HVI_CAP_WATCH_RANGE = 1u << 15,
 };
 
 typedef struct hvi_glue {

@@ -15,13 +15,17 @@
  *       moves RIP past the instruction (set_regs) so the write never happens. ALLOW: the backend
  *       must let the faulting instruction complete once despite the frame's rights (relax them,
  *       single-step, restore — or emulate), since other bytes of a hooked frame are not hooked.
- *     - no EPT but HVI_CAP_WATCHPOINT (QEMU): write hooks become write watchpoints (one per
- *       naturally aligned 1/2/4/8-byte piece, at the GVA given to hvi_hook_gpa_add_gva) and the
- *       engine keeps a shadow copy of the hooked bytes. HVI_EV_WATCHPOINT arrives after the write;
- *       DENY restores the bytes from the shadow copy, ALLOW updates the shadow. Read/execute hooks
- *       need EPT: HVI_E_UNSUPPORTED. Watchpoints are scarce (the QEMU backend has 4, i.e. at
- *       most 32 watched bytes in total): watch only small critical fields and use integrity
- *       regions (protect.h) for anything larger. Page-table/GVA hooks need EPT.
+ *     - no EPT but HVI_CAP_WATCHPOINT (QEMU): write hooks become write watchpoints at the GVA
+ *       given to hvi_hook_gpa_add_gva and the engine keeps a shadow copy of the hooked bytes.
+ *       HVI_EV_WATCHPOINT arrives after the write; the hooked bytes are compared with the shadow
+ *       and the callback is called once per changed run (changed bytes with gaps of fewer than 8
+ *       equal ones): DENY writes that run's shadow bytes back, ALLOW takes them into the shadow.
+ *       Read/execute hooks need EPT: HVI_E_UNSUPPORTED. Page-table/GVA hooks need EPT.
+ *       With debug-register watchpoints (KVM: 4 of 1/2/4/8 bytes) a hook is one naturally
+ *       aligned 8-byte piece per 8 bytes, so only small critical fields can be watched. With
+ *       HVI_CAP_WATCH_RANGE (QEMU/TCG: software watchpoints, any number and length) a hook is
+ *       exactly one watchpoint, and hvi_hook_watch_range_add hooks a multi-page linear range
+ *       (kernel text, tens of MiB) as one hook.
  *
  * Detours and breakpoint step-over contract (for backends)
  *   hvi_detour_add places set_breakpoint(gva). On HVI_EV_BREAKPOINT the engine calls the detour
@@ -71,6 +75,12 @@ typedef struct hvi_hook_access {
     uint8_t old_bytes[16];
     uint8_t new_bytes[16];
     bool after_access;        /* watchpoint strategy: the write is already in memory */
+    /* Watchpoint strategy: `rip` is where the vCPU stopped, after the writing instruction;
+     * with HVI_CAP_WATCH_RANGE writer_rip is that instruction, found by decoding backwards
+     * from rip through the vCPU's CR3 (the longest
+     * instruction ending exactly at rip that writes memory covering `gva`), 0 if none fits
+     * (e.g. the write came from another vCPU's earlier change, or a REP string instruction). */
+    uint64_t writer_rip;
     /* EPT strategy only: the engine's working copy of the vCPU registers (NULL otherwise). A
      * callback that completes the instruction itself (emulation, e.g. memcloak reads) writes the
      * resulting state here and returns HVI_ACTION_DENY: the engine then writes these registers
@@ -95,6 +105,22 @@ hvi_status hvi_hook_gpa_add(hvi_engine *e, hvi_gpa gpa, uint32_t len, uint32_t a
  * reported in hvi_hook_access.gva). The range must lie in one page. */
 hvi_status hvi_hook_gpa_add_gva(hvi_engine *e, hvi_gpa gpa, hvi_gva gva, uint32_t len,
                                 uint32_t access, hvi_gpa_hook_cb cb, void *ctx, hvi_hook **out);
+
+/*
+ * hvi_hook_watch_range_add - write-hook the linear range [gva, gva+len) (any number of pages, up to
+ * HVI_WATCH_RANGE_MAX_LEN) through `cr3` (0 = kernel) as one hook watched by one watchpoint.
+ * Needs HVI_CAP_WATCH_RANGE (HVI_E_UNSUPPORTED otherwise: use hook objects); every page must be
+ * present now (HVI_E_NOT_PRESENT): the translation of the moment is used and not followed, so a
+ * write through another linear alias of the same frames is not seen. The callback's
+ * hvi_hook_access is as for any watch hook (gpa of the run's first byte).
+ */
+hvi_status hvi_hook_watch_range_add(hvi_engine *e, uint64_t cr3, hvi_gva gva, uint64_t len,
+                                    hvi_gpa_hook_cb cb, void *ctx, hvi_hook **out);
+
+/* Watch hooks: take the current bytes of [gva, gva+len) (clipped to the hook) as the hook's
+ * reference, for a change its owner accepted by other means (e.g. found by a timer check, or
+ * made by the engine itself). No-op for EPT hooks; HVI_E_INVAL for a removed or non-memory hook. */
+hvi_status hvi_hook_watch_accept(hvi_engine *e, hvi_hook *hook, hvi_gva gva, uint64_t len);
 
 /* Remove a hook (any kind in this header); safe from inside any hook callback (the handle's memory
  * is released when the event returns). HVI_E_INVAL for NULL or a removed hook.
@@ -170,7 +196,8 @@ hvi_status hvi_hook_object_new(hvi_engine *e, const char *name, hvi_hook_object 
  * Hook the linear region [gva, gva+len) through `cr3` (0 = kernel), any number of pages, for
  * `access`. With HVI_CAP_EPT every page gets a GVA hook (follows its translation; `moved` is
  * optional). Without EPT (watchpoints) write hooks are placed on the translation of the moment
- * (pages must be present; the translation is not followed). All or nothing.
+ * (pages must be present; the translation is not followed): one hook per page, or with
+ * HVI_CAP_WATCH_RANGE one hook (hvi_hook_watch_range_add) for the whole region. All or nothing.
  */
 hvi_status hvi_hook_object_add_region(hvi_engine *e, hvi_hook_object *obj, uint64_t cr3,
                                       hvi_gva gva, uint64_t len, uint32_t access,

@@ -21,6 +21,7 @@ static const struct cap_need cap_needs[] = {
     {HVI_CAP_REG_EXITS, offsetof(hvi_glue, enable_exit)},
     {HVI_CAP_BREAKPOINT, offsetof(hvi_glue, set_breakpoint)},
     {HVI_CAP_WATCHPOINT, offsetof(hvi_glue, set_watchpoint)},
+    {HVI_CAP_WATCH_RANGE, offsetof(hvi_glue, set_watchpoint)},
     {HVI_CAP_SINGLE_STEP, offsetof(hvi_glue, single_step)},
     {HVI_CAP_PAUSE, offsetof(hvi_glue, pause)},
     {HVI_CAP_PAUSE, offsetof(hvi_glue, resume)},

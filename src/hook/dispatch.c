@@ -1,6 +1,6 @@
 /*
- * hvi hook layer — dispatching EPT violations and write watchpoints to the GPA hooks whose
- * sub-range the access touches.
+ * hvi hook layer — dispatching EPT violations to the GPA hooks whose sub-range the access
+ * touches (write watchpoints: watch.c).
  */
 #include <string.h>
 
@@ -157,82 +157,6 @@ hvi_status hvi_hook_on_ept(hvi_engine *e, const hvi_event *ev, hvi_event_reply *
         skip_insn(e, ev->vcpu, &regs, ip, reply);
     if (action == HVI_ACTION_ALLOW && ev->access == HVI_EPT_W)
         hvi_decode_invalidate_gpa(e, ev->gpa);
-    reply->action = hvi_hook_strictest(reply->action, action);
-    return HVI_OK;
-}
-
-static hvi_status rw_phys(hvi_engine *e, hvi_gpa gpa, void *buf, size_t len, bool write)
-{
-    void *page;
-    if (e->glue.map_gpa(e->glue.ctx, gpa & HVI_PAGE_MASK, &page) != HVI_OK)
-        return HVI_E_BACKEND;
-    uint8_t *p = (uint8_t *)page + (gpa & (HVI_PAGE_SIZE - 1));
-    if (write)
-        memcpy(p, buf, len);
-    else
-        memcpy(buf, p, len);
-    e->glue.unmap_gpa(e->glue.ctx, gpa & HVI_PAGE_MASK, page);
-    return HVI_OK;
-}
-
-/* One watch hook hit by a completed write [gva, gva+len): compare with the shadow, ask the hook,
- * undo (DENY) or accept (ALLOW) the new bytes. */
-static uint32_t watch_one(hvi_engine *e, struct hvi_hook *h, const hvi_event *ev,
-                          const hvi_regs *regs)
-{
-    uint8_t cur[HOOK_MAX_WATCH_LEN];
-    if (rw_phys(e, h->gpa, cur, h->len, false) != HVI_OK || memcmp(cur, h->shadow, h->len) == 0)
-        return HVI_ACTION_ALLOW; /* unreadable, or the write did not change our bytes */
-    uint32_t first = 0, last = h->len - 1;
-    while (cur[first] == h->shadow[first])
-        first++;
-    while (cur[last] == h->shadow[last])
-        last--;
-    hvi_hook_access acc = {.event = ev, .vcpu = ev->vcpu, .access = HVI_EPT_W,
-                           .gpa = h->gpa + first, .gva = h->gva + first,
-                           .size = last - first + 1, .rip = regs ? regs->rip : 0, .regs = regs,
-                           .values_known = true, .after_access = true};
-    uint32_t n = acc.size > 16 ? 16 : acc.size;
-    memcpy(acc.old_bytes, h->shadow + first, n);
-    memcpy(acc.new_bytes, cur + first, n);
-    uint32_t action = h->cb(e, h, &acc, h->ctx);
-    if (h->removed)
-        return action;
-    if (action == HVI_ACTION_DENY) {
-        if (rw_phys(e, h->gpa, h->shadow, h->len, true) != HVI_OK)
-            hvi_log(e, HVI_LOG_ERROR, "hook: cannot undo write at gpa 0x%llx",
-                    (unsigned long long)h->gpa);
-    } else {
-        memcpy(h->shadow, cur, h->len);
-    }
-    return action;
-}
-
-hvi_status hvi_hook_on_watch(hvi_engine *e, const hvi_event *ev, hvi_event_reply *reply, void *ctx)
-{
-    (void)ctx;
-    struct hvi_hook_state *s = e->hook;
-    if (!s)
-        return HVI_OK;
-    uint32_t len = ev->len ? ev->len : HOOK_WATCH_PIECE;
-    struct hvi_hook *snap[SNAP_MAX];
-    size_t n = 0;
-    for (struct hvi_hook *h = s->live; h && n < SNAP_MAX; h = h->next)
-        if (h->watch && ev->gva < h->gva + h->len && h->gva < ev->gva + len)
-            snap[n++] = h;
-    if (n == 0)
-        return HVI_OK;
-    hvi_regs regs;
-    bool have_regs = get_regs(e, ev->vcpu, &regs) == HVI_OK;
-    uint32_t action = HVI_ACTION_ALLOW;
-    s->depth++;
-    for (size_t i = 0; i < n; i++)
-        if (!snap[i]->removed)
-            action = hvi_hook_strictest(action, watch_one(e, snap[i], ev, have_regs ? &regs : NULL));
-    s->depth--;
-    hvi_hook_reap(s);
-    if (action != HVI_ACTION_DENY)
-        hvi_decode_invalidate_gpa(e, snap[0]->gpa);
     reply->action = hvi_hook_strictest(reply->action, action);
     return HVI_OK;
 }

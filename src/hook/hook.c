@@ -14,6 +14,7 @@ static uint32_t bucket_of(uint64_t key)
 static void free_hook(struct hvi_hook *h)
 {
     free(h->shadow);
+    free(h->pages);
     free(h->pt);
     hvi_vasmon_free(h->vas);
     free(h);
@@ -287,114 +288,6 @@ static hvi_status frame_hook(hvi_engine *e, struct hvi_hook_state *s, uint64_t g
 static uint64_t first_gfn(const struct hvi_hook *h) { return h->gpa >> 12; }
 static uint64_t last_gfn(const struct hvi_hook *h) { return (h->gpa + h->len - 1) >> 12; }
 
-/* ---- watchpoint strategy ---- */
-
-static struct watch_piece **watch_slot(struct hvi_hook_state *s, hvi_gva gva)
-{
-    struct watch_piece **pp = &s->watch[bucket_of(gva)];
-    while (*pp && (*pp)->gva != gva)
-        pp = &(*pp)->next;
-    return pp;
-}
-
-static hvi_status watch_ref(hvi_engine *e, struct hvi_hook_state *s, hvi_gva gva, bool add)
-{
-    struct watch_piece **pp = watch_slot(s, gva);
-    if (add) {
-        if (*pp) {
-            if ((*pp)->refs++ == 0)
-                s->stale--; /* a stale piece is still set: reuse it */
-            return HVI_OK;
-        }
-        struct watch_piece *w = calloc(1, sizeof(*w));
-        if (!w)
-            return HVI_E_NOMEM;
-        if (e->glue.set_watchpoint(e->glue.ctx, gva, HOOK_WATCH_PIECE, HVI_WATCH_WRITE, true) !=
-            HVI_OK) {
-            free(w);
-            return HVI_E_BACKEND;
-        }
-        w->gva = gva;
-        w->refs = 1;
-        *pp = w;
-        return HVI_OK;
-    }
-    if (!*pp || (*pp)->refs == 0)
-        return HVI_OK;
-    if ((*pp)->refs > 1) {
-        (*pp)->refs--;
-        return HVI_OK;
-    }
-    if (e->glue.set_watchpoint(e->glue.ctx, gva, HOOK_WATCH_PIECE, HVI_WATCH_WRITE, false) !=
-        HVI_OK) {
-        (*pp)->refs = 0; /* stale: the watchpoint is still set, hvi_hook_sync retries */
-        s->stale++;
-        return HVI_E_BACKEND;
-    }
-    struct watch_piece *w = *pp;
-    *pp = w->next;
-    free(w);
-    return HVI_OK;
-}
-
-static hvi_gva piece_first(const struct hvi_hook *h) { return h->gva & ~(hvi_gva)7; }
-static hvi_gva piece_end(const struct hvi_hook *h) { return h->gva + h->len; }
-
-/* Place (add) or remove the watchpoint pieces of h; all or nothing. */
-static hvi_status watch_apply(hvi_engine *e, struct hvi_hook_state *s, struct hvi_hook *h, bool add)
-{
-    hvi_gva p;
-    hvi_status st = HVI_OK;
-    for (p = piece_first(h); p < piece_end(h); p += HOOK_WATCH_PIECE) {
-        hvi_status one = watch_ref(e, s, p, add);
-        if (one != HVI_OK && !add) {
-            st = one; /* removal always completes; failed pieces are stale */
-            continue;
-        }
-        if ((st = one) != HVI_OK)
-            break;
-    }
-    if (st == HVI_OK || !add)
-        return st;
-    for (hvi_gva q = piece_first(h); q < p; q += HOOK_WATCH_PIECE)
-        (void)watch_ref(e, s, q, !add);
-    return st;
-}
-
-static hvi_status read_phys(hvi_engine *e, hvi_gpa gpa, void *buf, size_t len)
-{
-    void *page;
-    if (e->glue.map_gpa(e->glue.ctx, gpa & HVI_PAGE_MASK, &page) != HVI_OK)
-        return HVI_E_BACKEND;
-    memcpy(buf, (uint8_t *)page + (gpa & (HVI_PAGE_SIZE - 1)), len);
-    e->glue.unmap_gpa(e->glue.ctx, gpa & HVI_PAGE_MASK, page);
-    return HVI_OK;
-}
-
-static hvi_status add_watch_hook(hvi_engine *e, struct hvi_hook_state *s, struct hvi_hook *h)
-{
-    if (h->access != HVI_EPT_W)
-        return hvi_fail(e, HVI_E_UNSUPPORTED,
-                        "hook: backend '%s' has no EPT; only write hooks (watchpoints) work",
-                        e->glue.name ? e->glue.name : "?");
-    if (!h->gva || h->len > HOOK_MAX_WATCH_LEN ||
-        (h->gpa & HVI_PAGE_MASK) != ((h->gpa + h->len - 1) & HVI_PAGE_MASK))
-        return hvi_fail(e, HVI_E_INVAL,
-                        "hook: watchpoint hooks need a GVA and a range within one page");
-    h->watch = true;
-    h->shadow = malloc(h->len);
-    if (!h->shadow)
-        return HVI_E_NOMEM;
-    if (read_phys(e, h->gpa, h->shadow, h->len) != HVI_OK)
-        return hvi_fail(e, HVI_E_BACKEND, "hook: cannot map gpa 0x%llx",
-                        (unsigned long long)h->gpa);
-    hvi_status st = watch_apply(e, s, h, true);
-    if (st != HVI_OK)
-        return hvi_fail(e, st, "hook: set_watchpoint failed");
-    return frame_hook(e, s, first_gfn(h), h) == HVI_OK ? HVI_OK
-           : (watch_apply(e, s, h, false), HVI_E_NOMEM);
-}
-
 static hvi_status add_ept_hook(hvi_engine *e, struct hvi_hook_state *s, struct hvi_hook *h)
 {
     uint64_t g;
@@ -430,7 +323,13 @@ hvi_status hvi_hook_gpa_add_gva(hvi_engine *e, hvi_gpa gpa, hvi_gva gva, uint32_
         return HVI_E_NOMEM;
     *h = (struct hvi_hook){.kind = HOOK_GPA, .gpa = gpa, .gva = gva, .len = len,
                            .access = access, .cb = cb, .ctx = ctx};
-    hvi_status st = ept ? add_ept_hook(e, s, h) : add_watch_hook(e, s, h);
+    hvi_status st = HVI_OK;
+    if (ept) {
+        st = add_ept_hook(e, s, h);
+    } else if ((st = hvi_hook_add_watch(e, s, h)) == HVI_OK &&
+               (st = frame_hook(e, s, first_gfn(h), h)) != HVI_OK) {
+        (void)hvi_hook_watch_apply(e, s, h, false);
+    }
     if (st != HVI_OK) {
         free_hook(h);
         return st;
@@ -452,7 +351,7 @@ static hvi_status remove_gpa(hvi_engine *e, struct hvi_hook_state *s, struct hvi
 {
     hvi_status st = HVI_OK;
     if (h->watch) {
-        st = watch_apply(e, s, h, false);
+        st = hvi_hook_watch_apply(e, s, h, false);
         (void)frame_unhook(e, s, first_gfn(h), h);
     } else {
         for (uint64_t g = first_gfn(h); g <= last_gfn(h); g++) {
@@ -502,17 +401,7 @@ hvi_status hvi_hook_sync(hvi_engine *e)
             if (f->count == 0)
                 frame_drop(s, f);
         }
-        for (struct watch_piece **pp = &s->watch[b]; *pp;) {
-            struct watch_piece *w = *pp;
-            if (w->refs == 0 && e->glue.set_watchpoint(e->glue.ctx, w->gva, HOOK_WATCH_PIECE,
-                                                       HVI_WATCH_WRITE, false) == HVI_OK) {
-                *pp = w->next;
-                free(w);
-                s->stale--;
-                continue;
-            }
-            pp = &w->next;
-        }
+        (void)hvi_hook_watch_sync(e, s, b);
     }
     return s->stale ? HVI_E_BACKEND : HVI_OK;
 }

@@ -30,6 +30,8 @@ struct hvi_hook {
     uint32_t access;
     hvi_gpa_hook_cb cb;
     uint8_t *shadow;     /* watch strategy: last accepted content of the range */
+    bool whole;          /* watch strategy: one watchpoint over the range (HVI_CAP_WATCH_RANGE) */
+    hvi_gpa *pages;      /* multi-page watch range (hvi_hook_watch_range_add): frame of each page */
     /* register */
     uint32_t rkind, rindex;
     hvi_reg_hook_cb rcb;
@@ -52,7 +54,8 @@ struct hook_frame {
 };
 
 struct watch_piece {
-    hvi_gva gva;          /* 8-byte aligned */
+    hvi_gva gva;          /* 8-byte aligned piece, or a whole hooked range */
+    uint32_t len;
     uint32_t refs;
     struct watch_piece *next;
 };
@@ -81,6 +84,14 @@ hvi_status hvi_hook_on_ept(hvi_engine *e, const hvi_event *ev, hvi_event_reply *
 hvi_status hvi_hook_on_watch(hvi_engine *e, const hvi_event *ev, hvi_event_reply *r, void *ctx);
 hvi_status hvi_hook_on_reg(hvi_engine *e, const hvi_event *ev, hvi_event_reply *r, void *ctx);
 hvi_status hvi_hook_on_bp(hvi_engine *e, const hvi_event *ev, hvi_event_reply *r, void *ctx);
+
+/* Watchpoint strategy (watch.c): place a one-page write hook's watchpoints and shadow; place or
+ * remove the watchpoints of a watch hook (all or nothing when adding); retry stale watchpoints of
+ * one bucket. */
+hvi_status hvi_hook_add_watch(hvi_engine *e, struct hvi_hook_state *s, struct hvi_hook *h);
+hvi_status hvi_hook_watch_apply(hvi_engine *e, struct hvi_hook_state *s, struct hvi_hook *h,
+                                bool add);
+hvi_status hvi_hook_watch_sync(hvi_engine *e, struct hvi_hook_state *s, uint32_t bucket);
 
 /* Hook objects (object.c): detach empties them (hooks removed), engine free frees them. */
 void hvi_hook_objects_release(hvi_engine *e, struct hvi_hook_state *s, bool free_them);

@@ -79,6 +79,19 @@ hvi_status hvi_hook_object_add_region(hvi_engine *e, hvi_hook_object *obj, uint6
     }
     r->gva = gva;
     r->len = len;
+    if (!(e->glue.caps & HVI_CAP_EPT) && (e->glue.caps & HVI_CAP_WATCH_RANGE) &&
+        access == HVI_EPT_W) {
+        /* software watchpoints of any length: the whole region is one hook, one watchpoint */
+        hvi_status st = hvi_hook_watch_range_add(e, cr3, gva, len, cb, ctx, &r->hooks[0]);
+        if (st != HVI_OK) {
+            region_free(e, r);
+            return st;
+        }
+        r->hooks[r->count++]->internal = true;
+        r->next = obj->regions;
+        obj->regions = r;
+        return HVI_OK;
+    }
     for (hvi_gva p = gva; p < gva + len; p = (p & HVI_PAGE_MASK) + HVI_PAGE_SIZE) {
         uint64_t room = HVI_PAGE_SIZE - (p & (HVI_PAGE_SIZE - 1));
         uint32_t n = (uint32_t)(gva + len - p < room ? gva + len - p : room);

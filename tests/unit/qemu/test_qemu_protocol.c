@@ -525,6 +525,9 @@ HVI_TEST(session_against_fake_stub)
     CHECK_STATUS(g.set_breakpoint(q, 0x1000, true), HVI_E_EXISTS);
     CHECK_STATUS(g.set_breakpoint(q, 0x2000, false), HVI_E_NOT_FOUND);
     CHECK_STATUS(g.set_watchpoint(q, 0x1001, 8, HVI_WATCH_WRITE, true), HVI_E_INVAL);
+    /* accelerator unknown (no QMP to ask query-kvm): debug-register rules, no range watchpoints */
+    CHECK(!(g.caps & HVI_CAP_WATCH_RANGE));
+    CHECK_STATUS(g.set_watchpoint(q, 0x1000, 16, HVI_WATCH_WRITE, true), HVI_E_INVAL);
     CHECK_OK(hvi_qemu_close(q));
     fake_stop(&f);
 }
