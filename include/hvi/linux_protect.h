@@ -38,7 +38,8 @@ typedef struct hvi_linux_protect_stats {
     uint64_t bytes_compared;  /* in the last round */
     uint32_t regions;         /* shadowed memory regions */
     uint64_t last_check_ns;   /* duration of the last round */
-    uint32_t watches;         /* write hooks (watchpoints) placed on IDT gates */
+    uint32_t watches;         /* write hooks (watchpoints) placed at start: IDT gates, or with
+                                 HVI_CAP_WATCH_RANGE one per protected region (+ IDTR alias) */
     uint64_t watch_hits;      /* writes caught by them (alerts with the writer's RIP) */
     uint32_t unpack_pages;    /* vmalloc/module-area pages tracked by the unpacker check */
     uint32_t unpack_tables;   /* page-table pages it read in its last round */

@@ -94,6 +94,8 @@ void lixp_accept(hvi_engine *e, uint64_t gva, uint32_t len)
         if (a < b)
             (void)lix_read(s->k, a, r->shadow + (a - r->gva), (size_t)(b - a));
     }
+    if (s)
+        lixp_rhooks_accept(e, s, gva, len);
 }
 
 static hvi_status sym_range(struct lix_kernel *k, const char *start, const char *end,
@@ -146,8 +148,13 @@ static void add_kernel_regions(hvi_engine *e, struct lixp_state *s)
         region_add(e, s, "kernel-text", HVI_OPT_KM_TEXT, gva, len, true);
     if (sym_range(k, "__start_rodata", "__end_rodata", &gva, &len) == HVI_OK)
         region_add(e, s, "kernel-rodata", HVI_OPT_KM_TEXT, gva, len, false);
+    hvi_regs dtr;
+    memset(&dtr, 0, sizeof(dtr));
     if (lix_kallsyms_lookup(&k->ks, "idt_table", &gva) == HVI_OK)
         region_add(e, s, "idt", HVI_OPT_KM_IDT, gva, 256 * 16, false);
+    else if (e->glue.get_regs(e->glue.ctx, 0, HVI_REGS_DTR, &dtr) == HVI_OK &&
+             (dtr.valid & HVI_REGS_DTR) && lix_is_kptr(dtr.idtr_base) && dtr.idtr_limit >= 0xfff)
+        region_add(e, s, "idt", HVI_OPT_KM_IDT, dtr.idtr_base, 256 * 16, false); /* the alias */
     if (sym_range(k, "sys_call_table", "sys_call_table", &gva, &len) != HVI_OK &&
         lix_kallsyms_lookup(&k->ks, "sys_call_table", &gva) == HVI_OK) {
         /* the table ends where the next symbol starts; bounded */
@@ -194,6 +201,7 @@ static bool mod_sync_cb(const struct lix_module *m, void *ctx)
         if (r) {
             r->module = m->addr;
             snprintf(r->object, sizeof(r->object), "module-text:%.18s", m->name);
+            lixp_rhook_region(ms->e, ms->s, r);
         }
     }
     if (r)
@@ -201,7 +209,7 @@ static bool mod_sync_cb(const struct lix_module *m, void *ctx)
     return true;
 }
 
-static void region_drop(struct lixp_state *s, uint32_t i)
+void lixp_region_drop(struct lixp_state *s, uint32_t i)
 {
     free(s->regions[i].shadow);
     s->regions[i] = s->regions[--s->nregions];
@@ -216,8 +224,10 @@ static void sync_modules(hvi_engine *e, struct lixp_state *s)
     if (lix_module_walk(s->k, mod_sync_cb, &ms) != HVI_OK)
         return;
     for (uint32_t i = 0; i < s->nregions;) {
-        if (s->regions[i].module && !s->regions[i].seen)
-            region_drop(s, i);
+        if (s->regions[i].module && !s->regions[i].seen) {
+            lixp_rhooks_module_gone(e, s, s->regions[i].module);
+            lixp_region_drop(s, i);
+        }
         else
             i++;
     }
@@ -275,8 +285,8 @@ static bool patch_window(const struct lix_kernel *k, const struct lixp_region *r
  * byte lies in a 5- or 2-byte patch window, the windows not overlapping. Several sites can change
  * in one check interval and fall into one run (a static key flips all its sites: two JMP rel8 ->
  * NOP2 side by side in urandom_read_iter when the CRNG becomes ready, seen in the soak test). */
-static bool legit_code_patch(const struct lix_kernel *k, const struct lixp_region *r,
-                             const uint8_t *now, uint32_t first, uint32_t last)
+bool lixp_legit_code_patch(const struct lix_kernel *k, const struct lixp_region *r,
+                           const uint8_t *now, uint32_t first, uint32_t last)
 {
     static const uint32_t sizes[2] = {5, 2};
     uint32_t free_from = 0; /* the next window starts here or later */
@@ -374,6 +384,8 @@ static void check_slice(hvi_engine *e, struct lixp_state *s, struct lixp_region 
     s->stats.bytes_compared += n;
     if (!memcmp(s->buf + off, r->shadow + off, n))
         return;
+    if (lixp_rhooks_defer(s, r, off, n))
+        return; /* a write hook's stop may still be on its way: its verdict first */
     uint32_t reported = 0, end = off + n;
     for (uint32_t i = off; i < end && reported < LIXP_MAX_DIFFS_PER_TICK;) {
         if (s->buf[i] == r->shadow[i]) {
@@ -389,8 +401,9 @@ static void check_slice(hvi_engine *e, struct lixp_state *s, struct lixp_region 
         if (s->msr_armed && r->gva + first >= s->msr_stub && r->gva + last < s->msr_stub + 2)
             continue; /* the LSTAR agent's stub, put back when it completes */
         if (covered_elsewhere(e, s, r, first, last) ||
-            (r->code && legit_code_patch(s->k, r, s->buf, first, last))) {
+            (r->code && lixp_legit_code_patch(s->k, r, s->buf, first, last))) {
             memcpy(r->shadow + first, s->buf + first, last - first + 1);
+            lixp_rhooks_accept(e, s, r->gva + first, last - first + 1);
             continue;
         }
         bool denied = false;
@@ -402,8 +415,10 @@ static void check_slice(hvi_engine *e, struct lixp_state *s, struct lixp_region 
                 hvi_code_written(e, r->gva + first, r->shadow + first, last - first + 1);
         }
         raise_mem_alert(e, s, r, s->buf, first, last, denied);
-        if (!denied)
+        if (!denied) {
             memcpy(r->shadow + first, s->buf + first, last - first + 1);
+            lixp_rhooks_accept(e, s, r->gva + first, last - first + 1);
+        }
         reported++;
     }
 }
@@ -600,6 +615,7 @@ static hvi_status protect_detach(hvi_engine *e, void *ctx)
         if (lixp_msr_detach(e, s) == HVI_E_BUSY)
             return HVI_E_BUSY; /* vCPU 0 is away from the LSTAR agent's stub: retried */
         lixp_watch_stop(e, s);
+        lixp_rhooks_stop(e, s);
     }
     return HVI_OK;
 }
@@ -628,8 +644,9 @@ hvi_status hvi_linux_protect_start(hvi_engine *e)
     e->lixp = s;
     add_kernel_regions(e, s);
     sync_modules(e, s);
-    lixp_watch_start(e, s);
-    s->stats.watches = s->nwatch;
+    if (!lixp_rhooks_start(e, s)) /* whole regions; else a few IDT gates */
+        lixp_watch_start(e, s);
+    s->stats.watches = s->nwatch + s->nrhooks;
     if ((st = hvi_engine_add_timer(e, protect_tick, s)) != HVI_OK ||
         (st = hvi_engine_on_detach(e, protect_detach, s)) != HVI_OK)
         return hvi_fail(e, st, "linux protect: engine timer/detach table full");

@@ -30,6 +30,7 @@ struct lixp_region {
     uint8_t *shadow;
     uint64_t module;        /* struct module for module text, 0 otherwise */
     bool code;              /* executable: legitimate code patching is recognized */
+    uint64_t grace;         /* first changed byte a timer check left to a write hook, 0 none */
     bool seen;              /* module still listed (module regions) */
 };
 
@@ -54,6 +55,21 @@ struct lixp_watch {
     uint64_t gva;           /* gate address through `via` */
     uint32_t vec;
     const char *name, *via;
+};
+
+#define LIXP_MAX_RHOOKS 200u
+
+/* One region write hook (lix_protect_hooks.c): the region is found again by (gva, len, module),
+ * since regions move in their array when one is dropped. */
+struct lixp_rhook {
+    struct lixp_state *s;
+    struct hvi_hook *hook;
+    uint64_t hook_gva;      /* linear address watched: the region's, or an alias of it */
+    uint64_t region_gva;
+    uint32_t len;
+    uint64_t module;        /* struct module for module text, 0 otherwise */
+    const char *via;        /* alias name for the alert ("the IDTR alias"), NULL */
+    bool used;
 };
 
 struct lixp_state {
@@ -91,6 +107,9 @@ struct lixp_state {
     bool unpack_failed;
     struct lixp_watch watch[LIXP_MAX_WATCH];
     uint32_t nwatch;
+    struct lixp_rhook rhooks[LIXP_MAX_RHOOKS]; /* region write hooks (HVI_CAP_WATCH_RANGE) */
+    uint32_t nrhooks;
+    bool rhooks_on;
     hvi_linux_protect_stats stats;
     size_t found;           /* violations in the current round */
 };
@@ -102,6 +121,28 @@ void lixp_alert_writer(struct lixp_state *s, hvi_alert *a, uint64_t addr);
  * so the change is no alert and a later change by someone else still is. No-op when protection
  * is not running. */
 void lixp_accept(hvi_engine *e, uint64_t gva, uint32_t len);
+
+/* Drop region i (its shadow; the last region moves into slot i). */
+void lixp_region_drop(struct lixp_state *s, uint32_t i);
+/* The changed bytes [first, last] of code region r (now: the region's current bytes, indexed like
+ * its shadow) are legitimate kernel code patching (jump labels, ftrace shapes). */
+bool lixp_legit_code_patch(const struct lix_kernel *k, const struct lixp_region *r,
+                           const uint8_t *now, uint32_t first, uint32_t last);
+
+/* lix_protect_hooks.c: one write hook per protected region when the backend has watchpoints of
+ * any length (HVI_CAP_WATCH_RANGE). start: false when it has not (then the IDT gate hooks of
+ * lix_protect_watch.c are used). region: hook a region added later (a module's text).
+ * module_gone: unhook a module's text. accept: a change taken into the region shadows by other
+ * means becomes the hooks' reference too. */
+bool lixp_rhooks_start(hvi_engine *e, struct lixp_state *s);
+void lixp_rhook_region(hvi_engine *e, struct lixp_state *s, const struct lixp_region *r);
+void lixp_rhooks_module_gone(hvi_engine *e, struct lixp_state *s, uint64_t module);
+void lixp_rhooks_accept(hvi_engine *e, struct lixp_state *s, uint64_t gva, uint32_t len);
+void lixp_rhooks_stop(hvi_engine *e, struct lixp_state *s);
+/* The timer check found [off, off+n) of r changed: true when r is write-hooked and this change
+ * was not seen by the previous check, i.e. the hook's stop may still be queued (the backend
+ * delivers it at its next event loop, after this tick): leave it to the hook for one round. */
+bool lixp_rhooks_defer(struct lixp_state *s, struct lixp_region *r, uint32_t off, uint32_t n);
 
 /* lix_protect_watch.c: write hooks (watchpoints) on IDT gates, writer attribution. */
 void lixp_watch_start(hvi_engine *e, struct lixp_state *s);
