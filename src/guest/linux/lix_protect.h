@@ -110,6 +110,7 @@ struct lixp_state {
     struct lixp_rhook rhooks[LIXP_MAX_RHOOKS]; /* region write hooks (HVI_CAP_WATCH_RANGE) */
     uint32_t nrhooks;
     bool rhooks_on;
+    uint64_t idt_alias;     /* the IDTR's linear address when it is not idt_table's */
     hvi_linux_protect_stats stats;
     size_t found;           /* violations in the current round */
 };
@@ -130,8 +131,9 @@ bool lixp_legit_code_patch(const struct lix_kernel *k, const struct lixp_region 
                            const uint8_t *now, uint32_t first, uint32_t last);
 
 /* lix_protect_hooks.c: one write hook per protected region when the backend has watchpoints of
- * any length (HVI_CAP_WATCH_RANGE). start: false when it has not (then the IDT gate hooks of
- * lix_protect_watch.c are used). region: hook a region added later (a module's text).
+ * any length (HVI_CAP_WATCH_RANGE), following the options at run time. start: false when it has
+ * not (then the IDT gate hooks of lix_protect_watch.c are used). region: hook a region added
+ * later (a module's text).
  * module_gone: unhook a module's text. accept: a change taken into the region shadows by other
  * means becomes the hooks' reference too. */
 bool lixp_rhooks_start(hvi_engine *e, struct lixp_state *s);

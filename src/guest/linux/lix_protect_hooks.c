@@ -241,31 +241,67 @@ static bool inside_hooked(hvi_engine *e, const struct lixp_state *s, const struc
     return false;
 }
 
+static bool has_hook(const struct lixp_state *s, const struct lixp_region *r, uint64_t hook_gva)
+{
+    for (uint32_t i = 0; i < LIXP_MAX_RHOOKS; i++) {
+        const struct lixp_rhook *rh = &s->rhooks[i];
+        if (rh->used && rh->hook_gva == hook_gva && rh->region_gva == r->gva &&
+            rh->len == r->len && rh->module == r->module)
+            return true;
+    }
+    return false;
+}
+
 void lixp_rhook_region(hvi_engine *e, struct lixp_state *s, const struct lixp_region *r)
 {
     if (!s->rhooks_on || !(e->options & r->opt) || inside_hooked(e, s, r))
         return;
-    add_hook(e, s, r, r->gva, NULL);
+    if (!has_hook(s, r, r->gva))
+        add_hook(e, s, r, r->gva, NULL);
+    if (s->idt_alias && !strcmp(r->object, "idt") && !has_hook(s, r, s->idt_alias))
+        add_hook(e, s, r, s->idt_alias, "the IDTR alias");
+}
+
+/* The hooks follow the options: a protection switched off loses its watchpoints (no cost for the
+ * guest any more), switched on gets them back; a change made while it was off is found by the
+ * timer check (the region's shadow stayed the reference), not by the new hook. */
+static void rhooks_sync(hvi_engine *e, struct lixp_state *s)
+{
+    for (uint32_t i = 0; i < LIXP_MAX_RHOOKS; i++) {
+        struct lixp_rhook *rh = &s->rhooks[i];
+        const struct lixp_region *r = rh->used ? region_of(s, rh) : NULL;
+        if (rh->used && (!r || !(e->options & r->opt)))
+            hook_drop(e, rh);
+    }
+    for (uint32_t i = 0; i < s->nregions; i++)
+        lixp_rhook_region(e, s, &s->regions[i]);
+}
+
+static void rhooks_options(hvi_engine *e, uint64_t old_opts, uint64_t new_opts, void *ctx)
+{
+    struct lixp_state *s = ctx;
+    (void)old_opts, (void)new_opts;
+    if (s && s->rhooks_on && !e->detaching && e->lixp == s)
+        rhooks_sync(e, s);
 }
 
 bool lixp_rhooks_start(hvi_engine *e, struct lixp_state *s)
 {
     if ((e->glue.caps & HVI_CAP_EPT) || !(e->glue.caps & HVI_CAP_WATCH_RANGE))
         return false; /* debug-register watchpoints: only the IDT gates (lix_protect_watch.c) */
+    /* the alias the IDTR points at (CPU entry area: a read-only mapping of idt_table's page) */
+    hvi_regs g;
+    memset(&g, 0, sizeof(g));
+    for (uint32_t i = 0; i < s->nregions; i++)
+        if (!strcmp(s->regions[i].object, "idt") &&
+            e->glue.get_regs(e->glue.ctx, 0, HVI_REGS_DTR, &g) == HVI_OK &&
+            (g.valid & HVI_REGS_DTR) && lix_is_kptr(g.idtr_base) &&
+            g.idtr_base != s->regions[i].gva && g.idtr_limit + 1u >= s->regions[i].len)
+            s->idt_alias = g.idtr_base;
+    if (hvi_engine_on_options(e, rhooks_options, s) != HVI_OK)
+        return false;
     s->rhooks_on = true;
-    for (uint32_t i = 0; i < s->nregions; i++) {
-        const struct lixp_region *r = &s->regions[i];
-        lixp_rhook_region(e, s, r);
-        if (!strcmp(r->object, "idt") && (e->options & r->opt)) {
-            /* the alias the IDTR points at (CPU entry area, read-only mapping of the same page) */
-            hvi_regs g;
-            memset(&g, 0, sizeof(g));
-            if (e->glue.get_regs(e->glue.ctx, 0, HVI_REGS_DTR, &g) == HVI_OK &&
-                (g.valid & HVI_REGS_DTR) && lix_is_kptr(g.idtr_base) && g.idtr_base != r->gva &&
-                g.idtr_limit + 1u >= r->len)
-                add_hook(e, s, r, g.idtr_base, "the IDTR alias");
-        }
-    }
+    rhooks_sync(e, s);
     hvi_log(e, 3, "linux protect: %u region write hooks", s->nrhooks);
     return true;
 }

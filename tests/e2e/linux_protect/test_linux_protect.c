@@ -392,7 +392,8 @@ static void verify_in_guest(struct ctx *c, const struct attack *a)
 static void run_attacks(struct ctx *c)
 {
     for (size_t i = 0; i < sizeof(g_attacks) / sizeof(g_attacks[0]); i++) {
-        const struct attack *a = &g_attacks[i];
+        struct attack cur = g_attacks[i];
+        const struct attack *a = &cur;
         uint8_t gate_before[16], gate_after[16];
         bool gate = a->object && !strcmp(a->object, "idt");
         uint32_t action = a->mode == LOG_ONLY ? HVI_ALERT_LOGGED : HVI_ALERT_DENIED;
@@ -426,17 +427,21 @@ static void run_attacks(struct ctx *c)
             if (a->action)
                 CHECK(nv >= 1);
         }
+        bool module_text = a->object && !strncmp(a->object, "module-text:", 12);
+        if (module_text && !g_range) /* timer check: writer unknown */
+            cur.writer = NULL;
         if (a->writer && (g_range || a->gate == 0x80))
             check_writer(&c->seen, a);
         if (gate) { /* denied: not left in memory */
             CHECK(read_gate(c->e, a->gate, gate_after));
             CHECK(!memcmp(gate_before, gate_after, 16));
         }
-        if (a->object && !strcmp(a->object, "kernel-text")) { /* denied: not left in memory */
+        if (a->object && (!strcmp(a->object, "kernel-text") || module_text)) {
+            /* denied: not left in memory */
             hvi_alert t;
             memset(&t, 0, sizeof(t));
             for (size_t k = 0; k < c->seen.n && !t.gva; k++)
-                if (!strcmp(c->seen.a[k].object, "kernel-text"))
+                if (!strcmp(c->seen.a[k].object, a->object))
                     t = c->seen.a[k];
             uint64_t now = 0;
             uint32_t n = t.width < 8 ? t.width : 8;

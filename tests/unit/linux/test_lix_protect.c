@@ -453,6 +453,15 @@ HVI_TEST(whole_idt_write_hook_with_range_watchpoints)
     CHECK_EQ_U64(v.seen[2].rip, 0);
     CHECK_OK(hvi_gva_read(v.e, 0, IDT_VA + 0x100, after, 8));
     CHECK(memcmp(after, evil, 8) != 0); /* restored by the timer */
+    /* the hook follows the option: off = no watchpoint (a write is not seen), on = back */
+    CHECK_OK(hvi_options_set(v.e, 0));
+    CHECK_EQ_U64(hvi_sim_watchpoint_count(v.sim), 0);
+    CHECK_OK(hvi_options_set(v.e, HVI_OPT_KM_IDT));
+    CHECK_EQ_U64(hvi_sim_watchpoint_count(v.sim), 1);
+    CHECK_OK(hvi_sim_guest_write(v.sim, 0, IDT_VA + 0xe00, evil, sizeof(evil), NULL, 0, &reply));
+    CHECK_EQ_U64(v.n, 4);
+    CHECK_EQ_U64(v.seen[3].gva, IDT_VA + 0xe00);
+    CHECK_EQ_U64(v.seen[3].action, HVI_ALERT_DENIED);
     CHECK_OK(hvi_detach(v.e));
     CHECK_EQ_U64(hvi_sim_watchpoint_count(v.sim), 0);
     env_free(&v);
