@@ -79,7 +79,8 @@ typedef struct hvi_hook_access {
      * with HVI_CAP_WATCH_RANGE writer_rip is that instruction, found by decoding backwards
      * from rip through the vCPU's CR3 (the longest
      * instruction ending exactly at rip that writes memory covering `gva`), 0 if none fits
-     * (e.g. the write came from another vCPU's earlier change, or a REP string instruction). */
+     * (e.g. the write came from another vCPU's earlier change, or a REP string instruction);
+     * `insn` then points at that decoded instruction (NULL otherwise on this strategy). */
     uint64_t writer_rip;
     /* EPT strategy only: the engine's working copy of the vCPU registers (NULL otherwise). A
      * callback that completes the instruction itself (emulation, e.g. memcloak reads) writes the
@@ -121,6 +122,9 @@ hvi_status hvi_hook_watch_range_add(hvi_engine *e, uint64_t cr3, hvi_gva gva, ui
  * reference, for a change its owner accepted by other means (e.g. found by a timer check, or
  * made by the engine itself). No-op for EPT hooks; HVI_E_INVAL for a removed or non-memory hook. */
 hvi_status hvi_hook_watch_accept(hvi_engine *e, hvi_hook *hook, hvi_gva gva, uint64_t len);
+
+/* Watchpoint-strategy hook: watchpoint events that matched it (with changed bytes or not). */
+uint64_t hvi_hook_hits(const hvi_hook *hook);
 
 /* Remove a hook (any kind in this header); safe from inside any hook callback (the handle's memory
  * is released when the event returns). HVI_E_INVAL for NULL or a removed hook.

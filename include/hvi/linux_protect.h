@@ -44,6 +44,8 @@ typedef struct hvi_linux_protect_stats {
     uint32_t unpack_pages;    /* vmalloc/module-area pages tracked by the unpacker check */
     uint32_t unpack_tables;   /* page-table pages it read in its last round */
     uint64_t last_unpack_ns;  /* duration of its last round (part of last_check_ns) */
+    uint64_t hook_stops;      /* watchpoint stops on the region write hooks (HVI_CAP_WATCH_RANGE),
+                                 alerts or not: any write into a hooked range stops the vCPU */
 } hvi_linux_protect_stats;
 hvi_status hvi_linux_protect_stats_get(hvi_engine *e, hvi_linux_protect_stats *out);
 

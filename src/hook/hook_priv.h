@@ -31,6 +31,7 @@ struct hvi_hook {
     hvi_gpa_hook_cb cb;
     uint8_t *shadow;     /* watch strategy: last accepted content of the range */
     bool whole;          /* watch strategy: one watchpoint over the range (HVI_CAP_WATCH_RANGE) */
+    uint64_t hits;       /* watch strategy: events that matched this hook */
     hvi_gpa *pages;      /* multi-page watch range (hvi_hook_watch_range_add): frame of each page */
     /* register */
     uint32_t rkind, rindex;

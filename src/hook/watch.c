@@ -299,7 +299,7 @@ static uint32_t find_runs(hvi_engine *e, const struct hvi_hook *h, struct run *r
 /* The instruction that wrote byte `target`: the watchpoint stop comes after it, so decode
  * backwards from RIP — the longest candidate that ends exactly at RIP and writes memory covering
  * `target` (for MOVS/STOS, whose RDI has moved on: the element before RDI). 0 if none. */
-static uint64_t writer_before(hvi_engine *e, const hvi_regs *regs, hvi_gva target)
+static uint64_t writer_before(hvi_engine *e, const hvi_regs *regs, hvi_gva target, hvi_insn *in)
 {
     uint8_t code[HVI_INSN_MAX_LEN];
     if (!regs || !(regs->valid & HVI_REGS_GPR) || regs->rip < HVI_INSN_MAX_LEN ||
@@ -308,20 +308,19 @@ static uint64_t writer_before(hvi_engine *e, const hvi_regs *regs, hvi_gva targe
         return 0;
     uint32_t mode = hvi_decode_mode(regs);
     for (uint32_t k = HVI_INSN_MAX_LEN; k >= 1; k--) {
-        hvi_insn in;
-        if (hvi_decode_buffer(code + HVI_INSN_MAX_LEN - k, k, mode, regs->rip - k, regs, &in) !=
+        if (hvi_decode_buffer(code + HVI_INSN_MAX_LEN - k, k, mode, regs->rip - k, regs, in) !=
                 HVI_OK ||
-            in.len != k)
+            in->len != k)
             continue;
-        for (uint32_t i = 0; i < in.access_count; i++) {
-            const hvi_mem_access *a = &in.access[i];
+        for (uint32_t i = 0; i < in->access_count; i++) {
+            const hvi_mem_access *a = &in->access[i];
             if (!(a->access & HVI_EPT_W) || !a->addr_valid || !a->size)
                 continue;
             hvi_gva lo = a->gva;
             if (a->implicit && a->seg == HVI_ES) /* string store: RDI advanced past it */
                 lo = (regs->rflags & (1u << 10)) ? a->gva + a->size : a->gva - a->size;
             if (target >= lo && target - lo < a->size)
-                return in.rip;
+                return in->rip;
         }
     }
     return 0;
@@ -344,8 +343,9 @@ static uint32_t watch_one(hvi_engine *e, struct hvi_hook *h, const hvi_event *ev
         memcpy(acc.old_bytes, h->shadow + first, k);
         if (hook_rw(e, h, first, acc.new_bytes, k, false) != HVI_OK)
             continue;
-        if (h->whole)
-            acc.writer_rip = writer_before(e, regs, acc.gva);
+        hvi_insn in;
+        if (h->whole && (acc.writer_rip = writer_before(e, regs, acc.gva, &in)) != 0)
+            acc.insn = &in; /* the writing instruction (decoded with the registers after it) */
         uint32_t one = h->cb(e, h, &acc, h->ctx);
         action = hvi_hook_strictest(action, one);
         if (h->removed)
@@ -383,8 +383,10 @@ hvi_status hvi_hook_on_watch(hvi_engine *e, const hvi_event *ev, hvi_event_reply
     struct hvi_hook *snap[SNAP_MAX];
     size_t n = 0;
     for (struct hvi_hook *h = s->live; h && n < SNAP_MAX; h = h->next)
-        if (h->watch && ev->gva < h->gva + h->len && h->gva < ev->gva + len)
+        if (h->watch && ev->gva < h->gva + h->len && h->gva < ev->gva + len) {
+            h->hits++;
             snap[n++] = h;
+        }
     if (n == 0)
         return HVI_OK;
     hvi_regs regs;
@@ -401,4 +403,9 @@ hvi_status hvi_hook_on_watch(hvi_engine *e, const hvi_event *ev, hvi_event_reply
         hvi_decode_invalidate_gpa(e, first_gpa);
     reply->action = hvi_hook_strictest(reply->action, action);
     return HVI_OK;
+}
+
+uint64_t hvi_hook_hits(const hvi_hook *hook)
+{
+    return hook ? hook->hits : 0;
 }

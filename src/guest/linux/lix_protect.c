@@ -666,5 +666,6 @@ hvi_status hvi_linux_protect_stats_get(hvi_engine *e, hvi_linux_protect_stats *o
     if (!e->lixp)
         return HVI_E_STATE;
     *out = e->lixp->stats;
+    out->hook_stops = lixp_rhooks_stops(e->lixp);
     return HVI_OK;
 }

@@ -111,6 +111,7 @@ struct lixp_state {
     uint32_t nrhooks;
     bool rhooks_on;
     uint64_t idt_alias;     /* the IDTR's linear address when it is not idt_table's */
+    uint64_t hook_stops_gone; /* hits of region hooks already removed */
     hvi_linux_protect_stats stats;
     size_t found;           /* violations in the current round */
 };
@@ -141,6 +142,8 @@ void lixp_rhook_region(hvi_engine *e, struct lixp_state *s, const struct lixp_re
 void lixp_rhooks_module_gone(hvi_engine *e, struct lixp_state *s, uint64_t module);
 void lixp_rhooks_accept(hvi_engine *e, struct lixp_state *s, uint64_t gva, uint32_t len);
 void lixp_rhooks_stop(hvi_engine *e, struct lixp_state *s);
+/* Watchpoint stops on region hooks so far (removed hooks included). */
+uint64_t lixp_rhooks_stops(const struct lixp_state *s);
 /* The timer check found [off, off+n) of r changed: true when r is write-hooked and this change
  * was not seen by the previous check, i.e. the hook's stop may still be queued (the backend
  * delivers it at its next event loop, after this tick): leave it to the hook for one round. */

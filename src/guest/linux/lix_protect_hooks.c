@@ -85,6 +85,7 @@ static void shadows_take(struct lixp_state *s, uint64_t a, uint32_t n)
 
 static void hook_drop(hvi_engine *e, struct lixp_rhook *rh)
 {
+    rh->s->hook_stops_gone += hvi_hook_hits(rh->hook);
     if (rh->hook) /* gone from the hook layer whatever it returns (a stale one is retried) */
         (void)hvi_hook_remove(e, rh->hook);
     rh->hook = NULL;
@@ -108,6 +109,8 @@ static void raise_hook_alert(hvi_engine *e, struct lixp_state *s, const struct l
     memcpy(&a.new_value, now, w);
     hvi_strlcpy(a.object, obj->object, sizeof(a.object));
     uint64_t rip = acc->writer_rip ? acc->writer_rip : acc->rip;
+    if (acc->writer_rip && acc->insn)
+        hvi_strlcpy(a.insn, acc->insn->text, sizeof(a.insn));
     char note[192], where[96] = "?", tsym[96] = "", tmod[64] = "", tgt[200] = "";
     lixp_writer(s, acc->regs, rip, &a, note, sizeof(note));
     hvi_alert tmp;
@@ -353,4 +356,13 @@ bool lixp_rhooks_defer(struct lixp_state *s, struct lixp_region *r, uint32_t off
     }
     r->grace = r->gva + first;
     return true;
+}
+
+uint64_t lixp_rhooks_stops(const struct lixp_state *s)
+{
+    uint64_t n = s->hook_stops_gone;
+    for (uint32_t i = 0; i < LIXP_MAX_RHOOKS; i++)
+        if (s->rhooks[i].used)
+            n += hvi_hook_hits(s->rhooks[i].hook);
+    return n;
 }
