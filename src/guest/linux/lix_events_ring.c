@@ -66,6 +66,9 @@ bool lixe_doorbell_watch(hvi_engine *e, struct lixe_state *s, bool on)
     const hvi_glue *g = &e->glue;
     if (on && !s->watching && (g->caps & HVI_CAP_WATCHPOINT) && g->set_watchpoint &&
         lixd_doorbell(e, &s->doorbell)) {
+        uint32_t settled = lixd_settle_asks(e);
+        if (settled)
+            hvi_log(e, HVI_LOG_DEBUG, "linux events: %u unanswered exec records settled", settled);
         hvi_status st = g->set_watchpoint(g->ctx, s->doorbell, 8, HVI_WATCH_WRITE, true);
         s->watching = st == HVI_OK;
         hvi_log(e, s->watching ? HVI_LOG_INFO : HVI_LOG_WARN, "linux events: exec blocking %s",

@@ -777,6 +777,43 @@ uint32_t lixd_answer(hvi_engine *e, lixd_deny_fn deny, void *ctx)
     return n;
 }
 
+uint32_t lixd_settle_asks(hvi_engine *e)
+{
+    struct lixd_state *s = e ? e->lixd : NULL;
+    const uint32_t chunk = 512; /* records read at once (64 KiB) */
+    uint32_t n = 0;
+    if (!s || s->phase != PH_ACTIVE || !s->ring.nrec)
+        return 0;
+    struct lixd_record *buf = malloc((size_t)chunk * sizeof(*buf));
+    if (!buf)
+        return 0;
+    /* paused: a slot claimed again while we read it must not get our ALLOW over its live ASK */
+    if (lixd_pause(e) != HVI_OK) {
+        free(buf);
+        return 0;
+    }
+    for (uint32_t first = 0; first < s->ring.nrec; first += chunk) {
+        uint32_t cnt = s->ring.nrec - first < chunk ? s->ring.nrec - first : chunk;
+        uint64_t at = s->ring_gva + LIXD_HDR_SIZE + (uint64_t)first * LIXD_REC_SIZE;
+        if (hvi_gva_read(e, 0, at, buf, (size_t)cnt * sizeof(*buf)) != HVI_OK)
+            break;
+        for (uint32_t i = 0; i < cnt; i++) {
+            uint64_t v = LIXD_VERDICT_ALLOW;
+            if (buf[i].seq == 0 || buf[i].id != HVI_LIXD_EXEC ||
+                buf[i].args[LIXD_VERDICT_SLOT] != LIXD_VERDICT_ASK)
+                continue;
+            if (hvi_gva_write(e, 0,
+                              at + (uint64_t)i * LIXD_REC_SIZE + offsetof(struct lixd_record, args) +
+                                  8 * LIXD_VERDICT_SLOT,
+                              &v, sizeof(v)) == HVI_OK)
+                n++;
+        }
+    }
+    lixd_resume(e);
+    free(buf);
+    return n;
+}
+
 hvi_status hvi_linux_indetour_stop(hvi_engine *e)
 {
     if (!e)

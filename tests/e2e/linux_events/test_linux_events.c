@@ -30,12 +30,14 @@
 #include <string.h>
 
 #include "../qemu/qemu_util.h"
+#include "guest/linux/lix_indetour.h"
 #include "harness.h"
 #include "hvi/alert.h"
 #include "hvi/cami.h"
 #include "hvi/linux.h"
 #include "hvi/linux_events.h"
 #include "hvi/linux_indetour.h"
+#include "hvi/mem.h"
 #include "hvi_qemu.h"
 
 #define MAX_ALERTS 4096
@@ -369,11 +371,40 @@ static void ring_overflow(struct guest *t)
     compare_lists(t);
 }
 
+/* Exec records in the ring: committed ones still saying ASK (nobody answered) and answered. */
+static void ring_asks(hvi_engine *e, const hvi_glue *g, uint32_t *asking, uint32_t *answered)
+{
+    hvi_linux_indetour_stats ds;
+    *asking = *answered = 0;
+    CHECK_OK(hvi_linux_indetour_stats_get(e, &ds));
+    CHECK_OK(g->pause(g->ctx));
+    for (uint32_t i = 0; i < ds.ring_records; i++) {
+        struct lixd_record r;
+        if (hvi_gva_read(e, 0, ds.ring_gva + LIXD_HDR_SIZE + (uint64_t)i * LIXD_REC_SIZE, &r,
+                         sizeof(r)) != HVI_OK || !r.seq || r.id != HVI_LIXD_EXEC)
+            continue;
+        *asking += r.args[LIXD_VERDICT_SLOT] == LIXD_VERDICT_ASK;
+        *answered += r.args[LIXD_VERDICT_SLOT] == LIXD_VERDICT_ALLOW ||
+                     r.args[LIXD_VERDICT_SLOT] == LIXD_VERDICT_DENY;
+    }
+    CHECK_OK(g->resume(g->ctx));
+}
+
 static void block_exec(struct guest *t)
 {
     runner_stop(&t->r);
+    uint32_t asking = 0, answered = 0;
+    ring_asks(t->e, &t->g, &asking, &answered);
+    fprintf(stderr, "  exec records before blocking: %u asking (nobody watched), %u answered\n",
+            asking, answered);
+    CHECK(asking > 0); /* the workload's execs ran with nobody watching the doorbell */
     CHECK_OK(hvi_linux_block_exec_add(t->e, "/bin/uname"));
     CHECK_OK(hvi_options_set(t->e, hvi_options_get(t->e) | HVI_OPT_BLOCK_EXEC));
+    /* watching starts by settling them: no stale ASK for a slot claimed again */
+    ring_asks(t->e, &t->g, &asking, &answered);
+    fprintf(stderr, "  after: %u asking, %u answered\n", asking, answered);
+    CHECK_EQ_U64(asking, 0);
+    CHECK(answered > 0);
     hvi_linux_events_stats s;
     CHECK_OK(hvi_linux_events_stats_get(t->e, &s));
     /* the decision comes from the exec stub's doorbell (a write watchpoint): no breakpoint */
