@@ -802,10 +802,9 @@ uint32_t lixd_settle_asks(hvi_engine *e)
             if (buf[i].seq == 0 || buf[i].id != HVI_LIXD_EXEC ||
                 buf[i].args[LIXD_VERDICT_SLOT] != LIXD_VERDICT_ASK)
                 continue;
-            if (hvi_gva_write(e, 0,
-                              at + (uint64_t)i * LIXD_REC_SIZE + offsetof(struct lixd_record, args) +
-                                  8 * LIXD_VERDICT_SLOT,
-                              &v, sizeof(v)) == HVI_OK)
+            uint64_t slot = at + (uint64_t)i * LIXD_REC_SIZE +
+                            offsetof(struct lixd_record, args) + 8 * LIXD_VERDICT_SLOT;
+            if (hvi_gva_write(e, 0, slot, &v, sizeof(v)) == HVI_OK)
                 n++;
         }
     }

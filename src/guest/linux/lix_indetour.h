@@ -130,8 +130,9 @@ bool lixd_doorbell(hvi_engine *e, uint64_t *gva);
 typedef bool (*lixd_deny_fn)(hvi_engine *e, const struct lixd_record *r, void *ctx);
 uint32_t lixd_answer(hvi_engine *e, lixd_deny_fn deny, void *ctx);
 /* Before the doorbell is watched, with the guest paused: committed exec records still saying
- * ASK (execs that ran while nobody watched) get ALLOW, so that a slot being claimed again (seq 0, its other fields not yet
- * rewritten) never shows lixd_answer a stale ASK with a stale bprm. Returns how many. */
+ * ASK (execs that ran while nobody watched) get ALLOW, so that a slot being claimed again (seq
+ * 0, its other fields not yet rewritten) never shows lixd_answer a stale ASK with a stale bprm.
+ * Returns how many. */
 uint32_t lixd_settle_asks(hvi_engine *e);
 
 #endif
