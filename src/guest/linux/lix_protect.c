@@ -257,19 +257,63 @@ static bool patch_shape(const uint8_t *w, uint32_t n, uint64_t at, uint64_t *tar
 }
 
 /* A CALL must land on a function start, a JMP inside the patched function. */
-static bool target_ok(const struct lix_kernel *k, uint64_t at, const uint8_t *w, uint64_t target)
+/* A CALL placed by ftrace at a function's fentry site (its first bytes: offset 0, or 4 after an
+ * ENDBR64) into the module area but into no listed module: ftrace's per-ops trampoline, which
+ * the kernel allocates there (module_alloc) for a kprobe on ftrace or a live patch. Seen on the
+ * e2e guest: the attack modules' kprobe on kallsyms_lookup_name turned its NOP5 into
+ * `call <module-area trampoline>` for the time of register/unregister_kprobe. A CALL into a
+ * module's own memory stays an alert; a module_alloc'ed range of a module's making is the
+ * unpacker's (its allocator is a module). */
+static bool ftrace_trampoline_call(const struct lix_kernel *k, uint64_t at, uint64_t target)
+{
+    const char *fn = NULL;
+    uint64_t foff = 0;
+    if (target < 0xffffffffc0000000ull || target >= 0xffffffffff000000ull ||
+        lix_kallsyms_find(&k->ks, at, &fn, &foff) != HVI_OK || (foff != 0 && foff != 4))
+        return false;
+    struct mod_find f = {.k = k, .addr = target};
+    return lix_module_walk(k, mod_find_cb, &f) == HVI_OK && !f.name[0];
+}
+
+/* The first byte of a static-call trampoline (`__SCT__name`: `jmp rel32` to the current target,
+ * or `ret; int3...` for none), which static_call_update() rewrites — e.g. every tracepoint's
+ * `__SCT__tp_func_*` when a probe is attached (seen on the e2e guest when a kprobe event was
+ * enabled: `__SCT__tp_func_sched_wakeup` and its neighbours changed). */
+static bool static_call_site(const struct lix_kernel *k, uint64_t at)
+{
+    const char *fn = NULL;
+    uint64_t foff = 0;
+    return lix_kallsyms_find(&k->ks, at, &fn, &foff) == HVI_OK && fn && foff == 0 &&
+           !strncmp(fn, "__SCT__", 7);
+}
+
+static bool target_ok(const struct lix_kernel *k, uint64_t at, const uint8_t *w, uint64_t target,
+                      bool sct)
 {
     const char *fn = NULL, *tn = NULL;
     uint64_t foff = 0, toff = 0;
     if (!target)
         return true;
-    if (target < k->image_start || target >= k->image_end)
-        return false;
+    if (target < k->image_start || target >= k->image_end) {
+        if (sct) { /* a static call may target a module's function (a module's probe) */
+            struct mod_find f = {.k = k, .addr = target};
+            return w[0] == 0xe9 && lix_module_walk(k, mod_find_cb, &f) == HVI_OK && f.name[0];
+        }
+        return w[0] == 0xe8 && at >= k->image_start && at < k->image_end &&
+               ftrace_trampoline_call(k, at, target);
+    }
     if (lix_kallsyms_find(&k->ks, target, &tn, &toff) != HVI_OK)
         return false;
-    if (w[0] == 0xe8)
+    if (w[0] == 0xe8 || sct) /* a static call jumps to a function start */
         return toff == 0;
     return lix_kallsyms_find(&k->ks, at, &fn, &foff) == HVI_OK && fn == tn;
+}
+
+/* `ret; int3 x4`: a static-call trampoline with no target */
+static bool ret_shape(const uint8_t *w, uint32_t n)
+{
+    static const uint8_t ret5[5] = {0xc3, 0xcc, 0xcc, 0xcc, 0xcc};
+    return n == 5 && !memcmp(w, ret5, 5);
 }
 
 /* A legitimate patch window of n bytes at st (shape before and after, branch target). */
@@ -277,8 +321,13 @@ static bool patch_window(const struct lix_kernel *k, const struct lixp_region *r
                          const uint8_t *now, uint32_t st, uint32_t n)
 {
     uint64_t at = r->gva + st, t_old = 0, t_new = 0;
-    return st + n <= r->len && patch_shape(r->shadow + st, n, at, &t_old) &&
-           patch_shape(now + st, n, at, &t_new) && target_ok(k, at, now + st, t_new);
+    if (st + n > r->len)
+        return false;
+    bool sct = n == 5 && static_call_site(k, at);
+    return (patch_shape(r->shadow + st, n, at, &t_old) ||
+            (sct && ret_shape(r->shadow + st, n))) &&
+           (patch_shape(now + st, n, at, &t_new) || (sct && ret_shape(now + st, n))) &&
+           target_ok(k, at, now + st, t_new, sct);
 }
 
 /* The changed bytes [first, last] of a code region are legitimate patch sites: every changed
