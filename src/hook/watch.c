@@ -296,33 +296,44 @@ static uint32_t find_runs(hvi_engine *e, const struct hvi_hook *h, struct run *r
     return n;
 }
 
+/* Does `in`, decoded with the registers after it ran, write byte `target`? (For MOVS/STOS,
+ * whose RDI has moved on: the element before RDI.) */
+static bool writes_byte(const hvi_insn *in, const hvi_regs *regs, hvi_gva target)
+{
+    for (uint32_t i = 0; i < in->access_count; i++) {
+        const hvi_mem_access *a = &in->access[i];
+        if (!(a->access & HVI_EPT_W) || !a->addr_valid || !a->size)
+            continue;
+        hvi_gva lo = a->gva;
+        if (a->implicit && a->seg == HVI_ES)
+            lo = (regs->rflags & (1u << 10)) ? a->gva + a->size : a->gva - a->size;
+        if (target >= lo && target - lo < a->size)
+            return true;
+    }
+    return false;
+}
+
 /* The instruction that wrote byte `target`: the watchpoint stop comes after it, so decode
- * backwards from RIP — the longest candidate that ends exactly at RIP and writes memory covering
- * `target` (for MOVS/STOS, whose RDI has moved on: the element before RDI). 0 if none. */
+ * backwards from RIP — the longest candidate that ends exactly at RIP and writes `target`; else
+ * a REP string store at RIP itself (QEMU stops it after one element, RIP unchanged). 0 if none. */
 static uint64_t writer_before(hvi_engine *e, const hvi_regs *regs, hvi_gva target, hvi_insn *in)
 {
-    uint8_t code[HVI_INSN_MAX_LEN];
+    uint8_t code[2 * HVI_INSN_MAX_LEN];
+    uint64_t cr3 = (regs && (regs->valid & HVI_REGS_CR)) ? regs->cr3 : 0;
     if (!regs || !(regs->valid & HVI_REGS_GPR) || regs->rip < HVI_INSN_MAX_LEN ||
-        hvi_gva_read(e, (regs->valid & HVI_REGS_CR) ? regs->cr3 : 0,
-                     regs->rip - HVI_INSN_MAX_LEN, code, sizeof(code)) != HVI_OK)
+        hvi_gva_read(e, cr3, regs->rip - HVI_INSN_MAX_LEN, code, HVI_INSN_MAX_LEN) != HVI_OK)
         return 0;
     uint32_t mode = hvi_decode_mode(regs);
-    for (uint32_t k = HVI_INSN_MAX_LEN; k >= 1; k--) {
-        if (hvi_decode_buffer(code + HVI_INSN_MAX_LEN - k, k, mode, regs->rip - k, regs, in) !=
-                HVI_OK ||
-            in->len != k)
-            continue;
-        for (uint32_t i = 0; i < in->access_count; i++) {
-            const hvi_mem_access *a = &in->access[i];
-            if (!(a->access & HVI_EPT_W) || !a->addr_valid || !a->size)
-                continue;
-            hvi_gva lo = a->gva;
-            if (a->implicit && a->seg == HVI_ES) /* string store: RDI advanced past it */
-                lo = (regs->rflags & (1u << 10)) ? a->gva + a->size : a->gva - a->size;
-            if (target >= lo && target - lo < a->size)
-                return in->rip;
-        }
-    }
+    for (uint32_t k = HVI_INSN_MAX_LEN; k >= 1; k--)
+        if (hvi_decode_buffer(code + HVI_INSN_MAX_LEN - k, k, mode, regs->rip - k, regs, in) ==
+                HVI_OK &&
+            in->len == k && writes_byte(in, regs, target))
+            return in->rip;
+    if (hvi_gva_read(e, cr3, regs->rip, code + HVI_INSN_MAX_LEN, HVI_INSN_MAX_LEN) == HVI_OK &&
+        hvi_decode_buffer(code + HVI_INSN_MAX_LEN, HVI_INSN_MAX_LEN, mode, regs->rip, regs, in) ==
+            HVI_OK &&
+        in->rep && writes_byte(in, regs, target))
+        return in->rip;
     return 0;
 }
 

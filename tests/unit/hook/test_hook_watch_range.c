@@ -113,6 +113,35 @@ HVI_TEST(range_hook_is_one_watchpoint_and_denies_a_write_in_the_middle)
     fx_fini(&f);
 }
 
+/* A REP MOVSB: QEMU stops after each element with RIP still on the instruction (RDI moved on):
+ * the writer is the instruction at RIP. */
+HVI_TEST(range_hook_names_a_rep_string_store_at_rip)
+{
+    struct fx f;
+    REQUIRE(setup(&f, HVI_SIM_CAPS_QEMU_TCG));
+    static const uint8_t rep_movsb[] = {0xf3, 0xa4};
+    hvi_gpa code;
+    REQUIRE(hvi_sim_translate(f.sim, f.cr3, HVI_PAGING_4LVL, CODE_GVA + 0x40, &code) == HVI_OK);
+    hvi_sim_phys_write(f.sim, code, rep_movsb, sizeof(rep_movsb));
+    struct rec r = {0};
+    hvi_hook *h = NULL;
+    REQUIRE(hvi_hook_watch_range_add(f.e, 0, HOOK_GVA, HOOK_LEN, rec_cb, &r, &h) == HVI_OK);
+    hvi_gva at = FX_GVA + 0x1234;
+    uint8_t before = (uint8_t)peek(&f, at), v = (uint8_t)~before;
+    f.regs->rip = CODE_GVA + 0x40;
+    f.regs->gpr[HVI_RDI] = at + 1; /* after one element */
+    f.regs->gpr[HVI_RCX] = 3;
+    hvi_event_reply rep;
+    CHECK_OK(hvi_sim_guest_write(f.sim, 0, at, &v, 1, rep_movsb, sizeof(rep_movsb), &rep));
+    REQUIRE(r.calls == 1);
+    CHECK_EQ_U64(r.acc[0].gva, at);
+    CHECK_EQ_U64(r.acc[0].writer_rip, CODE_GVA + 0x40);
+    CHECK_EQ_U64(r.insn_len[0], 2);
+    CHECK_EQ_U64((uint8_t)peek(&f, at), before);
+    CHECK_OK(hvi_hook_remove(f.e, h));
+    fx_fini(&f);
+}
+
 HVI_TEST(range_hook_log_only_accepts_the_new_bytes)
 {
     struct fx f;
