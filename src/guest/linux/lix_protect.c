@@ -431,8 +431,11 @@ static void check_slice(hvi_engine *e, struct lixp_state *s, struct lixp_region 
     if (lix_read(s->k, r->gva + off, s->buf + off, n) != HVI_OK)
         return;
     s->stats.bytes_compared += n;
-    if (!memcmp(s->buf + off, r->shadow + off, n))
+    if (!memcmp(s->buf + off, r->shadow + off, n)) {
+        if (r->grace >= r->gva + off && r->grace < r->gva + off + n)
+            r->grace = 0; /* what was left to a hook is gone: the next sighting is new */
         return;
+    }
     if (lixp_rhooks_defer(s, r, off, n))
         return; /* a write hook's stop may still be on its way: its verdict first */
     uint32_t reported = 0, end = off + n;

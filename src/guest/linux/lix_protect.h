@@ -145,8 +145,9 @@ void lixp_rhooks_stop(hvi_engine *e, struct lixp_state *s);
 /* Watchpoint stops on region hooks so far (removed hooks included). */
 uint64_t lixp_rhooks_stops(const struct lixp_state *s);
 /* The timer check found [off, off+n) of r changed: true when r is write-hooked and this change
- * was not seen by the previous check, i.e. the hook's stop may still be queued (the backend
- * delivers it at its next event loop, after this tick): leave it to the hook for one round. */
+ * was not seen by the previous check of that slice (r->grace, cleared when the slice compares
+ * equal), i.e. the hook's stop may still be queued (the backend delivers it at its next event
+ * loop, after this tick): leave it to the hook for one round. */
 bool lixp_rhooks_defer(struct lixp_state *s, struct lixp_region *r, uint32_t off, uint32_t n);
 
 /* lix_protect_watch.c: write hooks (watchpoints) on IDT gates, writer attribution. */

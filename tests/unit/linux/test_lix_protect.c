@@ -446,6 +446,14 @@ HVI_TEST(whole_idt_write_hook_with_range_watchpoints)
     CHECK_OK(hvi_options_set(v.e, HVI_OPT_KM_IDT));
     hvi_gpa gpa = 0;
     CHECK_OK(hvi_gva_to_gpa(v.e, 0, IDT_VA + 0x100, &gpa));
+    uint8_t orig[8];
+    CHECK_OK(hvi_gva_read(v.e, 0, IDT_VA + 0x100, orig, 8));
+    /* a transient change seen once and gone by the next round leaves nothing behind: the same
+     * change seen again later is new again (first sighting deferred), not "still there" */
+    CHECK_OK(hvi_sim_phys_write(v.sim, gpa, evil, sizeof(evil)));
+    CHECK_EQ_U64(hvi_linux_protect_check(v.e), 0);
+    CHECK_OK(hvi_sim_phys_write(v.sim, gpa, orig, sizeof(orig)));
+    CHECK_EQ_U64(hvi_linux_protect_check(v.e), 0);
     CHECK_OK(hvi_sim_phys_write(v.sim, gpa, evil, sizeof(evil)));
     CHECK_EQ_U64(hvi_linux_protect_check(v.e), 0);
     CHECK_EQ_U64(hvi_linux_protect_check(v.e), 1);
