@@ -120,7 +120,8 @@ hvi_status hvi_hook_watch_range_add(hvi_engine *e, uint64_t cr3, hvi_gva gva, ui
 
 /* Watch hooks: take the current bytes of [gva, gva+len) (clipped to the hook) as the hook's
  * reference, for a change its owner accepted by other means (e.g. found by a timer check, or
- * made by the engine itself). No-op for EPT hooks; HVI_E_INVAL for a removed or non-memory hook. */
+ * made by the engine itself). No-op for EPT hooks; HVI_E_INVAL for a non-memory hook, or one removed during the current
+ * event (outside an event a removed hook's handle is freed and must not be used). */
 hvi_status hvi_hook_watch_accept(hvi_engine *e, hvi_hook *hook, hvi_gva gva, uint64_t len);
 
 /* Watchpoint-strategy hook: watchpoint events that matched it (with changed bytes or not). */
