@@ -20,6 +20,8 @@
  * Every kernel protection runs meanwhile in log-only mode (its LSTAR agent hijacking vCPUs on
  * the same ticks): no alert may be raised. Skipped (77) without QEMU, a kernel or support data.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,16 +64,43 @@ static hvi_status pump(hvi_engine *e, uint32_t ms, void *user)
     return st == HVI_E_TIMEOUT ? HVI_OK : st;
 }
 
-/* A guest shell command (the guest runs freely: no breakpoint is set between agents). */
+/* A guest shell command. The protection's LSTAR agent and watchpoints can stop a vCPU at any
+ * time, so the engine's event loop runs (this thread) while a helper thread types the command
+ * and collects its output; once the engine is gone the guest runs freely. */
+struct console_job {
+    struct ctx *c;
+    const char *cmd;
+    int timeout_ms;
+    char *out;
+    hvi_status st;
+    atomic_bool done;
+};
+
+static void *console_thread(void *p)
+{
+    struct console_job *j = p;
+    j->st = hvi_qemu_vm_console(j->c->vm, j->cmd, NULL, j->timeout_ms, &j->out);
+    atomic_store(&j->done, true);
+    return NULL;
+}
+
 static char *sh(struct ctx *c, const char *cmd, int timeout_ms)
 {
-    char *out = NULL;
-    if (hvi_qemu_vm_console(c->vm, cmd, NULL, timeout_ms, &out) != HVI_OK) {
-        fprintf(stderr, "  console '%s': %s\n", cmd, hvi_qemu_vm_last_error());
-        free(out);
+    struct console_job j = {.c = c, .cmd = cmd, .timeout_ms = timeout_ms};
+    atomic_init(&j.done, false);
+    pthread_t th;
+    if (pthread_create(&th, NULL, console_thread, &j) != 0)
+        return NULL;
+    while (!atomic_load(&j.done))
+        if (!c->e || pump(c->e, 100, c) != HVI_OK)
+            usleep(20000);
+    pthread_join(th, NULL);
+    if (j.st != HVI_OK) {
+        fprintf(stderr, "  console '%s': %s\n", cmd, hvi_strstatus(j.st));
+        free(j.out);
         return NULL;
     }
-    return out;
+    return j.out;
 }
 
 static uint8_t *read_text(hvi_engine *e, uint64_t *len)
@@ -336,6 +365,7 @@ HVI_TEST(process_and_file_agents_on_real_guest)
     free(text0);
     free(text1);
     hvi_engine_free(c.e);
+    c.e = NULL;
     hvi_qemu_close(c.q);
     out = sh(&c, "echo still-alive; cat /tmp/late", 20000);
     CHECK(out && strstr(out, "still-alive") && strstr(out, "late"));
