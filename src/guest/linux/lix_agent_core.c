@@ -228,6 +228,21 @@ static bool on_trigger(hvi_engine *e, hvi_hook *hook, uint32_t vcpu, hvi_regs *r
     return true;
 }
 
+/* Place a detour on every trigger address that has none (another layer's detour there is left
+ * alone). Returns how many of ours are placed. */
+static uint32_t place_triggers(struct lixa_machine *m)
+{
+    uint32_t placed = 0;
+    for (uint32_t i = 0; i < m->ntriggers; i++) {
+        if (!m->trigger[i] &&
+            hvi_detour_add(m->e, m->trigger_gva[i], on_trigger, m, &m->trigger[i]) != HVI_OK)
+            m->trigger[i] = NULL;
+        placed += m->trigger[i] != NULL;
+    }
+    m->rearm_ns = hvi_now_ns();
+    return placed;
+}
+
 hvi_status lixa_start(struct lixa_machine *m, hvi_engine *e, const uint64_t *triggers, uint32_t n,
                       uint64_t pad, lixa_accept_fn accept, void *actx, lixa_next_fn next, void *job,
                       uint32_t trigger_timeout_ms, uint32_t call_timeout_ms)
@@ -258,16 +273,9 @@ hvi_status lixa_start(struct lixa_machine *m, hvi_engine *e, const uint64_t *tri
     m->call_timeout_ms = call_timeout_ms;
     m->t_start_ns = hvi_now_ns();
     m->trigger_deadline_ns = m->t_start_ns + (uint64_t)trigger_timeout_ms * 1000000ull;
-    uint32_t placed = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        m->trigger_gva[m->ntriggers] = triggers[i];
-        if (hvi_detour_add(e, triggers[i], on_trigger, m, &m->trigger[m->ntriggers]) == HVI_OK)
-            placed++;
-        else
-            m->trigger[m->ntriggers] = NULL; /* held by another detour: skipped */
-        m->ntriggers++;
-    }
-    if (!placed) {
+    for (uint32_t i = 0; i < n; i++)
+        m->trigger_gva[m->ntriggers++] = triggers[i];
+    if (!place_triggers(m)) {
         m->phase = LIXA_IDLE;
         return hvi_fail(e, HVI_E_BUSY, "linux agent: no trigger breakpoint could be placed");
     }
@@ -285,6 +293,14 @@ void lixa_tick(struct lixa_machine *m)
                  "%llu rejected): is the guest idle?",
                  (unsigned long long)m->trigger_hits, (unsigned long long)m->rejected);
         finish(m, HVI_E_TIMEOUT, NULL);
+    } else if (m->phase == LIXA_WAIT_TRIGGER && !m->trigger_hits &&
+               now - m->rearm_ns > (uint64_t)LIXA_REARM_MS * 1000000ull) {
+        /* Seen on QEMU/TCG with 2 vCPUs, about 1 run in 4: triggers placed right after the
+         * previous agent's were removed were never hit while a write loop ran (0 hits in 30 s).
+         * Placing them again costs a few gdbstub packets. */
+        remove_triggers(m);
+        (void)place_triggers(m);
+        m->rearms++;
     } else if (m->phase == LIXA_IN_CALL && now > m->call_deadline_ns && !m->result_taken) {
         m->result = HVI_E_TIMEOUT;
         snprintf(m->why, sizeof(m->why),
