@@ -24,8 +24,8 @@
 #include "hvi/decode.h"
 #include "hvi/mem.h"
 
-#define HOOK_RUN_GAP 8u    /* equal bytes that end a run of changed bytes */
-#define HOOK_MAX_RUNS 64u  /* runs reported per hit; beyond, the rest joins the last one */
+#define HOOK_RUN_GAP 8u   /* equal bytes that end a run of changed bytes */
+#define HOOK_MAX_RUNS 64u /* runs reported per hit; beyond, the rest joins the last one */
 #define SNAP_MAX 64u
 
 static bool range_caps(const hvi_engine *e)
@@ -115,8 +115,8 @@ hvi_status hvi_hook_watch_sync(hvi_engine *e, struct hvi_hook_state *s, uint32_t
 {
     for (struct watch_piece **pp = &s->watch[b]; *pp;) {
         struct watch_piece *w = *pp;
-        if (w->refs == 0 && e->glue.set_watchpoint(e->glue.ctx, w->gva, w->len, HVI_WATCH_WRITE,
-                                                   false) == HVI_OK) {
+        if (w->refs == 0 &&
+            e->glue.set_watchpoint(e->glue.ctx, w->gva, w->len, HVI_WATCH_WRITE, false) == HVI_OK) {
             *pp = w->next;
             free(w);
             s->stale--;
@@ -200,8 +200,14 @@ hvi_status hvi_hook_watch_range_add(hvi_engine *e, uint64_t cr3, hvi_gva gva, ui
     struct hvi_hook *h = calloc(1, sizeof(*h));
     if (!h)
         return HVI_E_NOMEM;
-    *h = (struct hvi_hook){.kind = HOOK_GPA, .gva = gva, .len = (uint32_t)len, .access = HVI_EPT_W,
-                           .cb = cb, .ctx = ctx, .watch = true, .whole = true};
+    *h = (struct hvi_hook){.kind = HOOK_GPA,
+                           .gva = gva,
+                           .len = (uint32_t)len,
+                           .access = HVI_EPT_W,
+                           .cb = cb,
+                           .ctx = ctx,
+                           .watch = true,
+                           .whole = true};
     h->pages = calloc(npages, sizeof(*h->pages));
     h->shadow = malloc(len);
     hvi_status st = h->pages && h->shadow ? HVI_OK : HVI_E_NOMEM;
@@ -244,7 +250,8 @@ hvi_status hvi_hook_watch_accept(hvi_engine *e, hvi_hook *h, hvi_gva gva, uint64
     uint64_t b = gva + len < h->gva + h->len ? gva + len : h->gva + h->len;
     if (a >= b)
         return HVI_OK;
-    return hook_rw(e, h, (uint32_t)(a - h->gva), h->shadow + (a - h->gva), (uint32_t)(b - a), false);
+    return hook_rw(e, h, (uint32_t)(a - h->gva), h->shadow + (a - h->gva), (uint32_t)(b - a),
+                   false);
 }
 
 /* ---- a hit ---- */
@@ -346,9 +353,15 @@ static uint32_t watch_one(hvi_engine *e, struct hvi_hook *h, const hvi_event *ev
     uint32_t n = find_runs(e, h, runs), action = HVI_ACTION_ALLOW;
     for (uint32_t r = 0; r < n && !h->removed; r++) {
         uint32_t first = runs[r].first, size = runs[r].last - first + 1;
-        hvi_hook_access acc = {.event = ev, .vcpu = ev->vcpu, .access = HVI_EPT_W,
-                               .gpa = byte_gpa(h, first), .gva = h->gva + first, .size = size,
-                               .rip = regs ? regs->rip : 0, .regs = regs, .values_known = true,
+        hvi_hook_access acc = {.event = ev,
+                               .vcpu = ev->vcpu,
+                               .access = HVI_EPT_W,
+                               .gpa = byte_gpa(h, first),
+                               .gva = h->gva + first,
+                               .size = size,
+                               .rip = regs ? regs->rip : 0,
+                               .regs = regs,
+                               .values_known = true,
                                .after_access = true};
         uint32_t k = size > 16 ? 16 : size;
         memcpy(acc.old_bytes, h->shadow + first, k);
@@ -407,7 +420,8 @@ hvi_status hvi_hook_on_watch(hvi_engine *e, const hvi_event *ev, hvi_event_reply
     s->depth++;
     for (size_t i = 0; i < n; i++)
         if (!snap[i]->removed)
-            action = hvi_hook_strictest(action, watch_one(e, snap[i], ev, have_regs ? &regs : NULL));
+            action =
+                hvi_hook_strictest(action, watch_one(e, snap[i], ev, have_regs ? &regs : NULL));
     s->depth--;
     hvi_hook_reap(s);
     if (action != HVI_ACTION_DENY)

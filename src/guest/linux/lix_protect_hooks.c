@@ -94,9 +94,9 @@ static void hook_drop(hvi_engine *e, struct lixp_rhook *rh)
 }
 
 static void raise_hook_alert(hvi_engine *e, struct lixp_state *s, const struct lixp_rhook *rh,
-                             const struct lixp_region *obj, const hvi_hook_access *acc,
-                             uint64_t at, uint32_t first, uint32_t last, const uint8_t *now,
-                             const uint8_t *old, bool deny)
+                             const struct lixp_region *obj, const hvi_hook_access *acc, uint64_t at,
+                             uint32_t first, uint32_t last, const uint8_t *now, const uint8_t *old,
+                             bool deny)
 {
     hvi_alert a;
     uint32_t width = last - first + 1, w = width < 8 ? width : 8;
@@ -142,9 +142,8 @@ static void raise_hook_alert(hvi_engine *e, struct lixp_state *s, const struct l
             snprintf(tgt, sizeof(tgt), "; now points to %s (%s)", tsym[0] ? tsym : "?", tmod);
     }
     char d[1024];
-    snprintf(d, sizeof(d),
-             "%s written at %s (%u bytes)%s%s by RIP 0x%llx %s%s%s; write hook: %s", obj->object,
-             where, width, rh->via ? " through " : "", rh->via ? rh->via : "",
+    snprintf(d, sizeof(d), "%s written at %s (%u bytes)%s%s by RIP 0x%llx %s%s%s; write hook: %s",
+             obj->object, where, width, rh->via ? " through " : "", rh->via ? rh->via : "",
              (unsigned long long)rip, a.symbol[0] ? a.symbol : "?", note, tgt,
              acc->writer_rip ? "the writing instruction (decoded back from the stop RIP)"
                              : "RIP where the vCPU stopped, after the write");
@@ -218,8 +217,13 @@ static bool add_hook(hvi_engine *e, struct lixp_state *s, const struct lixp_regi
             rh = &s->rhooks[i];
     if (!rh)
         return false;
-    *rh = (struct lixp_rhook){.s = s, .hook_gva = hook_gva, .region_gva = r->gva, .len = r->len,
-                              .module = r->module, .via = via, .used = true};
+    *rh = (struct lixp_rhook){.s = s,
+                              .hook_gva = hook_gva,
+                              .region_gva = r->gva,
+                              .len = r->len,
+                              .module = r->module,
+                              .via = via,
+                              .used = true};
     hvi_status st = hvi_hook_watch_range_add(e, 0, hook_gva, r->len, rhook_cb, rh, &rh->hook);
     if (st != HVI_OK) {
         hvi_log(e, 2, "linux protect: no write hook on %s at 0x%llx (+%u): %s; timer only",
@@ -248,8 +252,8 @@ static bool has_hook(const struct lixp_state *s, const struct lixp_region *r, ui
 {
     for (uint32_t i = 0; i < LIXP_MAX_RHOOKS; i++) {
         const struct lixp_rhook *rh = &s->rhooks[i];
-        if (rh->used && rh->hook_gva == hook_gva && rh->region_gva == r->gva &&
-            rh->len == r->len && rh->module == r->module)
+        if (rh->used && rh->hook_gva == hook_gva && rh->region_gva == r->gva && rh->len == r->len &&
+            rh->module == r->module)
             return true;
     }
     return false;

@@ -21,7 +21,7 @@ struct rec {
     int calls;
     hvi_hook_access acc[8];
     uint32_t insn_len[8]; /* the decoded writer (acc->insn lives only during the call) */
-    hvi_gva deny_at; /* deny only the run starting here (0: deny every run) */
+    hvi_gva deny_at;      /* deny only the run starting here (0: deny every run) */
     bool allow_all;
 };
 
@@ -99,7 +99,7 @@ HVI_TEST(range_hook_is_one_watchpoint_and_denies_a_write_in_the_middle)
     CHECK_EQ_U64(n, value);
     CHECK_EQ_U64(r.acc[0].rip, CODE_GVA + 4);
     CHECK_EQ_U64(r.acc[0].writer_rip, CODE_GVA); /* decoded backwards from the stop RIP */
-    CHECK_EQ_U64(r.insn_len[0], 4); /* and handed to the callback as acc->insn */
+    CHECK_EQ_U64(r.insn_len[0], 4);              /* and handed to the callback as acc->insn */
     CHECK_EQ_U64(peek(&f, at), before);          /* denied: restored on both frames */
     /* a write outside the hooked range: no callback */
     CHECK_OK(guest_mov(&f, FX_GVA + 0x20, 0x1234));
