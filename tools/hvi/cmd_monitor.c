@@ -239,10 +239,12 @@ static int cmd_monitor(int argc, char **argv)
     if (hvi_linux_protect_stats_get(s.engine, &ps) == HVI_OK)
         fprintf(stderr,
                 "hvi monitor: %llu checks, %llu violations, %llu restored, %u regions, last "
-                "check %.2f ms over %llu bytes\n",
+                "check %.2f ms over %llu bytes; %u write hooks, %llu stops on them, %llu "
+                "caught at the write\n",
                 (unsigned long long)ps.checks, (unsigned long long)ps.violations,
                 (unsigned long long)ps.restored, ps.regions, ps.last_check_ns / 1e6,
-                (unsigned long long)ps.bytes_compared);
+                (unsigned long long)ps.bytes_compared, ps.watches,
+                (unsigned long long)ps.hook_stops, (unsigned long long)ps.watch_hits);
     hvi_linux_exploit_stats xs;
     if (m.nxp && hvi_linux_exploit_stats_get(s.engine, &xs) == HVI_OK)
         fprintf(stderr,
