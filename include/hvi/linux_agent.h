@@ -51,7 +51,6 @@ typedef struct hvi_linux_agent_result {
     uint64_t calls;                  /* kernel functions called */
     uint64_t other_vcpu;             /* calls that returned on another vCPU (the task migrated) */
     uint64_t trigger_hits, rejected; /* trigger breakpoint hits, and those refused */
-    uint32_t rearms;                 /* triggers placed again after 5 s without a hit */
     uint64_t wait_ns;                /* start -> borrowed */
     uint64_t run_ns;                 /* borrowed -> restored */
     char why[256];                   /* on failure */

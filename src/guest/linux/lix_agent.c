@@ -312,7 +312,6 @@ hvi_status hvi_linux_agent_poll(hvi_engine *e, hvi_linux_agent_result *out)
         out->vcpu = m->vcpu;
         out->calls = m->calls;
         out->other_vcpu = m->other_vcpu;
-        out->rearms = m->rearms;
         out->trigger_hits = m->trigger_hits, out->rejected = m->rejected;
         uint64_t t = m->t_trigger_ns ? m->t_trigger_ns : hvi_now_ns();
         out->wait_ns = t - m->t_start_ns;

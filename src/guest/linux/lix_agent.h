@@ -27,10 +27,7 @@
 #define LIXA_SAVE (LIXA_MAX_SCRATCH + LIXA_REDZONE + 32u) /* stack window saved and restored */
 #define LIXA_STACK_MARGIN 8192u /* stack that must stay free below the return slot */
 #define LIXA_MAX_TRIGGERS 16u
-#define LIXA_MAX_ARGS 64u
-#define LIXA_REARM_MS                                                                              \
-    5000u /* no trigger hit for this long: place the triggers again */ /* argv and envp entries    \
-                                                                          each */
+#define LIXA_MAX_ARGS 64u /* argv and envp entries each */
 
 /* ---- argv/envp layout in a scratch block (pure, unit-tested) ------------------------------ */
 struct lixa_block {
@@ -128,8 +125,6 @@ struct lixa_machine {
     uint64_t top;      /* highest address data may reach: saved RSP - LIXA_REDZONE */
 
     uint64_t trigger_deadline_ns, call_deadline_ns;
-    uint64_t rearm_ns; /* when the triggers were last placed */
-    uint32_t rearms;   /* times they were placed again for want of a hit */
     uint32_t call_timeout_ms;
     hvi_status result; /* HVI_OK, or why it failed */
     bool result_taken; /* a timeout was reported while the task is still inside a call */

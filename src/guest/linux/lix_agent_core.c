@@ -239,7 +239,6 @@ static uint32_t place_triggers(struct lixa_machine *m)
             m->trigger[i] = NULL;
         placed += m->trigger[i] != NULL;
     }
-    m->rearm_ns = hvi_now_ns();
     return placed;
 }
 
@@ -293,14 +292,6 @@ void lixa_tick(struct lixa_machine *m)
                  "%llu rejected): is the guest idle?",
                  (unsigned long long)m->trigger_hits, (unsigned long long)m->rejected);
         finish(m, HVI_E_TIMEOUT, NULL);
-    } else if (m->phase == LIXA_WAIT_TRIGGER && !m->trigger_hits &&
-               now - m->rearm_ns > (uint64_t)LIXA_REARM_MS * 1000000ull) {
-        /* Seen on QEMU/TCG with 2 vCPUs, about 1 run in 4: triggers placed right after the
-         * previous agent's were removed were never hit while a write loop ran (0 hits in 30 s).
-         * Placing them again costs a few gdbstub packets. */
-        remove_triggers(m);
-        (void)place_triggers(m);
-        m->rearms++;
     } else if (m->phase == LIXA_IN_CALL && now > m->call_deadline_ns && !m->result_taken) {
         m->result = HVI_E_TIMEOUT;
         snprintf(m->why, sizeof(m->why),

