@@ -17,7 +17,8 @@
  *   - the CLI on the same guest: `hvi agent put` a 10 000-byte file, `hvi agent run` (with
  *     --env) md5sum of it inside the guest: both exit 0, the guest's md5 equals the host's,
  *     the variable reached the program.
- * Skipped (77) without QEMU, a kernel or support data.
+ * Every kernel protection runs meanwhile in log-only mode (its LSTAR agent included): no
+ * alert may be raised. Skipped (77) without QEMU, a kernel or support data.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -30,8 +31,10 @@
 #include "../qemu/qemu_util.h"
 #include "../support_util.h"
 #include "harness.h"
+#include "hvi/alert.h"
 #include "hvi/linux.h"
 #include "hvi/linux_agent.h"
+#include "hvi/linux_protect.h"
 #include "hvi/mem.h"
 #include "hvi_qemu.h"
 
@@ -41,6 +44,16 @@ struct ctx {
     hvi_engine *e;
     time_t last_tick;
 };
+
+static int g_alerts;
+static void on_alert(const hvi_alert *a, void *user)
+{
+    (void)user;
+    char line[2048];
+    g_alerts++;
+    if (hvi_alert_to_json(a, line, sizeof(line), NULL) == HVI_OK)
+        fprintf(stderr, "  ALERT %s\n", line);
+}
 
 static hvi_status pump(hvi_engine *e, uint32_t ms, void *user)
 {
@@ -190,6 +203,11 @@ HVI_TEST(process_and_file_agents_on_real_guest)
     REQUIRE(st == HVI_OK);
     uint64_t tlen = 0, tlen2 = 0;
     uint8_t *text0 = read_text(c.e, &tlen);
+    /* every kernel protection runs meanwhile (log-only; the LSTAR agent hijacks vCPUs on its
+     * ticks): the agents must raise no alert */
+    hvi_set_alert_callback(c.e, on_alert, NULL);
+    CHECK_OK(hvi_options_set(c.e, HVI_OPT_ALL_PROTECTION | HVI_OPT_LOG_ONLY));
+    CHECK_OK(hvi_linux_protect_start(c.e));
     CHECK(text0 != NULL);
     CHECK_OK(pump(c.e, 200, &c)); /* the gdbstub connection paused the guest: let it run */
     hvi_linux_agent_result r;
@@ -316,6 +334,13 @@ HVI_TEST(process_and_file_agents_on_real_guest)
     CHECK_OK(dst);
     CHECK(busy > 0);
     CHECK(st == HVI_OK && r.value == 0);
+
+    hvi_linux_protect_stats ps;
+    CHECK_OK(hvi_linux_protect_stats_get(c.e, &ps));
+    fprintf(stderr, "  protection (log-only) during the agents: %llu check rounds, %d alerts\n",
+            (unsigned long long)ps.checks, g_alerts);
+    CHECK(ps.checks > 0);
+    CHECK_EQ_U64(g_alerts, 0);
 
     /* 5. nothing left behind */
     uint8_t *text1 = read_text(c.e, &tlen2);
