@@ -3,7 +3,8 @@
  *
  * hvi_linux_events_start() detours the kernel functions that mark process creation, exec, exit,
  * module load and module unload (names from the selected CAMI entry's hooks list, resolved
- * through kallsyms; see docs/linux-guest.md "Events"), seeds the engine's process and module
+ * through kallsyms: with a non-empty list an event whose function is not listed is not detoured;
+ * without a list, the kallsyms fallback; see docs/linux-guest.md "Events"), seeds the engine's process and module
  * lists with one walk, and from then on keeps them in sync from the events alone. The events are
  * recorded by in-guest detours into a ring the engine drains (include/hvi/linux_indetour.h; no
  * VM exit per event); a hypervisor breakpoint (hvi_detour_add) is used only for exec blocking

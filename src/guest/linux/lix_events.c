@@ -594,18 +594,9 @@ static hvi_status state_get(hvi_engine *e, struct lixe_state **out)
 /* ---- resolution: CAMI hooks list, kallsyms ---- */
 
 struct cami_info {
-    uint32_t hashes[64];
+    uint32_t hashes[512]; /* a Linux entry has at most 512 hooks (cami-format.md) */
     uint32_t nhashes;
 };
-
-static bool in_cami(const struct cami_info *ci, const char *name)
-{
-    uint32_t h = hvi_cami_name_hash(name);
-    for (uint32_t i = 0; i < ci->nhashes; i++)
-        if (ci->hashes[i] == h)
-            return true;
-    return false;
-}
 
 static void load_cami(hvi_engine *e, struct lixe_state *s, struct cami_info *ci)
 {
@@ -617,7 +608,7 @@ static void load_cami(hvi_engine *e, struct lixe_state *s, struct cami_info *ci)
         hvi_cami_open(e->support, e->support_len, &c, msg, sizeof(msg)) != HVI_OK)
         return;
     if (hvi_cami_lix_select(c, k->banner + strlen("Linux version "), &entry) == HVI_OK) {
-        for (uint32_t i = 0; i < entry->hook_count && ci->nhashes < 64; i++)
+        for (uint32_t i = 0; i < entry->hook_count && ci->nhashes < 512; i++)
             ci->hashes[ci->nhashes++] = entry->hooks[i].name_hash;
         uint32_t f = 0, in = 0, fi = 0;
         if (hvi_cami_lix_field_by_name(entry, "Binprm", "FilenameOffset", &f) == HVI_OK && f &&
@@ -635,43 +626,41 @@ static void load_cami(hvi_engine *e, struct lixe_state *s, struct cami_info *ci)
     hvi_cami_close(c);
 }
 
+_Static_assert(LIXE_EVENTS == EV_N, "lixe_choose orders its events as EV_*");
+
+static bool ks_lookup(void *ctx, const char *name, uint64_t *addr)
+{
+    struct lix_kernel *k = ctx;
+    return lix_kallsyms_lookup(&k->ks, name, addr) == HVI_OK && lix_is_kptr(*addr);
+}
+
 static void resolve(hvi_engine *e, struct lixe_state *s)
 {
     struct lix_kernel *k = lix_get(e);
     struct cami_info ci;
     memset(&ci, 0, sizeof(ci));
     load_cami(e, s, &ci);
-    static const char *const single[3] = {"wake_up_new_task", "begin_new_exec", "do_exit"};
-    /* module pairs, tried in order: a pair is used only whole (a load seen at one point and its
-     * unload at the matching one, failures included) */
-    static const char *const pairs[2][2] = {
-        {"module_param_sysfs_setup", "module_param_sysfs_remove"},
-        {"do_init_module", "free_module"}};
     for (int ev = 0; ev < EV_N; ev++)
         memset(&s->slot[ev], 0, sizeof(s->slot[ev]));
-    for (int ev = EV_CREATE; ev <= EV_EXIT; ev++) {
-        uint64_t a = 0;
-        if (ev == EV_EXEC && !s->have_bprm)
-            continue; /* no linux_binprm offsets: nothing to decode */
-        if (lix_kallsyms_lookup(&k->ks, single[ev], &a) == HVI_OK && lix_is_kptr(a)) {
-            s->slot[ev].addr = a;
-            hvi_strlcpy(s->slot[ev].fn, single[ev], sizeof(s->slot[ev].fn));
-            s->slot[ev].from_cami = in_cami(&ci, single[ev]);
-        }
+    /* with a hooks list only its functions are detoured; without one, kallsyms decides */
+    struct lixe_choice ch;
+    lixe_choose(ci.hashes, ci.nhashes, s->have_bprm, ks_lookup, k, &ch);
+    for (int ev = 0; ev < EV_N; ev++) {
+        if (ch.unlisted[ev] && ev < EV_MLOAD)
+            hvi_log(e, HVI_LOG_WARN,
+                    "linux events: %s not detoured: %s is not in the CAMI hooks list",
+                    g_what[ev], ch.unlisted[ev]);
+        else if (ch.unlisted[ev] && ev == EV_MLOAD)
+            hvi_log(e, HVI_LOG_WARN,
+                    "linux events: module-load/-unload not detoured: neither pair "
+                    "module_param_sysfs_setup/_remove nor do_init_module/free_module is in the "
+                    "CAMI hooks list");
+        if (!ch.addr[ev])
+            continue;
+        s->slot[ev].addr = ch.addr[ev];
+        hvi_strlcpy(s->slot[ev].fn, ch.fn[ev], sizeof(s->slot[ev].fn));
+        s->slot[ev].from_cami = ch.from_cami[ev];
     }
-    for (int pass = 0; pass < 2 && !s->slot[EV_MLOAD].addr; pass++)
-        for (int i = 0; i < 2 && !s->slot[EV_MLOAD].addr; i++) {
-            bool cami = in_cami(&ci, pairs[i][0]) && in_cami(&ci, pairs[i][1]);
-            uint64_t a = 0, b = 0;
-            if ((pass == 0 && !cami) || lix_kallsyms_lookup(&k->ks, pairs[i][0], &a) != HVI_OK ||
-                lix_kallsyms_lookup(&k->ks, pairs[i][1], &b) != HVI_OK || !lix_is_kptr(a) ||
-                !lix_is_kptr(b))
-                continue;
-            s->slot[EV_MLOAD].addr = a, s->slot[EV_MUNLOAD].addr = b;
-            hvi_strlcpy(s->slot[EV_MLOAD].fn, pairs[i][0], sizeof(s->slot[EV_MLOAD].fn));
-            hvi_strlcpy(s->slot[EV_MUNLOAD].fn, pairs[i][1], sizeof(s->slot[EV_MUNLOAD].fn));
-            s->slot[EV_MLOAD].from_cami = s->slot[EV_MUNLOAD].from_cami = cami;
-        }
     /* current task: per-CPU `current_task` (6.1), `pcpu_hot.current_task` (6.2+, offset 0) */
     uint64_t cur = 0, pcpu_start = 0;
     s->have_current = false;

@@ -75,6 +75,26 @@ bool lixe_mod_del(struct lixe_lists *l, uint64_t addr);
 void lixe_lists_clear(struct lixe_lists *l, bool procs, bool mods);
 void lixe_lists_free(struct lixe_lists *l);
 
+/* Which kernel function each event is detoured at (order: create, exec, exit, module load,
+ * module unload). `hashes`/`n`: the selected CAMI entry's hooks list (hvi_cami_name_hash of each
+ * name). With a non-empty list only a listed function is detoured: a function not in the list
+ * leaves its event empty (`unlisted` names it), and the module pair is taken only from pairs whose
+ * two functions are both listed. With no list (n == 0) every function found by `lookup` is used
+ * (kallsyms fallback). `lookup` gives a function's address (true: found, a kernel pointer);
+ * `want_exec` false leaves exec empty (no linux_binprm offsets). Pure: no guest access. */
+#define LIXE_EVENTS 5
+typedef bool (*lixe_lookup_fn)(void *ctx, const char *name, uint64_t *addr);
+struct lixe_choice {
+    uint64_t addr[LIXE_EVENTS];
+    const char *fn[LIXE_EVENTS];       /* static name, NULL when none */
+    bool from_cami[LIXE_EVENTS];       /* the function is in the hooks list */
+    const char *unlisted[LIXE_EVENTS]; /* not detoured: this function is not in the list
+                                          (module events: no pair is wholly listed, the
+                                          first pair's function) */
+};
+void lixe_choose(const uint32_t *hashes, uint32_t n, bool want_exec, lixe_lookup_fn lookup,
+                 void *ctx, struct lixe_choice *out);
+
 /* Bytes of leading no-op instructions in code[0..len) (endbr64, the 5-byte ftrace nop, the
  * 6-byte nop, 66 90, 90): a detour resumes past them instead of stepping over. */
 uint8_t lixe_nop_prefix(const uint8_t *code, size_t len);

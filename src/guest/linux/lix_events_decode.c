@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "guest/linux/lix_events.h"
+#include "hvi/cami.h"
 
 static bool kptr_aligned(uint64_t p, uint64_t align)
 {
@@ -253,4 +254,63 @@ const char *lixe_basename(const char *path)
 {
     const char *s = path ? strrchr(path, '/') : NULL;
     return s ? s + 1 : (path ? path : "");
+}
+
+/* ---- which function each event is detoured at ---- */
+
+static bool listed(const uint32_t *hashes, uint32_t n, const char *name)
+{
+    uint32_t h = hvi_cami_name_hash(name);
+    for (uint32_t i = 0; i < n; i++)
+        if (hashes[i] == h)
+            return true;
+    return false;
+}
+
+void lixe_choose(const uint32_t *hashes, uint32_t n, bool want_exec, lixe_lookup_fn lookup,
+                 void *ctx, struct lixe_choice *out)
+{
+    static const char *const single[3] = {"wake_up_new_task", "begin_new_exec", "do_exit"};
+    /* module pairs, tried in order: a pair is used only whole (a load seen at one point and its
+     * unload at the matching one, failures included) */
+    static const char *const pairs[2][2] = {
+        {"module_param_sysfs_setup", "module_param_sysfs_remove"},
+        {"do_init_module", "free_module"}};
+    memset(out, 0, sizeof(*out));
+    if (!hashes)
+        n = 0;
+    for (int ev = 0; ev < 3; ev++) {
+        uint64_t a = 0;
+        if (ev == 1 && !want_exec)
+            continue;
+        bool in = listed(hashes, n, single[ev]);
+        if (n && !in) {
+            out->unlisted[ev] = single[ev];
+            continue;
+        }
+        if (lookup(ctx, single[ev], &a)) {
+            out->addr[ev] = a;
+            out->fn[ev] = single[ev];
+            out->from_cami[ev] = in;
+        }
+    }
+    /* pass 0: pairs in the list; pass 1 (no list only): any pair kallsyms has */
+    for (int pass = 0; pass < (n ? 1 : 2) && !out->addr[3]; pass++)
+        for (int i = 0; i < 2 && !out->addr[3]; i++) {
+            bool in = listed(hashes, n, pairs[i][0]) && listed(hashes, n, pairs[i][1]);
+            uint64_t a = 0, b = 0;
+            if ((pass == 0 && !in) || !lookup(ctx, pairs[i][0], &a) ||
+                !lookup(ctx, pairs[i][1], &b))
+                continue;
+            out->addr[3] = a, out->addr[4] = b;
+            out->fn[3] = pairs[i][0], out->fn[4] = pairs[i][1];
+            out->from_cami[3] = out->from_cami[4] = in;
+        }
+    if (n && !out->addr[3]) {
+        bool any = false; /* a listed pair kallsyms lacks is not a refusal */
+        for (int i = 0; i < 2; i++)
+            any = any || (listed(hashes, n, pairs[i][0]) && listed(hashes, n, pairs[i][1]));
+        if (!any)
+            out->unlisted[3] = pairs[0][0], out->unlisted[4] = pairs[0][1];
+    }
 }

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "guest/linux/lix_events.h"
+#include "hvi/cami.h"
 #include "harness.h"
 #include "synth_mem.h"
 
@@ -278,6 +279,95 @@ HVI_TEST(nop_prefix_only_counts_no_ops)
     CHECK_EQ_U64(lixe_nop_prefix(ftrace_nop, 4), 0);
     CHECK_EQ_U64(lixe_nop_prefix(ibt, 7), 4);
     CHECK_EQ_U64(lixe_nop_prefix(ibt, 0), 0);
+}
+
+/* A kallsyms stand-in: every function of both module pairs and the three task functions. */
+static bool fake_lookup(void *ctx, const char *name, uint64_t *addr)
+{
+    static const char *const names[] = {"wake_up_new_task",         "begin_new_exec",
+                                        "do_exit",                  "module_param_sysfs_setup",
+                                        "module_param_sysfs_remove", "do_init_module",
+                                        "free_module"};
+    const char *missing = ctx; /* a name kallsyms "lacks", or NULL */
+    if (missing && !strcmp(name, missing))
+        return false;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (!strcmp(name, names[i])) {
+            *addr = 0xffffffff81000000ull + 0x1000 * i;
+            return true;
+        }
+    return false;
+}
+
+static uint32_t hash_list(uint32_t *h, const char *const *names)
+{
+    uint32_t n = 0;
+    for (; names[n]; n++)
+        h[n] = hvi_cami_name_hash(names[n]);
+    return n;
+}
+
+HVI_TEST(cami_hooks_list_chooses_the_detoured_functions)
+{
+    struct lixe_choice c;
+    uint32_t h[16];
+    /* the committed entries' list: every event at its reference function */
+    static const char *const full[] = {"module_param_sysfs_setup", "module_param_sysfs_remove",
+                                       "begin_new_exec", "do_exit", "wake_up_new_task",
+                                       "commit_creds", NULL};
+    lixe_choose(h, hash_list(h, full), true, fake_lookup, NULL, &c);
+    CHECK_STR(c.fn[0], "wake_up_new_task");
+    CHECK_STR(c.fn[1], "begin_new_exec");
+    CHECK_STR(c.fn[2], "do_exit");
+    CHECK_STR(c.fn[3], "module_param_sysfs_setup");
+    CHECK_STR(c.fn[4], "module_param_sysfs_remove");
+    for (int i = 0; i < LIXE_EVENTS; i++)
+        CHECK(c.addr[i] && c.from_cami[i] && !c.unlisted[i]);
+    /* no linux_binprm offsets: exec stays empty, list or not */
+    lixe_choose(h, hash_list(h, full), false, fake_lookup, NULL, &c);
+    CHECK(!c.addr[1] && !c.fn[1] && !c.unlisted[1] && c.addr[2]);
+
+    /* do_exit not listed: exit is not detoured although kallsyms has it */
+    static const char *const no_exit[] = {"wake_up_new_task", "begin_new_exec", "do_init_module",
+                                          "free_module", NULL};
+    lixe_choose(h, hash_list(h, no_exit), true, fake_lookup, NULL, &c);
+    CHECK(!c.addr[2] && !c.fn[2]);
+    CHECK_STR(c.unlisted[2], "do_exit");
+    CHECK(c.addr[0] && c.addr[1]);
+    /* the module pair comes from the list: the listed second pair, not the first kallsyms has */
+    CHECK_STR(c.fn[3], "do_init_module");
+    CHECK_STR(c.fn[4], "free_module");
+    CHECK(c.from_cami[3] && c.from_cami[4] && !c.unlisted[3]);
+
+    /* half a pair listed: no module events, no fallback to a pair outside the list */
+    static const char *const half[] = {"do_exit", "module_param_sysfs_setup", "free_module", NULL};
+    lixe_choose(h, hash_list(h, half), true, fake_lookup, NULL, &c);
+    CHECK(!c.addr[3] && !c.addr[4] && !c.fn[3] && !c.fn[4]);
+    CHECK(c.unlisted[3] && c.unlisted[4]);
+    CHECK(!c.addr[0] && c.unlisted[0] && !c.addr[1] && c.unlisted[1]);
+    CHECK_STR(c.fn[2], "do_exit");
+
+    /* a listed pair kallsyms lacks falls to the next listed pair; none left: empty, no refusal */
+    static const char *const both[] = {"module_param_sysfs_setup", "module_param_sysfs_remove",
+                                       "do_init_module", "free_module", NULL};
+    lixe_choose(h, hash_list(h, both), true, fake_lookup, (void *)"module_param_sysfs_remove",
+                &c);
+    CHECK_STR(c.fn[3], "do_init_module");
+    static const char *const first[] = {"module_param_sysfs_setup", "module_param_sysfs_remove",
+                                        NULL};
+    lixe_choose(h, hash_list(h, first), true, fake_lookup, (void *)"module_param_sysfs_remove",
+                &c);
+    CHECK(!c.addr[3] && !c.addr[4] && !c.unlisted[3]);
+
+    /* no list (no CAMI entry or an empty list): kallsyms decides, first pair it has */
+    lixe_choose(NULL, 0, true, fake_lookup, NULL, &c);
+    for (int i = 0; i < LIXE_EVENTS; i++)
+        CHECK(c.addr[i] && !c.from_cami[i] && !c.unlisted[i]);
+    CHECK_STR(c.fn[2], "do_exit");
+    CHECK_STR(c.fn[3], "module_param_sysfs_setup");
+    lixe_choose(h, 0, true, fake_lookup, (void *)"module_param_sysfs_setup", &c);
+    CHECK_STR(c.fn[3], "do_init_module");
+    CHECK_STR(c.fn[4], "free_module");
 }
 
 HVI_TEST_MAIN()
