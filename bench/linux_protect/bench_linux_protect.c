@@ -1,7 +1,13 @@
 /*
  * bench: guest slowdown of a fork/exec/mmap/syscall loop with every Linux kernel protection on
- * vs off, measured in the same run on the same booted guest (rounds alternate off/on), plus the
- * cost of one protection check round. argv[1]: JSON output path. Never fails on timing.
+ * vs off, measured in the same run on the same booted guest, plus the same loop with each
+ * protection group alone (to attribute the cost). argv[1]: JSON output path. Never fails on
+ * timing: it reports medians and spreads, and the host load average at start and end.
+ *
+ * Rounds are short and interleaved: a pass runs every configuration once, odd passes in reverse
+ * order (ABBA), so slow drifts of the host load hit every configuration alike; each round's ratio
+ * is taken to the "off" round of the same pass. HVI_BENCH_PASSES=N (default 6),
+ * HVI_BENCH_PROTECT=0x... replaces "all" by those options (and drops the per-group configs).
  *
  * A ticker thread owns the engine: it lets the guest run through the gdbstub session and ticks
  * the engine timer every TICK_MS; the main thread types the workload on the serial console and
@@ -13,18 +19,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "hvi/cami.h"
-#include "hvi/hook.h"
 #include "hvi/hvi.h"
 #include "hvi/linux.h"
 #include "hvi/linux_protect.h"
 #include "hvi_qemu.h"
 
-#define ROUNDS 4
 #define TICK_MS 500
+#define PASSES_DEFAULT 6 /* each pass runs every config once; odd passes in reverse (ABBA) */
+#define MAX_PASSES 16
+#define MAX_CFG 8
 
-static atomic_bool g_on, g_quit;
+static atomic_bool g_quit;
+static atomic_ullong g_want, g_applied; /* options asked for by main / in force in the ticker */
 static hvi_qemu *g_q;
 static hvi_engine *g_e;
 
@@ -37,48 +46,114 @@ static double now_ms(void)
 
 static uint64_t g_on_opts = HVI_OPT_ALL_PROTECTION;
 
-/* Cost of one write-hook hit: a range hook on the page of jiffies_64 (written by every timer
- * interrupt) placed/removed by the ticker on request; the callback only counts (ALLOW). */
-static atomic_int g_hook_req; /* 1: place, 2: remove */
-static atomic_ulong g_hits;
-static hvi_hook *g_jiffies_hook;
-static uint64_t g_jiffies_page;
+/* Where the guest is stopped on behalf of the engine: the glue calls that talk to the gdbstub
+ * (registers, MSRs, break/watchpoints) stop the VM for their duration, and a pause()..resume()
+ * span stops it throughout. The bench wraps the backend's glue and adds up that time, split by
+ * who called: the timer tick (the checks) or the event loop (hook stops, agents). Only the ticker
+ * thread calls the glue, so plain counters suffice; the main thread reads them between rounds
+ * through the atomics below. */
+static hvi_glue g_real;
+static bool g_in_tick;
+static unsigned g_depth;
+static double g_pause_t0;
+static atomic_ullong g_stop_us_tick, g_stop_us_run, g_stop_calls, g_tick_us, g_ticks, g_events;
+static atomic_ullong g_tick_max_us;
 
-static uint32_t count_cb(hvi_engine *e, hvi_hook *h, const hvi_hook_access *a, void *ctx)
+static void stop_add(double ms)
 {
-    (void)e, (void)h, (void)a, (void)ctx;
-    atomic_fetch_add(&g_hits, 1);
-    return HVI_ACTION_ALLOW;
+    atomic_fetch_add(g_in_tick ? &g_stop_us_tick : &g_stop_us_run, (unsigned long long)(ms * 1e3));
+    atomic_fetch_add(&g_stop_calls, 1);
 }
 
-static void serve_hook_request(void)
+#define TIMED(call)                                                                                \
+    do {                                                                                           \
+        double t0_ = now_ms();                                                                     \
+        hvi_status st_ = (call);                                                                   \
+        if (g_depth == 0)                                                                          \
+            stop_add(now_ms() - t0_);                                                              \
+        return st_;                                                                                \
+    } while (0)
+
+static hvi_status w_get_regs(void *c, uint32_t v, uint32_t want, hvi_regs *o)
 {
-    int req = atomic_exchange(&g_hook_req, 0);
-    if (req == 1 && !g_jiffies_hook && g_jiffies_page &&
-        hvi_hook_watch_range_add(g_e, 0, g_jiffies_page, 4096, count_cb, NULL, &g_jiffies_hook) !=
-            HVI_OK)
-        fprintf(stderr, "bench_linux_protect: no hook on jiffies: %s\n", hvi_last_error(g_e));
-    if (req == 2 && g_jiffies_hook) {
-        hvi_hook_remove(g_e, g_jiffies_hook);
-        g_jiffies_hook = NULL;
-    }
+    TIMED(g_real.get_regs(c, v, want, o));
+}
+static hvi_status w_set_regs(void *c, uint32_t v, uint32_t parts, const hvi_regs *r)
+{
+    TIMED(g_real.set_regs(c, v, parts, r));
+}
+static hvi_status w_get_msr(void *c, uint32_t v, uint32_t msr, uint64_t *o)
+{
+    TIMED(g_real.get_msr(c, v, msr, o));
+}
+static hvi_status w_set_msr(void *c, uint32_t v, uint32_t msr, uint64_t val)
+{
+    TIMED(g_real.set_msr(c, v, msr, val));
+}
+static hvi_status w_set_bp(void *c, hvi_gva gva, bool en)
+{
+    TIMED(g_real.set_breakpoint(c, gva, en));
+}
+static hvi_status w_set_wp(void *c, hvi_gva gva, uint32_t len, uint32_t kind, bool en)
+{
+    TIMED(g_real.set_watchpoint(c, gva, len, kind, en));
+}
+static hvi_status w_pause(void *c)
+{
+    hvi_status st = g_real.pause(c);
+    if (st == HVI_OK && g_depth++ == 0)
+        g_pause_t0 = now_ms();
+    return st;
+}
+static hvi_status w_resume(void *c)
+{
+    hvi_status st = g_real.resume(c);
+    if (g_depth && --g_depth == 0)
+        stop_add(now_ms() - g_pause_t0);
+    return st;
+}
+
+static void wrap_glue(hvi_glue *g)
+{
+    g_real = *g;
+#define W(f, w)                                                                                    \
+    if (g->f)                                                                                      \
+    g->f = w
+    W(get_regs, w_get_regs);
+    W(set_regs, w_set_regs);
+    W(get_msr, w_get_msr);
+    W(set_msr, w_set_msr);
+    W(set_breakpoint, w_set_bp);
+    W(set_watchpoint, w_set_wp);
+    W(pause, w_pause);
+    W(resume, w_resume);
+#undef W
 }
 
 static void *ticker(void *arg)
 {
     (void)arg;
-    bool cur = false;
+    uint64_t cur = ~0ull;
     while (!atomic_load(&g_quit)) {
-        bool want = atomic_load(&g_on);
+        uint64_t want = atomic_load(&g_want);
         if (want != cur) {
-            hvi_options_set(g_e, (want ? g_on_opts : 0) | HVI_OPT_LOG_ONLY);
+            hvi_options_set(g_e, want | HVI_OPT_LOG_ONLY);
             cur = want;
+            atomic_store(&g_applied, cur);
         }
-        serve_hook_request();
         uint32_t ev = 0;
         if (hvi_qemu_run(g_q, g_e, TICK_MS, 0, &ev) == HVI_E_CLOSED)
             break;
+        atomic_fetch_add(&g_events, ev);
+        double t0 = now_ms();
+        g_in_tick = true;
         hvi_timer_tick(g_e);
+        g_in_tick = false;
+        unsigned long long us = (unsigned long long)((now_ms() - t0) * 1e3);
+        atomic_fetch_add(&g_tick_us, us);
+        atomic_fetch_add(&g_ticks, 1);
+        if (us > atomic_load(&g_tick_max_us))
+            atomic_store(&g_tick_max_us, us);
     }
     return NULL;
 }
@@ -89,15 +164,20 @@ static int cmp_d(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static double median(double *v, int n)
+/* quantile q of n values (linear interpolation), v left sorted */
+static double quant(double *v, int n, double q)
 {
     qsort(v, (size_t)n, sizeof(*v), cmp_d);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    if (n == 0)
+        return 0;
+    double x = q * (n - 1);
+    int i = (int)x;
+    return i + 1 < n ? v[i] + (v[i + 1] - v[i]) * (x - i) : v[i];
 }
 
 static const char *g_work =
-    "i=0; while [ $i -lt 120 ]; do /bin/true; cat /proc/self/maps > /dev/null; i=$((i+1)); "
-    "done; dd if=/dev/zero of=/dev/null bs=1 count=20000 2>/dev/null";
+    "i=0; while [ $i -lt 60 ]; do /bin/true; cat /proc/self/maps > /dev/null; i=$((i+1)); "
+    "done; dd if=/dev/zero of=/dev/null bs=1 count=10000 2>/dev/null";
 
 static int skip(const char *why)
 {
@@ -105,101 +185,196 @@ static int skip(const char *why)
     return 77;
 }
 
-static int run(const char *json, hvi_qemu_vm *vm)
+struct cfg {
+    const char *name;
+    uint64_t opts;
+    double ms[MAX_PASSES], ratio[MAX_PASSES]; /* ratio: to the "off" round of the same pass */
+    double tick_ms[MAX_PASSES], tick_max_ms[MAX_PASSES], stop_tick_ms[MAX_PASSES],
+        stop_run_ms[MAX_PASSES], ticks[MAX_PASSES], events[MAX_PASSES];
+    double qemu_cpu_ms[MAX_PASSES], qemu_ratio[MAX_PASSES], engine_cpu_ms[MAX_PASSES];
+};
+
+/* CPU time (user+sys) QEMU used: the guest's work in host terms, which a busy host stretches in
+ * wall time but much less in CPU time (10 ms resolution) */
+static double qemu_cpu_ms(int pid)
 {
-    double off[ROUNDS], on[ROUNDS];
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* comm may hold spaces */
+    unsigned long long ut = 0, stt = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stt) != 2)
+        return 0;
+    return (double)(ut + stt) * 1e3 / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double thread_cpu_ms(pthread_t th)
+{
+    clockid_t id;
+    struct timespec ts;
+    if (pthread_getcpuclockid(th, &id) != 0 || clock_gettime(id, &ts) != 0)
+        return 0;
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+struct snap {
+    unsigned long long tick_us, ticks, stop_tick, stop_run, events;
+};
+
+static struct snap snap_now(void)
+{
+    return (struct snap){atomic_load(&g_tick_us), atomic_load(&g_ticks),
+                         atomic_load(&g_stop_us_tick), atomic_load(&g_stop_us_run),
+                         atomic_load(&g_events)};
+}
+
+/* "name": {"median":..,"min":..,"q1":..,"q3":..,"max":..} */
+static void put_stats(FILE *f, const char *name, const double *src, int n, const char *fmt_end)
+{
+    double v[MAX_PASSES];
+    memcpy(v, src, sizeof(double) * (size_t)n);
+    qsort(v, (size_t)n, sizeof(*v), cmp_d); /* v[0], v[n-1] below: min, max */
+    fprintf(f,
+            "\"%s\":{\"median\":%.4g,\"min\":%.4g,\"q1\":%.4g,\"q3\":%.4g,\"max\":%.4g}%s", name,
+            quant(v, n, 0.5), v[0], quant(v, n, 0.25), quant(v, n, 0.75), v[n - 1], fmt_end);
+}
+
+static double med(const double *src, int n)
+{
+    double v[MAX_PASSES];
+    memcpy(v, src, sizeof(double) * (size_t)n);
+    return quant(v, n, 0.5);
+}
+
+static int run(const char *json, hvi_qemu_vm *vm, int passes)
+{
+    struct cfg cf[MAX_CFG];
+    int nc = 0;
+    memset(cf, 0, sizeof(cf));
+    cf[nc].name = "off", cf[nc++].opts = 0;
+    cf[nc].name = "on", cf[nc++].opts = g_on_opts;
+    if (g_on_opts == HVI_OPT_ALL_PROTECTION) { /* attribution: each group alone */
+        cf[nc].name = "regions", cf[nc++].opts = HVI_OPT_KM_TEXT | HVI_OPT_KM_IDT |
+                                              HVI_OPT_KM_SYSCALL_TABLE | HVI_OPT_KM_VDSO |
+                                              HVI_OPT_KM_MODULES;
+        cf[nc].name = "cr", cf[nc++].opts = HVI_OPT_KM_CR;
+        cf[nc].name = "msr", cf[nc++].opts = HVI_OPT_KM_MSR;
+        cf[nc].name = "creds", cf[nc++].opts = HVI_OPT_CREDS;
+        cf[nc].name = "unpack", cf[nc++].opts = HVI_OPT_KM_UNPACK;
+        cf[nc].name = "hidden", cf[nc++].opts = HVI_OPT_INTEGRITY;
+    }
+    double load0[3] = {0}, load1[3] = {0};
+    if (getloadavg(load0, 3) < 0)
+        load0[0] = -1;
+    double t_start = now_ms();
+    int qpid = hvi_qemu_vm_pid(vm);
     pthread_t th;
     if (pthread_create(&th, NULL, ticker, NULL) != 0)
         return 1;
-    for (int r = 0; r < 2 * ROUNDS; r++) {
-        bool prot = r & 1;
-        atomic_store(&g_on, prot);
-        char *out = NULL;
-        hvi_qemu_vm_console(vm, "sync", NULL, 60000, &out); /* settle, and let the option land */
-        free(out);
-        double t0 = now_ms();
-        hvi_status st = hvi_qemu_vm_console(vm, g_work, NULL, 300000, &out);
-        double dt = now_ms() - t0;
-        free(out);
-        if (st != HVI_OK) {
-            fprintf(stderr, "bench_linux_protect: workload failed (%d)\n", st);
-            atomic_store(&g_quit, true);
-            pthread_join(th, NULL);
-            return 1;
+    for (int p = 0; p < passes; p++) {
+        for (int k = 0; k < nc; k++) {
+            struct cfg *c = &cf[p & 1 ? nc - 1 - k : k];
+            atomic_store(&g_want, c->opts);
+            while (atomic_load(&g_applied) != c->opts) /* the ticker switched the options */
+                nanosleep(&(struct timespec){0, 5000000}, NULL);
+            char *out = NULL;
+            hvi_qemu_vm_console(vm, "sync", NULL, 60000, &out); /* settle */
+            free(out);
+            atomic_store(&g_tick_max_us, 0);
+            struct snap s0 = snap_now();
+            double q0 = qemu_cpu_ms(qpid), e0 = thread_cpu_ms(th);
+            double t0 = now_ms();
+            hvi_status st = hvi_qemu_vm_console(vm, g_work, NULL, 300000, &out);
+            double dt = now_ms() - t0;
+            struct snap s1 = snap_now();
+            c->qemu_cpu_ms[p] = qemu_cpu_ms(qpid) - q0;
+            c->engine_cpu_ms[p] = thread_cpu_ms(th) - e0;
+            free(out);
+            if (st != HVI_OK) {
+                fprintf(stderr, "bench_linux_protect: workload failed (%d)\n", st);
+                atomic_store(&g_quit, true);
+                pthread_join(th, NULL);
+                return 1;
+            }
+            c->ms[p] = dt;
+            c->ticks[p] = (double)(s1.ticks - s0.ticks);
+            c->tick_ms[p] = (double)(s1.tick_us - s0.tick_us) / 1e3;
+            c->tick_max_ms[p] = (double)atomic_load(&g_tick_max_us) / 1e3;
+            c->stop_tick_ms[p] = (double)(s1.stop_tick - s0.stop_tick) / 1e3;
+            c->stop_run_ms[p] = (double)(s1.stop_run - s0.stop_run) / 1e3;
+            c->events[p] = (double)(s1.events - s0.events);
+            fprintf(stderr,
+                    "pass %d %-7s %7.1f ms: %2.0f ticks, %6.1f ms in ticks (max %5.1f), guest "
+                    "stopped %6.1f ms by checks + %6.1f ms by events (%.0f); CPU: QEMU %6.0f ms, "
+                    "engine %5.1f ms\n",
+                    p, c->name, dt, c->ticks[p], c->tick_ms[p], c->tick_max_ms[p],
+                    c->stop_tick_ms[p], c->stop_run_ms[p], c->events[p], c->qemu_cpu_ms[p],
+                    c->engine_cpu_ms[p]);
         }
-        (prot ? on : off)[r / 2] = dt;
-        hvi_linux_protect_stats rs;
-        memset(&rs, 0, sizeof(rs));
-        hvi_linux_protect_stats_get(g_e, &rs); /* racy read of counters: display only */
-        fprintf(stderr,
-                "round %d protection %s: %.1f ms (checks %llu, last %.2f ms, %llu bytes, "
-                "unpacker %.2f ms over %u tables)\n",
-                r / 2, prot ? "on " : "off", dt, (unsigned long long)rs.checks,
-                rs.last_check_ns / 1e6, (unsigned long long)rs.bytes_compared,
-                rs.last_unpack_ns / 1e6, rs.unpack_tables);
+        for (int k = 0; k < nc; k++)
+            cf[k].ratio[p] = cf[k].ms[p] / cf[0].ms[p],
+            cf[k].qemu_ratio[p] = cf[0].qemu_cpu_ms[p] > 0 ? cf[k].qemu_cpu_ms[p] / cf[0].qemu_cpu_ms[p] : 0;
     }
-    /* the cost of a hit: the workload with a hook on jiffies' page vs without, alternating */
-    double hooked[ROUNDS] = {0}, plain[ROUNDS] = {0};
-    unsigned long hits[ROUNDS] = {0};
-    atomic_store(&g_on, true);
-    for (int r = 0; r < 2 * ROUNDS; r++) {
-        bool hook = !(r & 1);
-        atomic_store(&g_hook_req, hook ? 1 : 2);
-        char *out = NULL;
-        hvi_qemu_vm_console(vm, "sync", NULL, 60000, &out);
-        free(out);
-        while (atomic_load(&g_hook_req) != 0)
-            nanosleep(&(struct timespec){0, 10000000}, NULL);
-        unsigned long h0 = atomic_load(&g_hits);
-        double t0 = now_ms();
-        hvi_status st = hvi_qemu_vm_console(vm, g_work, NULL, 300000, &out);
-        double dt = now_ms() - t0;
-        free(out);
-        if (st != HVI_OK)
-            break;
-        if (hook)
-            hooked[r / 2] = dt, hits[r / 2] = atomic_load(&g_hits) - h0;
-        else
-            plain[r / 2] = dt;
-        fprintf(stderr, "hit round %d %s: %.1f ms%s", r / 2, hook ? "jiffies hooked" : "no hook", dt,
-                hook ? "" : "\n");
-        if (hook)
-            fprintf(stderr, ", %lu hits\n", hits[r / 2]);
-    }
-    atomic_store(&g_hook_req, 2);
     atomic_store(&g_quit, true);
     pthread_join(th, NULL);
-    serve_hook_request();
-    unsigned long hsum = 0;
-    for (int r = 0; r < ROUNDS; r++)
-        hsum += hits[r];
-    double mh = median(hooked, ROUNDS), mp = median(plain, ROUNDS);
-    double per_hit_us = hsum ? (mh - mp) * 1e3 / ((double)hsum / ROUNDS) : 0;
+    if (getloadavg(load1, 3) < 0)
+        load1[0] = -1;
     hvi_linux_protect_stats ps;
     memset(&ps, 0, sizeof(ps));
     hvi_linux_protect_stats_get(g_e, &ps);
-    double mo = median(off, ROUNDS), mn = median(on, ROUNDS);
     FILE *f = fopen(json, "w");
     if (!f)
         return 1;
     fprintf(f,
-            "{\"bench\":\"linux_protect\",\"guest\":\"tcg 1 vCPU 512 MiB\",\"rounds\":%d,"
-            "\"tick_interval_ms\":%d,\"on_options\":\"0x%llx\",\"workload\":\"120x(fork+exec true, exec cat maps) + 20000 "
-            "read/write syscalls\",\"median_off_ms\":%.1f,\"median_on_ms\":%.1f,"
-            "\"slowdown_ratio\":%.4f,\"target_ratio\":1.05,\"check_round_ms\":%.2f,"
-            "\"check_round_bytes\":%llu,\"regions\":%u,\"checks\":%llu,\"violations\":%llu,"
-            "\"write_hooks\":%u,\"unpack_pages\":%u,\"unpack_tables\":%u,"
-            "\"unpack_round_ms\":%.2f,\"hit_median_hooked_ms\":%.1f,"
-            "\"hit_median_plain_ms\":%.1f,\"hits_per_round\":%.1f,\"guest_cost_per_hit_us\":%.1f}\n",
-            ROUNDS, TICK_MS, (unsigned long long)g_on_opts, mo, mn, mn / mo, ps.last_check_ns / 1e6,
-            (unsigned long long)ps.bytes_compared, ps.regions, (unsigned long long)ps.checks,
-            (unsigned long long)ps.violations, ps.watches, ps.unpack_pages, ps.unpack_tables,
-            ps.last_unpack_ns / 1e6, mh, mp, (double)hsum / ROUNDS, per_hit_us);
+            "{\"bench\":\"linux_protect\",\"guest\":\"tcg 1 vCPU 512 MiB\",\"passes\":%d,"
+            "\"order\":\"ABBA: every config once per pass, odd passes reversed\","
+            "\"tick_interval_ms\":%d,\"on_options\":\"0x%llx\",\"workload\":\"60x(fork+exec "
+            "true, exec cat maps) + 10000 read/write syscalls\",\"target_ratio\":1.05,"
+            "\"loadavg_start\":[%.2f,%.2f,%.2f],\"loadavg_end\":[%.2f,%.2f,%.2f],"
+            "\"wall_s\":%.0f,\"configs\":[\n",
+            passes, TICK_MS, (unsigned long long)g_on_opts, load0[0], load0[1], load0[2], load1[0],
+            load1[1], load1[2], (now_ms() - t_start) / 1e3);
+    for (int k = 0; k < nc; k++) {
+        struct cfg *c = &cf[k];
+        fprintf(f, " {\"name\":\"%s\",\"options\":\"0x%llx\",", c->name,
+                (unsigned long long)c->opts);
+        put_stats(f, "round_ms", c->ms, passes, ",");
+        put_stats(f, "ratio_to_off_same_pass", c->ratio, passes, ",");
+        put_stats(f, "qemu_cpu_ms", c->qemu_cpu_ms, passes, ",");
+        put_stats(f, "qemu_cpu_ratio_to_off_same_pass", c->qemu_ratio, passes, ",");
+        put_stats(f, "engine_cpu_ms", c->engine_cpu_ms, passes, ",");
+        fprintf(f,
+                "\"median_ticks\":%.1f,\"median_tick_ms_per_round\":%.2f,"
+                "\"median_tick_max_ms\":%.2f,\"median_guest_stopped_by_checks_ms\":%.2f,"
+                "\"median_guest_stopped_by_events_ms\":%.2f,\"median_events\":%.1f}%s\n",
+                med(c->ticks, passes), med(c->tick_ms, passes), med(c->tick_max_ms, passes),
+                med(c->stop_tick_ms, passes), med(c->stop_run_ms, passes),
+                med(c->events, passes), k + 1 < nc ? "," : "");
+    }
+    fprintf(f,
+            "],\"regions\":%u,\"checks\":%llu,\"violations\":%llu,\"write_hooks\":%u,"
+            "\"unpack_pages\":%u,\"unpack_tables\":%u,\"hook_stops\":%llu}\n",
+            ps.regions, (unsigned long long)ps.checks, (unsigned long long)ps.violations,
+            ps.watches, ps.unpack_pages, ps.unpack_tables, (unsigned long long)ps.hook_stops);
     fclose(f);
-    printf("jiffies hook: %.1f ms vs %.1f ms, %.1f hits per round: %.1f us of guest time per hit\n",
-           mh, mp, (double)hsum / ROUNDS, per_hit_us);
-    printf("off %.1f ms, on %.1f ms, ratio %.4f; check round %.2f ms over %llu bytes\n", mo, mn,
-           mn / mo, ps.last_check_ns / 1e6, (unsigned long long)ps.bytes_compared);
+    for (int k = 0; k < nc; k++) {
+        double r[MAX_PASSES], m[MAX_PASSES], qr[MAX_PASSES];
+        memcpy(r, cf[k].ratio, sizeof(r));
+        memcpy(m, cf[k].ms, sizeof(m));
+        memcpy(qr, cf[k].qemu_ratio, sizeof(qr));
+        double mm = quant(m, passes, 0.5), mr = quant(r, passes, 0.5), mq = quant(qr, passes, 0.5);
+        printf("%-7s median %7.1f ms [%7.1f..%7.1f], ratio to off %.3f [%.3f..%.3f], QEMU CPU "
+               "ratio %.3f [%.3f..%.3f], guest stopped by checks %.1f ms/round, engine CPU %.1f "
+               "ms/round\n",
+               cf[k].name, mm, m[0], m[passes - 1], mr, r[0], r[passes - 1], mq, qr[0],
+               qr[passes - 1], med(cf[k].stop_tick_ms, passes), med(cf[k].engine_cpu_ms, passes));
+    }
+    printf("load average %.2f -> %.2f\n", load0[0], load1[0]);
     return 0;
 }
 
@@ -225,18 +400,19 @@ int main(int argc, char **argv)
         return skip(hvi_qemu_vm_last_error());
     hvi_glue g;
     int rc = 1;
+    const char *pe = getenv("HVI_BENCH_PASSES");
+    int passes = pe ? atoi(pe) : PASSES_DEFAULT;
+    if (passes < 2 || passes > MAX_PASSES)
+        passes = PASSES_DEFAULT;
     hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = support,
                           .support_len = support_len};
     /* protection starts with the "on" options so the IDT write hooks are placed and the
      * unpacker takes its baseline; the ticker then alternates */
-    if (hvi_qemu_open(vm, &g_q) == HVI_OK && hvi_qemu_glue(g_q, &g) == HVI_OK &&
+    if (hvi_qemu_open(vm, &g_q) == HVI_OK && hvi_qemu_glue(g_q, &g) == HVI_OK && (wrap_glue(&g), true) &&
         hvi_engine_new(&g, &g_e) == HVI_OK && hvi_new_guest(g_e, &p) == HVI_OK &&
         hvi_options_set(g_e, g_on_opts | HVI_OPT_LOG_ONLY) == HVI_OK &&
         hvi_linux_protect_start(g_e) == HVI_OK && hvi_options_set(g_e, HVI_OPT_LOG_ONLY) == HVI_OK) {
-        uint64_t j = 0;
-        if (hvi_linux_find_symbol(g_e, "jiffies_64", &j) == HVI_OK)
-            g_jiffies_page = j & ~0xfffull;
-        rc = run(argv[1], vm);
+        rc = run(argv[1], vm, passes);
     }
     else
         fprintf(stderr, "bench_linux_protect: attach failed: %s\n", g_e ? hvi_last_error(g_e) : "");
