@@ -47,11 +47,11 @@ static double now_ms(void)
 static uint64_t g_on_opts = HVI_OPT_ALL_PROTECTION;
 
 /* Where the guest is stopped on behalf of the engine: the glue calls that talk to the gdbstub
- * (registers, MSRs, break/watchpoints) stop the VM for their duration, and a pause()..resume()
- * span stops it throughout. The bench wraps the backend's glue and adds up that time, split by
- * who called: the timer tick (the checks) or the event loop (hook stops, agents). Only the ticker
- * thread calls the glue, so plain counters suffice; the main thread reads them between rounds
- * through the atomics below. */
+ * (registers, MSRs, break/watchpoints, code writes) stop the VM for their duration, and a
+ * pause()..resume() span stops it throughout. The bench wraps the backend's glue and adds up that
+ * time, split by who called: the timer tick (the checks) or the event loop (hook stops, agents).
+ * Only the ticker thread calls the glue, so plain counters suffice; the main thread reads them
+ * between rounds through the atomics below. */
 static hvi_glue g_real;
 static bool g_in_tick;
 static unsigned g_depth;
@@ -65,38 +65,55 @@ static void stop_add(double ms)
     atomic_fetch_add(&g_stop_calls, 1);
 }
 
-#define TIMED(call)                                                                                \
+/* the checks' stops by kind: register access, MSR access, break/watchpoint changes and code
+ * written through the gdbstub (agents), pause spans */
+enum { K_REGS, K_MSR, K_BPWP, K_PAUSE, NKIND };
+static const char *const g_kind_name[NKIND] = {"regs", "msr", "bp_wp_code", "pause"};
+static atomic_ullong g_stop_us_kind[NKIND];
+
+static void stop_add_k(int kind, double ms)
+{
+    if (g_in_tick)
+        atomic_fetch_add(&g_stop_us_kind[kind], (unsigned long long)(ms * 1e3));
+    stop_add(ms);
+}
+
+#define TIMED(kind, call)                                                                          \
     do {                                                                                           \
         double t0_ = now_ms();                                                                     \
         hvi_status st_ = (call);                                                                   \
         if (g_depth == 0)                                                                          \
-            stop_add(now_ms() - t0_);                                                              \
+            stop_add_k(kind, now_ms() - t0_);                                                      \
         return st_;                                                                                \
     } while (0)
 
 static hvi_status w_get_regs(void *c, uint32_t v, uint32_t want, hvi_regs *o)
 {
-    TIMED(g_real.get_regs(c, v, want, o));
+    TIMED(K_REGS, g_real.get_regs(c, v, want, o));
 }
 static hvi_status w_set_regs(void *c, uint32_t v, uint32_t parts, const hvi_regs *r)
 {
-    TIMED(g_real.set_regs(c, v, parts, r));
+    TIMED(K_REGS, g_real.set_regs(c, v, parts, r));
 }
 static hvi_status w_get_msr(void *c, uint32_t v, uint32_t msr, uint64_t *o)
 {
-    TIMED(g_real.get_msr(c, v, msr, o));
+    TIMED(K_MSR, g_real.get_msr(c, v, msr, o));
 }
 static hvi_status w_set_msr(void *c, uint32_t v, uint32_t msr, uint64_t val)
 {
-    TIMED(g_real.set_msr(c, v, msr, val));
+    TIMED(K_MSR, g_real.set_msr(c, v, msr, val));
 }
 static hvi_status w_set_bp(void *c, hvi_gva gva, bool en)
 {
-    TIMED(g_real.set_breakpoint(c, gva, en));
+    TIMED(K_BPWP, g_real.set_breakpoint(c, gva, en));
 }
 static hvi_status w_set_wp(void *c, hvi_gva gva, uint32_t len, uint32_t kind, bool en)
 {
-    TIMED(g_real.set_watchpoint(c, gva, len, kind, en));
+    TIMED(K_BPWP, g_real.set_watchpoint(c, gva, len, kind, en));
+}
+static hvi_status w_code_written(void *c, hvi_gva gva, const void *bytes, uint32_t len)
+{
+    TIMED(K_BPWP, g_real.code_written(c, gva, bytes, len));
 }
 static hvi_status w_pause(void *c)
 {
@@ -109,7 +126,7 @@ static hvi_status w_resume(void *c)
 {
     hvi_status st = g_real.resume(c);
     if (g_depth && --g_depth == 0)
-        stop_add(now_ms() - g_pause_t0);
+        stop_add_k(K_PAUSE, now_ms() - g_pause_t0);
     return st;
 }
 
@@ -125,6 +142,7 @@ static void wrap_glue(hvi_glue *g)
     W(set_msr, w_set_msr);
     W(set_breakpoint, w_set_bp);
     W(set_watchpoint, w_set_wp);
+    W(code_written, w_code_written);
     W(pause, w_pause);
     W(resume, w_resume);
 #undef W
@@ -192,6 +210,7 @@ struct cfg {
     double tick_ms[MAX_PASSES], tick_max_ms[MAX_PASSES], stop_tick_ms[MAX_PASSES],
         stop_run_ms[MAX_PASSES], ticks[MAX_PASSES], events[MAX_PASSES];
     double qemu_cpu_ms[MAX_PASSES], qemu_ratio[MAX_PASSES], engine_cpu_ms[MAX_PASSES];
+    double stop_kind_ms[NKIND][MAX_PASSES];
 };
 
 /* CPU time (user+sys) QEMU used: the guest's work in host terms, which a busy host stretches in
@@ -208,7 +227,8 @@ static double qemu_cpu_ms(int pid)
     buf[n] = 0;
     const char *p = strrchr(buf, ')'); /* comm may hold spaces */
     unsigned long long ut = 0, stt = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stt) != 2)
+    if (!p ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stt) != 2)
         return 0;
     return (double)(ut + stt) * 1e3 / (double)sysconf(_SC_CLK_TCK);
 }
@@ -239,8 +259,7 @@ static void put_stats(FILE *f, const char *name, const double *src, int n, const
     double v[MAX_PASSES];
     memcpy(v, src, sizeof(double) * (size_t)n);
     qsort(v, (size_t)n, sizeof(*v), cmp_d); /* v[0], v[n-1] below: min, max */
-    fprintf(f,
-            "\"%s\":{\"median\":%.4g,\"min\":%.4g,\"q1\":%.4g,\"q3\":%.4g,\"max\":%.4g}%s", name,
+    fprintf(f, "\"%s\":{\"median\":%.4g,\"min\":%.4g,\"q1\":%.4g,\"q3\":%.4g,\"max\":%.4g}%s", name,
             quant(v, n, 0.5), v[0], quant(v, n, 0.25), quant(v, n, 0.75), v[n - 1], fmt_end);
 }
 
@@ -260,8 +279,8 @@ static int run(const char *json, hvi_qemu_vm *vm, int passes)
     cf[nc].name = "on", cf[nc++].opts = g_on_opts;
     if (g_on_opts == HVI_OPT_ALL_PROTECTION) { /* attribution: each group alone */
         cf[nc].name = "regions", cf[nc++].opts = HVI_OPT_KM_TEXT | HVI_OPT_KM_IDT |
-                                              HVI_OPT_KM_SYSCALL_TABLE | HVI_OPT_KM_VDSO |
-                                              HVI_OPT_KM_MODULES;
+                                                 HVI_OPT_KM_SYSCALL_TABLE | HVI_OPT_KM_VDSO |
+                                                 HVI_OPT_KM_MODULES;
         cf[nc].name = "cr", cf[nc++].opts = HVI_OPT_KM_CR;
         cf[nc].name = "msr", cf[nc++].opts = HVI_OPT_KM_MSR;
         cf[nc].name = "creds", cf[nc++].opts = HVI_OPT_CREDS;
@@ -288,12 +307,17 @@ static int run(const char *json, hvi_qemu_vm *vm, int passes)
             atomic_store(&g_tick_max_us, 0);
             struct snap s0 = snap_now();
             double q0 = qemu_cpu_ms(qpid), e0 = thread_cpu_ms(th);
+            unsigned long long k0[NKIND];
+            for (int i = 0; i < NKIND; i++)
+                k0[i] = atomic_load(&g_stop_us_kind[i]);
             double t0 = now_ms();
             hvi_status st = hvi_qemu_vm_console(vm, g_work, NULL, 300000, &out);
             double dt = now_ms() - t0;
             struct snap s1 = snap_now();
             c->qemu_cpu_ms[p] = qemu_cpu_ms(qpid) - q0;
             c->engine_cpu_ms[p] = thread_cpu_ms(th) - e0;
+            for (int i = 0; i < NKIND; i++)
+                c->stop_kind_ms[i][p] = (double)(atomic_load(&g_stop_us_kind[i]) - k0[i]) / 1e3;
             free(out);
             if (st != HVI_OK) {
                 fprintf(stderr, "bench_linux_protect: workload failed (%d)\n", st);
@@ -318,7 +342,8 @@ static int run(const char *json, hvi_qemu_vm *vm, int passes)
         }
         for (int k = 0; k < nc; k++)
             cf[k].ratio[p] = cf[k].ms[p] / cf[0].ms[p],
-            cf[k].qemu_ratio[p] = cf[0].qemu_cpu_ms[p] > 0 ? cf[k].qemu_cpu_ms[p] / cf[0].qemu_cpu_ms[p] : 0;
+            cf[k].qemu_ratio[p] =
+                cf[0].qemu_cpu_ms[p] > 0 ? cf[k].qemu_cpu_ms[p] / cf[0].qemu_cpu_ms[p] : 0;
     }
     atomic_store(&g_quit, true);
     pthread_join(th, NULL);
@@ -351,10 +376,14 @@ static int run(const char *json, hvi_qemu_vm *vm, int passes)
         fprintf(f,
                 "\"median_ticks\":%.1f,\"median_tick_ms_per_round\":%.2f,"
                 "\"median_tick_max_ms\":%.2f,\"median_guest_stopped_by_checks_ms\":%.2f,"
-                "\"median_guest_stopped_by_events_ms\":%.2f,\"median_events\":%.1f}%s\n",
+                "\"median_guest_stopped_by_events_ms\":%.2f,\"median_events\":%.1f,",
                 med(c->ticks, passes), med(c->tick_ms, passes), med(c->tick_max_ms, passes),
-                med(c->stop_tick_ms, passes), med(c->stop_run_ms, passes),
-                med(c->events, passes), k + 1 < nc ? "," : "");
+                med(c->stop_tick_ms, passes), med(c->stop_run_ms, passes), med(c->events, passes));
+        fprintf(f, "\"median_guest_stopped_by_checks_ms_by_kind\":{");
+        for (int i = 0; i < NKIND; i++)
+            fprintf(f, "\"%s\":%.2f%s", g_kind_name[i], med(c->stop_kind_ms[i], passes),
+                    i + 1 < NKIND ? "," : "");
+        fprintf(f, "}}%s\n", k + 1 < nc ? "," : "");
     }
     fprintf(f,
             "],\"regions\":%u,\"checks\":%llu,\"violations\":%llu,\"write_hooks\":%u,"
@@ -373,6 +402,10 @@ static int run(const char *json, hvi_qemu_vm *vm, int passes)
                "ms/round\n",
                cf[k].name, mm, m[0], m[passes - 1], mr, r[0], r[passes - 1], mq, qr[0],
                qr[passes - 1], med(cf[k].stop_tick_ms, passes), med(cf[k].engine_cpu_ms, passes));
+        printf("        checks' stops by kind (median ms/round):");
+        for (int i = 0; i < NKIND; i++)
+            printf(" %s %.1f", g_kind_name[i], med(cf[k].stop_kind_ms[i], passes));
+        printf("\n");
     }
     printf("load average %.2f -> %.2f\n", load0[0], load1[0]);
     return 0;
@@ -404,17 +437,18 @@ int main(int argc, char **argv)
     int passes = pe ? atoi(pe) : PASSES_DEFAULT;
     if (passes < 2 || passes > MAX_PASSES)
         passes = PASSES_DEFAULT;
-    hvi_guest_params p = {.size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = support,
-                          .support_len = support_len};
+    hvi_guest_params p = {
+        .size = sizeof(p), .os_hint = HVI_OS_LINUX, .support = support, .support_len = support_len};
     /* protection starts with the "on" options so the IDT write hooks are placed and the
      * unpacker takes its baseline; the ticker then alternates */
-    if (hvi_qemu_open(vm, &g_q) == HVI_OK && hvi_qemu_glue(g_q, &g) == HVI_OK && (wrap_glue(&g), true) &&
-        hvi_engine_new(&g, &g_e) == HVI_OK && hvi_new_guest(g_e, &p) == HVI_OK &&
+    if (hvi_qemu_open(vm, &g_q) == HVI_OK && hvi_qemu_glue(g_q, &g) == HVI_OK &&
+        (wrap_glue(&g), true) && hvi_engine_new(&g, &g_e) == HVI_OK &&
+        hvi_new_guest(g_e, &p) == HVI_OK &&
         hvi_options_set(g_e, g_on_opts | HVI_OPT_LOG_ONLY) == HVI_OK &&
-        hvi_linux_protect_start(g_e) == HVI_OK && hvi_options_set(g_e, HVI_OPT_LOG_ONLY) == HVI_OK) {
+        hvi_linux_protect_start(g_e) == HVI_OK &&
+        hvi_options_set(g_e, HVI_OPT_LOG_ONLY) == HVI_OK) {
         rc = run(argv[1], vm, passes);
-    }
-    else
+    } else
         fprintf(stderr, "bench_linux_protect: attach failed: %s\n", g_e ? hvi_last_error(g_e) : "");
     hvi_engine_free(g_e);
     hvi_qemu_close(g_q);
