@@ -30,7 +30,7 @@
 #define TICK_MS 500
 #define PASSES_DEFAULT 6 /* each pass runs every config once; odd passes in reverse (ABBA) */
 #define MAX_PASSES 16
-#define MAX_CFG 8
+#define MAX_CFG 9
 
 static atomic_bool g_quit;
 static atomic_ullong g_want, g_applied; /* options asked for by main / in force in the ticker */
@@ -58,6 +58,8 @@ static unsigned g_depth;
 static double g_pause_t0;
 static atomic_ullong g_stop_us_tick, g_stop_us_run, g_stop_calls, g_tick_us, g_ticks, g_events;
 static atomic_ullong g_tick_max_us;
+static atomic_bool g_bp_churn;
+static uint64_t g_bp_addr;
 
 static void stop_add(double ms)
 {
@@ -152,6 +154,7 @@ static void *ticker(void *arg)
 {
     (void)arg;
     uint64_t cur = ~0ull;
+    unsigned bp_ticks = 0;
     while (!atomic_load(&g_quit)) {
         uint64_t want = atomic_load(&g_want);
         if (want != cur) {
@@ -166,6 +169,12 @@ static void *ticker(void *arg)
         double t0 = now_ms();
         g_in_tick = true;
         hvi_timer_tick(g_e);
+        /* "bp": no check, only what the LSTAR agent does to QEMU's TCG every 4 ticks besides
+         * running: a breakpoint placed and removed (on a function never run) */
+        if (atomic_load(&g_bp_churn) && g_bp_addr && ++bp_ticks % 4 == 0) {
+            g_real.set_breakpoint(g_real.ctx, g_bp_addr, true);
+            g_real.set_breakpoint(g_real.ctx, g_bp_addr, false);
+        }
         g_in_tick = false;
         unsigned long long us = (unsigned long long)((now_ms() - t0) * 1e3);
         atomic_fetch_add(&g_tick_us, us);
@@ -206,6 +215,7 @@ static int skip(const char *why)
 struct cfg {
     const char *name;
     uint64_t opts;
+    bool bp;                                  /* breakpoint churn only (see the ticker) */
     double ms[MAX_PASSES], ratio[MAX_PASSES]; /* ratio: to the "off" round of the same pass */
     double tick_ms[MAX_PASSES], tick_max_ms[MAX_PASSES], stop_tick_ms[MAX_PASSES],
         stop_run_ms[MAX_PASSES], ticks[MAX_PASSES], events[MAX_PASSES];
@@ -286,6 +296,8 @@ static int run(const char *json, hvi_qemu_vm *vm, int passes)
         cf[nc].name = "creds", cf[nc++].opts = HVI_OPT_CREDS;
         cf[nc].name = "unpack", cf[nc++].opts = HVI_OPT_KM_UNPACK;
         cf[nc].name = "hidden", cf[nc++].opts = HVI_OPT_INTEGRITY;
+        if (g_bp_addr)
+            cf[nc].name = "bp", cf[nc++].bp = true;
     }
     double load0[3] = {0}, load1[3] = {0};
     if (getloadavg(load0, 3) < 0)
@@ -298,6 +310,7 @@ static int run(const char *json, hvi_qemu_vm *vm, int passes)
     for (int p = 0; p < passes; p++) {
         for (int k = 0; k < nc; k++) {
             struct cfg *c = &cf[p & 1 ? nc - 1 - k : k];
+            atomic_store(&g_bp_churn, c->bp);
             atomic_store(&g_want, c->opts);
             while (atomic_load(&g_applied) != c->opts) /* the ticker switched the options */
                 nanosleep(&(struct timespec){0, 5000000}, NULL);
@@ -447,6 +460,8 @@ int main(int argc, char **argv)
         hvi_options_set(g_e, g_on_opts | HVI_OPT_LOG_ONLY) == HVI_OK &&
         hvi_linux_protect_start(g_e) == HVI_OK &&
         hvi_options_set(g_e, HVI_OPT_LOG_ONLY) == HVI_OK) {
+        if (hvi_linux_find_symbol(g_e, "sysrq_handle_crash", &g_bp_addr) != HVI_OK)
+            g_bp_addr = 0;
         rc = run(argv[1], vm, passes);
     } else
         fprintf(stderr, "bench_linux_protect: attach failed: %s\n", g_e ? hvi_last_error(g_e) : "");
