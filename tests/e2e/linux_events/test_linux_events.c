@@ -32,6 +32,7 @@
 #include "../qemu/qemu_util.h"
 #include "guest/linux/lix_indetour.h"
 #include "harness.h"
+#include "../runner_util.h"
 #include "hvi/alert.h"
 #include "hvi/cami.h"
 #include "hvi/linux.h"
@@ -72,59 +73,18 @@ static bool seen(uint32_t type, int32_t pid, const char *needle)
     return found;
 }
 
-/* ---- the event loop thread ---- */
-
-struct runner {
-    hvi_qemu *q;
-    hvi_engine *e;
-    pthread_t th;
-    atomic_bool stop;
-    bool on;
-    hvi_status failed;
-};
-
-static void *run_loop(void *p)
-{
-    struct runner *r = p;
-    while (!atomic_load(&r->stop)) {
-        uint32_t n = 0;
-        hvi_status st = hvi_qemu_run(r->q, r->e, 200, 0, &n);
-        if (st != HVI_OK && st != HVI_E_TIMEOUT) {
-            r->failed = st;
-            break;
-        }
-        (void)hvi_timer_tick(r->e); /* drains the in-guest ring */
-    }
-    return NULL;
-}
-
-static void runner_start(struct runner *r)
-{
-    atomic_store(&r->stop, false);
-    r->on = pthread_create(&r->th, NULL, run_loop, r) == 0;
-    REQUIRE(r->on);
-}
-
-static void runner_stop(struct runner *r)
-{
-    if (!r->on)
-        return;
-    atomic_store(&r->stop, true);
-    pthread_join(r->th, NULL);
-    r->on = false;
-    CHECK_EQ_U64(r->failed, HVI_OK);
-}
+/* ---- the event loop thread: tests/e2e/runner_util.h ---- */
 
 /* Everything the guest recorded up to now is read (the runner is paused meanwhile: the engine
  * is not thread-safe). */
-static void drain(struct runner *r)
+static void drain(struct e2e_runner *r)
 {
     bool on = r->on;
     if (on)
-        runner_stop(r);
+        e2e_runner_stop(r);
     CHECK_OK(hvi_linux_events_drain(r->e));
     if (on)
-        runner_start(r);
+        e2e_runner_start(r);
 }
 
 static char *sh(hvi_qemu_vm *vm, const char *cmd)
@@ -237,7 +197,7 @@ struct guest {
     hvi_qemu *q;
     hvi_glue g;
     hvi_engine *e;
-    struct runner r;
+    struct e2e_runner r;
 };
 
 static void workload_events(struct guest *t)
@@ -269,7 +229,7 @@ static void workload_events(struct guest *t)
     CHECK(!seen(HVI_EVENT_PROCESS_EXIT, bg, ""));
 
     /* the background process is in the engine's list while it lives */
-    runner_stop(&t->r);
+    e2e_runner_stop(&t->r);
     hvi_linux_process *p = NULL;
     size_t n = 0;
     CHECK_OK(hvi_linux_events_processes(t->e, &p, &n));
@@ -277,7 +237,7 @@ static void workload_events(struct guest *t)
     fprintf(stderr, "  background pid %d in the engine's list: %s\n", bg, x ? x->comm : "no");
     CHECK(x != NULL);
     hvi_linux_free(p);
-    runner_start(&t->r);
+    e2e_runner_start(&t->r);
 
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "kill -9 %d; wait %d; echo HVI-KILLED", bg, bg);
@@ -294,7 +254,7 @@ static void workload_modules(struct guest *t)
     drain(&t->r);
     CHECK(seen(HVI_EVENT_MODULE_LOAD, -2, "name=crc7 "));
     char *mods = sh(t->vm, "hvi-modules");
-    runner_stop(&t->r);
+    e2e_runner_stop(&t->r);
     CHECK(module_listed(t->e, "crc7"));
     /* every /proc/modules line is in the engine's list and the counts agree */
     hvi_linux_module *m = NULL;
@@ -317,15 +277,15 @@ static void workload_modules(struct guest *t)
     free(b);
     free(mods);
     hvi_linux_free(m);
-    runner_start(&t->r);
+    e2e_runner_start(&t->r);
     out = sh(t->vm, "rmmod crc7 && echo HVI-RM-OK");
     CHECK(strstr(out, "HVI-RM-OK") != NULL);
     free(out);
     drain(&t->r);
     CHECK(seen(HVI_EVENT_MODULE_UNLOAD, -2, "name=crc7 "));
-    runner_stop(&t->r);
+    e2e_runner_stop(&t->r);
     CHECK(!module_listed(t->e, "crc7"));
-    runner_start(&t->r);
+    e2e_runner_start(&t->r);
 }
 
 static void compare_lists(struct guest *t)
@@ -334,7 +294,7 @@ static void compare_lists(struct guest *t)
     char *ps = hvi_qemu_block(out, "ps");
     free(out);
     REQUIRE(ps);
-    runner_stop(&t->r);
+    e2e_runner_stop(&t->r);
     hvi_linux_process *p = NULL;
     size_t n = 0;
     compare_with_walk(t->e, &t->g, &p, &n);
@@ -342,14 +302,14 @@ static void compare_lists(struct guest *t)
         compare_with_proc(p, n, ps);
     hvi_linux_free(p);
     free(ps);
-    runner_start(&t->r);
+    e2e_runner_start(&t->r);
 }
 
 /* More events than the ring holds while nobody drains: records are lost, the engine walks its
  * lists again, and they equal the guest's again. */
 static void ring_overflow(struct guest *t)
 {
-    runner_stop(&t->r); /* no drain now; no breakpoint either, so the guest runs on */
+    e2e_runner_stop(&t->r); /* no drain now; no breakpoint either, so the guest runs on */
     hvi_linux_indetour_stats a, b;
     hvi_linux_events_stats s;
     CHECK_OK(hvi_linux_indetour_stats_get(t->e, &a));
@@ -367,7 +327,7 @@ static void ring_overflow(struct guest *t)
     pthread_mutex_lock(&g_rec.mu); /* ~8 000 event alerts: make room for the checks after */
     g_rec.n = 0;
     pthread_mutex_unlock(&g_rec.mu);
-    runner_start(&t->r);
+    e2e_runner_start(&t->r);
     compare_lists(t);
 }
 
@@ -392,7 +352,7 @@ static void ring_asks(hvi_engine *e, const hvi_glue *g, uint32_t *asking, uint32
 
 static void block_exec(struct guest *t)
 {
-    runner_stop(&t->r);
+    e2e_runner_stop(&t->r);
     uint32_t asking = 0, answered = 0;
     ring_asks(t->e, &t->g, &asking, &answered);
     fprintf(stderr, "  exec records before blocking: %u asking (nobody watched), %u answered\n",
@@ -412,7 +372,7 @@ static void block_exec(struct guest *t)
     CHECK_EQ_U64(s.watchpoints, 1);
     CHECK_EQ_U64(s.in_guest, 5);
     uint64_t hits0 = s.breakpoint_hits, bells0 = s.doorbell_hits;
-    runner_start(&t->r);
+    e2e_runner_start(&t->r);
     char *out = sh(t->vm, "/bin/uname -s; echo HVI-RC $?");
     fprintf(stderr, "  blocked exec printed: %s", out);
     CHECK(strstr(out, "Permission denied") != NULL);
@@ -427,9 +387,9 @@ static void block_exec(struct guest *t)
     drain(&t->r);
     CHECK(seen(HVI_EVENT_PROCESS_EXEC, -2, "filename=/bin/echo "));
     CHECK(!seen(HVI_EVENT_PROCESS_EXEC, -2, "filename=/bin/uname "));
-    runner_stop(&t->r);
+    e2e_runner_stop(&t->r);
     CHECK_OK(hvi_linux_events_stats_get(t->e, &s));
-    runner_start(&t->r);
+    e2e_runner_start(&t->r);
     fprintf(stderr, "  exec decisions: %llu doorbell stops, %llu breakpoint stops\n",
             (unsigned long long)(s.doorbell_hits - bells0),
             (unsigned long long)(s.breakpoint_hits - hits0));
@@ -491,13 +451,13 @@ HVI_TEST(events_follow_the_guest_and_exec_is_blocked)
     CHECK_EQ_U64(s0.breakpoints, 0); /* blocking off: no breakpoint at all */
     t.r.q = t.q;
     t.r.e = t.e;
-    runner_start(&t.r);
+    e2e_runner_start(&t.r);
     workload_events(&t);
     workload_modules(&t);
     compare_lists(&t);
     ring_overflow(&t);
     block_exec(&t);
-    runner_stop(&t.r);
+    e2e_runner_stop(&t.r);
 
     hvi_linux_events_stats s;
     CHECK_OK(hvi_linux_events_stats_get(t.e, &s));
