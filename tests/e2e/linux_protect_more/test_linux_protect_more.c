@@ -30,6 +30,7 @@
 #include "../qemu/qemu_util.h"
 #include "../support_util.h"
 #include "harness.h"
+#include "../runner_util.h"
 #include "hvi/alert.h"
 #include "hvi/linux.h"
 #include "hvi/linux_protect.h"
@@ -98,46 +99,20 @@ struct ctx {
     hvi_qemu *q;
     hvi_engine *e;
     struct seen seen;
-    pthread_t th;
-    atomic_bool stop;
-    atomic_uint ticks;
-    bool on;
-    hvi_status failed;
+    struct e2e_runner r; /* the event loop (q, e copied in at start) */
 };
 
-/* The event loop thread: serve events (breakpoints, watchpoints), tick the timer ~300 ms. */
-static void *run_loop(void *p)
-{
-    struct ctx *c = p;
-    while (!atomic_load(&c->stop)) {
-        uint32_t ev = 0;
-        hvi_status st = hvi_qemu_run(c->q, c->e, 300, 0, &ev);
-        if (st != HVI_OK && st != HVI_E_TIMEOUT) {
-            c->failed = st;
-            break;
-        }
-        hvi_timer_tick(c->e);
-        atomic_fetch_add(&c->ticks, 1);
-    }
-    return NULL;
-}
-
+/* The event loop (tests/e2e/runner_util.h): serve events, tick the timer every ~300 ms. Engine
+ * calls from the main thread (memory reads, detach) happen with the loop stopped. */
 static void runner_start(struct ctx *c)
 {
-    atomic_store(&c->stop, false);
-    c->on = pthread_create(&c->th, NULL, run_loop, c) == 0;
-    REQUIRE(c->on);
+    c->r.q = c->q, c->r.e = c->e, c->r.tick_ms = 300;
+    e2e_runner_start(&c->r);
 }
 
-/* Engine calls from the main thread (memory reads, detach) happen with the loop stopped. */
 static void runner_stop(struct ctx *c)
 {
-    if (!c->on)
-        return;
-    atomic_store(&c->stop, true);
-    pthread_join(c->th, NULL);
-    c->on = false;
-    CHECK_EQ_U64(c->failed, HVI_OK);
+    e2e_runner_stop(&c->r);
 }
 
 /* Run a guest shell command; its output in out (may be NULL). */
@@ -156,8 +131,8 @@ static hvi_status sh(struct ctx *c, const char *cmd, char *out, size_t outsz)
 /* Wait until the loop thread has ticked `n` more times (bounded: 30 s). */
 static void ticks(struct ctx *c, int n)
 {
-    unsigned target = atomic_load(&c->ticks) + (unsigned)n;
-    for (int i = 0; i < 3000 && c->on && atomic_load(&c->ticks) < target; i++)
+    unsigned target = atomic_load(&c->r.ticks) + (unsigned)n;
+    for (int i = 0; i < 3000 && c->r.on && atomic_load(&c->r.ticks) < target; i++)
         usleep(10000);
 }
 
