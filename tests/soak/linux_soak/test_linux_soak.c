@@ -46,6 +46,7 @@
 #include "../../e2e/qemu/qemu_util.h"
 #include "../../e2e/support_util.h"
 #include "harness.h"
+#include "../../e2e/runner_util.h"
 #include "hvi/alert.h"
 #include "hvi/linux.h"
 #include "hvi/linux_events.h"
@@ -90,51 +91,27 @@ static void rec_get(uint64_t *events, uint64_t *alerts, uint64_t *loads, uint64_
     pthread_mutex_unlock(&g_rec.mu);
 }
 
-/* ---- the event loop thread (as in tests/e2e/linux_protect) ---- */
+/* ---- the event loop thread ---- */
 
 struct soak {
     hvi_qemu_vm *vm;
     hvi_qemu *q;
     hvi_glue g;
     hvi_engine *e;
-    pthread_t th;
-    atomic_bool stop;
-    bool on;
-    hvi_status failed;
+    struct e2e_runner r; /* the event loop (q, e copied in at start) */
 };
 
-static void *run_loop(void *p)
-{
-    struct soak *c = p;
-    while (!atomic_load(&c->stop)) {
-        uint32_t ev = 0;
-        hvi_status st = hvi_qemu_run(c->q, c->e, 100, 0, &ev);
-        if (st != HVI_OK && st != HVI_E_TIMEOUT) {
-            c->failed = st;
-            break;
-        }
-        hvi_timer_tick(c->e); /* protection checks, ring drains */
-    }
-    return NULL;
-}
-
+/* tests/e2e/runner_util.h, slices of 100 ms; engine calls from the main thread happen with the
+ * loop stopped (the engine is not thread-safe). */
 static void runner_start(struct soak *c)
 {
-    atomic_store(&c->stop, false);
-    c->on = pthread_create(&c->th, NULL, run_loop, c) == 0;
-    CHECK(c->on);
+    c->r.q = c->q, c->r.e = c->e, c->r.tick_ms = 100;
+    e2e_runner_start(&c->r);
 }
 
-/* Engine calls from the main thread happen with the loop stopped (the engine is not
- * thread-safe). */
 static void runner_stop(struct soak *c)
 {
-    if (!c->on)
-        return;
-    atomic_store(&c->stop, true);
-    pthread_join(c->th, NULL);
-    c->on = false;
-    CHECK_EQ_U64(c->failed, HVI_OK);
+    e2e_runner_stop(&c->r);
 }
 
 static bool g_console_dead; /* a command timed out: the guest no longer answers */
