@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "hvi/cami.h"
 #include "hvi/linux.h"
 #include "hvi_dump.h"
@@ -22,25 +23,6 @@
 #include "hvi_qemu_dump.h"
 
 #define REPS 9
-
-static double ms_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(double), cmp_d);
-    return v[n / 2];
-}
 
 /* Attach + list through `g`; the time in ms, or -1. */
 static double attach_list(const hvi_glue *g, const void *support, size_t len, size_t *nproc)
