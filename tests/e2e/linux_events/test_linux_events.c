@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "../qemu/qemu_util.h"
+#include "../proc_compare.h"
 #include "guest/linux/lix_indetour.h"
 #include "harness.h"
 #include "../runner_util.h"
@@ -98,25 +99,6 @@ static char *sh(hvi_qemu_vm *vm, const char *cmd)
 }
 
 /* ---- comparisons ---- */
-
-static bool transient(const char *comm)
-{
-    return !strcmp(comm, "hvi-ps") || !strcmp(comm, "cat") || !strncmp(comm, "kworker/", 8);
-}
-
-static bool comm_eq(const char *hvi, const char *proc)
-{
-    size_t n = strlen(hvi);
-    return !strcmp(hvi, proc) || (n == 15 && !strncmp(hvi, proc, n));
-}
-
-static const hvi_linux_process *find_pid(const hvi_linux_process *p, size_t n, int32_t pid)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i].pid == pid)
-            return &p[i];
-    return NULL;
-}
 
 /* The engine's list == /proc (console hvi-ps), both ways, minus the helper's own processes. */
 static void compare_with_proc(const hvi_linux_process *p, size_t n, const char *ps)

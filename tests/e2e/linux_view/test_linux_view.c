@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../qemu/qemu_util.h"
+#include "../proc_compare.h"
 #include "../support_util.h"
 #include "guest/linux/lix.h"
 #include "hvi/cami.h"
@@ -41,18 +42,7 @@ static char *console_block(hvi_qemu_vm *vm, const char *cmd, const char *block)
 }
 
 /* Commands of the console helper itself: alive while /proc was listed, gone when hvi looks. */
-static bool transient(const char *comm)
-{
-    return !strcmp(comm, "hvi-ps") || !strcmp(comm, "cat") || !strncmp(comm, "kworker/", 8);
-}
-
 /* task->comm holds 15 characters; /proc/PID/comm shows a kernel thread's full name. */
-static bool comm_eq(const char *hvi, const char *proc)
-{
-    size_t n = strlen(hvi);
-    return !strcmp(hvi, proc) || (n == 15 && !strncmp(hvi, proc, n));
-}
-
 static bool proc_has(const char *list, int pid, const char *comm)
 {
     char *copy = strdup(list), *save = NULL;

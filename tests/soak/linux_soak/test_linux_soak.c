@@ -46,6 +46,7 @@
 #include "../../e2e/qemu/qemu_util.h"
 #include "../../e2e/support_util.h"
 #include "harness.h"
+#include "../../e2e/proc_compare.h"
 #include "../../e2e/runner_util.h"
 #include "hvi/alert.h"
 #include "hvi/linux.h"
@@ -269,26 +270,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* The console's own short-lived helpers, absent from one side or the other. */
-static bool transient(const char *comm)
-{
-    return !strcmp(comm, "hvi-ps") || !strcmp(comm, "cat") || !strncmp(comm, "kworker/", 8);
-}
-
-static bool comm_eq(const char *hvi, const char *proc)
-{
-    size_t n = strlen(hvi);
-    return !strcmp(hvi, proc) || (n == 15 && !strncmp(hvi, proc, n));
-}
-
-static const hvi_linux_process *find_pid(const hvi_linux_process *p, size_t n, int32_t pid)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i].pid == pid)
-            return &p[i];
-    return NULL;
 }
 
 /* The engine's process list == a task-list walk (guest paused) and == /proc (`ps`, taken
